@@ -1,0 +1,37 @@
+# The README's two set-up commands: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+DEMO_OUT ?= demo_output
+
+.PHONY: demo test venv tools clean
+
+venv: $(STAMP)
+
+# torch first, from the local CPU wheel (any other spec pulls a multi-GB CUDA build),
+# then the package with its dev extras. Re-runs only when setup.py changes.
+$(STAMP): setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	# piq for HaarPSI, without its torchvision dependency (HaarPSI does not use it;
+	# PyPI's torchvision does not load beside the CPU torch wheel)
+	$(PY) -m pip install -q --no-deps 'piq>=0.8'
+	touch $(STAMP)
+
+# Debian tools used by the tests as independent references (installed when missing).
+tools:
+	@command -v ismrmrd_generate_cartesian_shepp_logan >/dev/null 2>&1 || \
+	  { (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ismrmrd-tools) >/dev/null \
+	    || echo "warning: could not install ismrmrd-tools; tests that need it will report it"; }
+
+demo: venv
+	$(VENV)/bin/crunet demo --out $(DEMO_OUT)
+
+test: venv tools
+	$(PY) -m pytest -q tests
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) *.egg-info

@@ -1,0 +1,58 @@
+"""The ``crunet`` command: one console script, one subcommand per job.
+
+Each subcommand lives in its own module with ``add_parser(subparsers)`` and
+``run(args) -> int``; modules are imported only when their command runs, so
+``crunet --help`` stays fast. Errors on bad input (:class:`InputError`) are
+printed as one line naming the problem and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from recon import __version__
+from recon.errors import CrunetError
+
+#: subcommand -> (module, one-line help). Order is the order of ``crunet --help``.
+COMMANDS = {
+    "simulate": ("recon.cli.simulate", "simulate a multi-coil cine scan and write ISMRMRD raw data"),
+    "inspect": ("recon.cli.inspect", "read an ISMRMRD raw file and summarise it per slice"),
+    "convert": ("recon.cli.convert", "convert CMRxRecon2023 cine .mat files to ISMRMRD raw data"),
+    "demo": ("recon.cli.demo", "simulate, reconstruct and report on an embedded default dataset"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="crunet",
+        description="crunet-gadgetron: accelerated cardiac cine reconstruction for Gadgetron.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module)
+        importlib.import_module(module).add_parser(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(importlib.import_module(args._module).run(args) or 0)
+    except CrunetError as exc:
+        print(f"crunet {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"crunet {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

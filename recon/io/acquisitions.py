@@ -1,0 +1,386 @@
+"""Acquisitions <-> per-slice arrays: the single place that knows line layout.
+
+* :func:`slice_to_acquisitions` turns one slice of k-space ``[t, c, ky, kx]`` and its
+  line mask into ISMRMRD acquisition headers and data, ordered like a segmented
+  cine (heartbeat -> cardiac phase -> lines of the segment), with calibration,
+  first/last-in-slice flags, geometry and time stamps.
+* :func:`assemble_slices` is the inverse for any Cartesian ISMRMRD stream (ours,
+  ``ismrmrd_generate_cartesian_shepp_logan``'s, a Gadgetron bucket's): it checks
+  every header against the encoding limits and returns one :class:`SliceData`
+  per slice.
+
+Headers travel as NumPy structured arrays of :data:`ACQ_HEADER_DTYPE` (the HDF5
+layout), data as a list of complex64 ``[c, samples]`` arrays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import ismrmrd.xsd as xsd
+
+from recon.errors import InputError
+from recon.io import flags as F
+from recon.io.header import EncodingInfo, Limit
+from recon.slicedata import ACQ_HEADER_DTYPE, Geometry, SliceData
+
+#: ISMRMRD time stamps count ticks of 2.5 ms (the convention of Siemens and Gadgetron).
+TICK_MS = 2.5
+
+FRAME_DIMS = ("phase", "repetition")
+
+
+@dataclass(frozen=True)
+class CineTiming:
+    """Segmented, ECG-triggered cine timing used to stamp acquisitions."""
+
+    rr_ms: float = 1000.0
+    tr_ms: float = 3.4
+    views_per_segment: int = 8
+    start_ms: float = 36_000_000.0  # 10:00:00 after midnight
+
+
+def slice_to_acquisitions(
+    kspace: np.ndarray,
+    mask: np.ndarray,
+    acs_lines: np.ndarray,
+    slice_index: int,
+    geometry: Geometry,
+    timing: CineTiming = CineTiming(),
+    center_sample: int | None = None,
+    scan_counter_start: int = 0,
+    time_offset_ms: float = 0.0,
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Acquisitions of one cine slice.
+
+    Parameters
+    ----------
+    kspace : complex ``[t, c, ky, kx]`` on the encoded grid.
+    mask : bool ``[t, ky]``; imaging lines to emit per frame.
+    acs_lines : ky indices of the calibration block. Calibration lines that are
+        also imaging lines get ``ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING``; those
+        not in the frame's mask are emitted as ``ACQ_IS_PARALLEL_CALIBRATION``.
+    slice_index : ``idx.slice`` of every acquisition.
+    geometry : position and orientation stamped on every acquisition.
+    timing : heartbeat/TR model for ``acquisition_time_stamp`` and
+        ``physiology_time_stamp[0]`` (trigger delay), both in 2.5 ms ticks.
+    center_sample : readout sample of k-space centre; default ``kx // 2``.
+    scan_counter_start, time_offset_ms : continue counters across slices.
+
+    Returns
+    -------
+    headers : ``ACQ_HEADER_DTYPE [n]``; data : list of n complex64 ``[c, kx]``.
+    The first acquisition has ``ACQ_FIRST_IN_SLICE``, the last ``ACQ_LAST_IN_SLICE``.
+    """
+    kspace = np.asarray(kspace)
+    mask = np.asarray(mask, dtype=bool)
+    n_t, n_c, n_ky, n_kx = kspace.shape
+    if mask.shape != (n_t, n_ky):
+        raise InputError(f"mask shape {mask.shape} does not match k-space frames/lines {(n_t, n_ky)}")
+    acs = np.zeros(n_ky, dtype=bool)
+    acs[np.asarray(acs_lines, dtype=np.int64)] = True
+    lines_per_frame = [np.flatnonzero(mask[t] | acs) for t in range(n_t)]
+    vps = max(1, int(timing.views_per_segment))
+    n_beats = max(int(np.ceil(len(lines) / vps)) for lines in lines_per_frame)
+    phase_ms = timing.rr_ms / n_t
+    order = []  # (beat, frame, position in segment, ky)
+    for t, lines in enumerate(lines_per_frame):
+        for b, segment in enumerate(np.array_split(lines, n_beats)):
+            order.extend((b, t, j, int(ky)) for j, ky in enumerate(segment))
+    order.sort()
+    headers = np.zeros(len(order), dtype=ACQ_HEADER_DTYPE)
+    data = []
+    c_sample = n_kx // 2 if center_sample is None else int(center_sample)
+    for n, (b, t, j, ky) in enumerate(order):
+        h = headers[n]
+        h["version"] = 1
+        flag = np.uint64(0)
+        if acs[ky]:
+            flag |= F.CALIBRATION_AND_IMAGING if mask[t, ky] else F.CALIBRATION
+        h["flags"] = flag
+        h["scan_counter"] = scan_counter_start + n
+        trigger_ms = t * phase_ms + j * timing.tr_ms
+        abs_ms = timing.start_ms + time_offset_ms + b * timing.rr_ms + trigger_ms
+        h["acquisition_time_stamp"] = int(round(abs_ms / TICK_MS))
+        h["physiology_time_stamp"][0] = int(round(trigger_ms / TICK_MS))
+        h["number_of_samples"] = n_kx
+        h["available_channels"] = n_c
+        h["active_channels"] = n_c
+        h["center_sample"] = c_sample
+        h["sample_time_us"] = 2.5
+        h["position"] = geometry.position
+        h["read_dir"] = geometry.read_dir
+        h["phase_dir"] = geometry.phase_dir
+        h["slice_dir"] = geometry.slice_dir
+        h["patient_table_position"] = geometry.patient_table_position
+        h["idx"]["kspace_encode_step_1"] = ky
+        h["idx"]["slice"] = slice_index
+        h["idx"]["phase"] = t
+        h["idx"]["segment"] = b
+        data.append(np.ascontiguousarray(kspace[t, :, ky, :], dtype=np.complex64))
+    headers["flags"][0] |= F.FIRST_IN_SLICE
+    headers["flags"][-1] |= F.LAST_IN_SLICE
+    # channel_mask: the first n_c bits set
+    for ch in range(n_c):
+        headers["channel_mask"][:, ch // 64] |= np.uint64(1) << np.uint64(ch % 64)
+    return headers, data
+
+
+def scan_to_acquisitions(
+    slices: list[tuple[np.ndarray, np.ndarray, Geometry]],
+    acs_lines: np.ndarray,
+    timing: CineTiming = CineTiming(),
+    noise: np.ndarray | None = None,
+    beats_between_slices: int = 20,
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Acquisitions of a multi-slice cine scan, in scanner order.
+
+    ``slices`` holds ``(kspace [t, c, ky, kx], mask [t, ky], geometry)`` per slice
+    (slice index = position in the list). The noise scan ``[c, n]`` comes first when
+    given; slices follow one another, ``beats_between_slices`` heartbeats apart (a
+    breath-hold each); the last acquisition is flagged ``ACQ_LAST_IN_MEASUREMENT``.
+    """
+    heads, data = [], []
+    if noise is not None:
+        nh, nd = noise_acquisitions(noise)
+        heads.append(nh)
+        data += nd
+    counter = 0
+    for z, (kspace, mask, geometry) in enumerate(slices):
+        h, d = slice_to_acquisitions(
+            kspace, mask, acs_lines, z, geometry, timing, scan_counter_start=counter,
+            time_offset_ms=z * beats_between_slices * timing.rr_ms,
+        )
+        counter += len(h)
+        heads.append(h)
+        data += d
+    headers = np.concatenate(heads)
+    headers["flags"][-1] |= F.LAST_IN_MEASUREMENT
+    return headers, data
+
+
+def noise_acquisitions(noise: np.ndarray, samples_per_line: int = 256) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Noise-scan acquisitions (``ACQ_IS_NOISE_MEASUREMENT``) from noise ``[c, n]``."""
+    noise = np.asarray(noise, dtype=np.complex64)
+    n_c, n = noise.shape
+    n_lines = max(1, n // samples_per_line)
+    headers = np.zeros(n_lines, dtype=ACQ_HEADER_DTYPE)
+    data = []
+    for i in range(n_lines):
+        headers[i]["version"] = 1
+        headers[i]["flags"] = F.NOISE
+        headers[i]["scan_counter"] = i
+        headers[i]["number_of_samples"] = samples_per_line
+        headers[i]["available_channels"] = n_c
+        headers[i]["active_channels"] = n_c
+        headers[i]["sample_time_us"] = 2.5
+        data.append(np.ascontiguousarray(noise[:, i * samples_per_line:(i + 1) * samples_per_line]))
+    return headers, data
+
+
+# ---------------------------------------------------------------------------- assembly
+
+
+def _check_limit(values: np.ndarray, limit: Limit, name: str, where: np.ndarray, source: str):
+    bad = (values < limit.minimum) | (values > limit.maximum)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise InputError(
+            f"{source}: acquisition {int(where[i])} has {name} = {int(values[i])}, outside "
+            f"encodingLimits [{limit.minimum}, {limit.maximum}]"
+        )
+
+
+def choose_frame_dim(headers: np.ndarray, frame_dim: str = "auto", source: str = "data") -> str:
+    """The counter that indexes frames: ``phase`` (cine), else ``repetition``.
+
+    ``auto`` picks the counter that varies; both varying is ambiguous and an error.
+    """
+    if frame_dim != "auto":
+        if frame_dim not in FRAME_DIMS:
+            raise InputError(f"frame dimension must be one of {FRAME_DIMS} or 'auto', got '{frame_dim}'")
+        return frame_dim
+    varies = [d for d in FRAME_DIMS if len(headers) and np.ptp(headers["idx"][d]) > 0]
+    if len(varies) > 1:
+        raise InputError(
+            f"{source}: both idx.phase and idx.repetition vary; choose the frame dimension explicitly"
+        )
+    return varies[0] if varies else "phase"
+
+
+def assemble_slices(
+    headers: np.ndarray,
+    data: list[np.ndarray],
+    encoding: EncodingInfo,
+    header: xsd.ismrmrdHeader | None = None,
+    frame_dim: str = "auto",
+    source: str = "data",
+    acq_numbers: np.ndarray | None = None,
+) -> list[SliceData]:
+    """Group imaging/calibration acquisitions by slice and place them on the grid.
+
+    Parameters
+    ----------
+    headers : ``ACQ_HEADER_DTYPE [n]``; noise and auxiliary acquisitions must be
+        removed already (see :func:`split_noise`).
+    data : n complex64 arrays ``[c, samples]``.
+    encoding : limits and matrix sizes every header is checked against.
+    frame_dim : ``"phase"``, ``"repetition"`` or ``"auto"``.
+    source : name used in error messages (file name, "bucket", ...).
+    acq_numbers : position of each acquisition in its source, for error messages.
+
+    Returns
+    -------
+    One :class:`SliceData` per distinct ``idx.slice``, in ascending order.
+
+    Raises
+    ------
+    InputError : inconsistent coil counts, indices outside ``encodingLimits``,
+        readouts that do not fit the encoded matrix, a slice without calibration
+        lines, or no acquisitions at all.
+    """
+    n = len(headers)
+    if n == 0:
+        raise InputError(f"{source}: no imaging acquisitions")
+    if len(data) != n:
+        raise InputError(f"{source}: {n} headers but {len(data)} data arrays")
+    where = np.arange(n) if acq_numbers is None else np.asarray(acq_numbers)
+    channels = headers["active_channels"].astype(np.int64)
+    if np.any(channels != channels[0]):
+        i = int(np.flatnonzero(channels != channels[0])[0])
+        raise InputError(
+            f"{source}: inconsistent coil counts: acquisition {int(where[i])} has {channels[i]} "
+            f"channels, acquisition {int(where[0])} has {channels[0]}"
+        )
+    n_c = int(channels[0])
+    if n_c < 1:
+        raise InputError(f"{source}: acquisitions have no active channels")
+    if encoding.receiver_channels is not None and encoding.receiver_channels != n_c:
+        raise InputError(
+            f"{source}: inconsistent coil counts: header says receiverChannels = "
+            f"{encoding.receiver_channels}, acquisitions carry {n_c}"
+        )
+    for i, (h, d) in enumerate(zip(headers, data)):
+        if d.shape != (n_c, int(h["number_of_samples"])):
+            raise InputError(
+                f"{source}: acquisition {int(where[i])} data shape {d.shape} does not match its header "
+                f"({n_c} channels x {int(h['number_of_samples'])} samples)"
+            )
+    idx = headers["idx"]
+    ky_values = idx["kspace_encode_step_1"].astype(np.int64)
+    _check_limit(ky_values, encoding.ky, "kspace_encode_step_1", where, source)
+    n_ky = encoding.encoded_matrix[1]
+    if ky_values.max() >= n_ky:
+        i = int(np.argmax(ky_values))
+        raise InputError(
+            f"{source}: acquisition {int(where[i])} has kspace_encode_step_1 = {ky_values[i]}, beyond "
+            f"the encoded matrix ({n_ky} lines)"
+        )
+    _check_limit(idx["slice"].astype(np.int64), encoding.slice, "slice", where, source)
+    fdim = choose_frame_dim(headers, frame_dim, source)
+    limit = encoding.phase if fdim == "phase" else encoding.repetition
+    frames = idx[fdim].astype(np.int64)
+    _check_limit(frames, limit, fdim, where, source)
+    n_samples = headers["number_of_samples"].astype(np.int64)
+    n_kx = _readout_size(n_samples, encoding, source)
+    offsets = np.where(
+        n_samples == n_kx, 0, n_kx // 2 - headers["center_sample"].astype(np.int64)
+    )
+    bad = (offsets < 0) | (offsets + n_samples > n_kx)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise InputError(
+            f"{source}: acquisition {int(where[i])} readout ({n_samples[i]} samples, centre "
+            f"{int(headers['center_sample'][i])}) does not fit the {n_kx}-sample encoded readout"
+        )
+    n_t = int(limit.maximum + 1) if limit.maximum > 0 else int(frames.max() + 1)
+    n_t = max(n_t, int(frames.max() + 1))
+    fl = headers["flags"]
+    calib = F.is_calibration(fl)
+    imaging = F.is_imaging(fl)
+    reverse = F.has(fl, F.REVERSE)
+
+    slices = []
+    for s in np.unique(idx["slice"]):
+        sel = np.flatnonzero(idx["slice"] == s)
+        if not calib[sel].any():
+            raise InputError(
+                f"{source}: slice {int(s)} has no calibration lines (no acquisition flagged "
+                f"ACQ_IS_PARALLEL_CALIBRATION or ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING)"
+            )
+        acs_lines = np.unique(ky_values[sel][calib[sel]])
+        acs_pos = {int(k): j for j, k in enumerate(acs_lines)}
+        kspace = np.zeros((n_t, n_c, n_ky, n_kx), dtype=np.complex64)
+        counts = np.zeros((n_t, n_ky), dtype=np.int32)
+        acs = np.zeros((n_t, n_c, len(acs_lines), n_kx), dtype=np.complex64)
+        acs_counts = np.zeros((n_t, len(acs_lines)), dtype=np.int32)
+        best = np.full(n_t, -1, dtype=np.int64)
+        best_dist = np.full(n_t, np.iinfo(np.int64).max)
+        for i in sel:
+            t, ky, o, ns = int(frames[i]), int(ky_values[i]), int(offsets[i]), int(n_samples[i])
+            line = np.zeros((n_c, n_kx), dtype=np.complex64)
+            d = data[i]
+            line[:, o:o + ns] = d[:, ::-1] if reverse[i] else d
+            if imaging[i]:
+                kspace[t, :, ky] += line
+                counts[t, ky] += 1
+            if calib[i]:
+                acs[t, :, acs_pos[ky]] += line
+                acs_counts[t, acs_pos[ky]] += 1
+            dist = abs(ky - encoding.ky.center)
+            if dist < best_dist[t]:
+                best[t], best_dist[t] = i, dist
+        if (best < 0).any():
+            missing = [int(t) for t in np.flatnonzero(best < 0)]
+            raise InputError(f"{source}: slice {int(s)} has no acquisitions for {fdim} {missing}")
+        repeated = counts > 1
+        if repeated.any():  # averages: mean of repeated lines
+            kspace[repeated.nonzero()[0], :, repeated.nonzero()[1]] /= counts[repeated][:, None, None]
+        acs_rep = acs_counts > 1
+        if acs_rep.any():
+            acs[acs_rep.nonzero()[0], :, acs_rep.nonzero()[1]] /= acs_counts[acs_rep][:, None, None]
+        slices.append(
+            SliceData(
+                kspace=kspace,
+                mask=counts > 0,
+                acs=acs,
+                acs_lines=acs_lines.astype(np.int64),
+                acs_mask=acs_counts > 0,
+                acq_headers=headers[sel].copy(),
+                frame_headers=headers[best].copy(),
+                encoding=encoding,
+                header=header,
+                slice_index=int(s),
+                frame_dim=fdim,
+            )
+        )
+    return slices
+
+
+def _readout_size(n_samples: np.ndarray, encoding: EncodingInfo, source: str) -> int:
+    """Readout length of the grid: encoded x, or recon x if oversampling was removed upstream."""
+    enc_x, rec_x = encoding.encoded_matrix[0], encoding.recon_matrix[0]
+    if np.all(n_samples == rec_x) and enc_x != rec_x:
+        return rec_x
+    if n_samples.max() > enc_x:
+        raise InputError(
+            f"{source}: readouts have up to {int(n_samples.max())} samples, more than the encoded "
+            f"matrix x = {enc_x}"
+        )
+    return enc_x
+
+
+def split_noise(headers: np.ndarray, data: list[np.ndarray]):
+    """Separate noise scans and auxiliary lines from imaging/calibration acquisitions.
+
+    Returns ``(keep_index, noise)``: indices of the acquisitions to assemble and the
+    noise samples as complex64 ``[c, n]`` (``None`` when there is no noise scan).
+    """
+    fl = headers["flags"]
+    noise_sel = np.flatnonzero(F.is_noise(fl))
+    keep = np.flatnonzero(~F.is_noise(fl) & ~F.has(fl, F.NON_IMAGING))
+    noise = None
+    if len(noise_sel):
+        noise = np.concatenate([np.asarray(data[i], dtype=np.complex64) for i in noise_sel], axis=1)
+    return keep, noise

@@ -1,0 +1,239 @@
+"""ISMRMRD XML header: build one for a cine protocol, parse and validate any.
+
+:class:`EncodingInfo` is the one place where the numbers the reconstruction needs
+(matrix sizes, limits, acceleration, coils) are read out of an ``ismrmrdHeader``;
+the raw-file reader, the converter and the Gadgetron gadgets all use it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import ismrmrd.xsd as xsd
+
+from recon.errors import InputError
+
+
+@dataclass(frozen=True)
+class Limit:
+    """One ``encodingLimits`` entry (inclusive minimum/maximum, centre)."""
+
+    minimum: int
+    maximum: int
+    center: int
+
+    @property
+    def size(self) -> int:
+        return self.maximum - self.minimum + 1
+
+
+@dataclass(frozen=True)
+class EncodingInfo:
+    """What the reconstruction needs from ``encoding[0]`` of a header.
+
+    Matrix sizes are ``(x, y, z)`` as in the XML; ``encoded_matrix[0]`` includes
+    readout oversampling, ``recon_matrix[0]`` does not.
+    """
+
+    encoded_matrix: tuple[int, int, int]
+    recon_matrix: tuple[int, int, int]
+    encoded_fov_mm: tuple[float, float, float]
+    recon_fov_mm: tuple[float, float, float]
+    trajectory: str
+    ky: Limit
+    phase: Limit
+    slice: Limit
+    repetition: Limit
+    acceleration: tuple[int, int]
+    calibration_mode: str | None
+    receiver_channels: int | None
+
+    @property
+    def readout_oversampling(self) -> float:
+        """Encoded over recon readout size (2.0 for the usual 2x oversampling)."""
+        return self.encoded_matrix[0] / self.recon_matrix[0]
+
+
+def parse_header(xml: str | bytes, source: str = "header") -> xsd.ismrmrdHeader:
+    """Parse ISMRMRD XML into an ``ismrmrdHeader``; bad XML raises :class:`InputError`."""
+    if isinstance(xml, str):
+        xml = xml.encode()
+    if not xml or not xml.strip():
+        raise InputError(f"{source}: the ISMRMRD XML header is empty")
+    try:
+        header = xsd.CreateFromDocument(xml)
+    except Exception as exc:  # xsdata raises ParserError, TypeError, ValueError...
+        raise InputError(f"{source}: not a valid ISMRMRD XML header ({exc})") from None
+    if not isinstance(header, xsd.ismrmrdHeader):
+        raise InputError(f"{source}: XML root is not <ismrmrdHeader>")
+    return header
+
+
+def header_to_xml(header: xsd.ismrmrdHeader) -> str:
+    """Serialise a header to an XML string."""
+    return xsd.ToXML(header)
+
+
+def _limit(limits, name: str) -> Limit:
+    value = getattr(limits, name, None) if limits is not None else None
+    if value is None:
+        return Limit(0, 0, 0)
+    return Limit(int(value.minimum), int(value.maximum), int(value.center))
+
+
+def encoding_info(header: xsd.ismrmrdHeader, source: str = "header") -> EncodingInfo:
+    """Extract and check :class:`EncodingInfo` from ``header.encoding[0]``.
+
+    Raises :class:`InputError` for a header without encoding, a non-Cartesian
+    trajectory, or missing/zero matrix sizes.
+    """
+    if not header.encoding:
+        raise InputError(f"{source}: header has no <encoding> section")
+    enc = header.encoding[0]
+    traj = enc.trajectory.value if hasattr(enc.trajectory, "value") else str(enc.trajectory)
+    if traj != "cartesian":
+        raise InputError(
+            f"{source}: trajectory is '{traj}'; only Cartesian cine data can be reconstructed"
+        )
+    try:
+        em, rm = enc.encodedSpace.matrixSize, enc.reconSpace.matrixSize
+        ef, rf = enc.encodedSpace.fieldOfView_mm, enc.reconSpace.fieldOfView_mm
+        encoded = (int(em.x), int(em.y), int(em.z))
+        recon = (int(rm.x), int(rm.y), int(rm.z))
+    except AttributeError as exc:
+        raise InputError(f"{source}: encodedSpace/reconSpace incomplete ({exc})") from None
+    if min(encoded) < 1 or min(recon) < 1:
+        raise InputError(f"{source}: matrix sizes must be positive, got encoded {encoded}, recon {recon}")
+    limits = enc.encodingLimits
+    ky = _limit(limits, "kspace_encoding_step_1")
+    if limits is None or limits.kspace_encoding_step_1 is None:
+        ky = Limit(0, encoded[1] - 1, encoded[1] // 2)
+    accel, mode = (1, 1), None
+    if enc.parallelImaging is not None:
+        af = enc.parallelImaging.accelerationFactor
+        accel = (int(af.kspace_encoding_step_1), int(af.kspace_encoding_step_2))
+        cm = enc.parallelImaging.calibrationMode
+        mode = None if cm is None else (cm.value if hasattr(cm, "value") else str(cm))
+    channels = None
+    if header.acquisitionSystemInformation is not None:
+        channels = header.acquisitionSystemInformation.receiverChannels
+    return EncodingInfo(
+        encoded_matrix=encoded,
+        recon_matrix=recon,
+        encoded_fov_mm=(float(ef.x), float(ef.y), float(ef.z)),
+        recon_fov_mm=(float(rf.x), float(rf.y), float(rf.z)),
+        trajectory=traj,
+        ky=ky,
+        phase=_limit(limits, "phase"),
+        slice=_limit(limits, "slice"),
+        repetition=_limit(limits, "repetition"),
+        acceleration=accel,
+        calibration_mode=mode,
+        receiver_channels=None if channels is None else int(channels),
+    )
+
+
+@dataclass(frozen=True)
+class CineProtocol:
+    """Parameters of a 2D multi-slice Cartesian cine protocol (for headers we write).
+
+    ``matrix`` is the reconstructed ``(ny, nx)``; the encoded readout is
+    ``readout_oversampling * nx`` samples over ``readout_oversampling * fov_mm[1]``.
+    """
+
+    matrix: tuple[int, int] = (128, 128)
+    fov_mm: tuple[float, float] = (320.0, 320.0)
+    slice_thickness_mm: float = 8.0
+    readout_oversampling: int = 2
+    n_phases: int = 12
+    n_slices: int = 1
+    n_coils: int = 10
+    acceleration: int = 8
+    n_acs: int = 24
+    calibration_mode: str = "embedded"
+    field_strength_t: float = 1.5
+    tr_ms: float = 3.4
+    te_ms: float = 1.5
+    flip_angle_deg: float = 45.0
+    heart_rate_bpm: float = 60.0
+    view: str = "sax"
+    protocol_name: str = "crunet_cine"
+    noise_dependency_id: str | None = None
+
+
+def build_cine_header(p: CineProtocol) -> xsd.ismrmrdHeader:
+    """An ISMRMRD header for a segmented 2D cine acquisition described by ``p``.
+
+    ``encodedSpace`` carries the readout oversampling, ``reconSpace`` does not;
+    ``encodingLimits`` cover ky, cardiac phase and slice with their centres; the
+    parallel-imaging section holds R and the calibration mode.
+    """
+    ny, nx = p.matrix
+    osf = int(p.readout_oversampling)
+    enc = xsd.encodingType(
+        encodedSpace=xsd.encodingSpaceType(
+            matrixSize=xsd.matrixSizeType(x=nx * osf, y=ny, z=1),
+            fieldOfView_mm=xsd.fieldOfViewMm(x=p.fov_mm[1] * osf, y=p.fov_mm[0], z=p.slice_thickness_mm),
+        ),
+        reconSpace=xsd.encodingSpaceType(
+            matrixSize=xsd.matrixSizeType(x=nx, y=ny, z=1),
+            fieldOfView_mm=xsd.fieldOfViewMm(x=p.fov_mm[1], y=p.fov_mm[0], z=p.slice_thickness_mm),
+        ),
+        encodingLimits=xsd.encodingLimitsType(
+            kspace_encoding_step_0=xsd.limitType(minimum=0, maximum=nx * osf - 1, center=nx * osf // 2),
+            kspace_encoding_step_1=xsd.limitType(minimum=0, maximum=ny - 1, center=ny // 2),
+            kspace_encoding_step_2=xsd.limitType(minimum=0, maximum=0, center=0),
+            slice=xsd.limitType(minimum=0, maximum=p.n_slices - 1, center=p.n_slices // 2),
+            phase=xsd.limitType(minimum=0, maximum=p.n_phases - 1, center=p.n_phases // 2),
+            repetition=xsd.limitType(minimum=0, maximum=0, center=0),
+            average=xsd.limitType(minimum=0, maximum=0, center=0),
+            contrast=xsd.limitType(minimum=0, maximum=0, center=0),
+            set=xsd.limitType(minimum=0, maximum=0, center=0),
+            segment=xsd.limitType(minimum=0, maximum=0, center=0),
+        ),
+        trajectory=xsd.trajectoryType.CARTESIAN,
+        parallelImaging=xsd.parallelImagingType(
+            accelerationFactor=xsd.accelerationFactorType(
+                kspace_encoding_step_1=int(p.acceleration), kspace_encoding_step_2=1
+            ),
+            calibrationMode=xsd.calibrationModeType(p.calibration_mode),
+        ),
+    )
+    dependencies = []
+    if p.noise_dependency_id:
+        dependencies.append(
+            xsd.measurementDependencyType(dependencyType="Noise", measurementID=p.noise_dependency_id)
+        )
+    return xsd.ismrmrdHeader(
+        version=2,
+        measurementInformation=xsd.measurementInformationType(
+            patientPosition=xsd.patientPositionType.HFS,
+            protocolName=p.protocol_name,
+            sequenceName="bSSFP cine",
+            seriesDescription=f"{p.view.upper()} cine R={p.acceleration}",
+            measurementDependency=dependencies,
+        ),
+        acquisitionSystemInformation=xsd.acquisitionSystemInformationType(
+            systemVendor="crunet-gadgetron simulator",
+            systemFieldStrength_T=p.field_strength_t,
+            relativeReceiverNoiseBandwidth=0.793,
+            receiverChannels=p.n_coils,
+            coilLabel=[xsd.coilLabelType(coilNumber=i, coilName=f"coil{i:02d}") for i in range(p.n_coils)],
+        ),
+        experimentalConditions=xsd.experimentalConditionsType(
+            H1resonanceFrequency_Hz=int(round(42.577478e6 * p.field_strength_t))
+        ),
+        encoding=[enc],
+        sequenceParameters=xsd.sequenceParametersType(
+            TR=[p.tr_ms], TE=[p.te_ms], flipAngle_deg=[p.flip_angle_deg], sequence_type="TrueFISP"
+        ),
+        userParameters=xsd.userParametersType(
+            userParameterLong=[
+                xsd.userParameterLongType(name="NumberOfACSLines", value=int(p.n_acs)),
+            ],
+            userParameterDouble=[
+                xsd.userParameterDoubleType(name="HeartRate_bpm", value=float(p.heart_rate_bpm)),
+            ],
+            userParameterString=[xsd.userParameterStringType(name="View", value=p.view)],
+        ),
+    )

@@ -1,0 +1,62 @@
+"""Grid operations on Cartesian k-space: readout oversampling and recon-space crops."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from recon.errors import InputError
+from recon.fft import fftc, ifftc
+
+
+def center_crop(x, shape: tuple[int, ...], axes: tuple[int, ...] = (-2, -1)):
+    """Centre crop along ``axes`` to ``shape``, keeping index ``n // 2`` at ``m // 2``.
+
+    Works on NumPy arrays and torch tensors. A target larger than the input is an error.
+    """
+    if len(shape) != len(axes):
+        raise InputError(f"crop shape {shape} and axes {axes} differ in length")
+    index = [slice(None)] * x.ndim
+    for size, ax in zip(shape, axes):
+        n = x.shape[ax]
+        if size > n or size < 1:
+            raise InputError(f"cannot crop axis of size {n} to {size}")
+        start = n // 2 - size // 2
+        index[ax] = slice(start, start + size)
+    return x[tuple(index)]
+
+
+def remove_readout_oversampling(kspace, recon_x: int):
+    """Crop the readout FOV of k-space ``[..., kx]`` to ``recon_x`` samples.
+
+    The readout is transformed to image space, centre-cropped (the object lies in
+    the central part of an oversampled FOV) and transformed back, so the result is
+    k-space of the recon FOV with ``recon_x`` samples. A readout already of size
+    ``recon_x`` is returned unchanged.
+    """
+    n_x = kspace.shape[-1]
+    if n_x == recon_x:
+        return kspace
+    img = ifftc(kspace, dims=(-1,))
+    return fftc(center_crop(img, (recon_x,), axes=(-1,)), dims=(-1,))
+
+
+def rss(coil_images, coil_axis: int = -3):
+    """Root sum of squares over the coil axis (real, non-negative)."""
+    if isinstance(coil_images, np.ndarray):
+        return np.sqrt(np.sum(np.abs(coil_images) ** 2, axis=coil_axis))
+    return coil_images.abs().pow(2).sum(dim=coil_axis).sqrt()
+
+
+def to_recon_grid(kspace, recon_matrix: tuple[int, int, int]):
+    """k-space ``[..., ky, kx]`` on the encoded grid -> the recon grid.
+
+    Removes readout oversampling (``kx`` -> ``recon_matrix[0]``) and, when the
+    encoded phase-encode matrix is larger than the recon one (phase oversampling),
+    crops ``ky`` in image space the same way.
+    """
+    rx, ry = int(recon_matrix[0]), int(recon_matrix[1])
+    out = remove_readout_oversampling(kspace, rx)
+    if out.shape[-2] > ry:
+        img = ifftc(out, dims=(-2,))
+        out = fftc(center_crop(img, (ry,), axes=(-2,)), dims=(-2,))
+    return out

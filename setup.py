@@ -1,0 +1,45 @@
+"""crunet-gadgetron: CRUNet-MR cine reconstruction as a Gadgetron plugin."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+
+
+def _version() -> str:
+    for line in (HERE / "recon" / "__init__.py").read_text().splitlines():
+        if line.startswith("__version__"):
+            return line.split("=")[1].strip().strip('"')
+    raise RuntimeError("recon/__init__.py has no __version__")
+
+
+setup(
+    name="crunet-gadgetron",
+    version=_version(),
+    description="Accelerated cardiac cine MRI reconstruction (CRUNet-MR with a cross-cascade "
+    "feature bank) as a Gadgetron plugin",
+    long_description=(HERE / "README.md").read_text(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["recon", "recon.*", "gadgets", "gadgets.*"]),
+    install_requires=[
+        # torch is installed first by the Makefile (torch==2.13.0, CPU wheel); any
+        # release in this range works, so pip keeps the one that is there.
+        "torch>=2.1,<=2.14.1",
+        "numpy>=1.24",
+        "scipy>=1.10",
+        "h5py>=3.8",
+        "ismrmrd>=1.14",
+        "gadgetron>=1.4",
+        "pyyaml>=6",
+        "matplotlib>=3.7",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        "dev": ["pytest>=7", "scikit-image>=0.21"],
+    },
+    entry_points={"console_scripts": ["crunet = recon.cli:main"]},
+    include_package_data=True,
+    zip_safe=False,
+)

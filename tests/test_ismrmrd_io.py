@@ -1,0 +1,253 @@
+"""ISMRMRD raw files: header, writer, reader, round trips and bad input."""
+
+import shutil
+import subprocess
+
+import h5py
+import ismrmrd
+import numpy as np
+import pytest
+
+from recon.errors import InputError
+from recon.io import flags as F
+from recon.io.acquisitions import CineTiming, slice_to_acquisitions
+from recon.io.header import CineProtocol, build_cine_header, encoding_info, header_to_xml, parse_header
+from recon.io.raw import read_acquisitions, read_raw, read_reference, write_raw
+from recon.masks import acs_indices, cine_mask
+from recon.slicedata import Geometry
+
+GEOM = Geometry((1.0, -2.0, 3.5), (1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0), (0.0, 0.0, -10.0))
+
+
+def _synthetic(rng, n_t=3, n_c=4, n_ky=32, n_kx=40, R=4, n_acs=8, n_slices=2, shifted=False):
+    p = CineProtocol(matrix=(n_ky, n_kx // 2), n_phases=n_t, n_slices=n_slices, n_coils=n_c,
+                     acceleration=R, n_acs=n_acs)
+    header = build_cine_header(p)
+    heads, data, truth = [], [], []
+    for s in range(n_slices):
+        k = (rng.standard_normal((n_t, n_c, n_ky, n_kx)) + 1j * rng.standard_normal((n_t, n_c, n_ky, n_kx)))
+        k = k.astype(np.complex64)
+        m = cine_mask(n_ky, R, n_acs, n_t, shifted)
+        h, d = slice_to_acquisitions(k, m, acs_indices(n_ky, n_acs), s, GEOM, CineTiming(),
+                                     scan_counter_start=sum(len(x) for x in heads))
+        heads.append(h)
+        data += d
+        truth.append((k * m[:, None, :, None], m))
+    headers = np.concatenate(heads)
+    headers["flags"][-1] |= F.LAST_IN_MEASUREMENT
+    return header, headers, data, truth
+
+
+def test_header_roundtrip_and_encoding_info():
+    p = CineProtocol(matrix=(120, 96), n_phases=20, n_slices=3, n_coils=12, acceleration=10)
+    h = parse_header(header_to_xml(build_cine_header(p)))
+    e = encoding_info(h)
+    assert e.encoded_matrix == (192, 120, 1) and e.recon_matrix == (96, 120, 1)
+    assert e.readout_oversampling == 2
+    assert e.encoded_fov_mm[0] == 2 * e.recon_fov_mm[0]
+    assert (e.ky.maximum, e.ky.center) == (119, 60)
+    assert (e.phase.maximum, e.slice.maximum) == (19, 2)
+    assert e.acceleration == (10, 1) and e.calibration_mode == "embedded"
+    assert e.receiver_channels == 12
+
+
+def test_roundtrip_exact(tmp_path, rng):
+    header, headers, data, truth = _synthetic(rng)
+    path = write_raw(tmp_path / "raw.h5", header, headers, data,
+                     references={"ground_truth": [np.ones((3, 32, 20), np.complex64)] * 2})
+    raw = read_raw(path)
+    assert len(raw.slices) == 2 and raw.noise is None
+    for s, (k, m) in zip(raw.slices, truth):
+        np.testing.assert_array_equal(s.kspace, k)
+        np.testing.assert_array_equal(s.mask, m)
+        np.testing.assert_array_equal(s.acs_lines, acs_indices(32, 8))
+        assert s.acs_mask.all()
+        np.testing.assert_array_equal(s.acs, k[:, :, s.acs_lines])
+        assert s.geometry == GEOM
+        assert s.acceleration == 4 and s.n_coils == 4 and s.n_frames == 3
+        assert s.frame_dim == "phase"
+        assert s.readout_oversampled
+    # headers (flags, geometry, time stamps, counters) come back byte for byte
+    np.testing.assert_array_equal(np.concatenate([s.acq_headers for s in raw.slices]), headers)
+    assert read_reference(path, "ground_truth", 1).shape == (3, 32, 20)
+    assert read_reference(path, "csm", 0) is None
+
+
+def test_file_opens_with_ismrmrd_dataset(tmp_path, rng):
+    header, headers, data, _ = _synthetic(rng)
+    path = write_raw(tmp_path / "raw.h5", header, headers, data)
+    ds = ismrmrd.Dataset(str(path), "dataset", create_if_needed=False)
+    assert ds.number_of_acquisitions() == len(headers)
+    acq = ds.read_acquisition(5)
+    np.testing.assert_array_equal(acq.data, data[5])
+    assert acq.idx.kspace_encode_step_1 == headers[5]["idx"]["kspace_encode_step_1"]
+    first = ds.read_acquisition(0)
+    assert first.is_flag_set(ismrmrd.ACQ_FIRST_IN_SLICE)
+    assert ds.read_acquisition(len(headers) - 1).is_flag_set(ismrmrd.ACQ_LAST_IN_MEASUREMENT)
+    parse_header(ds.read_xml_header())
+    ds.close()
+
+
+def test_flags_and_timing(rng):
+    _, headers, _, truth = _synthetic(rng, n_slices=1)
+    fl = headers["flags"]
+    ky = headers["idx"]["kspace_encode_step_1"]
+    acs = set(acs_indices(32, 8).tolist())
+    assert F.has(fl[0], F.FIRST_IN_SLICE) and F.has(fl[-1], F.LAST_IN_SLICE)
+    assert F.has(fl, F.FIRST_IN_SLICE).sum() == 1 and F.has(fl, F.LAST_IN_SLICE).sum() == 1
+    cal = F.has(fl, F.CALIBRATION_AND_IMAGING)
+    assert set(ky[cal].tolist()) == acs
+    assert not F.has(fl, F.CALIBRATION).any()  # embedded: every ACS line also images
+    ts = headers["acquisition_time_stamp"].astype(np.int64)
+    assert (np.diff(ts) >= 0).all(), "time stamps increase"
+    trig = headers["physiology_time_stamp"][:, 0]
+    for t in range(3):
+        assert trig[headers["idx"]["phase"] == t].min() == round(t * 1000 / 3 / 2.5)
+
+
+def test_calibration_only_lines(tmp_path, rng):
+    """ACS lines outside the imaging mask go to `acs` only (ACQ_IS_PARALLEL_CALIBRATION)."""
+    n_t, n_c, n_ky, n_kx = 2, 2, 32, 16
+    k = (rng.standard_normal((n_t, n_c, n_ky, n_kx)) + 0j).astype(np.complex64)
+    acs = acs_indices(n_ky, 8)
+    m = np.zeros((n_t, n_ky), bool)
+    m[:, ::4] = True
+    h, d = slice_to_acquisitions(k, m, acs, 0, GEOM)
+    assert F.has(h["flags"], F.CALIBRATION).any()
+    p = CineProtocol(matrix=(n_ky, n_kx // 2), n_phases=n_t, n_coils=n_c, acceleration=4, n_acs=8)
+    raw = read_raw(write_raw(tmp_path / "r.h5", build_cine_header(p), h, d))
+    s = raw.slices[0]
+    np.testing.assert_array_equal(s.mask, m)
+    np.testing.assert_array_equal(s.acs, k[:, :, acs])
+    assert (s.kspace[:, :, ~m[0]] == 0).all()
+
+
+@pytest.fixture(scope="module")
+def shepp_logan(tmp_path_factory):
+    exe = shutil.which("ismrmrd_generate_cartesian_shepp_logan")
+    if exe is None:
+        pytest.fail("ismrmrd_generate_cartesian_shepp_logan not found: `make test` installs "
+                    "Debian's ismrmrd-tools; install it to run this check")
+    d = tmp_path_factory.mktemp("sl")
+    out = d / "sl.h5"
+    subprocess.run([exe, "-m", "128", "-c", "8", "-a", "4", "-w", "24", "-C", "-o", str(out)],
+                   check=True, capture_output=True, cwd=d)
+    return out
+
+
+def test_reads_shepp_logan(shepp_logan):
+    raw = read_raw(shepp_logan)
+    assert raw.encoding.acceleration == (4, 1)
+    assert raw.noise is not None and raw.noise.shape[0] == 8
+    (s,) = raw.slices
+    assert s.n_coils == 8
+    assert s.frame_dim == "repetition" and s.n_frames == 4
+    assert s.acceleration == 4
+    np.testing.assert_array_equal(s.acs_lines, np.arange(52, 76))
+    assert s.acs_mask.all()
+    assert s.kspace.shape == (4, 8, 128, 256)
+    # interleaved: repetition r samples lines r, r+4, ...; together all lines
+    for r in range(4):
+        assert s.mask[r, r::4].all() and s.mask[r].sum() == 32
+    assert s.mask.any(axis=0).all()
+    # the true maps are there for the coil-map tests
+    assert read_reference(shepp_logan, "csm", 0).shape == (8, 128, 128)
+    # data in k-space matches the file's acquisitions
+    _, _, headers, data = read_acquisitions(shepp_logan)
+    i = int(np.flatnonzero((headers["idx"]["kspace_encode_step_1"] == 8)
+                           & (headers["idx"]["repetition"] == 0))[0])
+    np.testing.assert_array_equal(s.kspace[0, :, 8], data[i])
+
+
+# ------------------------------------------------------------------------------ bad input
+
+
+def _write_h5(path, fn):
+    with h5py.File(path, "w") as f:
+        fn(f)
+    return path
+
+
+def test_not_hdf5(tmp_path):
+    p = tmp_path / "x.h5"
+    p.write_text("hello")
+    with pytest.raises(InputError, match="not an HDF5 file"):
+        read_raw(p)
+    with pytest.raises(InputError, match="no such file"):
+        read_raw(tmp_path / "missing.h5")
+
+
+def test_hdf5_without_ismrmrd(tmp_path):
+    p = _write_h5(tmp_path / "x.h5", lambda f: f.create_dataset("foo", data=[1, 2]))
+    with pytest.raises(InputError, match="not an ISMRMRD file"):
+        read_raw(p)
+
+
+def test_missing_header(tmp_path, rng):
+    header, headers, data, _ = _synthetic(rng, n_slices=1)
+    p = write_raw(tmp_path / "r.h5", header, headers, data)
+    with h5py.File(p, "a") as f:
+        del f["dataset/xml"]
+    with pytest.raises(InputError, match="no XML header"):
+        read_raw(p)
+
+
+def test_bad_xml(tmp_path, rng):
+    _, headers, data, _ = _synthetic(rng, n_slices=1)
+    p = write_raw(tmp_path / "r.h5", "<ismrmrdHeader><oops", headers, data)
+    with pytest.raises(InputError, match="not a valid ISMRMRD XML header"):
+        read_raw(p)
+
+
+def test_non_cartesian(tmp_path, rng):
+    header, headers, data, _ = _synthetic(rng, n_slices=1)
+    xml = header_to_xml(header).replace("<trajectory>cartesian", "<trajectory>radial")
+    p = write_raw(tmp_path / "r.h5", xml, headers, data)
+    with pytest.raises(InputError, match="trajectory is 'radial'"):
+        read_raw(p)
+
+
+def test_no_calibration_lines(tmp_path, rng):
+    header, headers, data, _ = _synthetic(rng, n_slices=1)
+    headers["flags"] &= ~(F.CALIBRATION | F.CALIBRATION_AND_IMAGING)
+    p = write_raw(tmp_path / "r.h5", header, headers, data)
+    with pytest.raises(InputError, match="no calibration lines"):
+        read_raw(p)
+
+
+def test_inconsistent_coils(tmp_path, rng):
+    header, headers, data, _ = _synthetic(rng, n_slices=1)
+    headers["active_channels"][7] = 3
+    data[7] = data[7][:3]
+    p = write_raw(tmp_path / "r.h5", header, headers, data)
+    with pytest.raises(InputError, match="inconsistent coil counts: acquisition 7"):
+        read_raw(p)
+    header2, headers2, data2, _ = _synthetic(rng, n_slices=1)
+    xml = header_to_xml(header2).replace("<receiverChannels>4<", "<receiverChannels>6<")
+    p2 = write_raw(tmp_path / "r2.h5", xml, headers2, data2)
+    with pytest.raises(InputError, match="receiverChannels = 6"):
+        read_raw(p2)
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("kspace_encode_step_1", 40, "kspace_encode_step_1 = 40"),
+    ("phase", 9, "phase = 9"),
+    ("slice", 4, "slice = 4"),
+])
+def test_index_outside_limits(tmp_path, rng, field, value, match):
+    header, headers, data, _ = _synthetic(rng, n_slices=1)
+    headers["idx"][field][3] = value
+    p = write_raw(tmp_path / "r.h5", header, headers, data)
+    with pytest.raises(InputError, match=match + ".*outside encodingLimits"):
+        read_raw(p)
+
+
+def test_truncated_data(tmp_path, rng):
+    header, headers, data, _ = _synthetic(rng, n_slices=1)
+    p = write_raw(tmp_path / "r.h5", header, headers, data)
+    with h5py.File(p, "a") as f:
+        row = f["dataset/data"][2]
+        row["data"] = row["data"][:10]
+        f["dataset/data"][2] = row
+    with pytest.raises(InputError, match="acquisition 2 stores"):
+        read_raw(p)
