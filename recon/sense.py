@@ -1,0 +1,166 @@
+"""SENSE operators, hard data consistency and a conjugate-gradient SENSE solver.
+
+Shapes (batched, torch complex tensors):
+
+* images ``x``: ``[b, t, y, x]``
+* k-space ``k``: ``[b, t, c, y, x]`` (centred, recon grid)
+* coil maps ``S``: ``[b, c, y, x]`` (one set for all frames, time-averaged
+  calibration) or ``[b, t, c, y, x]``
+* masks ``M``: ``[b, t, y]`` (line masks), ``[b, t, y, x]``, or anything that
+  broadcasts to ``[b, t, 1, y, x]``; boolean or 0/1 real.
+
+Forward ``A x = M F (S x)``, adjoint ``A^H k = sum_c conj(S_c) F^H (M k)``
+(design.md §3), with the project's centred orthonormal FFT.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from recon.errors import InputError
+from recon.fft import fft2c, ifft2c
+
+
+def expand_mask(mask: torch.Tensor, ndim_k: int = 5) -> torch.Tensor:
+    """Mask in a shape that broadcasts against k-space ``[b, t, c, y, x]``.
+
+    ``[b, t, y]`` (line mask) -> ``[b, t, 1, y, 1]``; ``[b, t, y, x]`` -> ``[b, t, 1, y, x]``;
+    a 5D mask is returned as is. The result has the real dtype matching k-space use.
+    """
+    if mask.dtype == torch.bool:
+        mask = mask.to(torch.float32)
+    if mask.ndim == 3:
+        return mask[:, :, None, :, None]
+    if mask.ndim == 4:
+        return mask[:, :, None]
+    if mask.ndim == 5:
+        return mask
+    raise InputError(f"mask must be [b, t, y], [b, t, y, x] or 5D, got shape {tuple(mask.shape)}")
+
+
+def _maps5(maps: torch.Tensor) -> torch.Tensor:
+    if maps.ndim == 4:
+        return maps[:, None]
+    if maps.ndim == 5:
+        return maps
+    raise InputError(f"coil maps must be [b, c, y, x] or [b, t, c, y, x], got shape {tuple(maps.shape)}")
+
+
+def expand(x: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+    """Coil images ``S x``: ``[b, t, y, x]`` -> ``[b, t, c, y, x]``."""
+    return x[:, :, None] * _maps5(maps)
+
+
+def reduce(coil_images: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+    """Coil combination ``sum_c conj(S_c) x_c``: ``[b, t, c, y, x]`` -> ``[b, t, y, x]``."""
+    return (coil_images * _maps5(maps).conj()).sum(dim=2)
+
+
+class SenseOperator:
+    """``A = M F S`` for fixed maps and mask (a linear operator with its adjoint).
+
+    Parameters
+    ----------
+    maps : complex ``[b, c, y, x]`` or ``[b, t, c, y, x]``.
+    mask : ``[b, t, y]``, ``[b, t, y, x]`` or 5D (see :func:`expand_mask`).
+    """
+
+    def __init__(self, maps: torch.Tensor, mask: torch.Tensor):
+        self.maps = _maps5(maps)
+        self.mask = expand_mask(mask).to(maps.real.dtype if maps.is_complex() else maps.dtype)
+        if self.maps.shape[-2:] != self.mask.shape[-2:] and self.mask.shape[-1] != 1:
+            raise InputError(f"maps {tuple(maps.shape)} and mask {tuple(mask.shape)} grids differ")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[b, t, y, x]`` -> ``[b, t, c, y, x]``."""
+        return self.mask * fft2c(expand(x, self.maps))
+
+    def adjoint(self, k: torch.Tensor) -> torch.Tensor:
+        """``[b, t, c, y, x]`` -> ``[b, t, y, x]``."""
+        return reduce(ifft2c(self.mask * k), self.maps)
+
+    def normal(self, x: torch.Tensor) -> torch.Tensor:
+        """``A^H A x`` (the mask is 0/1, so ``M^H M = M``)."""
+        return reduce(ifft2c(self.mask * fft2c(expand(x, self.maps))), self.maps)
+
+    __call__ = forward
+
+
+def data_consistency(x: torch.Tensor, k0: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Hard k-space data consistency in image space.
+
+    ``x_dc = S^H F^H [ (1 - M) F S x + M k0 ]``: expand to coils, replace the
+    sampled k-space locations by the measurement ``k0 [b, t, c, y, x]``, transform
+    back and combine. With maps of unit sum-of-squares, sampled k-space of
+    ``F S x_dc`` equals ``k0`` wherever ``S S^H`` acts as identity on the data
+    (exactly so for a single coil of unit modulus).
+    """
+    m = expand_mask(mask).to(x.real.dtype)
+    k = fft2c(expand(x, maps))
+    k = (1 - m) * k + m * k0
+    return reduce(ifft2c(k), maps)
+
+
+def data_consistency_kspace(k: torch.Tensor, k0: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Hard replacement on multi-coil k-space: ``(1 - M) k + M k0``."""
+    m = expand_mask(mask).to(k.real.dtype)
+    return (1 - m) * k + m * k0
+
+
+def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-sample complex inner product ``<a, b> = sum conj(a) b`` over all but the batch axis."""
+    return (a.conj() * b).flatten(1).sum(dim=1)
+
+
+def cg_sense(
+    k: torch.Tensor,
+    maps: torch.Tensor,
+    mask: torch.Tensor,
+    lam: float = 0.0,
+    n_iter: int = 20,
+    tol: float = 1e-6,
+    x0: torch.Tensor | None = None,
+    callback: Callable[[int, torch.Tensor], None] | None = None,
+) -> torch.Tensor:
+    """CG-SENSE: solve ``(A^H A + lam I) x = A^H k`` per batch sample.
+
+    Parameters
+    ----------
+    k : measured k-space ``[b, t, c, y, x]`` (zeros where not sampled).
+    maps, mask : as for :class:`SenseOperator`.
+    lam : Tikhonov weight (>= 0).
+    n_iter : maximum CG iterations; ``tol`` stops early on the relative residual.
+    x0 : starting images ``[b, t, y, x]`` (default zeros).
+    callback : called as ``callback(iteration, x)`` after every iteration.
+
+    Returns
+    -------
+    Images ``[b, t, y, x]``.
+    """
+    if lam < 0:
+        raise InputError(f"lam must be >= 0, got {lam}")
+    op = SenseOperator(maps, mask)
+    rhs = op.adjoint(k)
+    normal = (lambda v: op.normal(v) + lam * v) if lam else op.normal
+    x = torch.zeros_like(rhs) if x0 is None else x0.clone()
+    r = rhs - normal(x) if x0 is not None else rhs.clone()
+    p = r.clone()
+    rr = _dot(r, r).real
+    rr0 = _dot(rhs, rhs).real.clamp_min(torch.finfo(rr.dtype).tiny)
+    shape = (-1,) + (1,) * (x.ndim - 1)
+    for it in range(n_iter):
+        if bool((rr / rr0 <= tol**2).all()):
+            break
+        ap = normal(p)
+        alpha = rr / _dot(p, ap).real.clamp_min(torch.finfo(rr.dtype).tiny)
+        x = x + alpha.reshape(shape) * p
+        r = r - alpha.reshape(shape) * ap
+        rr_new = _dot(r, r).real
+        beta = rr_new / rr.clamp_min(torch.finfo(rr.dtype).tiny)
+        p = r + beta.reshape(shape) * p
+        rr = rr_new
+        if callback is not None:
+            callback(it, x)
+    return x

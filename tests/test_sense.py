@@ -1,0 +1,116 @@
+"""SENSE operators: adjointness, normal operator, data consistency, CG-SENSE."""
+
+import numpy as np
+import pytest
+import torch
+
+from recon.errors import InputError
+from recon.fft import fft2c
+from recon.sense import (SenseOperator, cg_sense, data_consistency, data_consistency_kspace, expand,
+                         expand_mask, reduce)
+
+
+def _crandn(g, *shape, dtype=torch.complex128):
+    return torch.complex(torch.randn(*shape, generator=g, dtype=torch.float64),
+                         torch.randn(*shape, generator=g, dtype=torch.float64)).to(dtype)
+
+
+def _maps(g, b, c, ny, nx, dtype=torch.complex128):
+    s = _crandn(g, b, c, ny, nx, dtype=dtype)
+    return s / s.abs().pow(2).sum(1, keepdim=True).sqrt()  # unit sum of squares
+
+
+def _line_mask(g, b, t, ny, p=0.4):
+    m = torch.rand(b, t, ny, generator=g) < p
+    m[..., ny // 2] = True
+    return m
+
+
+@pytest.mark.parametrize("b,t,c,ny,nx", [(1, 1, 1, 8, 8), (2, 3, 4, 7, 9), (1, 5, 3, 16, 11)])
+@pytest.mark.parametrize("dtype,tol", [(torch.complex128, 1e-12), (torch.complex64, 1e-5)])
+def test_adjointness(b, t, c, ny, nx, dtype, tol):
+    g = torch.Generator().manual_seed(0)
+    op = SenseOperator(_maps(g, b, c, ny, nx, dtype), _line_mask(g, b, t, ny))
+    x = _crandn(g, b, t, ny, nx, dtype=dtype)
+    y = _crandn(g, b, t, c, ny, nx, dtype=dtype)
+    lhs = (op.forward(x).conj() * y).sum()
+    rhs = (x.conj() * op.adjoint(y)).sum()
+    assert abs(lhs - rhs) / abs(lhs) < tol
+    # normal operator == adjoint(forward)
+    torch.testing.assert_close(op.normal(x), op.adjoint(op.forward(x)))
+
+
+def test_time_varying_maps_and_2d_mask():
+    g = torch.Generator().manual_seed(1)
+    maps = _crandn(g, 2, 3, 4, 6, 5)
+    mask = torch.rand(2, 3, 6, 5, generator=g) > 0.5
+    op = SenseOperator(maps, mask)
+    x, y = _crandn(g, 2, 3, 6, 5), _crandn(g, 2, 3, 4, 6, 5)
+    lhs = (op.forward(x).conj() * y).sum()
+    assert abs(lhs - (x.conj() * op.adjoint(y)).sum()) / abs(lhs) < 1e-12
+
+
+def test_expand_reduce_identity_with_unit_maps():
+    g = torch.Generator().manual_seed(2)
+    maps = _maps(g, 1, 4, 8, 8)
+    x = _crandn(g, 1, 2, 8, 8)
+    torch.testing.assert_close(reduce(expand(x, maps), maps), x)
+
+
+def test_data_consistency_keeps_measured_samples():
+    g = torch.Generator().manual_seed(3)
+    maps = _maps(g, 1, 1, 9, 8)  # single coil of unit modulus: S^H S = 1 exactly
+    mask = _line_mask(g, 1, 2, 9)
+    truth = _crandn(g, 1, 2, 9, 8)
+    k0 = expand_mask(mask) * fft2c(expand(truth, maps))
+    x = _crandn(g, 1, 2, 9, 8)
+    x_dc = data_consistency(x, k0, maps, mask)
+    k_dc = fft2c(expand(x_dc, maps))
+    m = expand_mask(mask).bool().expand_as(k_dc)
+    torch.testing.assert_close(k_dc[m], k0[m])
+    # unsampled locations keep the estimate's k-space
+    k_x = fft2c(expand(x, maps))
+    torch.testing.assert_close(k_dc[~m], k_x[~m])
+    # k-space version
+    kk = data_consistency_kspace(k_x, k0, mask)
+    torch.testing.assert_close(kk[m], k0[m])
+
+
+def test_cg_sense_recovers_truth():
+    g = torch.Generator().manual_seed(4)
+    b, t, c, ny, nx = 2, 2, 8, 24, 20
+    # smooth maps so that R=2 is well conditioned
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, ny), torch.linspace(-1, 1, nx), indexing="ij")
+    maps = torch.stack([torch.exp(1j * (k * yy + (k % 3) * xx)) * (1.2 + torch.cos(yy * (k + 1) + xx))
+                        for k in range(c)]).to(torch.complex128)
+    maps = (maps / maps.abs().pow(2).sum(0).sqrt())[None].repeat(b, 1, 1, 1)
+    mask = torch.zeros(b, t, ny, dtype=torch.bool)
+    mask[..., ::2] = True
+    truth = _crandn(g, b, t, ny, nx)
+    op = SenseOperator(maps, mask)
+    k = op.forward(truth)
+    seen = []
+    x = cg_sense(k, maps, mask, n_iter=100, tol=1e-10, callback=lambda i, x: seen.append(i))
+    assert seen, "callback called"
+    err = (x - truth).norm() / truth.norm()
+    assert err < 1e-6
+    # zero-filled (adjoint) is far from the truth
+    assert (op.adjoint(k) - truth).norm() / truth.norm() > 0.3
+
+
+def test_cg_with_tikhonov_shrinks():
+    g = torch.Generator().manual_seed(5)
+    maps, mask = _maps(g, 1, 2, 8, 8), _line_mask(g, 1, 1, 8)
+    k = SenseOperator(maps, mask).forward(_crandn(g, 1, 1, 8, 8))
+    x0 = cg_sense(k, maps, mask, lam=0.0, n_iter=30)
+    x1 = cg_sense(k, maps, mask, lam=10.0, n_iter=30)
+    assert x1.norm() < x0.norm()
+    with pytest.raises(InputError):
+        cg_sense(k, maps, mask, lam=-1)
+
+
+def test_bad_shapes():
+    with pytest.raises(InputError):
+        expand_mask(torch.ones(3, 3))
+    with pytest.raises(InputError):
+        SenseOperator(torch.ones(2, 3, dtype=torch.complex64), torch.ones(1, 1, 3))
