@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from recon.errors import InputError
+from recon.kspace import center_crop as _kspace_center_crop
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
 Crop = Optional[Sequence[int]]
@@ -117,9 +118,8 @@ def cmrxrecon_crop_size(shape: Sequence[int]) -> tuple[int, int]:
 def center_crop(x: torch.Tensor, crop: Sequence[int]) -> torch.Tensor:
     """Centre crop of the last two axes of ``x`` [..., y, x] to ``crop`` = (h, w).
 
-    Index rule of Lustig's ``crop.m`` used by CMRxRecon: the kept range starts at
-    ``n // 2 - h // 2``, so the centre pixel ``n // 2`` (the k-space / FFT centre) stays
-    at ``h // 2`` for odd and even sizes.
+    Index rule of Lustig's ``crop.m`` used by CMRxRecon (the project's one crop,
+    :func:`recon.kspace.center_crop`): the kept range starts at ``n // 2 - h // 2``.
     """
     if len(crop) != 2:
         raise InputError(f"crop: expected (h, w), got {tuple(crop)}")
@@ -127,9 +127,7 @@ def center_crop(x: torch.Tensor, crop: Sequence[int]) -> torch.Tensor:
     ny, nx = x.shape[-2], x.shape[-1]
     if h < 1 or w < 1 or h > ny or w > nx:
         raise InputError(f"crop: size ({h}, {w}) does not fit inside the image size ({ny}, {nx})")
-    y0 = ny // 2 - h // 2
-    x0 = nx // 2 - w // 2
-    return x[..., y0:y0 + h, x0:x0 + w]
+    return _kspace_center_crop(x, (h, w))
 
 
 def _normalise_frames(x: torch.Tensor, name: str, is_reference: bool) -> torch.Tensor:
@@ -431,27 +429,40 @@ def region_split_metrics(ref: ArrayLike, rec: ArrayLike,
 
 
 def summarise(ref: ArrayLike, rec: ArrayLike, crop: Crop = None) -> dict[str, Union[float, str]]:
-    """Frame-mean ``psnr``, ``ssim``, ``nmse`` and ``haarpsi`` of one series.
+    """Frame-mean ``psnr``, ``ssim``, ``nmse``, ``haarpsi`` and ``dists`` of one series.
 
     ``haarpsi`` is present only when it can be computed (piq installed, frames at least
-    16x16); otherwise the key ``haarpsi_unavailable`` holds the reason.
+    16x16); otherwise the key ``haarpsi_unavailable`` holds the reason. Likewise ``dists``
+    (:mod:`recon.dists`: VGG16 weights from ``$CRUNET_VGG16_WEIGHTS``, DISTS_pytorch
+    installed, frames at least 32x32) or ``dists_unavailable``; without weights that check
+    costs nothing.
     """
+    from recon import dists as dists_metric  # here: recon.dists imports this module
+
     out: dict[str, Union[float, str]] = {
         "psnr": float(np.mean(psnr(ref, rec, crop))),
         "ssim": float(np.mean(ssim(ref, rec, crop))),
         "nmse": float(np.mean(nmse(ref, rec, crop))),
     }
+    shape = tuple(ref.shape[-2:]) if isinstance(ref, torch.Tensor) else np.shape(ref)[-2:]
+    if crop is not None:
+        shape = tuple(int(c) for c in crop)
     try:
         _load_piq_haarpsi()
     except RuntimeError as exc:
         out["haarpsi_unavailable"] = str(exc)
-        return out
-    shape = tuple(ref.shape[-2:]) if isinstance(ref, torch.Tensor) else np.shape(ref)[-2:]
-    if crop is not None:
-        shape = tuple(int(c) for c in crop)
-    if min(shape) < HAARPSI_MIN_SIZE:
-        out["haarpsi_unavailable"] = (f"image size {tuple(shape)} is smaller than "
-                                      f"{HAARPSI_MIN_SIZE}x{HAARPSI_MIN_SIZE}")
-        return out
-    out["haarpsi"] = float(np.mean(haarpsi(ref, rec, crop)))
+    else:
+        if min(shape) < HAARPSI_MIN_SIZE:
+            out["haarpsi_unavailable"] = (f"image size {tuple(shape)} is smaller than "
+                                          f"{HAARPSI_MIN_SIZE}x{HAARPSI_MIN_SIZE}")
+        else:
+            out["haarpsi"] = float(np.mean(haarpsi(ref, rec, crop)))
+    available, reason = dists_metric.dists_available()
+    if available and min(shape) < dists_metric.MIN_SIZE:
+        available, reason = False, (f"image size {tuple(shape)} is smaller than "
+                                    f"{dists_metric.MIN_SIZE}x{dists_metric.MIN_SIZE}")
+    if available:
+        out["dists"] = float(np.mean(dists_metric.dists(ref, rec, crop=crop)))
+    else:
+        out["dists_unavailable"] = reason
     return out
