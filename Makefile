@@ -23,17 +23,21 @@ $(STAMP): setup.py
 	$(PY) -m pip install -q --no-deps 'DISTS_pytorch==0.1'
 	touch $(STAMP)
 
-# Debian tools used by the tests as independent references (installed when missing).
+# Debian tools used by the tests as independent references (installed when missing):
+# ismrmrd-tools (ismrmrd_generate_cartesian_shepp_logan) and bart (ecalib).
 tools:
-	@command -v ismrmrd_generate_cartesian_shepp_logan >/dev/null 2>&1 || \
-	  { (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ismrmrd-tools) >/dev/null \
-	    || echo "warning: could not install ismrmrd-tools; tests that need it will report it"; }
+	@if ! command -v ismrmrd_generate_cartesian_shepp_logan >/dev/null 2>&1 || ! command -v bart >/dev/null 2>&1; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ismrmrd-tools bart) >/dev/null \
+	    || echo "warning: could not install ismrmrd-tools/bart; the tests that need them will fail and say so"; \
+	fi
 
 demo: venv
 	$(VENV)/bin/crunet demo --out $(DEMO_OUT)
 
+# OMP_WAIT_POLICY=PASSIVE: torch's OpenMP threads otherwise spin between operations,
+# which slows everything several-fold on a busy 2-core machine.
 test: venv tools
-	$(PY) -m pytest -q tests
+	OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest -q tests
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) *.egg-info

@@ -30,16 +30,19 @@ setup(
         "numpy>=1.24",
         "scipy>=1.10",
         "h5py>=3.8",
-        "ismrmrd>=1.14",
+        "ismrmrd>=1.15",  # ismrmrd.serialization (client protocol framing) is new in 1.15
         "gadgetron>=1.4",
         "pyyaml>=6",
         "matplotlib>=3.7",
         "tqdm>=4.60",
+        "safetensors>=0.4",
     ],
     extras_require={
         "dev": ["pytest>=7", "scikit-image>=0.21"],
     },
     entry_points={"console_scripts": ["crunet = recon.cli:main"]},
     include_package_data=True,
+    # the Gadgetron chains, found by gadgets.configs.config_dir() in an installed copy
+    data_files=[("share/crunet-gadgetron/xml_configs", [str(p.relative_to(HERE)) for p in sorted(HERE.glob("xml_configs/*.xml"))])],
     zip_safe=False,
 )

@@ -46,7 +46,7 @@ def comparison_figure(
         if j:
             axes[1, j].imshow(np.abs(img[frame] - ref[frame]) * error_gain, cmap="inferno", vmin=0, vmax=1)
             axes[1, j].set_title(f"|error| x{error_gain:g}", fontsize=8)
-        axes[2, j].imshow(img[:, row, :], cmap="gray", vmin=0, vmax=1, aspect=max(nx / (4 * t), 1))
+        axes[2, j].imshow(img[:, row, :], cmap="gray", vmin=0, vmax=1, aspect=max(0.6 * nx / t, 1))
         axes[2, j].set_title("x-t profile", fontsize=8)
     for ax in axes.ravel():
         ax.set_xticks([])

@@ -27,7 +27,7 @@ def written(tmp_path_factory, scan):
     path = tmp_path_factory.mktemp("sim") / "raw.h5"
     headers, data = scan.acquisitions()
     write_raw(path, build_cine_header(SMALL.protocol()), headers, data, references={
-        "ground_truth": [s.image for s in scan.slices], "csm": [s.csm for s in scan.slices]})
+        "ground_truth": [s.reference for s in scan.slices], "csm": [s.csm for s in scan.slices]})
     return path, headers
 
 
@@ -44,7 +44,9 @@ def test_roundtrip_exact(scan, written):
         np.testing.assert_array_equal(s.acs, sim.kspace[:, :, s.acs_lines])
         assert s.geometry == sim.geometry
         assert s.slice_index == z
-        np.testing.assert_array_equal(read_reference(path, "ground_truth", z), sim.image)
+        np.testing.assert_array_equal(read_reference(path, "ground_truth", z), sim.reference)
+        np.testing.assert_allclose(np.abs(sim.reference),
+                                   np.sqrt((np.abs(sim.csm[None] * sim.image[:, None]) ** 2).sum(1)), rtol=1e-5)
         np.testing.assert_array_equal(read_reference(path, "csm", z), sim.csm)
     np.testing.assert_array_equal(np.concatenate([s.acq_headers for s in raw.slices]), headers[n_noise:])
     assert F.has(headers["flags"][-1], F.LAST_IN_MEASUREMENT)

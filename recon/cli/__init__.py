@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+
+# Before torch is imported: idle OpenMP threads sleep instead of spinning (spinning
+# makes torch several times slower on a busy machine). Users can still override it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from recon import __version__
 from recon.errors import CrunetError
@@ -20,6 +25,14 @@ COMMANDS = {
     "simulate": ("recon.cli.simulate", "simulate a multi-coil cine scan and write ISMRMRD raw data"),
     "inspect": ("recon.cli.inspect", "read an ISMRMRD raw file and summarise it per slice"),
     "convert": ("recon.cli.convert", "convert CMRxRecon2023 cine .mat files to ISMRMRD raw data"),
+    "recon-file": ("recon.cli.recon_file", "reconstruct every slice of a raw file into ISMRMRD images"),
+    "evaluate": ("recon.cli.evaluate", "compare methods on data with ground truth: table, statistics, figures"),
+    "train": ("recon.cli.train", "train a learned reconstruction (CRUNet-MR, CRNN-MRI) from a YAML run config"),
+    "serve": ("recon.cli.serve", "serve Gadgetron's client protocol (gadgetron_ismrmrd_client works unchanged)"),
+    "replay": ("recon.cli.replay", "send a raw file to Gadgetron or crunet serve and store the images"),
+    "gadget": ("recon.cli.gadget", "run the external gadget for chains that <connect> to it (debugging, workers)"),
+    "recon": ("recon.cli.recon_chain", "run the Gadgetron chain in-process on a raw file (no network)"),
+    "bench": ("recon.cli.bench", "measure speed: coil maps vs BART ecalib, methods per slice; writes JSON"),
     "demo": ("recon.cli.demo", "simulate, reconstruct and report on an embedded default dataset"),
 }
 

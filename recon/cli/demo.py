@@ -10,13 +10,14 @@ def add_parser(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from recon.demo import run_demo
+    from gadgets.demo import run_demo
 
     report = run_demo(args.out)
     for r in report["results"]:
-        print(f"slice {r['slice']}  {r['method']:<20} PSNR {r['psnr']:6.2f} dB  SSIM {r['ssim']:.3f}")
+        print(f"slice {r['slice']}  {r['method']:<12} PSNR {r['psnr']:6.2f} dB  SSIM {r['ssim']:.3f}  "
+              f"{r['seconds']:.2f} s/slice")
     print(f"raw data : {report['raw_file']}")
-    print(f"images   : {report['images']}")
+    print(f"images   : {report['images_file']} (group '{report['images_group']}')")
     print(f"figures  : {', '.join(report['figures'])}")
     print(f"report   : {args.out}/report.md (and report.json)")
     return 0

@@ -3,8 +3,14 @@
 Pipeline per slice: magnitude frames ``[t, y, x]`` (phantom or real series) x smooth
 phase -> embed in the readout-oversampled FOV -> multiply by coil maps -> centred
 FFT -> complex Gaussian noise with inter-coil covariance -> line mask -> ISMRMRD
-acquisitions. The noise-free coil-combined image and the true maps (on the recon
+acquisitions. The noise-free coil-combined reference and the true maps (on the recon
 grid) are stored in the same file as references (see :mod:`recon.io.raw`).
+
+The reference is what a parallel-imaging reconstruction with unit-norm coil maps
+(ESPIRiT, SENSE) recovers from fully sampled noise-free data: the object ``x``
+weighted by the array's sum-of-squares sensitivity, ``x * sqrt(sum_c |S_c|^2)``;
+its magnitude equals the root-sum-of-squares of the noise-free coil images, the
+reference CMRxRecon and fastMRI use.
 
 SNR definition: ``snr`` = mean |x| over the object (pixels above 10 % of the
 maximum) divided by the per-coil noise standard deviation in image space, for a
@@ -88,8 +94,10 @@ class SimulationConfig:
 
 @dataclass
 class SimulatedSlice:
-    """One simulated slice. Shapes: image ``[t, y, x]``, csm ``[c, y, x]`` (recon grid),
-    kspace ``[t, c, ky, kx_os]`` (noisy, fully sampled, encoded grid), mask ``[t, ky]``."""
+    """One simulated slice. Shapes: image ``[t, y, x]`` (the object), csm ``[c, y, x]``
+    (recon grid), kspace ``[t, c, ky, kx_os]`` (noisy, fully sampled, encoded grid),
+    mask ``[t, ky]``; :attr:`reference` ``[t, y, x]`` is the ground truth a method is
+    scored against (see the module docstring)."""
 
     image: np.ndarray
     csm: np.ndarray
@@ -97,6 +105,11 @@ class SimulatedSlice:
     mask: np.ndarray
     geometry: Geometry
     sigma: float
+
+    @property
+    def reference(self) -> np.ndarray:
+        """Ground truth ``x * sqrt(sum_c |S_c|^2)``, complex64 ``[t, y, x]``."""
+        return (self.image * np.sqrt((np.abs(self.csm) ** 2).sum(axis=0))).astype(np.complex64)
 
 
 def resample_cycle(frames: np.ndarray, n_phases: int) -> np.ndarray:
@@ -231,7 +244,7 @@ def simulate_to_file(cfg: SimulationConfig, path: str | Path) -> dict:
     scan = simulate_scan(cfg)
     headers, data = scan.acquisitions()
     write_raw(path, build_cine_header(cfg.protocol()), headers, data, references={
-        "ground_truth": [s.image for s in scan.slices], "csm": [s.csm for s in scan.slices]})
+        "ground_truth": [s.reference for s in scan.slices], "csm": [s.csm for s in scan.slices]})
     return {
         "path": str(path), "slices": cfg.n_slices, "phases": cfg.n_phases, "coils": cfg.n_coils,
         "matrix": list(cfg.matrix), "acceleration": cfg.acceleration, "acs_lines": cfg.n_acs,

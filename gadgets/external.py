@@ -1,0 +1,185 @@
+"""Hardened use of the ``gadgetron`` package's external-gadget connection.
+
+Guards for the package's known defects (design.md §6), each tested:
+
+* a peer that drops without CLOSE makes its socket reader spin at 100 % CPU
+  (``recv`` returns ``b""`` forever): :class:`SafeSocket` raises instead;
+* its bucket reader fails on buckets carrying waveforms and returns read-only
+  arrays: message 1050 is read with :func:`gadgets.bucket.read_bucket`;
+* ``listen()`` binds every address: :func:`listen` binds loopback by default;
+* it cannot send buckets or TEXT: writers for both are added — directly to the
+  writer list, since its ``add_writer`` wraps writers in a one-argument lambda
+  that ``send`` calls with two arguments (TypeError on first use);
+* on a handler exception it only sends CLOSE: :func:`run_handler` logs the error
+  and sends an ERROR message (id 8, uint64 length + text) first — the one error
+  message Gadgetron 4 accepts from an external gadget (its external channel turns
+  it into a RemoteError naming our text; TEXT, id 5, is an illegal message there,
+  see apps/gadgetron/connection/nodes/common/Serialization.cpp).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import struct
+from typing import Callable
+
+from gadgetron.external.connection import Connection
+
+from gadgets.bucket import MESSAGE_BUCKET, Bucket, bucket_message, read_bucket
+
+MESSAGE_TEXT = 5
+MESSAGE_CLOSE = 4
+MESSAGE_ERROR = 8
+log = logging.getLogger("crunet.external")
+
+
+class PeerClosed(ConnectionError):
+    """The peer closed the socket without sending CLOSE."""
+
+
+class SafeSocket(Connection.SocketWrapper):
+    """Socket wrapper that raises :class:`PeerClosed` on EOF instead of spinning."""
+
+    def read(self, nbytes: int) -> bytes:
+        chunks, got = [], 0
+        while got < nbytes:
+            b = self.socket.recv(nbytes - got, socket.MSG_WAITALL)
+            if not b:
+                raise PeerClosed(f"peer closed the connection ({got} of {nbytes} bytes read)")
+            chunks.append(b)
+            got += len(b)
+        return b"".join(chunks)
+
+    def close(self) -> None:
+        try:
+            super().close()
+        except OSError:  # peer already gone
+            self.socket.close()
+
+
+class Text(str):
+    """A TEXT message (id 5: uint32 length + text) to send to the peer."""
+
+
+class Error(str):
+    """An ERROR message (id 8: uint64 length + text), Gadgetron's remote-error report."""
+
+
+def _write_text(destination, text: str) -> None:
+    data = str(text).encode()
+    destination.write(struct.pack("<HI", MESSAGE_TEXT, len(data)) + data)
+
+
+def _write_error(destination, text: str) -> None:
+    data = str(text).encode()
+    destination.write(struct.pack("<HQ", MESSAGE_ERROR, len(data)) + data)
+
+
+def _write_bucket(destination, bucket: Bucket) -> None:
+    destination.write(bucket_message(bucket))
+
+
+def harden(connection: Connection) -> Connection:
+    """Apply the guards above to a connection made by the ``gadgetron`` package (idempotent)."""
+    if getattr(connection, "_crunet_hardened", False):
+        return connection
+    connection._crunet_hardened = True
+    if not isinstance(connection.socket, SafeSocket):
+        connection.socket = SafeSocket(connection.socket.socket)
+    connection.add_reader(MESSAGE_BUCKET, read_bucket_from_socket)
+    # not add_writer(): it wraps writers so that send() fails with a TypeError
+    connection.writers.insert(0, (lambda item: isinstance(item, Bucket), _write_bucket))
+    connection.writers.insert(0, (lambda item: isinstance(item, Text), _write_text))
+    connection.writers.insert(0, (lambda item: isinstance(item, Error), _write_error))
+    return connection
+
+
+def read_bucket_from_socket(source) -> Bucket:
+    return read_bucket(source.read)
+
+
+def connect(sock: socket.socket) -> Connection:
+    """A hardened :class:`Connection` over an accepted/connected socket (reads CONFIG and HEADER)."""
+
+    class _Hardened(Connection):
+        def __init__(self, s):
+            self.socket = SafeSocket(s)
+            self.readers = Connection._default_readers()
+            self.writers = Connection._default_writers()
+            self.raw_bytes = Connection.Struct(config=None, header=None)
+            self.config, self.raw_bytes.config = self._read_config()
+            self.header, self.raw_bytes.header = self._read_header()
+            self.filters = []
+
+    return harden(_Hardened(sock))
+
+
+def run_handler(connection: Connection, handler: Callable[[Connection], None]) -> None:
+    """Run ``handler(connection)``; on failure log it and send ERROR before the CLOSE."""
+    harden(connection)
+    try:
+        handler(connection)
+    except PeerClosed as exc:
+        log.error("%s", exc)
+    except Exception as exc:  # noqa: BLE001 - reported to the peer, then closed
+        log.exception("gadget failed")
+        try:
+            connection.send(Error(f"crunet gadget error: {type(exc).__name__}: {exc}"))
+        except OSError:
+            pass
+
+
+def listen(port: int, handler: Callable[[Connection], None], host: str = "127.0.0.1",
+           ready: Callable[[int], None] | None = None) -> None:
+    """Wait for one Gadgetron connection on ``host:port`` (loopback by default) and serve it.
+
+    This is the ``<connect port=".."/>`` debugging mode: start the gadget by hand,
+    then let Gadgetron connect. ``ready(port)`` is called once listening.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as srv:
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind((host, port))
+        srv.listen(1)
+        if ready:
+            ready(srv.getsockname()[1])
+        sock, addr = srv.accept()
+    log.info("Gadgetron connected from %s", addr)
+    with connect(sock) as conn:
+        run_handler(conn, handler)
+
+
+def serve(port: int, handler: Callable[[Connection], None], host: str = "127.0.0.1",
+          ready: Callable[[int], None] | None = None, stop: "threading.Event | None" = None) -> None:
+    """Serve Gadgetron connections on ``host:port`` until ``stop`` is set, one thread each.
+
+    For chains whose external block says ``<connect port="..."/>`` and that open many
+    connections — the workers of ``xml_configs/crunet_distributed.xml`` open one per
+    slice. Run it with ``crunet gadget --port 18000`` on every worker.
+    """
+    import threading
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as srv:
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind((host, port))
+        srv.listen(16)
+        srv.settimeout(0.5)
+        if ready:
+            ready(srv.getsockname()[1])
+
+        def one(sock: socket.socket) -> None:
+            try:
+                with connect(sock) as conn:
+                    run_handler(conn, handler)
+            except (PeerClosed, OSError) as exc:
+                log.error("connection failed: %s", exc)
+
+        while stop is None or not stop.is_set():
+            try:
+                sock, addr = srv.accept()
+            except socket.timeout:
+                continue
+            log.info("Gadgetron connected from %s", addr)
+            threading.Thread(target=one, args=(sock,), daemon=True).start()

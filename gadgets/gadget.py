@@ -1,0 +1,61 @@
+"""The external Python gadget for Gadgetron chains.
+
+Use in an XML chain (see ``xml_configs/crunet.xml``)::
+
+    <external>
+        <execute name="gadgets.gadget" target="reconstruct" type="python"/>
+        <configuration>
+            <property name="method" value="sense"/>
+        </configuration>
+    </external>
+
+Gadgetron runs ``python -m gadgetron <port> gadgets.gadget reconstruct``; the
+target receives the connection after CONFIG and HEADER. Each AcquisitionBucket
+(one slice, from AcquisitionAccumulateTriggerGadget with trigger_dimension=slice)
+is reconstructed by :class:`gadgets.chain.SliceReconstructor` and sent back as
+one ISMRMRD image per cardiac phase; every other message passes through
+unchanged. A slice that fails is logged (Gadgetron writes the gadget's output to
+its log) and the other slices go on; with ``error_reporting=text`` it is also sent
+as a TEXT message, for peers that accept one (Gadgetron 4 does not: TEXT from an
+external gadget ends its stream). A failure of the gadget itself (bad settings,
+header without encoding) is sent as ERROR, which Gadgetron reports as a remote error.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+# Gadgetron starts this module in a fresh Python: make idle OpenMP threads sleep
+# (before torch is imported by the pipeline), or torch runs several times slower.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from gadgetron.external.connection import Connection  # noqa: E402
+
+from gadgets.bucket import Bucket
+from gadgets.chain import ChainError, SliceReconstructor
+from gadgets.external import Text, run_handler
+from gadgets.settings import GadgetSettings
+
+log = logging.getLogger("crunet.gadget")
+
+
+def _handle(connection: Connection) -> None:
+    settings = GadgetSettings.from_element(connection.config)
+    recon = SliceReconstructor(connection.header, settings)
+    log.info("crunet gadget: method %s, coil maps %s, device %s", settings.method, settings.coil_method,
+             recon.config.torch_device())
+    for item in connection:
+        if isinstance(item, Bucket):
+            for out in recon.safe_bucket(item):
+                if not isinstance(out, ChainError):
+                    connection.send(out)
+                elif settings.error_reporting == "text":
+                    connection.send(Text(out.message))
+        else:
+            connection.send(item)  # pass through what we do not handle
+
+
+def reconstruct(connection: Connection) -> None:
+    """Gadgetron target: ``<execute name="gadgets.gadget" target="reconstruct" type="python"/>``."""
+    run_handler(connection, _handle)

@@ -1,0 +1,61 @@
+"""``crunet bench``: speed measurements written to a JSON file (never timed assertions in tests)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _shape(text: str) -> tuple[int, int]:
+    parts = text.lower().split("x")
+    if len(parts) == 1:
+        parts = parts * 2
+    try:
+        ny, nx = (int(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 128 or 246x256, got '{text}'") from None
+    return ny, nx
+
+
+def add_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="bench.json", help="result file (default bench.json)")
+    p.add_argument("--what", nargs="+", choices=("coils", "methods"), default=["coils", "methods"],
+                   help="what to measure (default: coils methods)")
+    p.add_argument("--sizes", nargs="+", type=_shape, default=[(128, 128), (246, 256)],
+                   help="matrix sizes (default 128 246x256)")
+    p.add_argument("--coils", type=int, default=10)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import platform
+    import time
+    from pathlib import Path
+
+    import torch
+
+    result = {"created": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": platform.machine(),
+              "processor": platform.processor(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+              "cpu_count": __import__("os").cpu_count(), "coils": [], "methods": []}
+    if args.device == "cuda" and torch.cuda.is_available():
+        result["gpu"] = torch.cuda.get_device_name(0)
+    for size in args.sizes:
+        if "coils" in args.what:
+            from recon.bench_coils import bench_coil_maps
+
+            r = bench_coil_maps(size, n_coils=args.coils, repeats=args.repeats)
+            result["coils"].append(r)
+            print(f"coil maps {size[0]}x{size[1]}: ours {r['ours']['seconds']:.3f} s, bart "
+                  f"{r['bart']['seconds'] if isinstance(r.get('bart'), dict) else r.get('bart')}", flush=True)
+        if "methods" in args.what:
+            from recon.bench_methods import bench_methods
+
+            r = bench_methods(size, n_coils=args.coils, repeats=max(1, args.repeats // 2), device=args.device)
+            result["methods"].append(r)
+            for m, v in r["methods"].items():
+                print(f"{size[0]}x{size[1]} {m:<6} {v['seconds']:.3f} s/slice (x{v['ratio_to_fastest']:.1f}) "
+                      f"PSNR {v['psnr']:.2f}", flush=True)
+        Path(args.out).write_text(json.dumps(result, indent=2, default=float))
+    print(f"results: {args.out}")
+    return 0

@@ -1,0 +1,30 @@
+"""``crunet evaluate``: methods side by side on raw files with ground truth."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", nargs="+", help="ISMRMRD raw files with /dataset/ground_truth "
+                   "(from crunet simulate or crunet convert --full)")
+    p.add_argument("--out", default="evaluation", help="output folder (default evaluation)")
+    p.add_argument("--methods", nargs="+", default=["zf", "sense", "lps"],
+                   help="methods in table order (default: zf sense lps)")
+    p.add_argument("--coil-method", choices=("espirit", "walsh"), default="espirit")
+    p.add_argument("--reference-method", default=None,
+                   help="method the others are tested against (default: the last one)")
+    p.add_argument("--crop", action="store_true", help="CMRxRecon centre crop before scoring")
+    p.add_argument("--no-figures", action="store_true", help="skip the per-slice figures")
+
+
+def run(args: argparse.Namespace) -> int:
+    from recon.evaluate import EvalConfig, evaluate
+
+    cfg = EvalConfig(methods=tuple(args.methods), coil_method=args.coil_method, crop=args.crop,
+                     reference_method=args.reference_method, figures=not args.no_figures)
+    result = evaluate(args.inputs, args.out, cfg)
+    print(f"table  : {result['table']} (and table.csv, results.csv, stats.csv)")
+    if result["figures"]:
+        print(f"figures: {', '.join(result['figures'])}")
+    return 0

@@ -1,0 +1,33 @@
+"""``crunet gadget``: run the external gadget as a listener for ``<connect port=.../>`` chains."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--port", type=int, default=18000, help="port named in the chain's <connect> (default 18000)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--once", action="store_true", help="serve one connection, then exit")
+    p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+
+
+def run(args: argparse.Namespace) -> int:
+    import logging
+
+    from gadgets.external import listen, serve
+    from gadgets.gadget import reconstruct
+
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def ready(port: int) -> None:
+        print(f"crunet gadget: waiting for Gadgetron on {args.host}:{port}", flush=True)
+
+    if args.once:
+        listen(args.port, reconstruct, host=args.host, ready=ready)
+    else:
+        try:
+            serve(args.port, reconstruct, host=args.host, ready=ready)
+        except KeyboardInterrupt:
+            pass
+    return 0

@@ -1,0 +1,273 @@
+"""CRUNet-MR (cascaded convolutional-recurrent UNet) with the cross-cascade feature bank.
+
+Architecture (design.md §1, §4; learned from github dong845/CRUNet, models/CRUNet_MR.py,
+re-implemented here, batched and with every non-recurrent convolution run over all
+frames at once):
+
+* ``x_0`` = SENSE adjoint of the undersampled k-space (zero-filled, coil-combined).
+* Each cascade ``i`` (own weights): per-sample mean/std normalisation of ``x``;
+  real/imag as 2 channels; zero padding of ``y``/``x`` to even sizes; a 3-level
+  UNet, the levels being
+
+  - level 0 (full resolution): encoder ``CRNN-TI-F`` (forward in time, dilation
+    ``d0``), decoder ``CRNN-TI-B`` (backward in time, ``d0``);
+  - level 1 (half resolution, after the one 2x2-stride-2 downsample of the
+    reference): encoder ``CRNN-TI-F`` and decoder ``CRNN-TI-B`` (``d1``);
+  - bottleneck (half resolution): a bidirectional CRNN (``d2``);
+
+  ``(d0, d1, d2) = config.dilations`` (the reference's 1, 2, 4). Each recurrent
+  unit adds a 1x1 conv of its input (skip); after the level-1 encoder, the
+  bottleneck and each decoder unit sits a (2+1)D conv (3x3 spatial at the level's
+  dilation -> ReLU -> kernel-3 temporal conv), the decoder ones taking the
+  encoder skip concatenated; down/up-sampling are 2x2 stride-2 conv / transposed
+  conv followed by a temporal conv. Temporal padding is ``config.temporal_padding``.
+  A 5x5 conv maps to 2 channels, added to the input (residual); de-normalise; crop;
+  hard data consistency (:func:`recon.sense.data_consistency`).
+* Hidden states carried across cascades, one per level: ``H_0`` = level-0 decoder
+  output, ``H_1`` = level-1 decoder output, ``H_2`` = bottleneck output. Both cells of
+  a level (encoder and decoder) take ``ih2ih(H_j^{(i-1)})``. The first cascade's
+  cells have no ``ih2ih`` (``H = 0`` there; in the reference those weights get no
+  gradient).
+* Feature bank (``fusion`` ``conv`` or ``ca``): the ``H_j`` of every cascade are kept;
+  cascade ``i >= 1`` replaces ``H_j^{(i-1)}`` by ``fuse_{i,j}(concat(F_{i-n,j} .. F_{i-1,j}))``
+  with ``n = i`` (``bank_depth = 0``) or ``min(i, K)``. ``conv``: a 3x3 conv
+  ``n*C -> C`` at the level's dilation (as the reference's bank variant). ``ca``:
+  squeeze-and-excitation channel attention over the ``n*C`` bank channels, then the
+  same 3x3 conv projection -- so ``ca`` differs from ``conv`` by the attention alone
+  (a clean ablation), and the projection keeps the spatial context the reference's
+  fusion conv has. ``none``: plain CRUNet-MR, no bank parameters.
+
+Differences from the reference, on purpose: any batch size (per-sample results do
+not depend on the batch), any image size (pad to even, crop back), any frame count
+(``t = 1`` included); no fixed-size ``(1, 2, 224, 112)`` std-map parameter; no
+first-cascade ``ih2ih``; no seeding at import; no tensors with ``requires_grad``
+made in forward; the same backbone (1x1 skip convs, as the base reference) for all
+fusion modes, the reference bank variant used 3x3 skips.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint as _checkpoint
+
+from recon.errors import InputError
+from recon.models.config import CRUNetConfig
+from recon.models.layers import (ChannelAttention, Conv1x1, CRNNLayer, SpatioTemporalConv, channels_last, channels_to_complex,
+                                 complex_to_channels, crop_to, denormalize, normalize, pad_to_multiple)
+from recon.sense import data_consistency, expand_mask, reduce
+from recon.fft import ifft2c
+
+LEVELS = 3  # level 0 (full res), level 1 (half res), bottleneck (half res)
+DOWNSAMPLING = 2  # total spatial downsampling of the UNet (one 2x2 stride-2 step)
+
+
+def _conv3(cin: int, cout: int, dilation: int) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 3, padding=dilation, dilation=dilation)
+
+
+class CRUNetCascade(nn.Module):
+    """One cascade's UNet on normalised folded features ``[b*t, 2, y, x]`` (``y``, ``x`` even).
+
+    ``forward(x, frames, states)`` with ``states`` = ``(H_0, H_1, H_2)`` of the previous
+    cascade (or the fused bank) or None, returns ``(x + residual, (H_0, H_1, H_2))``;
+    ``H_0`` is ``[b*t, C, y, x]``, ``H_1`` and ``H_2`` are ``[b*t, C, y/2, x/2]``.
+    """
+
+    def __init__(self, channels: int, dilations: tuple[int, int, int], temporal_padding: str,
+                 first: bool):
+        super().__init__()
+        c = channels
+        d0, d1, d2 = dilations
+        it = not first
+        tp = temporal_padding
+        self.head = nn.Conv2d(2, c, 3, padding=1)
+        self.enc0 = CRNNLayer(c, c, 3, d0, "forward", iteration=it)
+        self.enc0_skip = Conv1x1(c, c)
+        self.down = SpatioTemporalConv(nn.Conv2d(c, c, 2, stride=2), c, tp)
+        self.enc1 = CRNNLayer(c, c, 3, d1, "forward", iteration=it)
+        self.enc1_skip = Conv1x1(c, c)
+        self.enc1_out = SpatioTemporalConv(_conv3(c, c, d1), c, tp)
+        self.bottleneck = CRNNLayer(c, c, 3, d2, "bidirectional", iteration=it)
+        self.bottleneck_skip = Conv1x1(c, c)
+        self.bottleneck_out = SpatioTemporalConv(_conv3(c, c, d2), c, tp)
+        self.dec1 = CRNNLayer(c, c, 3, d1, "backward", iteration=it)
+        self.dec1_skip = Conv1x1(c, c)
+        self.dec1_out = SpatioTemporalConv(_conv3(2 * c, c, d1), c, tp)
+        self.up = SpatioTemporalConv(nn.ConvTranspose2d(c, c, 2, stride=2), c, tp)
+        self.dec0 = CRNNLayer(c, c, 3, d0, "backward", iteration=it)
+        self.dec0_skip = Conv1x1(c, c)
+        self.dec0_out = SpatioTemporalConv(_conv3(2 * c, c, d0), c, tp)
+        self.tail = nn.Conv2d(c, 2, 5, padding=2)
+
+    def forward(self, x: torch.Tensor, frames: int, states: tuple[torch.Tensor, ...] | None = None):
+        h0, h1, h2 = states if states is not None else (None, None, None)
+        f = self.head(x)
+        e0 = self.enc0(f, frames, h0) + self.enc0_skip(f)
+        d = self.down(e0, frames)
+        e1 = self.enc1(d, frames, h1) + self.enc1_skip(d)
+        e1 = self.enc1_out(e1, frames)
+        bott = self.bottleneck(e1, frames, h2) + self.bottleneck_skip(e1)
+        bott = self.bottleneck_out(bott, frames)
+        u1 = self.dec1(bott, frames, h1) + self.dec1_skip(bott)
+        u1 = self.dec1_out(torch.cat([e1, u1], dim=1), frames)
+        u = self.up(u1, frames)
+        u0 = self.dec0(u, frames, h0) + self.dec0_skip(u)
+        u0 = self.dec0_out(torch.cat([e0, u0], dim=1), frames)
+        return x + self.tail(u0), (u0, u1, bott)
+
+
+class BankFusion(nn.Module):
+    """Fuses ``n`` banked features of one level, ``[b*t, n*C, y, x] -> [b*t, C, y, x]``.
+
+    ``mode='conv'``: 3x3 conv at the level's dilation; ``'ca'``: channel attention
+    over the ``n*C`` channels, then that conv.
+    """
+
+    def __init__(self, n: int, channels: int, dilation: int, mode: str, reduction: int):
+        super().__init__()
+        self.n = n
+        self.attention = ChannelAttention(n * channels, reduction) if mode == "ca" else None
+        self.project = _conv3(n * channels, channels, dilation)
+
+    def forward(self, bank: list[torch.Tensor]) -> torch.Tensor:
+        if len(bank) != self.n:
+            raise RuntimeError(f"bank fusion built for {self.n} cascades got {len(bank)}")
+        x = torch.cat(bank, dim=1) if self.n > 1 else bank[0]
+        if self.attention is not None:
+            x = self.attention(x)
+        return self.project(x)
+
+
+class CRUNetMR(nn.Module):
+    """CRUNet-MR, optionally with the cross-cascade feature bank (see the module docstring).
+
+    Parameters
+    ----------
+    cfg : :class:`CRUNetConfig` (validated here).
+    checkpoint : recompute each cascade in the backward pass
+        (:func:`torch.utils.checkpoint.checkpoint`) instead of storing its activations;
+        saves memory in training at the cost of a second forward; no effect without grad.
+    """
+
+    def __init__(self, cfg: CRUNetConfig = CRUNetConfig(), checkpoint: bool = False):
+        super().__init__()
+        cfg.validate()
+        if cfg.fusion not in ("none", "conv", "ca"):
+            raise InputError(f"fusion must be none, conv or ca, got {cfg.fusion!r}")
+        if len(cfg.dilations) != LEVELS or min(cfg.dilations) < 1:
+            raise InputError(f"CRUNet-MR needs {LEVELS} dilations >= 1 (level 0, level 1, bottleneck), "
+                             f"got {tuple(cfg.dilations)}")
+        if cfg.temporal_padding not in ("circular", "zeros"):
+            raise InputError(f"temporal_padding must be circular or zeros, got {cfg.temporal_padding!r}")
+        self.cfg = cfg
+        self.checkpoint = checkpoint
+        dil = tuple(int(d) for d in cfg.dilations)
+        self.cascades = nn.ModuleList(
+            CRUNetCascade(cfg.channels, dil, cfg.temporal_padding, first=(i == 0)) for i in range(cfg.cascades)
+        )
+        if cfg.fusion == "none":
+            self.fusion = None
+        else:
+            # fusion[i - 1][j]: cascade i >= 1, level j, over the bank_size(i) most recent cascades
+            self.fusion = nn.ModuleList(
+                nn.ModuleList(BankFusion(self.bank_size(i), cfg.channels, dil[j], cfg.fusion, cfg.ca_reduction)
+                              for j in range(LEVELS))
+                for i in range(1, cfg.cascades)
+            )
+
+    def bank_size(self, cascade: int) -> int:
+        """How many earlier cascades' features cascade ``cascade`` (0-based) fuses (0 for none)."""
+        if self.cfg.fusion == "none" or cascade == 0:
+            return 0
+        k = self.cfg.bank_depth
+        return min(cascade, k) if k else cascade
+
+    def _check(self, k: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor) -> None:
+        if not k.is_complex() or k.ndim != 5:
+            raise InputError(f"k-space must be complex [b, t, c, y, x], got {k.dtype} {tuple(k.shape)}")
+        b, t, c, ny, nx = k.shape
+        if not maps.is_complex() or tuple(maps.shape) != (b, c, ny, nx):
+            raise InputError(f"coil maps must be complex [b, c, y, x] = {(b, c, ny, nx)}, "
+                             f"got {maps.dtype} {tuple(maps.shape)}")
+        if tuple(mask.shape) != (b, t, ny):
+            raise InputError(f"mask must be [b, t, y] = {(b, t, ny)}, got {tuple(mask.shape)}")
+
+    def _cascade(self, i: int, x: torch.Tensor, k: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor,
+                 states: tuple[torch.Tensor, ...] | None, banked: list[list[torch.Tensor]] | None):
+        """Cascade ``i``: (fuse ``banked[j]``, the features to fuse per level,) normalise, UNet,
+        de-normalise, data consistency."""
+        if banked is not None:
+            states = tuple(self.fusion[i - 1][j](banked[j]) for j in range(LEVELS))
+        frames = x.shape[1]
+        dtype = self.cascades[i].tail.weight.dtype
+        feat, mean, std = normalize(complex_to_channels(x).to(dtype))
+        feat, size = pad_to_multiple(feat, DOWNSAMPLING)
+        feat = channels_last(feat)
+        out, new_states = self.cascades[i](feat, frames, states)
+        out = denormalize(crop_to(out, size), mean, std).to(x.real.dtype)
+        x = data_consistency(channels_to_complex(out, frames), k, maps, mask)
+        return x, new_states
+
+    def forward(self, k: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+        """Reconstruct cine images.
+
+        Parameters
+        ----------
+        k : complex ``[b, t, c, y, x]``, undersampled centred multi-coil k-space on the
+            recon grid (zeros where not sampled).
+        mask : bool or 0/1 ``[b, t, y]``, sampled phase-encode lines.
+        maps : complex ``[b, c, y, x]``, coil sensitivities (unit sum-of-squares).
+
+        Returns
+        -------
+        Complex images ``[b, t, y, x]`` (dtype of ``k``), data-consistent after every cascade.
+        """
+        self._check(k, mask, maps)
+        m = expand_mask(mask).to(k.real.dtype)
+        x = reduce(ifft2c(m * k), maps)  # SENSE adjoint: zero-filled, coil-combined
+        k0 = m * k
+        states = None
+        bank = [[] for _ in range(LEVELS)] if self.fusion is not None else None
+        keep = self.cfg.bank_depth or self.cfg.cascades
+        use_ckpt = self.checkpoint and torch.is_grad_enabled()
+        for i in range(len(self.cascades)):
+            # fresh lists (not the bank itself): a checkpointed cascade is re-run later with the same inputs
+            banked = [bank[j][-self.bank_size(i):] for j in range(LEVELS)] if bank is not None and i else None
+            if use_ckpt:
+                x, states = _checkpoint(self._cascade, i, x, k0, mask, maps, states, banked, use_reentrant=False)
+            else:
+                x, states = self._cascade(i, x, k0, mask, maps, states, banked)
+            if bank is not None:
+                for j in range(LEVELS):
+                    bank[j].append(states[j])
+                    del bank[j][:-keep]
+        return x
+
+
+# ---------------------------------------------------------------------------- inspection
+
+def parameter_count(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters of ``model`` (all, or only those with ``requires_grad``)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def describe(model: nn.Module) -> str:
+    """Parameter counts per part, one line each: every cascade, the bank fusion per cascade, the total."""
+    if not isinstance(model, CRUNetMR):
+        return f"{type(model).__name__}: {parameter_count(model):,} parameters"
+    cfg = model.cfg
+    lines = [f"CRUNet-MR: {cfg.channels} channels, {cfg.cascades} cascades, fusion {cfg.fusion}"
+             + (f" (bank depth {cfg.bank_depth or 'all'})" if cfg.fusion != "none" else "")]
+    for i, casc in enumerate(model.cascades):
+        lines.append(f"  cascade {i}: {parameter_count(casc):>12,}")
+    if model.fusion is not None:
+        for i, fus in enumerate(model.fusion, start=1):
+            lines.append(f"  bank fusion, cascade {i} ({model.bank_size(i)} banked): {parameter_count(fus):>12,}")
+        total_fusion = parameter_count(model.fusion)
+    else:
+        total_fusion = 0
+    lines.append(f"  cascades total: {parameter_count(model.cascades):>12,}")
+    lines.append(f"  bank/fusion total: {total_fusion:>12,}")
+    lines.append(f"  total: {parameter_count(model):>12,}")
+    return "\n".join(lines)

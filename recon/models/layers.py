@@ -1,0 +1,306 @@
+"""Building blocks shared by the recurrent reconstruction networks (CRUNet-MR, CRNN-MRI).
+
+Layout convention: features of a cine are *folded*, time into the batch axis,
+``[b * t, ch, y, x]`` with the batch index outermost (sample-major), so that every
+convolution that does not depend on the temporal recurrence runs over all frames
+of all samples in one call. Only the hidden-to-hidden convolution of a recurrent
+layer runs frame by frame (on ``[b, ch, y, x]``, or ``[2b, ...]`` for the two
+directions of a bidirectional layer run together). Functions that need the frame
+count take it as ``frames``.
+
+Contents: :func:`fold` / :func:`unfold`; :func:`complex_to_channels` /
+:func:`channels_to_complex`; :func:`normalize` / :func:`denormalize` (per-sample
+mean/std); :func:`pad_to_multiple` / :func:`crop_to`; :class:`TemporalConv`
+(kernel 3 along time, circular or zero padding); :class:`Conv1x1`; :class:`SpatioTemporalConv`
+(spatial conv -> ReLU -> temporal conv); :class:`CRNNCell` and :class:`CRNNLayer`
+(convolutional RNN recurrent over time and over iterations, forward, backward or
+bidirectional); :class:`ChannelAttention` (squeeze-and-excitation).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from recon.errors import InputError
+
+Padding = Literal["circular", "zeros"]
+Direction = Literal["forward", "backward", "bidirectional"]
+
+
+# ---------------------------------------------------------------------------- layout helpers
+
+def fold(x: torch.Tensor) -> torch.Tensor:
+    """``[b, t, ...]`` -> ``[b * t, ...]`` (sample-major)."""
+    return x.reshape((x.shape[0] * x.shape[1],) + tuple(x.shape[2:]))
+
+
+def unfold(x: torch.Tensor, frames: int) -> torch.Tensor:
+    """``[b * t, ...]`` -> ``[b, t, ...]``."""
+    return x.reshape((x.shape[0] // frames, frames) + tuple(x.shape[1:]))
+
+
+def complex_to_channels(x: torch.Tensor) -> torch.Tensor:
+    """Complex images ``[b, t, y, x]`` -> real folded features ``[b * t, 2, y, x]`` (real, imag)."""
+    return fold(torch.view_as_real(x).permute(0, 1, 4, 2, 3))
+
+
+def channels_to_complex(x: torch.Tensor, frames: int) -> torch.Tensor:
+    """Real folded features ``[b * t, 2, y, x]`` -> complex images ``[b, t, y, x]``."""
+    return torch.view_as_complex(unfold(x, frames).permute(0, 1, 3, 4, 2).contiguous())
+
+
+def normalize(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-sample standardisation of real features ``[b, ...]``.
+
+    One mean and one (unbiased) standard deviation per sample, over every other axis
+    (real and imaginary channels and all frames together, as CRUNet-MR does).
+    Returns ``(x_normalised, mean, std)`` with ``mean``/``std`` shaped ``[b, 1, ...]``.
+    A constant sample gives std ~ 0: the variance is offset by the dtype's smallest
+    normal number, so that neither the value nor its gradient is NaN.
+    """
+    flat = x.reshape(x.shape[0], -1)
+    mean = flat.mean(dim=1)
+    var = flat.var(dim=1) if flat.shape[1] > 1 else torch.zeros_like(mean)
+    std = torch.sqrt(var + torch.finfo(var.dtype).tiny)
+    shape = (-1,) + (1,) * (x.ndim - 1)
+    mean, std = mean.reshape(shape), std.reshape(shape)
+    return (x - mean) / std, mean, std
+
+
+def denormalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """Undo :func:`normalize`."""
+    return x * std + mean
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Zero-pad the last two axes at their end to a multiple of ``multiple``.
+
+    Returns the padded tensor and the original ``(y, x)`` size for :func:`crop_to`.
+    """
+    ny, nx = x.shape[-2:]
+    py, px = (-ny) % multiple, (-nx) % multiple
+    if py or px:
+        x = F.pad(x, (0, px, 0, py))
+    return x, (ny, nx)
+
+
+def crop_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Crop the last two axes to ``size`` (the inverse of :func:`pad_to_multiple`)."""
+    ny, nx = size
+    if x.shape[-2:] == (ny, nx):
+        return x
+    return x[..., :ny, :nx]
+
+
+# ---------------------------------------------------------------------------- temporal convs
+
+def channels_last(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in channels-last memory order (a no-op when it already is).
+
+    Features are kept channels-last: CPU convolutions run faster on it, and the
+    pixel-wise (1x1 and temporal) convolutions become plain matrix products.
+    Results never depend on the memory order, only the speed does.
+    """
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+def _shift_frames(v: torch.Tensor, step: int, padding: Padding) -> torch.Tensor:
+    """``out[:, t] = v[:, t - step]`` along axis 1 (``step`` = +1 or -1), wrapped or zero-filled."""
+    if padding == "circular":
+        return torch.roll(v, shifts=step, dims=1)
+    empty = torch.zeros_like(v[:, :1])
+    if v.shape[1] == 1:
+        return empty
+    return torch.cat([empty, v[:, :-1]], dim=1) if step > 0 else torch.cat([v[:, 1:], empty], dim=1)
+
+
+class TemporalConv(nn.Module):
+    """Convolution of kernel 3 along time on folded features ``[b * t, in, y, x]``.
+
+    ``y_t = W_0 x_{t-1} + W_1 x_t + W_2 x_{t+1} + bias`` (a ``Conv1d`` over time with
+    padding 1 at every pixel), computed as one matrix product over the three
+    time-shifted copies of the channels-last pixels, for all frames and pixels at
+    once. ``padding='circular'`` wraps the cardiac cycle (frame ``t-1`` of the first
+    frame is the last frame); ``'zeros'`` pads with zeros. Any frame count works,
+    ``t = 1`` included. Parameters: ``weight [out, in, 3]``, ``bias [out]``.
+    Returns channels-last ``[b * t, out, y, x]``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, padding: Padding = "circular"):
+        super().__init__()
+        if padding not in ("circular", "zeros"):
+            raise InputError(f"temporal padding must be 'circular' or 'zeros', got {padding!r}")
+        self.padding = padding
+        conv = nn.Conv1d(in_channels, out_channels, 3)  # only for PyTorch's default initialisation
+        self.weight = nn.Parameter(conv.weight.detach().clone())
+        self.bias = nn.Parameter(conv.bias.detach().clone())
+
+    def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:
+        n, c, ny, nx = x.shape
+        v = channels_last(x).permute(0, 2, 3, 1).reshape(n // frames, frames, ny * nx, c)
+        stacked = torch.cat([_shift_frames(v, 1, self.padding), v, _shift_frames(v, -1, self.padding)], dim=3)
+        out_ch = self.weight.shape[0]
+        weight = self.weight.permute(2, 1, 0).reshape(3 * c, out_ch)  # rows: (tap, in-channel)
+        y = torch.addmm(self.bias, stacked.reshape(-1, 3 * c), weight)
+        return y.reshape(n, ny, nx, out_ch).permute(0, 3, 1, 2)
+
+    def extra_repr(self) -> str:
+        return f"{self.weight.shape[1]}, {self.weight.shape[0]}, kernel_size=3, padding={self.padding}"
+
+
+class Conv1x1(nn.Conv2d):
+    """A 1x1 ``nn.Conv2d`` (same parameters and state dict) computed as one matrix product.
+
+    On channels-last features the pixels are rows of a matrix, so the convolution
+    is a single ``addmm``; PyTorch's CPU path for 1x1 convolutions is much slower.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, bias: bool = True):
+        super().__init__(in_channels, out_channels, 1, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight.reshape(self.out_channels, self.in_channels)
+        return F.linear(channels_last(x).permute(0, 2, 3, 1), w, self.bias).permute(0, 3, 1, 2)
+
+
+class SpatioTemporalConv(nn.Module):
+    """``spatial`` (a 2D conv or transposed conv) -> ReLU -> :class:`TemporalConv`, on folded features.
+
+    The (2+1)D unit of CRUNet-MR: used for the down/up-sampling steps and the
+    convolutions after each recurrent layer.
+    """
+
+    def __init__(self, spatial: nn.Module, channels: int, padding: Padding = "circular"):
+        super().__init__()
+        self.spatial = spatial
+        self.temporal = TemporalConv(channels, channels, padding)
+
+    def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:
+        return self.temporal(self.spatial(x).relu_(), frames)  # in place on the fresh conv output
+
+
+# ---------------------------------------------------------------------------- recurrent units
+
+class CRNNCell(nn.Module):
+    """Convolutional RNN cell, recurrent over time and over iterations (cascades).
+
+    ``h_t = ReLU(i2h(x_t) + h2h(h_{t-1}) + ih2ih(H_t))``, with ``H`` the hidden state of
+    the same unit in the previous iteration. All three are ``kernel x kernel`` convs
+    with the given dilation ('same' padding). ``iteration=False`` builds a cell
+    without ``ih2ih`` (for the first cascade of a network whose cascades do not share
+    weights: there ``H`` is always zero and ``ih2ih`` would never learn).
+
+    The work is split for speed: :meth:`drive` computes the non-recurrent part for
+    all frames at once (``i2h``, ``ih2ih`` and the ``h2h`` bias); :meth:`step` adds
+    ``h2h(h_{t-1})`` (weights only) for one frame and applies the ReLU. ``h_{-1} = 0``,
+    so the first frame needs no ``h2h`` call at all.
+    """
+
+    def __init__(self, in_channels: int, hidden: int, kernel_size: int = 3, dilation: int = 1,
+                 iteration: bool = True):
+        super().__init__()
+        if kernel_size % 2 != 1:
+            raise InputError(f"CRNN kernel size must be odd, got {kernel_size}")
+        pad = dilation * (kernel_size - 1) // 2
+        self.hidden = hidden
+        self.dilation = dilation
+        self.padding = pad
+        self.i2h = nn.Conv2d(in_channels, hidden, kernel_size, padding=pad, dilation=dilation)
+        self.h2h = nn.Conv2d(hidden, hidden, kernel_size, padding=pad, dilation=dilation)
+        self.ih2ih = nn.Conv2d(hidden, hidden, kernel_size, padding=pad, dilation=dilation) if iteration else None
+
+    def drive(self, x: torch.Tensor, h_iter: torch.Tensor | None) -> torch.Tensor:
+        """Non-recurrent input of every frame: ``i2h(x) + ih2ih(H) + b_h2h`` on folded ``[n, ch, y, x]``.
+
+        ``h_iter=None`` means ``H = 0`` (first iteration): ``ih2ih`` then contributes its bias only.
+        """
+        if self.ih2ih is None and h_iter is not None:
+            raise InputError("this CRNN cell was built without an iteration input (iteration=False)")
+        pre = self.i2h(x)  # a fresh tensor: the additions below may run in place
+        if self.ih2ih is not None:
+            pre.add_(self.ih2ih(h_iter) if h_iter is not None else self.ih2ih.bias.view(1, -1, 1, 1))
+        return pre.add_(self.h2h.bias.view(1, -1, 1, 1))
+
+    def step(self, pre_t: torch.Tensor, h: torch.Tensor | None) -> torch.Tensor:
+        """One time step: ``ReLU(pre_t + h2h(h))`` on ``[n, hidden, y, x]`` (``h=None`` is the zero state)."""
+        if h is None:
+            return torch.relu(pre_t)
+        out = F.conv2d(h, self.h2h.weight, None, padding=self.padding, dilation=self.dilation)
+        return out.add_(pre_t).relu_()  # in place on the fresh conv output: no extra buffers
+
+
+def _stack_frames(hs: list[torch.Tensor]) -> torch.Tensor:
+    """Frames ``[n, ch, y, x]`` (channels-last) -> ``[n, t, ch, y, x]`` stored channels-last."""
+    return torch.stack([h.permute(0, 2, 3, 1) for h in hs], dim=1).permute(0, 1, 4, 2, 3)
+
+
+class CRNNLayer(nn.Module):
+    """A :class:`CRNNCell` run over the frames of folded features ``[b * t, in, y, x]``.
+
+    ``direction``: ``'forward'`` (CRNN-TI-F, frame 0 first), ``'backward'`` (CRNN-TI-B,
+    last frame first) or ``'bidirectional'`` (one cell, both directions, outputs summed:
+    BCRNN). The two directions of a bidirectional layer run as one batch of ``2b``,
+    so each time step is one convolution call. Returns ``[b * t, hidden, y, x]``
+    (channels-last).
+    """
+
+    def __init__(self, in_channels: int, hidden: int, kernel_size: int = 3, dilation: int = 1,
+                 direction: Direction = "forward", iteration: bool = True):
+        super().__init__()
+        if direction not in ("forward", "backward", "bidirectional"):
+            raise InputError(f"direction must be forward, backward or bidirectional, got {direction!r}")
+        self.direction = direction
+        self.cell = CRNNCell(in_channels, hidden, kernel_size, dilation, iteration)
+
+    def forward(self, x: torch.Tensor, frames: int, h_iter: torch.Tensor | None = None) -> torch.Tensor:
+        """``x [b*t, in, y, x]``, ``h_iter [b*t, hidden, y, x]`` or None -> ``[b*t, hidden, y, x]``."""
+        pre = unfold(channels_last(self.cell.drive(x, h_iter)), frames)
+        b, t = pre.shape[:2]
+        # unbind, not pre[:, s]: the backward of one unbind is one stack, while each
+        # indexing would allocate and fill a gradient the size of all frames
+        pre_t = pre.unbind(1)
+        h = None
+        hs = []
+        if self.direction == "bidirectional":
+            for s in range(t):
+                h = self.cell.step(torch.cat([pre_t[s], pre_t[t - 1 - s]], dim=0), h)
+                hs.append(h.split(b))
+            out = _stack_frames([o[0] for o in hs]) + _stack_frames([o[1] for o in reversed(hs)])
+        else:
+            order = range(t) if self.direction == "forward" else range(t - 1, -1, -1)
+            for s in order:
+                h = self.cell.step(pre_t[s], h)
+                hs.append(h)
+            out = _stack_frames(hs if self.direction == "forward" else hs[::-1])
+        return fold(out)
+
+    def extra_repr(self) -> str:
+        return f"direction={self.direction}"
+
+
+# ---------------------------------------------------------------------------- attention
+
+class ChannelAttention(nn.Module):
+    """Squeeze-and-excitation channel attention (the CALayer of RCAN / PromptMR).
+
+    Global average pool over ``(y, x)`` of each image (for folded cine features:
+    each frame) -> 1x1 conv ``channels -> channels // reduction`` (at least 1) ->
+    ReLU -> 1x1 conv back -> sigmoid; the input is scaled channel-wise by the result.
+    """
+
+    def __init__(self, channels: int, reduction: int = 4):
+        super().__init__()
+        if reduction < 1:
+            raise InputError(f"channel-attention reduction must be >= 1, got {reduction}")
+        squeezed = max(1, channels // reduction)
+        self.squeeze = Conv1x1(channels, squeezed)
+        self.excite = Conv1x1(squeezed, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = x.mean(dim=(-2, -1), keepdim=True)
+        w = torch.sigmoid(self.excite(torch.relu(self.squeeze(w))))
+        return x * w

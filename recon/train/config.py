@@ -1,0 +1,228 @@
+"""Training configuration: ``RunConfig {model, data, train}``, loaded from YAML and validated.
+
+A run is reproducible from its YAML file alone (DIRECT style): unknown keys are
+errors (:func:`recon.config.from_dict`), every value is type-checked, and the
+resolved config is written into the run folder. See ``configs/`` for the checked-in
+configurations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+from recon.config import from_dict, load_yaml
+from recon.errors import InputError
+from recon.masks import CMRX_ACCELERATIONS
+from recon.models.config import ModelConfig
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where training samples come from and how they are made.
+
+    source : ``simulated`` (on the fly: real magnitude series or the phantom, plus
+        simulated phase, coils, noise and masks) or ``ismrmrd`` (raw files with a
+        ``ground_truth`` reference, e.g. from ``crunet simulate``).
+    images : simulated only. ``auto`` uses the real series in ``data_dir`` (default
+        :func:`recon.simulate.realdata.default_data_dir`) and falls back to the phantom
+        when there are none; ``real`` requires them; ``phantom`` never uses them.
+    data_dir : folder of ``.npz`` cine series; None = the default search.
+    holdout : stems of series files kept out of training and used for validation
+        (e.g. ``sunnybrook_SCD0000401_sax_cine``); absent stems are ignored. With no
+        held-out series, validation uses phantoms (with seeds no training sample uses).
+    phantom_fraction : share of training samples drawn from the phantom when real
+        series are used.
+    matrix : image matrix ``(ny, nx)`` (phase encode, readout) the slice is simulated on.
+    frames : cardiac phases per sample.
+    coils : receive coils.
+    accelerations : R drawn uniformly per training sample (uniform lattice + ACS).
+    acs_lines : fully sampled central ky lines.
+    strip_width : readout width ``x`` of a training strip, cropped in image space
+        after the coils are applied (all ky lines kept, so the ky aliasing of the mask
+        stays full-FOV); None trains on the whole matrix.
+    fov_mm : field of view ``(y, x)`` for the coil simulation.
+    snr : range ``(lo, hi)`` of the image SNR (log-uniform per sample; see
+        :func:`recon.simulate.cine.noise_sigma`).
+    crop_scale : random crop of a real series, as a fraction ``(lo, hi)`` of the
+        largest crop of the matrix's aspect ratio, before it is fitted to ``matrix``.
+    flips : random up-down / left-right flips and time roll of the image series.
+    maps : ``true`` (the simulated sensitivities, normalised to unit sum of squares)
+        or ``espirit`` (estimated from the noisy full-width ACS, as at inference).
+    coil_grid : the Biot-Savart coil simulation runs on a ``coil_grid`` square grid
+        and is cubic-interpolated to the matrix (10 coils at 128 x 128: 2.6 s direct,
+        0.2 s at 48; the fields differ by < 0.01 of their peak except next to the wires).
+    train_files, val_files : ismrmrd only: raw files (glob patterns allowed).
+    val_samples : simulated validation samples (a fixed set, made once per run).
+    val_acceleration : R of every validation sample (the paper's headline R = 8).
+    val_strip_width : readout width of validation samples; None = whole matrix.
+    val_seed : seed of the validation set.
+    workers : DataLoader worker processes making samples (0 = in the training process).
+    """
+
+    source: Literal["simulated", "ismrmrd"] = "simulated"
+    images: Literal["auto", "real", "phantom"] = "auto"
+    data_dir: str | None = None
+    holdout: tuple[str, ...] = ("sunnybrook_SCD0000401_sax_cine",)
+    phantom_fraction: float = 0.1
+    matrix: tuple[int, int] = (128, 128)
+    frames: int = 12
+    coils: int = 10
+    accelerations: tuple[int, ...] = CMRX_ACCELERATIONS
+    acs_lines: int = 24
+    strip_width: int | None = None
+    fov_mm: tuple[float, float] = (320.0, 320.0)
+    snr: tuple[float, float] = (20.0, 60.0)
+    crop_scale: tuple[float, float] = (0.6, 1.0)
+    flips: bool = True
+    maps: Literal["true", "espirit"] = "true"
+    coil_grid: int = 48
+    train_files: tuple[str, ...] = ()
+    val_files: tuple[str, ...] = ()
+    val_samples: int = 4
+    val_acceleration: int = 8
+    val_strip_width: int | None = None
+    val_seed: int = 1_000_003
+    workers: int = 0
+
+    def validate(self) -> None:
+        ny, nx = self.matrix
+        if min(ny, nx) < 16:
+            raise InputError(f"matrix {self.matrix} too small (each side >= 16)")
+        if self.frames < 1 or self.coils < 1:
+            raise InputError(f"frames and coils must be >= 1, got {self.frames}, {self.coils}")
+        if not self.accelerations or any(r < 1 for r in self.accelerations):
+            raise InputError(f"accelerations must be a non-empty list of integers >= 1, got {self.accelerations}")
+        if self.val_acceleration < 1:
+            raise InputError(f"val_acceleration must be >= 1, got {self.val_acceleration}")
+        if not 0 <= self.acs_lines <= ny:
+            raise InputError(f"acs_lines {self.acs_lines} must lie in [0, matrix ny = {ny}]")
+        for name in ("strip_width", "val_strip_width"):
+            w = getattr(self, name)
+            if w is not None and not 8 <= w <= nx:
+                raise InputError(f"{name} {w} must lie in [8, matrix nx = {nx}] (or be null)")
+        lo, hi = self.snr
+        if not 0 < lo <= hi:
+            raise InputError(f"snr range must satisfy 0 < lo <= hi, got {self.snr}")
+        lo, hi = self.crop_scale
+        if not 0 < lo <= hi <= 1:
+            raise InputError(f"crop_scale must satisfy 0 < lo <= hi <= 1, got {self.crop_scale}")
+        if not 0 <= self.phantom_fraction <= 1:
+            raise InputError(f"phantom_fraction must lie in [0, 1], got {self.phantom_fraction}")
+        if min(self.fov_mm) <= 0:
+            raise InputError(f"fov_mm must be positive, got {self.fov_mm}")
+        if self.coil_grid < 8:
+            raise InputError(f"coil_grid must be >= 8, got {self.coil_grid}")
+        if self.val_samples < 1:
+            raise InputError(f"val_samples must be >= 1, got {self.val_samples}")
+        if self.workers < 0:
+            raise InputError(f"workers must be >= 0, got {self.workers}")
+        if self.source == "ismrmrd" and not (self.train_files and self.val_files):
+            raise InputError("source 'ismrmrd' needs train_files and val_files (raw files with ground truth)")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Weights of the loss terms (:mod:`recon.train.loss`); 0 switches a term off.
+
+    Defaults are the reference's: ``0.25 * kspace_mse + 0.5 * (image_mse + image_l1)
+    + 0.5 * ((1 - SSIM(real)) + (1 - SSIM(imag)))``.
+    """
+
+    kspace_mse: float = 0.25
+    image_mse: float = 0.5
+    image_l1: float = 0.5
+    ssim: float = 0.5
+    ssim_window: int = 7
+
+    def validate(self) -> None:
+        weights = (self.kspace_mse, self.image_mse, self.image_l1, self.ssim)
+        if any(w < 0 for w in weights) or not any(w > 0 for w in weights):
+            raise InputError(f"loss weights must be >= 0 and not all 0, got {weights}")
+        if self.ssim_window < 3 or self.ssim_window % 2 == 0:
+            raise InputError(f"ssim_window must be an odd integer >= 3, got {self.ssim_window}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation (paper: AdamW lr 3e-4, weight decay 1e-3, batch 1, 144 epochs,
+    cosine annealing to 1e-4 after 10 linear warm-up epochs).
+
+    steps_per_epoch : optimiser steps per epoch (on-the-fly data has no natural epoch).
+    batch_size : samples per step per process (DDP: the global batch is
+        ``batch_size * world_size``).
+    grad_clip : clip the global gradient norm to this value; null = no clipping.
+    seed : seeds the model initialisation and the training samples.
+    device : ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+    threads : torch CPU threads; null = torch's default.
+    val_every : validate every N epochs (and after the last).
+    """
+
+    epochs: int = 144
+    steps_per_epoch: int = 1000
+    batch_size: int = 1
+    lr: float = 3e-4
+    min_lr: float = 1e-4
+    weight_decay: float = 1e-3
+    warmup_epochs: int = 10
+    betas: tuple[float, float] = (0.9, 0.999)
+    grad_clip: float | None = None
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int | None = None
+    val_every: int = 1
+    loss: LossConfig = field(default_factory=LossConfig)
+
+    def validate(self) -> None:
+        for name in ("epochs", "steps_per_epoch", "batch_size", "val_every"):
+            if getattr(self, name) < 1:
+                raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.warmup_epochs < 0:
+            raise InputError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
+        if not 0 < self.lr or not 0 <= self.min_lr <= self.lr:
+            raise InputError(f"need 0 <= min_lr <= lr and lr > 0, got lr={self.lr}, min_lr={self.min_lr}")
+        if self.weight_decay < 0:
+            raise InputError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not all(0 <= b < 1 for b in self.betas):
+            raise InputError(f"betas must lie in [0, 1), got {self.betas}")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise InputError(f"grad_clip must be > 0 or null, got {self.grad_clip}")
+        if self.threads is not None and self.threads < 1:
+            raise InputError(f"threads must be >= 1 or null, got {self.threads}")
+
+    @property
+    def total_steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+    @property
+    def warmup_steps(self) -> int:
+        return self.warmup_epochs * self.steps_per_epoch
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One training run: which model, which data, how to optimise."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def load_run_config(path: str | Path) -> RunConfig:
+    """Load and validate a :class:`RunConfig` from YAML (unknown keys are errors)."""
+    return from_dict(RunConfig, load_yaml(path), where=str(path))
+
+
+def with_overrides(cfg: RunConfig, *, epochs: int | None = None, steps_per_epoch: int | None = None,
+                   device: str | None = None) -> RunConfig:
+    """A copy of ``cfg`` with command-line overrides applied and validated."""
+    changes = {k: v for k, v in (("epochs", epochs), ("steps_per_epoch", steps_per_epoch),
+                                 ("device", device)) if v is not None}
+    if not changes:
+        return cfg
+    train = replace(cfg.train, **changes)
+    if device is not None and device not in ("auto", "cpu", "cuda"):
+        raise InputError(f"device must be auto, cpu or cuda, got {device!r}")
+    train.validate()
+    return replace(cfg, train=train)

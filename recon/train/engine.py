@@ -1,0 +1,374 @@
+"""The training loop: AdamW + warm-up/cosine schedule, validation, checkpoints, exact resume.
+
+A run folder (``--out``) holds::
+
+    config.yaml      the resolved RunConfig (what the run was started with)
+    checkpoint.pt    after every epoch: model, optimiser, scheduler, RNG states,
+                     epoch / step counters, metric history (torch.save, weights_only loadable)
+    metrics.csv      one row per epoch: train loss, lr, validation loss / PSNR / SSIM,
+                     zero-filled PSNR / SSIM of the same validation samples, timings
+    metrics.json     the same plus every step's loss terms and lr
+    loss_curve.png   train loss per step and validation PSNR per epoch (rewritten every epoch)
+    weights/         final weights (recon.weights: safetensors + config + SHA-256 manifest)
+
+Resume (``resume=True``) continues from the last completed epoch. Samples depend only
+on (seed, epoch, index), the learning rate only on the step, and the model, optimiser
+and RNG states are restored bit for bit, so a resumed run takes the same steps as an
+uninterrupted one (a test checks the next loss).
+
+Distributed (torchrun): every rank trains on its shard of each step's global batch,
+DDP averages the gradients, validation samples are split over ranks and the metrics
+summed; rank 0 alone writes files.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from recon.config import dump_yaml, to_dict
+from recon.errors import CrunetError, InputError
+from recon.train.config import RunConfig
+from recon.train.data import epoch_loader, make_source, validation_set
+from recon.train.ddp import DistContext, init_distributed, process_device, wrap_model
+from recon.train.loss import TERMS, ReconLoss
+from recon.train.schedule import WarmupCosine
+
+CHECKPOINT = "checkpoint.pt"
+CONFIG = "config.yaml"
+EPOCH_FIELDS = ("epoch", "step", "train_loss", "lr", "val_loss", "val_psnr", "val_ssim",
+                "zf_psnr", "zf_ssim", "seconds", "seconds_per_step")
+
+
+class TrainingError(CrunetError):
+    """Training cannot go on (e.g. the loss became non-finite)."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without CUDA is an InputError."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("device 'cuda' requested but CUDA is not available on this machine")
+    if name not in ("cpu", "cuda"):
+        raise InputError(f"device must be auto, cpu or cuda, got {name!r}")
+    return torch.device(name)
+
+
+def _rng_state(device: torch.device) -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _same_run(a: RunConfig, b: RunConfig) -> bool:
+    """Equal apart from the settings a resumed run may change (epochs, device, threads)."""
+    def strip(c: RunConfig) -> RunConfig:
+        return replace(c, train=replace(c.train, epochs=1, device="auto", threads=None))
+    return strip(a) == strip(b)
+
+
+class Trainer:
+    """One training run into ``out_dir`` (see the module docstring).
+
+    Parameters
+    ----------
+    cfg : the run configuration.
+    out_dir : run folder (created). A folder with a checkpoint needs ``resume=True``.
+    resume : continue from ``out_dir/checkpoint.pt``.
+    progress : show a tqdm bar (rank 0 only).
+    ctx : distributed context; default from the environment (:func:`init_distributed`).
+    """
+
+    def __init__(self, cfg: RunConfig, out_dir: str | Path, resume: bool = False, progress: bool = True,
+                 ctx: DistContext | None = None):
+        from recon.models.registry import build_model
+
+        self.cfg, self.out = cfg, Path(out_dir)
+        self.progress = progress
+        requested = resolve_device(cfg.train.device)
+        self.ctx = ctx if ctx is not None else init_distributed(requested)
+        self.device = process_device(requested, self.ctx)
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+        ckpt_path = self.out / CHECKPOINT
+        if ckpt_path.exists() and not resume:
+            raise InputError(f"{self.out} already holds a run (checkpoint.pt): pass --resume to continue it "
+                             "or choose another --out")
+        if resume and not ckpt_path.exists():
+            raise InputError(f"{ckpt_path}: no checkpoint to resume from")
+
+        torch.manual_seed(cfg.train.seed)  # model initialisation (same on every rank)
+        self.model = build_model(cfg.model).to(self.device)
+        self.ddp_model = wrap_model(self.model, self.ctx, self.device)
+        t = cfg.train
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=t.lr, betas=tuple(t.betas),
+                                           weight_decay=t.weight_decay)
+        self.scheduler = WarmupCosine(self.optimizer, t.total_steps, t.warmup_steps, t.lr, t.min_lr)
+        self.loss_fn = ReconLoss(t.loss)
+        self.train_source = make_source(cfg.data, t.seed, "train")
+        self.val_source = make_source(cfg.data, t.seed, "val")
+        self.history: dict = {"epochs": [], "steps": []}
+        self.start_epoch = 0
+        self.n_params = sum(p.numel() for p in self.model.parameters())
+        if resume:
+            self._load_checkpoint(ckpt_path)
+        else:
+            torch.manual_seed(t.seed + 1)  # training-time randomness, independent of the model size
+        if self.ctx.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            dump_yaml(cfg, self.out / CONFIG)  # on resume too: it may extend the epochs
+        self._val: list | None = None
+        self._zf: tuple[float, float] | None = None
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def _load_checkpoint(self, path: Path) -> None:
+        from recon.config import from_dict
+
+        try:
+            ckpt = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is bad input
+            raise InputError(f"{path}: unreadable checkpoint ({exc})") from None
+        saved = from_dict(RunConfig, ckpt["config"], where=f"{path}:config")
+        if not _same_run(saved, self.cfg):
+            raise InputError(f"{path}: the checkpoint was made with a different model/data/train config "
+                             f"(only epochs, device and threads may change on resume)")
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        _set_rng_state(ckpt["rng"], self.device)
+        self.start_epoch = int(ckpt["epoch"])
+        self.history = ckpt["history"]
+
+    def save_checkpoint(self, epochs_done: int) -> None:
+        if not self.ctx.is_main:
+            return
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": _rng_state(self.device),
+            "epoch": epochs_done,
+            "step": self.scheduler.step_count,
+            "history": self.history,
+            "config": to_dict(self.cfg),
+            "torch_version": str(torch.__version__),
+        }
+        tmp = self.out / (CHECKPOINT + ".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self.out / CHECKPOINT)
+
+    # ------------------------------------------------------------------ training
+
+    def _to_device(self, batch: dict) -> dict:
+        return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+
+    def train_step(self, batch: dict) -> dict:
+        """One optimiser step on a batch; returns this rank's loss terms and the lr used."""
+        b = self._to_device(batch)
+        self.ddp_model.train()
+        pred = self.ddp_model(b["k"], b["mask"], b["maps"])
+        loss, terms = self.loss_fn(pred, b["target"])
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.train.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
+        lr = self.scheduler.apply()
+        self.optimizer.step()
+        self.scheduler.advance()
+        out = {"loss": float(loss.detach()), "lr": lr}
+        out.update({k: float(v) for k, v in terms.items()})
+        return out
+
+    def train_epoch(self, epoch: int) -> list[dict]:
+        from tqdm import tqdm
+
+        t = self.cfg.train
+        if self.cfg.data.workers and getattr(self.train_source, "pool", None) is not None:
+            self.train_source.pool.preload()
+        loader = epoch_loader(self.train_source, epoch, t.steps_per_epoch, t.batch_size,
+                              self.ctx.rank, self.ctx.world_size, self.cfg.data.workers)
+        bar = tqdm(total=t.steps_per_epoch, desc=f"epoch {epoch + 1}/{t.epochs}", unit="step",
+                   disable=not (self.progress and self.ctx.is_main), dynamic_ncols=True, leave=False)
+        records = []
+        for batch in loader:
+            step = self.scheduler.step_count
+            r = self.train_step(batch)
+            keys = ["loss", *TERMS]
+            if self.ctx.enabled:  # mean over ranks, for the log
+                sums = self.ctx.all_reduce_sum([r[k] for k in keys], self.device)
+                r.update({k: v / self.ctx.world_size for k, v in zip(keys, sums)})
+            if not math.isfinite(r["loss"]):
+                raise TrainingError(f"the loss became {r['loss']} at step {step} (epoch {epoch + 1}); "
+                                    "lower the learning rate or check the data")
+            rec = {"step": step, "epoch": epoch + 1, **r}
+            records.append(rec)
+            bar.set_postfix(loss=f"{r['loss']:.4g}", lr=f"{r['lr']:.3g}")
+            bar.update(1)
+        bar.close()
+        return records
+
+    # ------------------------------------------------------------------ validation
+
+    def validation_samples(self) -> list[dict]:
+        if self._val is None:
+            self._val = validation_set(self.val_source, self.ctx.rank, self.ctx.world_size)
+        return self._val
+
+    @torch.no_grad()
+    def validate(self) -> dict:
+        """Mean validation loss, PSNR and SSIM (recon.metrics) and the zero-filled PSNR / SSIM."""
+        from recon.baselines.zero_filled import zero_filled
+        from recon.metrics import psnr, ssim
+        from recon.problem import SliceProblem
+
+        self.model.eval()
+        sums = np.zeros(7)  # loss, psnr, ssim, zf_psnr, zf_ssim, count, zf_count
+        for s in self.validation_samples():
+            b = self._to_device({k: v[None] for k, v in s.items()})
+            pred = self.model(b["k"], b["mask"], b["maps"])
+            loss, _ = self.loss_fn(pred, b["target"])
+            target, rec = s["target"].numpy(), pred[0].cpu().numpy()
+            sums[:3] += [float(loss), float(np.mean(psnr(target, rec))), float(np.mean(ssim(target, rec)))]
+            sums[5] += 1
+            if self._zf is None:
+                zf = zero_filled(SliceProblem(s["k"], s["mask"], s["maps"])).numpy()
+                sums[3:5] += [float(np.mean(psnr(target, zf))), float(np.mean(ssim(target, zf)))]
+                sums[6] += 1
+        sums = np.array(self.ctx.all_reduce_sum(sums.tolist(), self.device))
+        n = max(sums[5], 1)
+        if self._zf is None:
+            self._zf = (float(sums[3] / max(sums[6], 1)), float(sums[4] / max(sums[6], 1)))
+        # plain floats: the history goes into a weights_only checkpoint and JSON
+        return {"val_loss": float(sums[0] / n), "val_psnr": float(sums[1] / n), "val_ssim": float(sums[2] / n),
+                "zf_psnr": self._zf[0], "zf_ssim": self._zf[1]}
+
+    # ------------------------------------------------------------------ outputs
+
+    def write_outputs(self) -> None:
+        if not self.ctx.is_main:
+            return
+        epochs = self.history["epochs"]
+        with open(self.out / "metrics.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=EPOCH_FIELDS, extrasaction="ignore")
+            w.writeheader()
+            for row in epochs:
+                w.writerow({k: row.get(k, "") for k in EPOCH_FIELDS})
+        info = {"parameters": self.n_params, "world_size": self.ctx.world_size, "device": str(self.device),
+                **{k: v for k, v in self.history.items()}}
+        (self.out / "metrics.json").write_text(json.dumps(info, indent=1) + "\n")
+        plot_curves(self.history, self.out / "loss_curve.png")
+
+    # ------------------------------------------------------------------ the run
+
+    def fit(self, max_epochs: int | None = None) -> dict:
+        """Train from the current epoch to ``cfg.train.epochs`` (or ``max_epochs`` more).
+
+        Returns the last epoch's metrics; writes the final weights when the run is complete.
+        """
+        t = self.cfg.train
+        end = t.epochs if max_epochs is None else min(t.epochs, self.start_epoch + max_epochs)
+        last: dict = self.history["epochs"][-1] if self.history["epochs"] else {}
+        for epoch in range(self.start_epoch, end):
+            t0 = time.perf_counter()
+            records = self.train_epoch(epoch)
+            seconds = time.perf_counter() - t0
+            row = {"epoch": epoch + 1, "step": self.scheduler.step_count,
+                   "train_loss": float(np.mean([r["loss"] for r in records])), "lr": records[-1]["lr"],
+                   "seconds": seconds, "seconds_per_step": seconds / max(len(records), 1)}
+            if (epoch + 1) % t.val_every == 0 or epoch + 1 == t.epochs:
+                row.update(self.validate())
+            self.history["steps"].extend(records)
+            self.history["epochs"].append(row)
+            self.save_checkpoint(epoch + 1)
+            self.write_outputs()
+            if self.ctx.is_main:
+                print(_epoch_line(row, t.epochs), flush=True)
+            last = row
+        if end == t.epochs:
+            diff = self.ctx.max_param_difference(self.model)
+            self.history["ddp_max_param_diff"] = diff
+            if self.ctx.is_main:
+                from recon.weights import save_weights
+
+                save_weights(self.model, self.cfg.model, self.out / "weights")
+                self.write_outputs()
+        self.ctx.barrier()
+        return last
+
+    def close(self) -> None:
+        self.ctx.shutdown()
+
+
+def _epoch_line(row: dict, epochs: int) -> str:
+    parts = [f"epoch {row['epoch']}/{epochs}", f"step {row['step']}", f"loss {row['train_loss']:.4g}",
+             f"lr {row['lr']:.3g}", f"{row['seconds_per_step']:.2f} s/step"]
+    if "val_psnr" in row:
+        parts += [f"val PSNR {row['val_psnr']:.2f} dB (zero-filled {row['zf_psnr']:.2f})",
+                  f"SSIM {row['val_ssim']:.4f} (zero-filled {row['zf_ssim']:.4f})"]
+    return " | ".join(parts)
+
+
+def plot_curves(history: dict, path: str | Path) -> Path:
+    """Train loss per step (log scale) and validation PSNR per epoch, as a PNG (Agg, no GUI)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 4), dpi=100)
+    FigureCanvasAgg(fig)
+    ax1, ax2 = fig.subplots(1, 2)
+    steps = history.get("steps", [])
+    if steps:
+        x = np.array([s["step"] for s in steps])
+        y = np.array([s["loss"] for s in steps])
+        ax1.plot(x, y, lw=0.6, alpha=0.5, label="per step")
+        w = max(5, len(y) // 50)
+        if len(y) >= 2 * w:
+            ax1.plot(x[w - 1:], np.convolve(y, np.ones(w) / w, mode="valid"), lw=1.5, label=f"mean of {w}")
+        ax1.set_yscale("log")
+        ax1.legend()
+    ax1.set_xlabel("step")
+    ax1.set_ylabel("loss")
+    ax1.set_title("training loss")
+    ax1.grid(True, alpha=0.3)
+    val = [e for e in history.get("epochs", []) if "val_psnr" in e]
+    if val:
+        ax2.plot([e["epoch"] for e in val], [e["val_psnr"] for e in val], "o-", label="model")
+        ax2.axhline(val[-1]["zf_psnr"], color="gray", ls="--", label="zero-filled")
+        ax2.legend()
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("PSNR (dB)")
+    ax2.set_title("validation PSNR")
+    ax2.grid(True, alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def train(cfg: RunConfig, out_dir: str | Path, resume: bool = False, progress: bool = True,
+          max_epochs: int | None = None) -> dict:
+    """Run (or resume) a training run; returns the last epoch's metrics."""
+    trainer = Trainer(cfg, out_dir, resume=resume, progress=progress)
+    try:
+        return trainer.fit(max_epochs)
+    finally:
+        trainer.close()

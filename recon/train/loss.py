@@ -1,0 +1,110 @@
+"""Training loss: k-space MSE + image MSE + image L1 + (1 - SSIM), as in CRUNet-MR.
+
+The reference (github dong845/CRUNet, ``train_infer.py`` / ``losses.py``) computes,
+on the coil-combined prediction ``p`` and target ``g`` (complex ``[b, t, y, x]``,
+handled as real tensors ``[..., 2]`` = real and imaginary parts)::
+
+    0.25 * MSE(fft2c(p), fft2c(g))                     # "k-space MSE"
+  + 0.5  * (MSE(p, g) + L1(p, g))                      # image MSE and L1
+  + 0.5  * ((1 - SSIM(Re p, Re g)) + (1 - SSIM(Im p, Im g)))
+
+Every MSE / L1 is a mean over all real numbers (batch, frames, pixels, real and
+imaginary parts). SSIM is the skimage-equivalent SSIM of every frame (7x7 uniform
+window, K1 = 0.01, K2 = 0.03, :func:`recon.metrics.ssim_torch`), averaged over
+frames and batch, once on the real parts and once on the imaginary parts.
+
+What we compute is exactly that, with two stated choices:
+
+- The k-space MSE is taken on the single "coil" k-space of the combined image, as in
+  the reference. With the orthonormal FFT (:mod:`recon.fft`) Parseval makes it
+  *equal* to the image MSE (same sum of squares, same element count): the default
+  weights therefore amount to ``0.75 * image MSE``; the term is kept so that weights
+  carry over from the reference, and a test checks the identity.
+- SSIM needs a data range. The reference divides each image by its *own* maximum
+  and uses data range 1. We divide prediction and target by the same number, the
+  target's largest absolute real/imaginary value per sample (so the parts lie in
+  [-1, 1]), and use data range 1: a wrong global scale of the prediction is then
+  penalised instead of being normalised away.
+
+Weights come from :class:`recon.train.config.LossConfig` (0 switches a term off).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from recon.fft import fft2c
+from recon.metrics import ssim_torch
+from recon.train.config import LossConfig
+
+TERMS = ("kspace_mse", "image_mse", "image_l1", "ssim")
+
+
+def kspace_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error of the centred orthonormal 2-D FFTs, over real and imaginary parts."""
+    return (torch.view_as_real(fft2c(pred) - fft2c(target)) ** 2).mean()
+
+
+def image_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over real and imaginary parts."""
+    return (torch.view_as_real(pred - target) ** 2).mean()
+
+
+def image_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error over real and imaginary parts (not the complex modulus)."""
+    return torch.view_as_real(pred - target).abs().mean()
+
+
+def ssim_loss(pred: torch.Tensor, target: torch.Tensor, win_size: int = 7) -> torch.Tensor:
+    """``(1 - SSIM(Re)) + (1 - SSIM(Im))``, SSIM averaged over frames and batch.
+
+    pred, target: complex ``[b, t, y, x]`` (``[b, y, x]`` is one frame). Both are
+    divided by the target's largest absolute real or imaginary value per sample;
+    data range 1.
+    """
+    if pred.ndim == 3:
+        pred, target = pred[:, None], target[:, None]
+    p, g = torch.view_as_real(pred), torch.view_as_real(target)  # [b, t, y, x, 2]
+    scale = g.detach().abs().flatten(1).amax(dim=1).clamp_min(torch.finfo(g.dtype).tiny)
+    scale = scale.view(-1, 1, 1, 1, 1)
+    p, g = p / scale, g / scale
+    total = pred.new_zeros((), dtype=p.dtype)
+    for part in (0, 1):
+        a = p[..., part].flatten(0, 1)  # [b * t, y, x]
+        b = g[..., part].flatten(0, 1)
+        total = total + (1.0 - ssim_torch(a, b, data_range=1.0, win_size=win_size).mean())
+    return total
+
+
+class ReconLoss(nn.Module):
+    """Weighted sum of the terms above; ``forward`` returns ``(total, {term: value})``.
+
+    Terms with weight 0 are not computed (their value is reported as 0).
+    """
+
+    def __init__(self, cfg: LossConfig | None = None):
+        super().__init__()
+        self.cfg = cfg or LossConfig()
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """pred, target: complex ``[b, t, y, x]``."""
+        if pred.shape != target.shape:
+            raise ValueError(f"prediction {tuple(pred.shape)} and target {tuple(target.shape)} differ")
+        c = self.cfg
+        fns = {
+            "kspace_mse": (c.kspace_mse, kspace_mse),
+            "image_mse": (c.image_mse, image_mse),
+            "image_l1": (c.image_l1, image_l1),
+            "ssim": (c.ssim, lambda p, g: ssim_loss(p, g, c.ssim_window)),
+        }
+        terms: dict[str, torch.Tensor] = {}
+        total = pred.real.new_zeros(())
+        for name, (weight, fn) in fns.items():
+            if weight == 0:
+                terms[name] = pred.real.new_zeros(())
+                continue
+            value = fn(pred, target)
+            terms[name] = value.detach()
+            total = total + weight * value
+        return total, terms

@@ -1,0 +1,378 @@
+"""CRUNet-MR with the cross-cascade feature bank: shapes, gradients, data consistency,
+batch independence, bank parameters, fast layers against naive ones, overfitting."""
+
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from recon.errors import InputError
+from recon.fft import fft2c
+from recon.models.config import CRNNConfig, CRUNetConfig, ModelConfig
+from recon.models.crunet import CRUNetMR, describe, parameter_count
+from recon.models.layers import (ChannelAttention, Conv1x1, CRNNLayer, TemporalConv, fold, normalize,
+                                 unfold)
+from recon.models.registry import MODEL_NAMES, build_model
+from recon.sense import expand
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """These networks are tiny: intra-op threads only add synchronisation, which on a
+    shared 2-core machine made this file ~7x slower. Restored afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _crandn(g, *shape, dtype=torch.complex64):
+    re = torch.randn(*shape, generator=g, dtype=torch.float64)
+    im = torch.randn(*shape, generator=g, dtype=torch.float64)
+    return torch.complex(re, im).to(dtype)
+
+
+def _problem(g, b, t, c, ny, nx, dtype=torch.complex64, p=0.4):
+    """Random undersampled k-space, line mask and unit-sum-of-squares maps."""
+    maps = _crandn(g, b, c, ny, nx, dtype=dtype)
+    maps = maps / maps.abs().pow(2).sum(1, keepdim=True).sqrt()
+    mask = torch.rand(b, t, ny, generator=g) < p
+    mask[..., ny // 2] = True
+    k = _crandn(g, b, t, c, ny, nx, dtype=dtype) * mask[:, :, None, :, None]
+    return k, mask, maps
+
+
+def _model(seed=0, **kw):
+    torch.manual_seed(seed)
+    kw.setdefault("channels", 4)
+    kw.setdefault("cascades", 2)
+    return CRUNetMR(CRUNetConfig(**kw))
+
+
+# ---------------------------------------------------------------------------- shapes
+
+@pytest.mark.parametrize("b,t,c,ny,nx", [(1, 1, 1, 8, 8), (2, 3, 2, 9, 7), (1, 4, 3, 13, 10), (1, 2, 2, 1, 5)])
+@pytest.mark.parametrize("fusion", ["none", "ca"])
+def test_shapes_any_size_and_frame_count(b, t, c, ny, nx, fusion):
+    g = torch.Generator().manual_seed(1)
+    k, mask, maps = _problem(g, b, t, c, ny, nx)
+    model = _model(fusion=fusion, cascades=3).eval()
+    with torch.no_grad():
+        out = model(k, mask, maps)
+    assert out.shape == (b, t, ny, nx) and out.dtype == torch.complex64
+    assert torch.isfinite(torch.view_as_real(out)).all()
+
+
+def test_float64_model_and_float_mask():
+    g = torch.Generator().manual_seed(2)
+    k, mask, maps = _problem(g, 1, 3, 2, 10, 9, dtype=torch.complex128)
+    model = _model(fusion="conv").double().eval()
+    with torch.no_grad():
+        a = model(k, mask, maps)
+        b = model(k, mask.to(torch.float64), maps)
+    assert a.dtype == torch.complex128
+    torch.testing.assert_close(a, b)
+
+
+def test_bad_inputs_raise():
+    g = torch.Generator().manual_seed(3)
+    k, mask, maps = _problem(g, 1, 2, 2, 8, 8)
+    model = _model()
+    with pytest.raises(InputError):
+        model(k[0], mask, maps)
+    with pytest.raises(InputError):
+        model(k, mask[..., :4], maps)
+    with pytest.raises(InputError):
+        model(k, mask, maps[:, :1])
+    with pytest.raises(InputError):
+        CRUNetMR(CRUNetConfig(dilations=(1, 2)))
+    with pytest.raises(InputError):
+        CRUNetMR(CRUNetConfig(fusion="none", bank_depth=2))
+
+
+# ---------------------------------------------------------------------------- gradients
+
+@pytest.mark.parametrize("fusion", ["none", "conv", "ca"])
+def test_gradients_reach_every_parameter(fusion):
+    g = torch.Generator().manual_seed(4)
+    k, mask, maps = _problem(g, 2, 3, 2, 12, 10)
+    model = _model(seed=5, fusion=fusion, cascades=3, channels=8, ca_reduction=2)
+    out = model(k, mask, maps)
+    torch.view_as_real(out).pow(2).sum().backward()
+    names = [n for n, _ in model.named_parameters()]
+    if fusion != "none":
+        assert any(n.startswith("fusion.1.") for n in names)  # cascade 2 fuses two banked cascades
+    dead = [n for n, p in model.named_parameters() if p.grad is None or not torch.any(p.grad != 0)]
+    assert dead == [], f"no gradient for {dead}"
+
+
+def test_checkpointing_gives_the_same_values_and_gradients():
+    g = torch.Generator().manual_seed(6)
+    k, mask, maps = _problem(g, 1, 3, 2, 9, 8, dtype=torch.complex128)
+    grads = []
+    for ckpt in (False, True):
+        model = _model(seed=7, fusion="ca", cascades=3).double()
+        model.checkpoint = ckpt
+        out = model(k, mask, maps)
+        torch.view_as_real(out).abs().sum().backward()
+        grads.append((out.detach(), [p.grad.clone() for p in model.parameters()]))
+    torch.testing.assert_close(grads[0][0], grads[1][0])
+    for a, b in zip(grads[0][1], grads[1][1]):
+        torch.testing.assert_close(a, b)
+
+
+# ---------------------------------------------------------------------------- data consistency
+
+@pytest.mark.parametrize("fusion", ["none", "conv"])
+def test_data_consistency_exact_for_one_unit_modulus_coil(fusion):
+    g = torch.Generator().manual_seed(8)
+    b, t, ny, nx = 2, 3, 11, 9
+    phase = torch.rand(b, 1, ny, nx, generator=g, dtype=torch.float64) * 2 * math.pi
+    maps = torch.polar(torch.ones_like(phase), phase).to(torch.complex64)
+    mask = torch.rand(b, t, ny, generator=g) < 0.4
+    mask[..., ny // 2] = True
+    k = _crandn(g, b, t, 1, ny, nx) * mask[:, :, None, :, None]
+    model = _model(fusion=fusion, cascades=2)
+    with torch.no_grad():
+        out = model(k, mask, maps)
+    k_out = fft2c(expand(out, maps))
+    m = mask[:, :, None, :, None].expand_as(k)
+    err = (k_out[m] - k[m]).abs().max() / k[m].abs().max()
+    assert err < 1e-5
+    assert (k_out[~m].abs() > 0).any()  # the unsampled part is filled in by the network
+
+
+# ---------------------------------------------------------------------------- feature bank
+
+def test_fusion_none_has_no_bank_parameters():
+    counts = {}
+    for fusion in ("none", "conv", "ca"):
+        model = _model(fusion=fusion, channels=8, cascades=3)
+        counts[fusion] = parameter_count(model)
+        names = [n for n, _ in model.named_parameters()]
+        assert any(n.startswith("fusion.") for n in names) == (fusion != "none")
+    assert counts["none"] < counts["conv"] < counts["ca"]
+    assert "bank" in describe(_model(fusion="ca", channels=8, cascades=3))
+
+
+def test_bank_depth_limits_the_fused_cascades():
+    c = 8
+    full = _model(fusion="conv", channels=c, cascades=5)
+    k2 = _model(fusion="conv", channels=c, cascades=5, bank_depth=2)
+    assert [full.bank_size(i) for i in range(5)] == [0, 1, 2, 3, 4]
+    assert [k2.bank_size(i) for i in range(5)] == [0, 1, 2, 2, 2]
+    # cascade 4 (0-based) fuses F_2 and F_3 only: 2 * channels inputs at every level
+    assert [f.project.in_channels for f in k2.fusion[3]] == [2 * c] * 3
+    assert [f.project.in_channels for f in full.fusion[3]] == [4 * c] * 3
+    assert parameter_count(k2) < parameter_count(full)
+    ca = _model(fusion="ca", channels=c, cascades=4, bank_depth=2)
+    assert [f.attention.squeeze.in_channels for f in ca.fusion[2]] == [2 * c] * 3
+    g = torch.Generator().manual_seed(9)
+    k, mask, maps = _problem(g, 1, 2, 2, 8, 6)
+    with torch.no_grad():
+        assert ca(k, mask, maps).shape == (1, 2, 8, 6)
+
+
+def test_bank_depth_is_used_in_forward():
+    """With K = 1, features older than the previous cascade must not matter."""
+    model = _model(fusion="conv", channels=4, cascades=3, bank_depth=1).double()
+    seen = []
+    model.fusion[1][0].register_forward_pre_hook(lambda mod, args: seen.append(len(args[0])))
+    g = torch.Generator().manual_seed(10)
+    k, mask, maps = _problem(g, 1, 2, 2, 8, 6, dtype=torch.complex128)
+    with torch.no_grad():
+        model(k, mask, maps)
+    assert seen == [1]
+
+
+# ---------------------------------------------------------------------------- batch, determinism, side effects
+
+@pytest.mark.parametrize("fusion", ["none", "ca"])
+def test_batch_gives_the_same_per_sample_output(fusion):
+    g = torch.Generator().manual_seed(11)
+    k, mask, maps = _problem(g, 2, 3, 2, 10, 7, dtype=torch.complex128)
+    k[1] *= 40.0  # very different scales: the normalisation must be per sample
+    model = _model(fusion=fusion, cascades=3).double().eval()
+    with torch.no_grad():
+        both = model(k, mask, maps)
+        one = torch.cat([model(k[i:i + 1], mask[i:i + 1], maps[i:i + 1]) for i in range(2)])
+    torch.testing.assert_close(both, one, rtol=1e-10, atol=1e-10)
+
+
+def test_determinism_and_no_global_side_effects():
+    g = torch.Generator().manual_seed(12)
+    k, mask, maps = _problem(g, 1, 2, 2, 8, 8)
+    outs = []
+    for _ in range(2):
+        model = _model(seed=13, fusion="ca").eval()
+        with torch.no_grad():
+            outs.append(model(k, mask, maps))
+    torch.testing.assert_close(outs[0], outs[1], rtol=0, atol=0)
+    # importing the model modules neither seeds nor draws from the global generators
+    # (a fresh interpreter: reloading here would replace the classes other tests use)
+    code = ("import random, numpy as np, torch; torch.manual_seed(1); random.seed(1); np.random.seed(1); "
+            "s = (torch.get_rng_state(), random.getstate(), np.random.get_state()[1].copy()); "
+            "import recon.models.registry, recon.models.crunet, recon.models.layers; "
+            "assert torch.equal(s[0], torch.get_rng_state()) and s[1] == random.getstate() "
+            "and (s[2] == np.random.get_state()[1]).all()")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_forward_creates_no_tensors_that_require_grad():
+    """The reference made hidden states with requires_grad inside forward (breaks FLOP
+    counting under inference_mode); ours must run there and give plain outputs."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    g = torch.Generator().manual_seed(15)
+    k, mask, maps = _problem(g, 1, 2, 2, 8, 8)
+    model = _model(fusion="conv", cascades=3).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    out = model(k, mask, maps)
+    assert not out.requires_grad
+    with torch.inference_mode():
+        counter = FlopCounterMode(display=False)
+        with counter:
+            model(k, mask, maps)
+    assert counter.get_total_flops() > 0
+
+
+def test_temporal_padding_setting_matters():
+    g = torch.Generator().manual_seed(16)
+    k, mask, maps = _problem(g, 1, 4, 2, 8, 8)
+    outs = []
+    for padding in ("circular", "zeros"):
+        model = _model(seed=17, temporal_padding=padding).eval()
+        with torch.no_grad():
+            outs.append(model(k, mask, maps))
+    assert not torch.allclose(outs[0], outs[1])
+
+
+# ---------------------------------------------------------------------------- fast layers == naive layers
+
+@pytest.mark.parametrize("padding", ["circular", "zeros"])
+@pytest.mark.parametrize("t", [1, 2, 5])
+def test_temporal_conv_matches_conv1d_over_time(padding, t):
+    g = torch.Generator().manual_seed(18)
+    b, cin, cout, ny, nx = 2, 3, 4, 5, 6
+    conv = TemporalConv(cin, cout, padding).double()
+    x = torch.randn(b * t, cin, ny, nx, generator=g, dtype=torch.float64)
+    seq = unfold(x, t).permute(0, 3, 4, 2, 1).reshape(-1, cin, t)  # [b*y*x, cin, t]
+    seq = F.pad(seq, (1, 1), mode="circular") if padding == "circular" else F.pad(seq, (1, 1))
+    ref = F.conv1d(seq, conv.weight, conv.bias).reshape(b, ny, nx, cout, t).permute(0, 4, 3, 1, 2)
+    torch.testing.assert_close(conv(x, t), fold(ref))
+
+
+@pytest.mark.parametrize("direction", ["forward", "backward", "bidirectional"])
+@pytest.mark.parametrize("with_iteration", [False, True])
+def test_crnn_layer_matches_a_naive_frame_loop(direction, with_iteration):
+    g = torch.Generator().manual_seed(19)
+    b, t, cin, hid, ny, nx, dil = 2, 4, 3, 5, 7, 6, 2
+    layer = CRNNLayer(cin, hid, 3, dil, direction, iteration=True).double()
+    cell = layer.cell
+    x = torch.randn(b * t, cin, ny, nx, generator=g, dtype=torch.float64)
+    h_iter = torch.randn(b * t, hid, ny, nx, generator=g, dtype=torch.float64) if with_iteration else None
+
+    def run(order):
+        xs, hi = unfold(x, t), (unfold(h_iter, t) if h_iter is not None else torch.zeros(b, t, hid, ny, nx,
+                                                                                        dtype=x.dtype))
+        h = torch.zeros(b, hid, ny, nx, dtype=x.dtype)
+        out = [None] * t
+        for s in order:
+            h = torch.relu(cell.i2h(xs[:, s]) + cell.h2h(h) + cell.ih2ih(hi[:, s]))
+            out[s] = h
+        return torch.stack(out, 1)
+
+    fwd, bwd = run(range(t)), run(range(t - 1, -1, -1))
+    ref = {"forward": fwd, "backward": bwd, "bidirectional": fwd + bwd}[direction]
+    torch.testing.assert_close(layer(x, t, h_iter), fold(ref))
+
+
+def test_conv1x1_and_channel_attention():
+    g = torch.Generator().manual_seed(20)
+    x = torch.randn(3, 6, 5, 4, generator=g, dtype=torch.float64)
+    fast = Conv1x1(6, 2).double()
+    ref = nn.Conv2d(6, 2, 1).double()
+    ref.load_state_dict(fast.state_dict())
+    torch.testing.assert_close(fast(x), ref(x))
+    ca = ChannelAttention(6, 4).double()  # 6 // 4 = 1 squeezed channel
+    w = torch.sigmoid(ca.excite(torch.relu(ca.squeeze(x.mean((-2, -1), keepdim=True)))))
+    torch.testing.assert_close(ca(x), x * w)
+
+
+def test_normalize_is_per_sample_and_safe_on_zeros():
+    g = torch.Generator().manual_seed(21)
+    x = torch.randn(2, 3, 4, 5, generator=g, dtype=torch.float64)
+    x[1] = 0.0
+    x.requires_grad_(True)
+    y, mean, std = normalize(x)
+    torch.testing.assert_close(y[0].mean(), torch.tensor(0.0, dtype=torch.float64))
+    torch.testing.assert_close(y[0].std(), torch.tensor(1.0, dtype=torch.float64))
+    y.sum().backward()
+    assert torch.isfinite(y).all() and torch.isfinite(x.grad).all()
+
+
+# ---------------------------------------------------------------------------- registry, sizes
+
+def test_registry_builds_crunet():
+    assert set(MODEL_NAMES) == {"crunet", "crnn"}
+    model = build_model(ModelConfig(name="crunet", crunet=CRUNetConfig(channels=4, cascades=2, fusion="ca")),
+                        checkpoint=True)
+    assert isinstance(model, CRUNetMR) and model.checkpoint and model.cfg.fusion == "ca"
+
+
+def test_registry_builds_crnn():
+    crnn = pytest.importorskip("recon.models.crnn")
+    model = build_model(ModelConfig(name="crnn", crnn=CRNNConfig(channels=4, cascades=2, layers=3)))
+    assert isinstance(model, crnn.CRNNMRI)
+
+
+def test_paper_size_parameter_counts():
+    """Reference (dong845/CRUNet) at 64 channels, 5 cascades: base 4,788,810, conv bank
+    6,463,818. Ours leaves out the reference's fixed-size (1, 2, 224, 112) std-map
+    parameter (5 x 50,176) and the first cascade's ih2ih convs, which never learn
+    (5 x 36,928), and uses 1x1 skip convs (as the reference base) in the bank variants
+    too (the reference bank variant has 3x3 ones: 25 x 32,768 more)."""
+    counts = {f: parameter_count(CRUNetMR(CRUNetConfig(channels=64, cascades=5, fusion=f)))
+              for f in ("none", "conv", "ca")}
+    print("\nparameters at 64 channels, 5 cascades:", {f: f"{n:,}" for f, n in counts.items()})
+    assert counts["none"] == 4_788_810 - 5 * 50_176 - 5 * 36_928
+    assert counts["conv"] == 6_463_818 - 5 * 36_928 - 25 * 32_768
+    assert counts["conv"] - counts["none"] == 1_106_688  # the reference's fusion convs exactly
+    assert counts["conv"] < counts["ca"] < 1.05 * counts["conv"]
+
+
+# ---------------------------------------------------------------------------- learning
+
+def test_overfits_one_simulated_slice():
+    from recon.kspace import to_recon_grid
+    from recon.simulate.cine import SimulationConfig, simulate_scan
+
+    cfg = SimulationConfig(n_phases=4, n_coils=4, matrix=(32, 32), acceleration=4, n_acs=4,
+                           noise_scan=False, snr=200.0, seed=3)
+    sl = simulate_scan(cfg).slices[0]
+    csm = sl.csm / np.sqrt((np.abs(sl.csm) ** 2).sum(axis=0, keepdims=True))
+    k_full = to_recon_grid(sl.kspace, (cfg.matrix[1], cfg.matrix[0], 1))
+    mask = torch.from_numpy(sl.mask)[None]
+    k = torch.from_numpy(np.ascontiguousarray(k_full, dtype=np.complex64))[None] * mask[:, :, None, :, None]
+    maps = torch.from_numpy(np.ascontiguousarray(csm, dtype=np.complex64))[None]
+    target = torch.from_numpy(sl.reference)[None]
+    scale = target.abs().max()
+    k, target = k / scale, target / scale
+
+    model = _model(seed=22, fusion="ca", channels=8, cascades=2)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    losses = []
+    for _ in range(40):
+        opt.zero_grad()
+        loss = (model(k, mask, maps) - target).abs().pow(2).mean()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    print(f"\noverfit loss {losses[0]:.3g} -> {losses[-1]:.3g}")
+    assert losses[-1] < 0.5 * losses[0], losses

@@ -1,0 +1,272 @@
+"""The external gadget over TCP, with Gadgetron's side played by tests/gadgetron_harness.py."""
+
+import socket
+import struct
+import threading
+import time
+
+import ismrmrd
+import numpy as np
+import pytest
+
+from gadgets.bucket import Bucket, bucket_message, bucket_to_slice, read_bucket, split_for_bucket
+from gadgets.external import PeerClosed, SafeSocket, listen
+from gadgets.gadget import reconstruct
+from recon.errors import InputError
+from recon.io.header import encoding_info, parse_header
+from recon.io.raw import read_raw
+from recon.simulate.cine import SimulationConfig, simulate_to_file
+from tests.gadgetron_harness import GadgetronPeer, configuration, file_acquisitions, slice_buckets
+
+N_PHASES, N_SLICES = 3, 3
+
+
+@pytest.fixture(scope="module")
+def raw(tmp_path_factory):
+    path = tmp_path_factory.mktemp("gadget") / "raw.h5"
+    simulate_to_file(SimulationConfig(n_slices=N_SLICES, n_phases=N_PHASES, n_coils=3, matrix=(40, 32),
+                                      n_acs=12, acceleration=4), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def stream(raw):
+    xml, acqs = file_acquisitions(raw)
+    return xml, acqs, slice_buckets(acqs)
+
+
+# ------------------------------------------------------------------ bucket format
+
+
+def test_bucket_roundtrip_matches_package_reader_and_file(raw, stream):
+    from gadgetron.types.acquisition_bucket import read_acquisition_bucket
+
+    xml, _, buckets = stream
+    msg = bucket_message(buckets[1], with_id=False)
+    buf = memoryview(msg)
+    pos = 0
+
+    class Src:
+        def read(self, n):
+            nonlocal pos
+            out = bytes(buf[pos:pos + n])
+            pos += n
+            return out
+
+    pkg = read_acquisition_bucket(Src())
+    assert len(pkg.data) == len(buckets[1].data) and len(pkg.ref) == len(buckets[1].ref)
+    assert pkg.datastats[0].phase == set(range(N_PHASES))
+    ours = read_bucket(iter_reader(msg))
+    header = parse_header(xml)
+    s = bucket_to_slice(ours, encoding_info(header), header)
+    ref = read_raw(raw).slices[1]
+    np.testing.assert_array_equal(s.kspace, ref.kspace)
+    np.testing.assert_array_equal(s.acs, ref.acs)
+    # arrays from our reader are writable (the package's are read-only)
+    ours.data[0].data[:] = 0
+
+
+def iter_reader(msg: bytes):
+    pos = 0
+
+    def read(n):
+        nonlocal pos
+        out = msg[pos:pos + n]
+        pos += n
+        return out
+
+    return read
+
+
+def test_bucket_with_waveforms(stream):
+    """The package's reader raises AttributeError on waveforms; ours reads them."""
+    _, _, buckets = stream
+    w = ismrmrd.Waveform.from_array(np.arange(20, dtype=np.uint32).reshape(2, 10))
+    b = Bucket(buckets[0].data, buckets[0].ref, [w])
+    out = read_bucket(iter_reader(bucket_message(b, with_id=False)))
+    assert len(out.waveforms) == 1
+    np.testing.assert_array_equal(out.waveforms[0].data, w.data)
+
+
+def test_truncated_bucket_is_clear_error(stream):
+    msg = bucket_message(stream[2][0], with_id=False)
+    with pytest.raises(InputError, match="truncated"):
+        read_bucket(iter_reader(msg[: len(msg) // 2]))
+
+
+def test_split_for_bucket_follows_the_accumulator(stream):
+    _, acqs, buckets = stream
+    b = buckets[0]
+    assert all(a.is_flag_set(ismrmrd.ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING) for a in b.ref)
+    both = {a.scan_counter for a in b.ref} & {a.scan_counter for a in b.data}
+    assert both == {a.scan_counter for a in b.ref}, "_AND_IMAGING lines are in data and ref"
+
+
+# ------------------------------------------------------------------ over TCP
+
+
+def _check_images(images, n_slices):
+    assert len(images) == N_PHASES * n_slices
+    seen = {(im.slice, im.phase) for im in images}
+    assert len(seen) == len(images)
+    assert [im.image_index for im in images] == list(range(1, len(images) + 1))
+    for im in images:
+        assert im.data.shape == (1, 1, 40, 32)
+        assert np.isfinite(im.data).all() and im.data.max() > 0
+        meta = ismrmrd.Meta.deserialize(im.attribute_string)
+        assert meta["DataRole"] == "Image" and "zf" in meta["ImageComment"]
+
+
+def test_one_slice(stream):
+    xml, _, buckets = stream
+    peer = GadgetronPeer()
+    peer.start(configuration(method="zf", device="cpu"), xml)
+    peer.raw(bucket_message(buckets[0]))
+    got = peer.close()
+    assert got.closed, (got.error, peer.output())
+    assert not got.texts
+    _check_images(got.images, 1)
+    assert peer.proc.returncode == 0
+
+
+def test_several_slices_and_passthrough(stream):
+    xml, acqs, buckets = stream
+    peer = GadgetronPeer()
+    peer.start(configuration(method="zf", device="cpu", series_index=7), xml)
+    unrelated = acqs[5]
+    for b in buckets:
+        peer.raw(bucket_message(b))
+        peer.send(unrelated)  # interleaved message the gadget does not handle
+    got = peer.close()
+    assert got.closed, (got.error, peer.output())
+    _check_images(got.images, N_SLICES)
+    assert {im.image_series_index for im in got.images} == {7}
+    assert sorted({im.slice for im in got.images}) == list(range(N_SLICES))
+    assert len(got.acquisitions) == N_SLICES, "unhandled messages pass through"
+    np.testing.assert_array_equal(got.acquisitions[0].data, unrelated.data)
+
+
+def _bad_bucket(bucket):
+    """A copy of a slice's bucket with no calibration lines at all."""
+    data = [ismrmrd.Acquisition(ismrmrd.AcquisitionHeader.from_buffer_copy(bytes(a.getHead())), a.data.copy())
+            for a in bucket.data]
+    for a in data:
+        a.clear_all_flags()
+    return Bucket(data, [])
+
+
+@pytest.mark.parametrize("reporting", ["log", "text"])
+def test_bad_slice_reported_and_others_continue(stream, reporting):
+    """Default (Gadgetron, where TEXT is illegal): logged; with error_reporting=text: TEXT too."""
+    xml, _, buckets = stream
+    peer = GadgetronPeer()
+    peer.start(configuration(method="zf", device="cpu", error_reporting=reporting), xml)
+    for b in (buckets[0], _bad_bucket(buckets[1]), buckets[2]):
+        peer.raw(bucket_message(b))
+    got = peer.close()
+    assert got.closed and not got.errors
+    assert sorted({im.slice for im in got.images}) == [0, 2]
+    assert len(got.images) == 2 * N_PHASES
+    assert "slice [1]: bucket: slice 1 has no calibration lines" in peer.output()
+    if reporting == "text":
+        assert len(got.texts) == 1 and "slice 1" in got.texts[0] and "calibration" in got.texts[0]
+    else:
+        assert not got.texts
+
+
+def test_bad_configuration_sent_as_error(stream):
+    """A failure of the gadget itself goes to Gadgetron as ERROR (8), then CLOSE."""
+    xml, _, buckets = stream
+    peer = GadgetronPeer()
+    peer.start(configuration(method="nonsense"), xml)
+    peer.raw(bucket_message(buckets[0]))
+    got = peer.close()
+    assert got.closed and not got.images and not got.texts
+    assert len(got.errors) == 1 and "unknown method 'nonsense'" in got.errors[0]
+
+
+def test_peer_drop_without_close_does_not_spin(stream):
+    xml, _, buckets = stream
+    peer = GadgetronPeer()
+    peer.start(configuration(method="zf", device="cpu"), xml)
+    peer.raw(bucket_message(buckets[0])[:100])  # a partial message, then the peer vanishes
+    peer.sock.shutdown(socket.SHUT_RDWR)
+    peer.sock.close()
+    t0 = time.perf_counter()
+    peer.proc.wait(60)
+    assert time.perf_counter() - t0 < 30
+    assert "peer closed the connection" in peer.output()
+
+
+def test_safe_socket_raises_on_eof():
+    a, b = socket.socketpair()
+    b.sendall(b"abc")
+    b.close()
+    s = SafeSocket(a)
+    with pytest.raises(PeerClosed):
+        s.read(10)
+    a.close()
+
+
+def test_listen_binds_loopback_and_serves(stream):
+    """`<connect port=...>` debugging mode: our listen() on loopback, Gadgetron connects."""
+    xml, _, buckets = stream
+    ports = []
+    ready = threading.Event()
+    t = threading.Thread(target=listen, args=(0, reconstruct),
+                         kwargs={"ready": lambda p: (ports.append(p), ready.set())}, daemon=True)
+    t.start()
+    assert ready.wait(10)
+    from ismrmrd.serialization import ConfigText, ProtocolDeserializer, ProtocolSerializer
+
+    with socket.create_connection(("127.0.0.1", ports[0]), timeout=60) as sock:
+        assert sock.getpeername()[0] == "127.0.0.1"
+        w = sock.makefile("wb")
+        out = ProtocolSerializer(w)
+        out.serialize(ConfigText(configuration(method="zf", device="cpu")))
+        w.write(struct.pack("<HI", 3, len(xml)) + xml)
+        w.write(bucket_message(buckets[2]))
+        out.close()
+        items = list(ProtocolDeserializer(sock.makefile("rb")).deserialize())
+    t.join(30)
+    images = [i for i in items if isinstance(i, ismrmrd.Image)]
+    assert len(images) == N_PHASES and {im.slice for im in images} == {2}
+
+
+def _connect_session(port, xml, bucket):
+    from ismrmrd.serialization import ConfigText, ProtocolDeserializer, ProtocolSerializer
+
+    with socket.create_connection(("127.0.0.1", port), timeout=120) as sock:
+        w = sock.makefile("wb")
+        out = ProtocolSerializer(w)
+        out.serialize(ConfigText(configuration(method="zf", device="cpu")))
+        w.write(struct.pack("<HI", 3, len(xml)) + xml)
+        w.write(bucket_message(bucket))
+        out.close()
+        return [i for i in ProtocolDeserializer(sock.makefile("rb")).deserialize() if isinstance(i, ismrmrd.Image)]
+
+
+def test_serve_many_connections_like_distributed_workers(stream):
+    """`crunet gadget` (gadgets.external.serve): one connection per slice, concurrently."""
+    from gadgets.external import serve
+
+    xml, _, buckets = stream
+    ports, stop, ready = [], threading.Event(), threading.Event()
+    t = threading.Thread(target=serve, args=(0, reconstruct),
+                         kwargs={"ready": lambda p: (ports.append(p), ready.set()), "stop": stop}, daemon=True)
+    t.start()
+    assert ready.wait(10)
+    results = [None] * len(buckets)
+
+    def run(i):
+        results[i] = _connect_session(ports[0], xml, buckets[i])
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(buckets))]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(300)
+    stop.set()
+    t.join(10)
+    for i, images in enumerate(results):
+        assert images is not None and len(images) == N_PHASES and {im.slice for im in images} == {i}

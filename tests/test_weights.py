@@ -1,0 +1,138 @@
+"""Weights I/O: safetensors + config + SHA-256 manifest, and every way loading must fail."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from recon.config import dump_yaml
+from recon.errors import InputError
+from recon.models.config import CRUNetConfig, ModelConfig
+from recon.weights import CONFIG_FILE, MANIFEST_FILE, WEIGHTS_FILE, file_sha256, load_weights, save_weights, \
+    write_manifest
+
+CFG = ModelConfig(name="crunet", crunet=CRUNetConfig(channels=4, cascades=2))
+
+
+@pytest.fixture
+def saved(tmp_path):
+    from recon.models.registry import build_model
+
+    torch.manual_seed(0)
+    model = build_model(CFG)
+    with torch.no_grad():  # make the weights differ from a fresh initialisation
+        for p in model.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    d = save_weights(model, CFG, tmp_path / "w")
+    return model, d
+
+
+def _inputs():
+    g = torch.Generator().manual_seed(1)
+    k = torch.randn(1, 3, 2, 16, 12, dtype=torch.complex64, generator=g)
+    mask = torch.zeros(1, 3, 16, dtype=torch.bool)
+    mask[..., ::2] = True
+    maps = torch.randn(1, 2, 16, 12, dtype=torch.complex64, generator=g)
+    maps = maps / maps.abs().pow(2).sum(1, keepdim=True).sqrt()
+    return k * mask[:, :, None, :, None], mask, maps
+
+
+def test_round_trip(saved):
+    model, d = saved
+    manifest = json.loads((d / MANIFEST_FILE).read_text())
+    assert manifest["parameters"] == sum(p.numel() for p in model.parameters())
+    assert manifest["torch_version"] == torch.__version__ and manifest["created"]
+    for name in (WEIGHTS_FILE, CONFIG_FILE):
+        assert manifest["files"][name]["sha256"] == file_sha256(d / name)
+    loaded, cfg = load_weights(d)
+    assert cfg == CFG and not loaded.training
+    for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
+        assert torch.equal(a, b), name
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(*_inputs()), loaded(*_inputs()))
+
+
+def test_corrupted_weights_file(saved):
+    _, d = saved
+    data = bytearray((d / WEIGHTS_FILE).read_bytes())
+    data[-3] ^= 0xFF
+    (d / WEIGHTS_FILE).write_bytes(bytes(data))
+    with pytest.raises(InputError, match=r"model\.safetensors.*SHA-256"):
+        load_weights(d)
+
+
+def test_truncated_weights_file(saved):
+    _, d = saved
+    data = (d / WEIGHTS_FILE).read_bytes()
+    (d / WEIGHTS_FILE).write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match=r"model\.safetensors.*truncated"):
+        load_weights(d)
+
+
+def test_modified_config_file(saved):
+    _, d = saved
+    (d / CONFIG_FILE).write_text((d / CONFIG_FILE).read_text().replace("channels: 4", "channels: 6"))
+    with pytest.raises(InputError, match=r"config\.yaml"):
+        load_weights(d)
+
+
+@pytest.mark.parametrize("name", [MANIFEST_FILE, WEIGHTS_FILE, CONFIG_FILE])
+def test_missing_file(saved, name):
+    _, d = saved
+    (d / name).unlink()
+    with pytest.raises(InputError, match=name.replace(".", r"\.")):
+        load_weights(d)
+
+
+def test_config_of_another_model_is_a_shape_mismatch(saved):
+    _, d = saved
+    dump_yaml(ModelConfig(name="crunet", crunet=CRUNetConfig(channels=6, cascades=2)), d / CONFIG_FILE)
+    write_manifest(d, 0, "crunet")  # a consistent manifest: only the contents disagree
+    with pytest.raises(InputError, match="shape mismatch"):
+        load_weights(d)
+
+
+def _rewrite_state(d, change):
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(d / WEIGHTS_FILE))
+    change(state)
+    save_file(state, str(d / WEIGHTS_FILE))
+    write_manifest(d, 0, "crunet")
+
+
+def test_missing_key(saved):
+    _, d = saved
+    victim = {}
+
+    def drop(state):
+        victim["key"] = sorted(state)[0]
+        del state[victim["key"]]
+
+    _rewrite_state(d, drop)
+    with pytest.raises(InputError, match="missing keys") as e:
+        load_weights(d)
+    assert victim["key"] in str(e.value)
+
+
+def test_unexpected_key(saved):
+    _, d = saved
+    _rewrite_state(d, lambda state: state.__setitem__("extra.weight", torch.zeros(2)))
+    with pytest.raises(InputError, match=r"unexpected keys \['extra\.weight'\]"):
+        load_weights(d)
+
+
+def test_not_a_safetensors_file(saved):
+    _, d = saved
+    (d / WEIGHTS_FILE).write_bytes(b"this is not a safetensors file")
+    write_manifest(d, 0, "crunet")
+    with pytest.raises(InputError, match=r"model\.safetensors.*safetensors"):
+        load_weights(d)
+
+
+def test_not_a_directory(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        load_weights(tmp_path / "nothing")
