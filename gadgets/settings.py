@@ -13,6 +13,7 @@ value=".."/>`` children (Gadgetron's usual form) or from plain child elements
 | image_type | magnitude | magnitude (float) or complex images |
 | series_index | 1 | image_series_index of the output images |
 | noise_adjust | true | pre-whiten with the noise scan when one arrives (crunet serve / crunet recon) |
+| weights | (empty) | weights directory of a trained model (``crunet train`` output ``weights/``), needed by method ``model`` |
 | error_reporting | log | a slice that fails inside Gadgetron: ``log`` (logged to Gadgetron's log, the other slices go on) or ``text`` (also a TEXT message, for peers that accept one; Gadgetron 4 treats TEXT from an external gadget as an illegal message and ends the stream) |
 """
 
@@ -43,6 +44,7 @@ class GadgetSettings:
     series_index: int = 1
     noise_adjust: bool = True
     error_reporting: str = "log"
+    weights: str = ""
 
     @classmethod
     def from_mapping(cls, values: dict[str, str]) -> "GadgetSettings":
@@ -96,5 +98,9 @@ class GadgetSettings:
         return cls.from_element(root)
 
     def recon_config(self) -> ReconConfig:
+        options = {"weights": self.weights} if self.weights else {}
+        if self.method == "model" and not self.weights:
+            raise InputError("method 'model' needs the setting 'weights' (a trained weights directory)")
         return ReconConfig(method=self.method, coil_method=self.coil_method, device=self.device,
-                           image_type=self.image_type, series_index=self.series_index).validate()
+                           image_type=self.image_type, series_index=self.series_index,
+                           options=options).validate()

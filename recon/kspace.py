@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from recon.errors import InputError
 from recon.fft import fftc, ifftc
@@ -60,3 +61,19 @@ def to_recon_grid(kspace, recon_matrix: tuple[int, int, int]):
         img = ifftc(out, dims=(-2,))
         out = fftc(center_crop(img, (ry,), axes=(-2,)), dims=(-2,))
     return out
+
+
+def normalisation_scale(k: torch.Tensor, n_center: int = 24) -> torch.Tensor:
+    """Per-sample RMS image magnitude estimated from the central k-space lines.
+
+    ``sqrt(sum |k|^2 / (t * y * x))`` over the ``n_center`` central ky lines (the ACS,
+    sampled in every frame) of all coils: by Parseval about the RMS of the coil-combined
+    image with unit-norm maps, whatever R is, and computable from measured data alone.
+    Learned models see k-space divided by it in training and at inference.
+    k ``[b, t, c, y, x]`` -> ``[b]`` (>= tiny).
+    """
+    b, t, _, ny, nx = k.shape
+    n = min(n_center, ny)
+    centre = k[..., ny // 2 - n // 2: ny // 2 - n // 2 + n, :]
+    energy = torch.view_as_real(centre).float().pow(2).flatten(1).sum(dim=1)
+    return (energy / (t * ny * nx)).sqrt().clamp_min(torch.finfo(torch.float32).tiny)

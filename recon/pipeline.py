@@ -63,7 +63,20 @@ class ReconConfig:
         return torch.device(self.device)
 
     def comment(self) -> str:
-        return f"crunet {self.method} ({self.coil_method} maps)"
+        """ImageComment: the method, the coil maps and, for a learned model, its weights."""
+        text = f"crunet {self.method} ({self.coil_method} maps)"
+        weights = self.options.get("weights")
+        if weights:
+            from pathlib import Path
+
+            from recon.weights import read_manifest
+
+            try:
+                sha = read_manifest(Path(weights))["files"]["model.safetensors"]["sha256"][:12]
+            except Exception:  # noqa: BLE001 - the comment never fails a reconstruction
+                sha = ""
+            text += f" weights {Path(weights).name}" + (f" sha256:{sha}" if sha else "")
+        return text
 
 
 @dataclass

@@ -1,4 +1,7 @@
-"""Classical reconstruction methods by name, with option validation.
+"""Reconstruction methods by name, with option validation.
+
+Classical methods (``zf``, ``sense``, ``lps``) and ``model``: a trained CRUNet-MR /
+CRNN-MRI from a weights directory (option ``weights``, see recon.models.inference).
 
 Every method maps a :class:`recon.problem.SliceProblem` to complex64 images
 ``[t, y, x]``; options are keyword arguments of the method function.
@@ -15,6 +18,7 @@ from recon.baselines.lps import lps
 from recon.baselines.sense import sense
 from recon.baselines.zero_filled import zero_filled
 from recon.errors import InputError
+from recon.models.inference import learned
 from recon.problem import SliceProblem
 
 Method = Callable[..., torch.Tensor]
@@ -25,6 +29,7 @@ METHODS: dict[str, Method] = {
     "zf": zero_filled,
     "sense": sense,
     "lps": lps,
+    "model": learned,
 }
 
 

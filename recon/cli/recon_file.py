@@ -9,7 +9,8 @@ import sys
 def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", help="ISMRMRD raw file (.h5)")
     p.add_argument("output", help="HDF5 file for the images (/<group>/image_<series>/...)")
-    p.add_argument("--method", default="sense", help="zf, sense or lps (default sense)")
+    p.add_argument("--method", default="sense", help="zf, sense, lps, or model (with --weights; default sense)")
+    p.add_argument("--weights", help="trained weights directory for --method model")
     p.add_argument("--coil-method", choices=("espirit", "walsh"), default="espirit")
     p.add_argument("--image-type", choices=("magnitude", "complex"), default="magnitude")
     p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
@@ -24,7 +25,8 @@ def run(args: argparse.Namespace) -> int:
     from recon.pipeline import ReconConfig, slice_to_images
 
     cfg = ReconConfig(method=args.method, coil_method=args.coil_method, device=args.device,
-                      image_type=args.image_type, series_index=args.series).validate()
+                      image_type=args.image_type, series_index=args.series,
+                      options={"weights": args.weights} if args.weights else {}).validate()
     raw = read_raw(args.input)
     failed, index = [], 1
     for s in raw.slices:

@@ -51,6 +51,7 @@ import numpy as np
 import torch
 
 from recon.errors import InputError
+from recon.kspace import normalisation_scale  # noqa: F401  (re-exported: used by the engine)
 from recon.fft import fft2c, fftc, ifftc
 from recon.masks import cine_mask
 from recon.simulate.cine import noise_sigma, resample_cycle
@@ -65,21 +66,6 @@ _TRAIN_STREAM, _VAL_STREAM = 0, 1
 
 # ---------------------------------------------------------------------------
 # building blocks
-
-
-def normalisation_scale(k: torch.Tensor, n_center: int = 24) -> torch.Tensor:
-    """Per-sample RMS image magnitude estimated from the central k-space lines.
-
-    ``sqrt(sum |k|^2 / (t * y * x))`` over the ``n_center`` central ky lines (the ACS,
-    sampled in every frame) of all coils: by Parseval about the RMS of the coil-combined
-    image with unit-norm maps, whatever R is, and computable from measured data alone.
-    k ``[b, t, c, y, x]`` -> ``[b]`` (>= tiny).
-    """
-    b, t, _, ny, nx = k.shape
-    n = min(n_center, ny)
-    centre = k[..., ny // 2 - n // 2: ny // 2 - n // 2 + n, :]
-    energy = torch.view_as_real(centre).float().pow(2).flatten(1).sum(dim=1)
-    return (energy / (t * ny * nx)).sqrt().clamp_min(torch.finfo(torch.float32).tiny)
 
 
 def _cubic_matrix(n_fine: int, n_coarse: int) -> np.ndarray:
