@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import socket
 import struct
+import threading
 from typing import Callable
 
 from gadgetron.external.connection import Connection
@@ -151,15 +152,13 @@ def listen(port: int, handler: Callable[[Connection], None], host: str = "127.0.
 
 
 def serve(port: int, handler: Callable[[Connection], None], host: str = "127.0.0.1",
-          ready: Callable[[int], None] | None = None, stop: "threading.Event | None" = None) -> None:
+          ready: Callable[[int], None] | None = None, stop: threading.Event | None = None) -> None:
     """Serve Gadgetron connections on ``host:port`` until ``stop`` is set, one thread each.
 
     For chains whose external block says ``<connect port="..."/>`` and that open many
     connections — the workers of ``xml_configs/crunet_distributed.xml`` open one per
     slice. Run it with ``crunet gadget --port 18000`` on every worker.
     """
-    import threading
-
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as srv:
         srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

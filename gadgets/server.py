@@ -61,18 +61,23 @@ class _Session:
         self.send(ChainError(message))
 
     def run(self) -> None:
+        message, drain = None, False
         try:
             self._protocol()
         except (socket.timeout, TimeoutError):
-            self._try(lambda: self.text("crunet serve: client idle for too long; closing"))
+            message = "crunet serve: client idle for too long; closing"
         except (EOFError, ConnectionError, OSError) as exc:
             log.warning("client went away: %s", exc)
         except InputError as exc:
-            self._try(lambda: self.text(f"crunet serve: {exc}"))
-            self._try(self._drain)
+            message, drain = f"crunet serve: {exc}", True
         except Exception as exc:  # noqa: BLE001 - the client always gets TEXT + CLOSE
             log.exception("session failed")
-            self._try(lambda: self.text(f"crunet serve: internal error: {type(exc).__name__}: {exc}"))
+            message = f"crunet serve: internal error: {type(exc).__name__}: {exc}"
+        try:
+            if message is not None:
+                self._try(lambda: self.text(message))
+            if drain:
+                self._try(self._drain)
         finally:
             self._try(self.out.close)  # CLOSE (4)
             for f in (self.rfile, self.wfile):

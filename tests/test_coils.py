@@ -6,8 +6,6 @@ with the reference maps normalised to unit sum of squares (see
 :func:`recon.coils.compare_maps`).
 """
 
-import shutil
-import subprocess
 
 import numpy as np
 import pytest
@@ -45,15 +43,8 @@ def _require_bart():
 
 
 @pytest.fixture(scope="module")
-def shepp_logan(tmp_path_factory):
-    exe = shutil.which("ismrmrd_generate_cartesian_shepp_logan")
-    if exe is None:
-        pytest.fail("ismrmrd_generate_cartesian_shepp_logan not found: `make test` installs "
-                    "Debian's ismrmrd-tools; install it to run this check")
-    d = tmp_path_factory.mktemp("sl_coils")
-    out = d / "sl.h5"
-    subprocess.run([exe, "-m", "128", "-c", "8", "-a", "4", "-w", "24", "-C", "-o", str(out)],
-                   check=True, capture_output=True, cwd=d)
+def shepp_logan(shepp_logan_file):
+    out = shepp_logan_file
     s = read_raw(out).slices[0]
     csm = read_reference(out, "csm", 0)
     phantom = np.abs(read_reference(out, "phantom", 0))

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from recon.errors import InputError
-from recon.fft import fft2c, ifft2c
+from recon.fft import fft2c
 from recon.models.config import CRNNConfig
 from recon.models.crnn import CRNNMRI
 from recon.sense import SenseOperator, data_consistency

@@ -9,7 +9,7 @@ import ismrmrd
 import numpy as np
 import pytest
 
-from gadgets.bucket import Bucket, bucket_message, bucket_to_slice, read_bucket, split_for_bucket
+from gadgets.bucket import Bucket, bucket_message, bucket_to_slice, read_bucket
 from gadgets.external import PeerClosed, SafeSocket, listen
 from gadgets.gadget import reconstruct
 from recon.errors import InputError

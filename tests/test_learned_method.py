@@ -1,7 +1,6 @@
 """A trained weights directory as a reconstruction method, through the pipeline and the server."""
 
 import ismrmrd
-import numpy as np
 import pytest
 import torch
 

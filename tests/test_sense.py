@@ -1,6 +1,5 @@
 """SENSE operators: adjointness, normal operator, data consistency, CG-SENSE."""
 
-import numpy as np
 import pytest
 import torch
 

@@ -8,7 +8,7 @@ import h5py
 import ismrmrd
 import numpy as np
 import pytest
-from ismrmrd.serialization import ConfigFile, ConfigText, ProtocolDeserializer, ProtocolSerializer
+from ismrmrd.serialization import ProtocolDeserializer
 
 from gadgets.client import replay
 from gadgets.server import start_background

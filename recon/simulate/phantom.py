@@ -394,9 +394,8 @@ def _sax_heart_sdfs(y: np.ndarray, x: np.ndarray, geom: CineGeometry, c: float) 
     f = _heart_frame(c, geom)
     lv_c = (f["cy"], f["cx"])
     th = np.deg2rad(geom.heart_angle_deg)
-    d = (np.sin(th), np.cos(th))  # (y, x) unit vector LV -> RV
-    # RV cavity: a crescent on the LV epicardium, thickest along d, ending at the
-    # insertion points +-span from d; it thins in systole (free wall moves inwards)
+    # RV cavity: a crescent on the LV epicardium, thickest towards the RV, ending at the
+    # insertion points +-span from that direction; it thins in systole (free wall moves inwards)
     thick = 0.55 * (geom.lv_radius_mm + geom.wall_mm) * (1.0 - 0.45 * c)
     span = np.deg2rad(78.0 - 6.0 * c)
     lv_epi = _circle(y, x, lv_c, f["r_epi"])
