@@ -331,7 +331,7 @@ def test_cli_run_folder_and_resume(tmp_path, capsys, one_thread):
     dump_yaml(tiny_run(epochs=1, steps_per_epoch=1, warmup_epochs=0), cfg_path)
     out = tmp_path / "run"
     assert main(["--config", str(cfg_path), "--out", str(out), "--no-progress"]) == 0
-    for name in ("config.yaml", "checkpoint.pt", "metrics.csv", "metrics.json", "loss_curve.png",
+    for name in ("config.yaml", "checkpoint.pt", "metrics.csv", "metrics.json", "loss_curve.png", "validation.png",
                  "weights/model.safetensors", "weights/config.yaml", "weights/manifest.json"):
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text())

@@ -27,8 +27,11 @@ def run(args: argparse.Namespace) -> int:
     cfg = ReconConfig(method=args.method, coil_method=args.coil_method, device=args.device,
                       image_type=args.image_type, series_index=args.series,
                       options={"weights": args.weights} if args.weights else {}).validate()
-    raw = read_raw(args.input)
+    raw = read_raw(args.input, skip_bad_slices=True)
     failed, index = [], 1
+    for z, message in sorted((raw.slice_errors or {}).items()):  # slices that could not be assembled
+        failed.append(z)
+        print(f"slice {z}: error: {message}", file=sys.stderr)
     for s in raw.slices:
         try:
             images, res = slice_to_images(s, cfg, start_index=index)

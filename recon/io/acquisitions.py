@@ -217,6 +217,7 @@ def assemble_slices(
     frame_dim: str = "auto",
     source: str = "data",
     acq_numbers: np.ndarray | None = None,
+    slice_errors: dict[int, str] | None = None,
 ) -> list[SliceData]:
     """Group imaging/calibration acquisitions by slice and place them on the grid.
 
@@ -229,6 +230,9 @@ def assemble_slices(
     frame_dim : ``"phase"``, ``"repetition"`` or ``"auto"``.
     source : name used in error messages (file name, "bucket", ...).
     acq_numbers : position of each acquisition in its source, for error messages.
+    slice_errors : if given, a slice whose own data is bad (no calibration lines,
+        frames missing) is left out and its error stored here by slice index, so
+        the other slices can still be reconstructed; otherwise it raises.
 
     Returns
     -------
@@ -304,58 +308,71 @@ def assemble_slices(
     slices = []
     for s in np.unique(idx["slice"]):
         sel = np.flatnonzero(idx["slice"] == s)
-        if not calib[sel].any():
-            raise InputError(
-                f"{source}: slice {int(s)} has no calibration lines (no acquisition flagged "
-                f"ACQ_IS_PARALLEL_CALIBRATION or ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING)"
-            )
-        acs_lines = np.unique(ky_values[sel][calib[sel]])
-        acs_pos = {int(k): j for j, k in enumerate(acs_lines)}
-        kspace = np.zeros((n_t, n_c, n_ky, n_kx), dtype=np.complex64)
-        counts = np.zeros((n_t, n_ky), dtype=np.int32)
-        acs = np.zeros((n_t, n_c, len(acs_lines), n_kx), dtype=np.complex64)
-        acs_counts = np.zeros((n_t, len(acs_lines)), dtype=np.int32)
-        best = np.full(n_t, -1, dtype=np.int64)
-        best_dist = np.full(n_t, np.iinfo(np.int64).max)
-        for i in sel:
-            t, ky, o, ns = int(frames[i]), int(ky_values[i]), int(offsets[i]), int(n_samples[i])
-            line = np.zeros((n_c, n_kx), dtype=np.complex64)
-            d = data[i]
-            line[:, o:o + ns] = d[:, ::-1] if reverse[i] else d
-            if imaging[i]:
-                kspace[t, :, ky] += line
-                counts[t, ky] += 1
-            if calib[i]:
-                acs[t, :, acs_pos[ky]] += line
-                acs_counts[t, acs_pos[ky]] += 1
-            dist = abs(ky - encoding.ky.center)
-            if dist < best_dist[t]:
-                best[t], best_dist[t] = i, dist
-        if (best < 0).any():
-            missing = [int(t) for t in np.flatnonzero(best < 0)]
-            raise InputError(f"{source}: slice {int(s)} has no acquisitions for {fdim} {missing}")
-        repeated = counts > 1
-        if repeated.any():  # averages: mean of repeated lines
-            kspace[repeated.nonzero()[0], :, repeated.nonzero()[1]] /= counts[repeated][:, None, None]
-        acs_rep = acs_counts > 1
-        if acs_rep.any():
-            acs[acs_rep.nonzero()[0], :, acs_rep.nonzero()[1]] /= acs_counts[acs_rep][:, None, None]
-        slices.append(
-            SliceData(
-                kspace=kspace,
-                mask=counts > 0,
-                acs=acs,
-                acs_lines=acs_lines.astype(np.int64),
-                acs_mask=acs_counts > 0,
-                acq_headers=headers[sel].copy(),
-                frame_headers=headers[best].copy(),
-                encoding=encoding,
-                header=header,
-                slice_index=int(s),
-                frame_dim=fdim,
-            )
-        )
+        try:
+            slices.append(_assemble_one(
+                int(s), sel, headers, data, encoding, header, fdim, frames, ky_values, offsets, n_samples,
+                n_t, n_c, n_ky, n_kx, calib, imaging, reverse, source))
+        except InputError as exc:
+            if slice_errors is None:
+                raise
+            slice_errors[int(s)] = str(exc)
+    if not slices and slice_errors:
+        raise InputError(f"{source}: no slice could be assembled: " + "; ".join(slice_errors.values()))
     return slices
+
+
+def _assemble_one(s, sel, headers, data, encoding, header, fdim, frames, ky_values, offsets, n_samples,
+                  n_t, n_c, n_ky, n_kx, calib, imaging, reverse, source) -> SliceData:
+    """One slice of :func:`assemble_slices` (all checks common to the stream are done)."""
+    if not calib[sel].any():
+        raise InputError(
+            f"{source}: slice {int(s)} has no calibration lines (no acquisition flagged "
+            f"ACQ_IS_PARALLEL_CALIBRATION or ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING)"
+        )
+    acs_lines = np.unique(ky_values[sel][calib[sel]])
+    acs_pos = {int(k): j for j, k in enumerate(acs_lines)}
+    kspace = np.zeros((n_t, n_c, n_ky, n_kx), dtype=np.complex64)
+    counts = np.zeros((n_t, n_ky), dtype=np.int32)
+    acs = np.zeros((n_t, n_c, len(acs_lines), n_kx), dtype=np.complex64)
+    acs_counts = np.zeros((n_t, len(acs_lines)), dtype=np.int32)
+    best = np.full(n_t, -1, dtype=np.int64)
+    best_dist = np.full(n_t, np.iinfo(np.int64).max)
+    for i in sel:
+        t, ky, o, ns = int(frames[i]), int(ky_values[i]), int(offsets[i]), int(n_samples[i])
+        line = np.zeros((n_c, n_kx), dtype=np.complex64)
+        d = data[i]
+        line[:, o:o + ns] = d[:, ::-1] if reverse[i] else d
+        if imaging[i]:
+            kspace[t, :, ky] += line
+            counts[t, ky] += 1
+        if calib[i]:
+            acs[t, :, acs_pos[ky]] += line
+            acs_counts[t, acs_pos[ky]] += 1
+        dist = abs(ky - encoding.ky.center)
+        if dist < best_dist[t]:
+            best[t], best_dist[t] = i, dist
+    if (best < 0).any():
+        missing = [int(t) for t in np.flatnonzero(best < 0)]
+        raise InputError(f"{source}: slice {int(s)} has no acquisitions for {fdim} {missing}")
+    repeated = counts > 1
+    if repeated.any():  # averages: mean of repeated lines
+        kspace[repeated.nonzero()[0], :, repeated.nonzero()[1]] /= counts[repeated][:, None, None]
+    acs_rep = acs_counts > 1
+    if acs_rep.any():
+        acs[acs_rep.nonzero()[0], :, acs_rep.nonzero()[1]] /= acs_counts[acs_rep][:, None, None]
+    return SliceData(
+        kspace=kspace,
+        mask=counts > 0,
+        acs=acs,
+        acs_lines=acs_lines.astype(np.int64),
+        acs_mask=acs_counts > 0,
+        acq_headers=headers[sel].copy(),
+        frame_headers=headers[best].copy(),
+        encoding=encoding,
+        header=header,
+        slice_index=int(s),
+        frame_dim=fdim,
+    )
 
 
 def _readout_size(n_samples: np.ndarray, encoding: EncodingInfo, source: str) -> int:

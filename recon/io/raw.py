@@ -43,6 +43,7 @@ class RawFile:
     noise: np.ndarray | None
     n_acquisitions: int
     n_ignored: int
+    slice_errors: dict[int, str] | None = None
 
 
 def write_raw(
@@ -145,7 +146,8 @@ def read_acquisitions(path: str | Path, group: str | None = None):
     return group, xml, headers, data
 
 
-def read_raw(path: str | Path, group: str | None = None, frame_dim: str = "auto") -> RawFile:
+def read_raw(path: str | Path, group: str | None = None, frame_dim: str = "auto",
+             skip_bad_slices: bool = False) -> RawFile:
     """Read an ISMRMRD raw file into per-slice arrays.
 
     Parameters
@@ -154,6 +156,8 @@ def read_raw(path: str | Path, group: str | None = None, frame_dim: str = "auto"
     group : dataset group; default ``dataset`` or the only group with a header.
     frame_dim : counter used as frame axis: ``phase`` (cine), ``repetition``
         (e.g. interleaved Shepp-Logan data) or ``auto`` (the one that varies).
+    skip_bad_slices : leave out slices whose own data is bad (no calibration lines,
+        missing frames) and name them in ``RawFile.slice_errors`` instead of raising.
 
     Raises
     ------
@@ -165,14 +169,16 @@ def read_raw(path: str | Path, group: str | None = None, frame_dim: str = "auto"
     header = parse_header(xml, source=str(path))
     enc = encoding_info(header, source=str(path))
     keep, noise = split_noise(headers, data)
+    errors: dict[int, str] | None = {} if skip_bad_slices else None
     slices = assemble_slices(
         headers[keep], [data[i] for i in keep], enc, header=header, frame_dim=frame_dim,
-        source=str(path), acq_numbers=keep,
+        source=str(path), acq_numbers=keep, slice_errors=errors,
     )
     n_noise = int(is_noise(headers["flags"]).sum())
     return RawFile(
         path=path, group=group, header=header, encoding=enc, slices=slices, noise=noise,
         n_acquisitions=len(headers), n_ignored=len(headers) - len(keep) - n_noise,
+        slice_errors=errors,
     )
 
 

@@ -240,6 +240,7 @@ class Trainer:
 
         self.model.eval()
         sums = np.zeros(7)  # loss, psnr, ssim, zf_psnr, zf_ssim, count, zf_count
+        self._val_example = None
         for s in self.validation_samples():
             b = self._to_device({k: v[None] for k, v in s.items()})
             pred = self.model(b["k"], b["mask"], b["maps"])
@@ -247,6 +248,9 @@ class Trainer:
             target, rec = s["target"].numpy(), pred[0].cpu().numpy()
             sums[:3] += [float(loss), float(np.mean(psnr(target, rec))), float(np.mean(ssim(target, rec)))]
             sums[5] += 1
+            if self._val_example is None:  # the first sample, for the figure of this epoch
+                zf0 = zero_filled(SliceProblem(s["k"], s["mask"], s["maps"])).numpy()
+                self._val_example = (target, zf0, rec)
             if self._zf is None:
                 zf = zero_filled(SliceProblem(s["k"], s["mask"], s["maps"])).numpy()
                 sums[3:5] += [float(np.mean(psnr(target, zf))), float(np.mean(ssim(target, zf)))]
@@ -274,6 +278,15 @@ class Trainer:
                 **{k: v for k, v in self.history.items()}}
         (self.out / "metrics.json").write_text(json.dumps(info, indent=1) + "\n")
         plot_curves(self.history, self.out / "loss_curve.png")
+        example = getattr(self, "_val_example", None)
+        if example is not None and epochs:
+            from recon.evaluate import heart_row
+            from recon.figures import comparison_figure
+
+            target, zf, rec = example
+            comparison_figure(target, {"zero-filled": zf, self.cfg.model.name: rec}, self.out / "validation.png",
+                              profile_row=heart_row(target),
+                              title=f"validation sample 0, epoch {epochs[-1].get('epoch', len(epochs))}")
 
     # ------------------------------------------------------------------ the run
 
