@@ -15,8 +15,15 @@ from recon.errors import InputError
 from recon.fft import fft2c
 from recon.models.config import CRNNConfig, CRUNetConfig, ModelConfig
 from recon.models.crunet import CRUNetMR, describe, parameter_count
-from recon.models.layers import (ChannelAttention, Conv1x1, CRNNLayer, TemporalConv, fold, normalize,
-                                 unfold)
+from recon.models.layers import (
+    ChannelAttention,
+    Conv1x1,
+    CRNNLayer,
+    TemporalConv,
+    fold,
+    normalize,
+    unfold,
+)
 from recon.models.registry import MODEL_NAMES, build_model
 from recon.sense import expand
 
@@ -310,7 +317,7 @@ def test_normalize_is_per_sample_and_safe_on_zeros():
     x = torch.randn(2, 3, 4, 5, generator=g, dtype=torch.float64)
     x[1] = 0.0
     x.requires_grad_(True)
-    y, mean, std = normalize(x)
+    y, _, _ = normalize(x)
     torch.testing.assert_close(y[0].mean(), torch.tensor(0.0, dtype=torch.float64))
     torch.testing.assert_close(y[0].std(), torch.tensor(1.0, dtype=torch.float64))
     y.sum().backward()

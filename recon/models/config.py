@@ -19,7 +19,7 @@ class CRUNetConfig:
         a projection to ``channels``).
     bank_depth : how many earlier cascades the bank holds: 0 = all, else the K most recent.
     ca_reduction : squeeze ratio r of the channel attention.
-    dilations : dilation rates of the bottleneck convolutions.
+    dilations : dilation rates of (level 0, level 1, bottleneck), as in the reference (1, 2, 4).
     temporal_padding : ``circular`` (cine is periodic) or ``zeros``.
     """
 

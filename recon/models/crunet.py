@@ -52,11 +52,22 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from recon.errors import InputError
-from recon.models.config import CRUNetConfig
-from recon.models.layers import (ChannelAttention, Conv1x1, CRNNLayer, SpatioTemporalConv, channels_last, channels_to_complex,
-                                 complex_to_channels, crop_to, denormalize, normalize, pad_to_multiple)
-from recon.sense import data_consistency, expand_mask, reduce
 from recon.fft import ifft2c
+from recon.models.config import CRUNetConfig
+from recon.models.layers import (
+    ChannelAttention,
+    Conv1x1,
+    CRNNLayer,
+    SpatioTemporalConv,
+    channels_last,
+    channels_to_complex,
+    complex_to_channels,
+    crop_to,
+    denormalize,
+    normalize,
+    pad_to_multiple,
+)
+from recon.sense import data_consistency, expand_mask, reduce
 
 LEVELS = 3  # level 0 (full res), level 1 (half res), bottleneck (half res)
 DOWNSAMPLING = 2  # total spatial downsampling of the UNet (one 2x2 stride-2 step)
@@ -144,14 +155,15 @@ class CRUNetMR(nn.Module):
 
     Parameters
     ----------
-    cfg : :class:`CRUNetConfig` (validated here).
+    cfg : :class:`CRUNetConfig` (validated here); the paper's defaults when None.
     checkpoint : recompute each cascade in the backward pass
         (:func:`torch.utils.checkpoint.checkpoint`) instead of storing its activations;
         saves memory in training at the cost of a second forward; no effect without grad.
     """
 
-    def __init__(self, cfg: CRUNetConfig = CRUNetConfig(), checkpoint: bool = False):
+    def __init__(self, cfg: CRUNetConfig | None = None, checkpoint: bool = False):
         super().__init__()
+        cfg = cfg if cfg is not None else CRUNetConfig()
         cfg.validate()
         if cfg.fusion not in ("none", "conv", "ca"):
             raise InputError(f"fusion must be none, conv or ca, got {cfg.fusion!r}")
