@@ -334,7 +334,7 @@ def test_registry_builds_crunet():
 
 
 def test_registry_builds_crnn():
-    crnn = pytest.importorskip("recon.models.crnn")
+    import recon.models.crnn as crnn
     model = build_model(ModelConfig(name="crnn", crnn=CRNNConfig(channels=4, cascades=2, layers=3)))
     assert isinstance(model, crnn.CRNNMRI)
 
