@@ -6,6 +6,9 @@ Guards for the package's known defects (design.md §6), each tested:
   (``recv`` returns ``b""`` forever): :class:`SafeSocket` raises instead;
 * its bucket reader fails on buckets carrying waveforms and returns read-only
   arrays: message 1050 is read with :func:`gadgets.bucket.read_bucket`;
+* its array writer (used for ImageArray 1024 and ReconData 1023) calls
+  ``np.array(..., copy=False)``, which numpy 2 refuses whenever a cast is needed:
+  :func:`patch_array_writer` swaps in one that copies when it must;
 * ``listen()`` binds every address: :func:`listen` binds loopback by default;
 * it cannot send buckets or TEXT: writers for both are added — directly to the
   writer list, since its ``add_writer`` wraps writers in a one-argument lambda
@@ -23,6 +26,8 @@ import logging
 import socket
 import struct
 import threading
+
+import numpy as np
 from typing import Callable
 
 from gadgetron.external.connection import Connection
@@ -81,11 +86,29 @@ def _write_bucket(destination, bucket: Bucket) -> None:
     destination.write(bucket_message(bucket))
 
 
+def _write_array(destination, array, dtype) -> None:
+    """The package's ``write_array`` (dims as uint64 vector, data in Fortran order), numpy-2 safe."""
+    from gadgetron.external.writers import write_vector
+
+    write_vector(destination, array.shape)
+    destination.write(np.asarray(array, dtype=dtype).tobytes(order="F"))
+
+
+def patch_array_writer() -> None:
+    """Replace the numpy-2-unsafe ``write_array`` where the package's writers look it up."""
+    import gadgetron.external.writers as writers
+    import gadgetron.types.recon_data as recon_data
+
+    writers.write_array = _write_array  # used as writers.write_array by image_array
+    recon_data.write_array = _write_array  # imported by name into recon_data
+
+
 def harden(connection: Connection) -> Connection:
     """Apply the guards above to a connection made by the ``gadgetron`` package (idempotent)."""
     if getattr(connection, "_crunet_hardened", False):
         return connection
     connection._crunet_hardened = True
+    patch_array_writer()
     if not isinstance(connection.socket, SafeSocket):
         connection.socket = SafeSocket(connection.socket.socket)
     connection.add_reader(MESSAGE_BUCKET, read_bucket_from_socket)

@@ -270,3 +270,22 @@ def test_serve_many_connections_like_distributed_workers(stream):
     t.join(10)
     for i, images in enumerate(results):
         assert images is not None and len(images) == N_PHASES and {im.slice for im in images} == {i}
+
+
+def test_array_writer_numpy2_guard():
+    """The package's write_array fails on numpy 2 when a cast is needed; after hardening it works."""
+    import io
+
+    import gadgetron.external.writers as writers
+    from gadgets.external import patch_array_writer
+
+    buf = io.BytesIO()
+    arr = np.arange(6, dtype=np.float64).reshape(2, 3)
+    patch_array_writer()
+    writers.write_array(buf, arr, np.complex64)
+    raw = buf.getvalue()
+    dims = np.frombuffer(raw[8:24], np.uint64)
+    data = np.frombuffer(raw[24:], np.complex64).reshape(tuple(dims), order="F")
+    np.testing.assert_array_equal(data, arr.astype(np.complex64))
+    import gadgetron.types.recon_data as recon_data
+    assert recon_data.write_array is writers.write_array
