@@ -200,6 +200,14 @@ def acquisitions_to_arrays(acqs: list[ismrmrd.Acquisition]) -> tuple[np.ndarray,
     return headers, [np.array(a.data, dtype=np.complex64, copy=True) for a in acqs]
 
 
+def arrays_to_acquisitions(headers: np.ndarray, data: list[np.ndarray], copy: bool = True
+                           ) -> list[ismrmrd.Acquisition]:
+    """ISMRMRD acquisitions from structured headers ``[n]`` and data arrays (inverse of the above)."""
+    return [ismrmrd.Acquisition(ismrmrd.AcquisitionHeader.from_buffer_copy(h.tobytes()),
+                                np.array(d, dtype=np.complex64, copy=True) if copy else d)
+            for h, d in zip(headers, data)]
+
+
 def bucket_to_slice(bucket: Bucket, encoding: EncodingInfo, header=None, frame_dim: str = "auto") -> SliceData:
     """Assemble the one slice a bucket holds (Gadgetron triggers a bucket per slice).
 

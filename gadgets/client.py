@@ -21,6 +21,7 @@ from pathlib import Path
 import ismrmrd
 from ismrmrd.serialization import ConfigFile, ConfigText, ProtocolDeserializer, ProtocolSerializer
 
+from gadgets.bucket import arrays_to_acquisitions
 from recon.errors import CrunetError, InputError
 from recon.io.images import write_images
 from recon.io.raw import read_acquisitions
@@ -83,8 +84,7 @@ def replay(
         out = ProtocolSerializer(wfile)
         out.serialize(ConfigText(config_script) if config_script is not None else ConfigFile(config))
         wfile.write(struct.pack("<HI", 3, len(xml)) + xml)  # HEADER: the file's XML as is
-        for h, d in zip(headers, data):
-            acq = ismrmrd.Acquisition(ismrmrd.AcquisitionHeader.from_buffer_copy(h.tobytes()), d)
+        for acq in arrays_to_acquisitions(headers, data, copy=False):
             out.serialize(acq)
         out.close()  # CLOSE
     except OSError as exc:

@@ -20,15 +20,13 @@ from dataclasses import dataclass, field
 import ismrmrd
 from ismrmrd.serialization import ConfigText, ProtocolSerializer
 
-from gadgets.bucket import split_for_bucket
+from gadgets.bucket import arrays_to_acquisitions, split_for_bucket
 from recon.io.raw import read_acquisitions
 
 
 def file_acquisitions(path) -> tuple[bytes, list[ismrmrd.Acquisition]]:
     _, xml, headers, data = read_acquisitions(path)
-    acqs = [ismrmrd.Acquisition(ismrmrd.AcquisitionHeader.from_buffer_copy(h.tobytes()), d.copy())
-            for h, d in zip(headers, data)]
-    return xml, acqs
+    return xml, arrays_to_acquisitions(headers, data)
 
 
 def slice_buckets(acqs: list[ismrmrd.Acquisition]):

@@ -17,12 +17,12 @@ def add_parser(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import dataclasses
 
+    from gadgets.bucket import arrays_to_acquisitions
     from gadgets.chain import ChainError, ChainSession
     from gadgets.configs import gadget_settings, resolve
     from recon.io.header import parse_header
     from recon.io.images import write_images
     from recon.io.raw import read_acquisitions
-    import ismrmrd
 
     path = resolve(args.config)
     settings = gadget_settings(path.read_bytes(), source=path.name)
@@ -32,8 +32,7 @@ def run(args: argparse.Namespace) -> int:
     _, xml, headers, data = read_acquisitions(args.input)
     session = ChainSession(parse_header(xml, source=args.input), settings)
     images, errors = [], []
-    for h, d in zip(headers, data):
-        acq = ismrmrd.Acquisition(ismrmrd.AcquisitionHeader.from_buffer_copy(h.tobytes()), d.copy())
+    for acq in arrays_to_acquisitions(headers, data):
         for out in session.acquisition(acq):
             (errors if isinstance(out, ChainError) else images).append(out)
     for out in session.close():
