@@ -324,6 +324,64 @@ def test_normalize_is_per_sample_and_safe_on_zeros():
     assert torch.isfinite(y).all() and torch.isfinite(x.grad).all()
 
 
+def test_cascade_input_is_normalised_per_sample_over_all_frames():
+    """The features entering each cascade have mean 0 / std 1 per *sample* (all frames
+    together), so a bright frame stays brighter than a dark one (the reference
+    CRUNet-MR's normalisation). Per-frame normalisation would give every frame std 1."""
+    g = torch.Generator().manual_seed(30)
+    k, mask, maps = _problem(g, 2, 4, 2, 12, 10)
+    k[0, 0] *= 20.0  # frame 0 of sample 0 much brighter than the others
+    model = _model(seed=31, channels=4, cascades=2)
+    seen = []
+    hooks = [c.head.register_forward_hook(lambda m, inp, out: seen.append(inp[0].detach()))
+             for c in model.cascades]
+    with torch.no_grad():
+        model(k, mask, maps)
+    for h in hooks:
+        h.remove()
+    assert len(seen) == 2
+    for feat in seen:
+        per_sample = unfold(feat.float(), 4)  # [b, t, 2, y, x]
+        for b in range(2):
+            v = per_sample[b]
+            assert abs(float(v.mean())) < 1e-4 and abs(float(v.std()) - 1) < 1e-3
+        frame_std = per_sample[0].flatten(1).std(dim=1)
+        assert frame_std[0] > 3 * frame_std[1:].max()  # the bright frame stays bright
+
+
+def test_frames_are_not_normalised_independently():
+    """Scaling one frame's k-space changes the other frames' output (frames share one
+    normalisation and the recurrence). With per-frame normalisation the network is
+    exactly equivariant to per-frame scaling and the other frames would not change."""
+    g = torch.Generator().manual_seed(32)
+    k, mask, maps = _problem(g, 1, 3, 2, 12, 10, dtype=torch.complex128)
+    model = _model(seed=33, channels=4, cascades=2).double()
+    k2 = k.clone()
+    k2[0, 0] *= 10.0
+    with torch.no_grad():
+        a, b = model(k, mask, maps), model(k2, mask, maps)
+    rel = float((a[0, 1:] - b[0, 1:]).abs().max() / a[0, 1:].abs().max())
+    assert rel > 1e-3, rel
+
+
+@pytest.mark.parametrize("channels", [8, 16, 64])
+def test_channel_attention_has_no_dead_units_at_init(channels):
+    """Every squeezed unit of every CA module is active at initialisation (gets
+    gradient) at every supported width; at 8 channels whole modules used to be dead."""
+    torch.manual_seed(34)
+    model = CRUNetMR(CRUNetConfig(channels=channels, cascades=3, fusion="ca"))
+    g = torch.Generator().manual_seed(35)
+    k, mask, maps = _problem(g, 1, 3, 2, 16, 16)
+    alive = []
+    modules = [m for m in model.modules() if isinstance(m, ChannelAttention)]
+    for m in modules:
+        m.squeeze.register_forward_hook(lambda mod, inp, out: alive.append((out > 0).flatten(1).any(0)))
+    torch.view_as_real(model(k, mask, maps)).pow(2).sum().backward()
+    assert modules and all(bool(a.all()) for a in alive)
+    for m in modules:
+        assert torch.any(m.squeeze.weight.grad != 0) and torch.any(m.excite.weight.grad != 0)
+
+
 # ---------------------------------------------------------------------------- registry, sizes
 
 def test_registry_builds_crunet():

@@ -61,10 +61,9 @@ from recon.models.layers import (
     SpatioTemporalConv,
     channels_last,
     channels_to_complex,
-    complex_to_channels,
     crop_to,
     denormalize,
-    normalize,
+    normalize_cine,
     pad_to_multiple,
 )
 from recon.sense import data_consistency, expand_mask, reduce
@@ -213,11 +212,11 @@ class CRUNetMR(nn.Module):
             states = tuple(self.fusion[i - 1][j](banked[j]) for j in range(LEVELS))
         frames = x.shape[1]
         dtype = self.cascades[i].tail.weight.dtype
-        feat, mean, std = normalize(complex_to_channels(x).to(dtype))
-        feat, size = pad_to_multiple(feat, DOWNSAMPLING)
+        feat, mean, std = normalize_cine(x)
+        feat, size = pad_to_multiple(feat.to(dtype), DOWNSAMPLING)
         feat = channels_last(feat)
         out, new_states = self.cascades[i](feat, frames, states)
-        out = denormalize(crop_to(out, size), mean, std).to(x.real.dtype)
+        out = denormalize(crop_to(out, size).to(x.real.dtype), mean, std)
         x = data_consistency(channels_to_complex(out, frames), k, maps, mask)
         return x, new_states
 

@@ -10,7 +10,7 @@ count take it as ``frames``.
 
 Contents: :func:`fold` / :func:`unfold`; :func:`complex_to_channels` /
 :func:`channels_to_complex`; :func:`normalize` / :func:`denormalize` (per-sample
-mean/std); :func:`pad_to_multiple` / :func:`crop_to`; :class:`TemporalConv`
+mean/std) and :func:`normalize_cine` (a complex cine, per sample over all frames); :func:`pad_to_multiple` / :func:`crop_to`; :class:`TemporalConv`
 (kernel 3 along time, circular or zero padding); :class:`Conv1x1`; :class:`SpatioTemporalConv`
 (spatial conv -> ReLU -> temporal conv); :class:`CRNNCell` and :class:`CRNNLayer`
 (convolutional RNN recurrent over time and over iterations, forward, backward or
@@ -28,6 +28,9 @@ from torch import nn
 from recon.errors import InputError
 
 Padding = Literal["circular", "zeros"]
+
+#: Initial bias of the channel-attention squeeze units (see :class:`ChannelAttention`).
+SQUEEZE_BIAS_INIT = 1.0
 Direction = Literal["forward", "backward", "bidirectional"]
 
 
@@ -74,6 +77,22 @@ def normalize(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor
 def denormalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
     """Undo :func:`normalize`."""
     return x * std + mean
+
+
+def normalize_cine(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Complex cine ``[b, t, y, x]`` -> standardised folded features ``[b * t, 2, y, x]``.
+
+    One mean and one standard deviation per *sample*, over all its frames and both
+    real and imaginary parts (:func:`normalize` on the unfolded ``[b, t, y, x, 2]``),
+    as the reference CRUNet-MR does: the relative intensity of the frames is kept.
+    Returns ``(features, mean, std)`` with ``mean``/``std`` repeated per frame,
+    ``[b * t, 1, 1, 1]``, ready for :func:`denormalize` on folded features.
+    """
+    frames = x.shape[1]
+    z, mean, std = normalize(torch.view_as_real(x))
+    feat = fold(z.permute(0, 1, 4, 2, 3))
+    per_frame = lambda v: v.reshape(-1, 1, 1, 1).repeat_interleave(frames, dim=0)  # noqa: E731
+    return feat, per_frame(mean), per_frame(std)
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -290,6 +309,16 @@ class ChannelAttention(nn.Module):
     Global average pool over ``(y, x)`` of each image (for folded cine features:
     each frame) -> 1x1 conv ``channels -> channels // reduction`` (at least 1) ->
     ReLU -> 1x1 conv back -> sigmoid; the input is scaled channel-wise by the result.
+
+    Initialisation: the squeeze bias starts at :data:`SQUEEZE_BIAS_INIT` (= 1), not
+    PyTorch's small random value. The pooled descriptors of an untrained network are
+    small (RMS 0.05-0.13, squeeze pre-activations below 0.4 in 99 % of cases at 8-64
+    channels), so with a random bias about half of the squeezed units sit below zero
+    for every input: the ReLU passes no gradient to them, and at 8 channels
+    (reduction 4 leaves 2 units per module) whole modules got exactly zero gradient.
+    With the bias at 1 every unit starts in the ReLU's linear range at every width;
+    the weights keep PyTorch's default (random) initialisation, which breaks the
+    symmetry between units.
     """
 
     def __init__(self, channels: int, reduction: int = 4):
@@ -299,6 +328,7 @@ class ChannelAttention(nn.Module):
         squeezed = max(1, channels // reduction)
         self.squeeze = Conv1x1(channels, squeezed)
         self.excite = Conv1x1(squeezed, channels)
+        nn.init.constant_(self.squeeze.bias, SQUEEZE_BIAS_INIT)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = x.mean(dim=(-2, -1), keepdim=True)
