@@ -1,7 +1,8 @@
 """Dataclass configs loaded from YAML (pyyaml) and validated on load.
 
 Unknown keys are an error, not ignored (DIRECT style); nested dataclasses are
-built recursively; values are type-checked against the annotations
+built recursively, a partial section overriding the fields of that section's default
+(so ``heldout_space: {matrix: [32, 32]}`` keeps the held-out space's other settings); values are type-checked against the annotations
 (int, float, bool, str, tuples, ``X | None``, ``Literal``) and every dataclass
 may define ``validate(self)`` for range checks. Errors name the file and the key
 path (``model.fusion``).
@@ -79,6 +80,21 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
     return value
 
 
+def _dataclass_defaults(cls: type) -> dict[str, Any]:
+    """Fields of ``cls`` whose default is itself a dataclass instance (nested sections)."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            value = f.default
+        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            value = f.default_factory()  # type: ignore[misc]
+        else:
+            continue
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            out[f.name] = value
+    return out
+
+
 def from_dict(cls: type[T], data: Any, where: str = "config") -> T:
     """Build dataclass ``cls`` from a mapping; unknown or ill-typed keys raise InputError."""
     if data is None:
@@ -90,7 +106,12 @@ def from_dict(cls: type[T], data: Any, where: str = "config") -> T:
     unknown = sorted(set(data) - names)
     if unknown:
         raise InputError(f"{where}: unknown key(s) {unknown}; valid keys: {sorted(names)}")
-    kwargs = {k: _convert(v, hints[k], f"{where}.{k}") for k, v in data.items()}
+    defaults = _dataclass_defaults(cls)
+    kwargs = {}
+    for k, v in data.items():
+        if k in defaults and isinstance(v, dict):  # a partial section overrides its default's fields
+            v = {**to_dict(defaults[k]), **v}
+        kwargs[k] = _convert(v, hints[k], f"{where}.{k}")
     try:
         obj = cls(**kwargs)
     except TypeError as exc:

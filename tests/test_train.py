@@ -13,9 +13,10 @@ import torch
 
 from recon.errors import InputError
 from recon.models.config import CRUNetConfig, ModelConfig
+from recon.simulate.acquisition import HELDOUT_SPACE, TRAIN_SPACE, AcquisitionSpace
 from recon.train.config import DataConfig, LossConfig, RunConfig, TrainConfig, load_run_config
 from recon.train.data import (RawFileSlices, SimulatedCine, collate, global_index, simulate_sample,
-                              split_series)
+                              split_series, strip_start, strip_width)
 from recon.train.loss import ReconLoss, image_l1, image_mse, kspace_mse, ssim_loss
 from recon.train.schedule import WarmupCosine, warmup_cosine_lr
 
@@ -33,9 +34,20 @@ def one_thread():
     torch.set_num_threads(n)
 
 
-def tiny_data(**kw) -> DataConfig:
-    base = dict(images="phantom", matrix=(32, 32), frames=4, coils=3, accelerations=(4,), acs_lines=8,
-                strip_width=24, coil_grid=16, val_samples=1, val_acceleration=4, snr=(30.0, 30.0))
+def tiny_space(**kw) -> AcquisitionSpace:
+    base = dict(matrix=(32, 32), phase_fraction=(1.0, 1.0), frames=(4, 4), coil_counts=(3,), accelerations=(4,),
+                n_acs=8, snr_bands=((30.0, 30.0),))
+    base.update(kw)
+    return replace(TRAIN_SPACE, **base)
+
+
+def tiny_data(space: dict | None = None, **kw) -> DataConfig:
+    """Phantom data on 32 x 32, 4 frames, 3 coils, R = 4; strips of 16 columns."""
+    base = dict(images="phantom", train_space=tiny_space(**(space or {})),
+                heldout_space=replace(HELDOUT_SPACE, **{k: v for k, v in tiny_space().__dict__.items()
+                                                        if k in ("matrix", "phase_fraction", "frames", "accelerations",
+                                                                 "n_acs")}, coil_counts=(3,)),
+                pixels_per_sample=4 * 32 * 16, coil_grid=16, val_samples=1, val_acceleration=4)
     base.update(kw)
     return DataConfig(**base)
 
@@ -76,8 +88,11 @@ def test_config_unknown_key_and_bad_value_are_errors(tmp_path):
     p.write_text("train: {epochs: 2, lr_typo: 1.0}\n")
     with pytest.raises(InputError, match="lr_typo"):
         load_run_config(p)
-    p.write_text("data: {strip_width: 4}\n")
-    with pytest.raises(InputError, match="strip_width"):
+    p.write_text("data: {pixels_per_sample: 4}\n")
+    with pytest.raises(InputError, match="pixels_per_sample"):
+        load_run_config(p)
+    p.write_text("data: {heldout_space: {coil_families: [helmet]}}\n")
+    with pytest.raises(InputError, match="coil_families"):
         load_run_config(p)
     p.write_text("train: {lr: 1.0e-4, min_lr: 1.0e-3}\n")
     with pytest.raises(InputError, match="min_lr"):
@@ -169,7 +184,7 @@ def test_recon_loss_is_the_weighted_sum():
 
 
 def test_simulated_samples_are_deterministic_and_shaped():
-    cfg = tiny_data(accelerations=(4, 8))
+    cfg = tiny_data(space=dict(accelerations=(4, 8)))
     a = SimulatedCine(cfg, seed=0).sample(2, 5)
     b = SimulatedCine(cfg, seed=0).sample(2, 5)
     for key in a:
@@ -177,7 +192,7 @@ def test_simulated_samples_are_deterministic_and_shaped():
     assert not torch.equal(a["target"], SimulatedCine(cfg, seed=0).sample(2, 6)["target"])
     assert not torch.equal(a["target"], SimulatedCine(cfg, seed=0).sample(3, 5)["target"])
     assert not torch.equal(a["target"], SimulatedCine(cfg, seed=1).sample(2, 5)["target"])
-    t, c, ny, w = cfg.frames, cfg.coils, cfg.matrix[0], cfg.strip_width
+    t, c, ny, w = 4, 3, 32, 16
     assert a["k"].shape == (t, c, ny, w) and a["k"].dtype == torch.complex64
     assert a["mask"].shape == (t, ny) and a["mask"].dtype == torch.bool
     assert a["maps"].shape == (c, ny, w) and a["target"].shape == (t, ny, w)
@@ -186,33 +201,80 @@ def test_simulated_samples_are_deterministic_and_shaped():
     m = a["mask"][:, None, :, None].expand_as(a["k"])
     assert bool((a["k"][~m] == 0).all()) and bool((a["k"][m].abs() > 0).all())
     assert bool(a["mask"][:, ny // 2 - 4: ny // 2 + 4].all())  # the ACS
-    # unit sum-of-squares maps
-    assert torch.allclose(a["maps"].abs().pow(2).sum(0), torch.ones(ny, w), atol=1e-4)
+    # ESPIRiT maps (the default): unit sum of squares where the object is, 0 where cropped
+    sos = a["maps"].abs().pow(2).sum(0)
+    assert bool(((sos - 1).abs() < 1e-3).logical_or(sos < 1e-6).all()) and float(sos.mean()) > 0.3
     batch = collate([a, b])
     assert batch["k"].shape == (2, t, c, ny, w) and batch["acceleration"].shape == (2,)
 
 
-def test_validation_set_is_fixed():
+def test_samples_vary_what_a_scanner_varies():
+    """Matrix, frames, coils, oversampling and R change from sample to sample; the strip
+    width follows the pixel budget."""
+    cfg = tiny_data(space=dict(matrix=(32, 48), phase_fraction=(0.7, 1.0), frames=(3, 6), coil_counts=(2, 4),
+                               accelerations=(4, 8)))
+    shapes = {tuple(SimulatedCine(cfg, seed=0).sample(0, i)["k"].shape) for i in range(8)}
+    assert len({s[0] for s in shapes}) > 1 and len({s[1] for s in shapes}) > 1 and len({s[2] for s in shapes}) > 1
+    for t, _, ny, w in shapes:
+        assert w == strip_width(cfg.pixels_per_sample, t, ny, 64) or w <= 48
+
+
+def test_strip_width_and_start():
+    assert strip_width(None, 12, 128, 100) == 100
+    assert strip_width(12 * 128 * 32, 12, 128, 128) == 32
+    assert strip_width(12 * 128 * 32, 30, 256, 128) == 16  # at least 16
+    assert strip_width(10**9, 12, 128, 96) == 96  # at most nx
+    target = np.zeros((2, 8, 64), dtype=np.complex64)
+    target[..., 40:50] = 1.0
+    starts = [strip_start(target, 16, np.random.default_rng(i)) for i in range(200)]
+    inside = np.mean([s + 16 > 40 and s < 50 for s in starts])
+    assert inside > 0.75  # mostly where the object is
+    assert min(starts) >= 0 and max(starts) <= 64 - 16
+
+
+def test_validation_sets_are_fixed_and_held_out_acquisitions_differ():
     cfg = tiny_data(val_samples=2, val_acceleration=8)
     v0 = SimulatedCine(cfg, seed=0, split="val")
     v1 = SimulatedCine(cfg, seed=9, split="val")  # the training seed does not matter
-    assert len(v0) == 2
+    x0 = SimulatedCine(cfg, seed=0, split="xval")
+    assert len(v0) == 2 and len(x0) == 2
     for i in range(2):
         a, b = v0.sample(0, i), v1.sample(7, i)
         assert torch.equal(a["target"], b["target"]) and int(a["acceleration"]) == 8
-        assert a["k"].shape[-1] == cfg.matrix[1]  # whole matrix (val_strip_width null)
+        assert a["k"].shape[-1] == 32  # whole matrix
+        x = x0.sample(0, i)
+        assert int(x["acceleration"]) == 8 and not torch.equal(x["target"], a["target"])
+    acq = x0.acquisition(x0.rng(0, 0))
+    assert acq.coil_family == "dipole" and acq.ordering == "linear"
+
+
+def test_train_and_heldout_spaces_do_not_overlap():
+    """The held-out acquisitions share no coil family, no coil count and no SNR band with training."""
+    assert not set(TRAIN_SPACE.coil_families) & set(HELDOUT_SPACE.coil_families)
+    assert not set(TRAIN_SPACE.coil_counts) & set(HELDOUT_SPACE.coil_counts)
+    for lo, hi in HELDOUT_SPACE.snr_bands:
+        assert all(hi <= a or lo >= b for a, b in TRAIN_SPACE.snr_bands)
+    assert set(TRAIN_SPACE.orderings).isdisjoint(HELDOUT_SPACE.orderings)
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        a = TRAIN_SPACE.draw(rng)
+        assert 96 <= min(a.matrix) and max(a.matrix) <= 256 and 12 <= a.frames <= 30
+        assert a.samples <= TRAIN_SPACE.max_samples and a.n_coils in TRAIN_SPACE.coil_counts
+        assert a.coil_family in TRAIN_SPACE.coil_families
 
 
 def test_strip_keeps_full_fov_ky_aliasing():
     """Cropping the readout after the coils: the strip's zero-filled image is the crop of the full one."""
     from recon.baselines.zero_filled import zero_filled
     from recon.problem import SliceProblem
+    from recon.simulate.acquisition import Acquisition
     from recon.simulate.phantom import cine_phantom
 
-    cfg = tiny_data(matrix=(40, 36), snr=(1e9, 1e9), strip_width=None)
-    mag = cine_phantom(cfg.frames, cfg.matrix, "sax", 0)
-    full = simulate_sample(cfg, mag, np.random.default_rng(5), acceleration=4, strip_width=None)
-    strip = simulate_sample(cfg, mag, np.random.default_rng(5), acceleration=4, strip_width=16)
+    cfg = tiny_data()
+    acq = Acquisition(matrix=(40, 36), frames=4, n_coils=3, acceleration=4, n_acs=8, snr=1e9)
+    mag = cine_phantom(4, acq.matrix, "sax", 0)
+    full = simulate_sample(cfg, mag, acq, np.random.default_rng(5), strip=False)
+    strip = simulate_sample(cfg, mag, acq, np.random.default_rng(5), strip=True)
     f_target = full["target"] * full["scale"]
     s_target = strip["target"] * strip["scale"]
     x0 = next(x for x in range(36 - 16 + 1) if torch.allclose(f_target[..., x:x + 16], s_target, atol=1e-5))
@@ -225,12 +287,40 @@ def test_strip_keeps_full_fov_ky_aliasing():
 
 
 def test_fully_sampled_noise_free_adjoint_recovers_target():
+    """With ESPIRiT maps from the ACS (the default), the target is what the maps can
+    represent: the SENSE adjoint of fully sampled noise-free data reproduces it exactly."""
     from recon.sense import SenseOperator
 
-    cfg = tiny_data(accelerations=(1,), snr=(1e9, 1e9))
+    cfg = tiny_data(space=dict(accelerations=(1,), snr_bands=((1e9, 1e9),)))
     s = SimulatedCine(cfg, seed=0).sample(0, 0)
     x = SenseOperator(s["maps"][None], s["mask"][None]).adjoint(s["k"][None])[0]
     assert torch.allclose(x, s["target"], atol=1e-4 * float(s["target"].abs().max()))
+
+
+def test_training_samples_take_the_raw_data_path(tmp_path):
+    """A simulated slice assembled in memory (to_slice_data) is what reading its raw file
+    gives: same k-space, mask and ACS, in either line order."""
+    from recon.io.header import build_cine_header
+    from recon.io.raw import read_raw, write_raw
+    from recon.io.acquisitions import slice_to_acquisitions
+    from recon.masks import acs_indices
+    from recon.simulate.acquisition import Acquisition
+    from recon.simulate.cine import protocol, simulate_slice, to_slice_data
+    from recon.simulate.phantom import cine_phantom
+
+    for ordering in ("segmented", "linear"):
+        acq = Acquisition(matrix=(32, 24), frames=3, n_coils=2, acceleration=4, n_acs=8, ordering=ordering,
+                          coil_family="ring", readout_oversampling=2)
+        sim = simulate_slice(cine_phantom(3, acq.matrix, "sax", 1), acq, np.random.default_rng(2), coil_grid=16)
+        mem = to_slice_data(sim, acq)
+        heads, data = slice_to_acquisitions(sim.kspace, sim.mask, acs_indices(32, 8), 0, sim.geometry,
+                                            ordering=ordering)
+        path = tmp_path / f"{ordering}.h5"
+        write_raw(path, build_cine_header(protocol(acq)), heads, data)
+        disk = read_raw(path).slices[0]
+        for name in ("kspace", "mask", "acs", "acs_lines", "acs_mask"):
+            np.testing.assert_array_equal(getattr(mem, name), getattr(disk, name), err_msg=name)
+        assert mem.kspace.shape[-1] == 48  # readout oversampling still in: prepare() removes it
 
 
 def test_real_series_are_used_when_present_and_holdout_is_excluded():
@@ -263,7 +353,7 @@ def test_ismrmrd_file_samples(tmp_path):
     simulate_to_file(SimulationConfig(n_slices=2, n_phases=3, n_coils=2, matrix=(32, 24), acceleration=4,
                                       n_acs=8, noise_scan=False), path)
     cfg = tiny_data(source="ismrmrd", train_files=(str(tmp_path / "*.h5"),), val_files=(str(path),),
-                    strip_width=16, maps="true")
+                    pixels_per_sample=3 * 32 * 16, maps="true")
     val = RawFileSlices(cfg, split="val")
     assert len(val) == 2
     v = val.sample(0, 1)
@@ -281,7 +371,7 @@ def test_overfitting_a_tiny_sample_lowers_the_loss(one_thread):
     from recon.models.registry import build_model
 
     torch.manual_seed(0)
-    sample = SimulatedCine(tiny_data(strip_width=16), seed=0).sample(0, 0)
+    sample = SimulatedCine(tiny_data(), seed=0).sample(0, 0)
     batch = collate([sample])
     model = build_model(ModelConfig(name="crunet", crunet=CRUNetConfig(channels=8, cascades=2)))
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)

@@ -51,6 +51,7 @@ def slice_to_acquisitions(
     center_sample: int | None = None,
     scan_counter_start: int = 0,
     time_offset_ms: float = 0.0,
+    ordering: str = "segmented",
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """Acquisitions of one cine slice.
 
@@ -67,6 +68,9 @@ def slice_to_acquisitions(
         ``physiology_time_stamp[0]`` (trigger delay), both in 2.5 ms ticks.
     center_sample : readout sample of k-space centre; default ``kx // 2``.
     scan_counter_start, time_offset_ms : continue counters across slices.
+    ordering : ``segmented`` (heartbeat -> cardiac phase -> lines of the segment, as a
+        segmented cine is acquired) or ``linear`` (line by line: every phase of a ky
+        line before the next line, as some converters write). Time stamps are the same.
 
     Returns
     -------
@@ -88,7 +92,12 @@ def slice_to_acquisitions(
     for t, lines in enumerate(lines_per_frame):
         for b, segment in enumerate(np.array_split(lines, n_beats)):
             order.extend((b, t, j, int(ky)) for j, ky in enumerate(segment))
-    order.sort()
+    if ordering == "segmented":
+        order.sort()
+    elif ordering == "linear":
+        order.sort(key=lambda o: (o[3], o[1]))
+    else:
+        raise InputError(f"ordering must be 'segmented' or 'linear', got {ordering!r}")
     headers = np.zeros(len(order), dtype=ACQ_HEADER_DTYPE)
     data = []
     c_sample = n_kx // 2 if center_sample is None else int(center_sample)
@@ -133,11 +142,13 @@ def scan_to_acquisitions(
     timing: CineTiming = CineTiming(),
     noise: np.ndarray | None = None,
     beats_between_slices: int = 20,
+    ordering: str = "segmented",
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """Acquisitions of a multi-slice cine scan, in scanner order.
 
     ``slices`` holds ``(kspace [t, c, ky, kx], mask [t, ky], geometry)`` per slice
-    (slice index = position in the list). The noise scan ``[c, n]`` comes first when
+    (slice index = position in the list), lines in ``ordering`` (see
+    :func:`slice_to_acquisitions`). The noise scan ``[c, n]`` comes first when
     given; slices follow one another, ``beats_between_slices`` heartbeats apart (a
     breath-hold each); the last acquisition is flagged ``ACQ_LAST_IN_MEASUREMENT``.
     """
@@ -150,7 +161,7 @@ def scan_to_acquisitions(
     for z, (kspace, mask, geometry) in enumerate(slices):
         h, d = slice_to_acquisitions(
             kspace, mask, acs_lines, z, geometry, timing, scan_counter_start=counter,
-            time_offset_ms=z * beats_between_slices * timing.rr_ms,
+            time_offset_ms=z * beats_between_slices * timing.rr_ms, ordering=ordering,
         )
         counter += len(h)
         heads.append(h)

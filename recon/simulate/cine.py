@@ -1,9 +1,12 @@
 """Multi-coil, undersampled cine raw data from a phantom or a real magnitude series.
 
-Pipeline per slice: magnitude frames ``[t, y, x]`` (phantom or real series) x smooth
-phase -> embed in the readout-oversampled FOV -> multiply by coil maps -> centred
-FFT -> complex Gaussian noise with inter-coil covariance -> line mask -> ISMRMRD
-acquisitions. The noise-free coil-combined reference and the true maps (on the recon
+One forward model (:func:`simulate_slice`) for ``crunet simulate`` and for the
+training data, driven by an :class:`recon.simulate.acquisition.Acquisition`: magnitude
+frames ``[t, y, x]`` (phantom or real series) x background phase -> embed in the
+readout-oversampled FOV -> multiply by the coil maps of the acquisition's array ->
+centred FFT -> intensity scale -> complex Gaussian noise with inter-coil covariance ->
+line mask -> ISMRMRD acquisitions (:func:`to_slice_data` assembles them back the way
+the reader does). The noise-free coil-combined reference and the true maps (on the recon
 grid) are stored in the same file as references (see :mod:`recon.io.raw`).
 
 The reference is what a parallel-imaging reconstruction with unit-norm coil maps
@@ -12,10 +15,12 @@ weighted by the array's sum-of-squares sensitivity, ``x * sqrt(sum_c |S_c|^2)``;
 its magnitude equals the root-sum-of-squares of the noise-free coil images, the
 reference CMRxRecon and fastMRI use.
 
-SNR definition: ``snr`` = mean |x| over the object (pixels above 10 % of the
-maximum) divided by the per-coil noise standard deviation in image space, for a
-coil of unit sensitivity; with the orthonormal FFT the k-space noise std is the
-same number.
+SNR definition: the SNR of the fully sampled, coil-combined image a reader would see:
+``snr`` = mean magnitude of the reference ``x * sqrt(sum_c |S_c|^2)`` over the object
+(pixels above 10 % of its maximum) divided by the per-coil noise standard deviation
+``sigma`` (for unit-sum-of-squares combination the combined image's noise std is
+``sigma`` too, before inter-coil correlation); with the orthonormal FFT the k-space
+noise std is the same number.
 """
 
 from __future__ import annotations
@@ -27,22 +32,28 @@ import numpy as np
 
 from recon.errors import InputError
 from recon.fft import fft2c
-from recon.io.acquisitions import CineTiming, scan_to_acquisitions
-from recon.io.header import CineProtocol, build_cine_header
+from recon.io.acquisitions import CineTiming, assemble_slices, scan_to_acquisitions, slice_to_acquisitions
+from recon.io.header import CineProtocol, build_cine_header, encoding_info
 from recon.io.raw import write_raw
 from recon.kspace import center_crop
 from recon.masks import acs_indices, cine_mask
-from recon.simulate.coils import coil_sensitivities, correlated_noise, noise_covariance
+from recon.simulate.acquisition import Acquisition
+from recon.simulate.coils import coil_maps, correlated_noise, noise_covariance
 from recon.simulate.phantom import cine_phantom, smooth_phase
 from recon.simulate.realdata import fit_to_matrix, load_cine_series
-from recon.slicedata import Geometry
+from recon.slicedata import Geometry, SliceData
 
 VIEWS = ("sax", "lax")
 
 
 @dataclass(frozen=True)
 class SimulationConfig:
-    """What ``crunet simulate`` makes. ``source`` is ``"phantom"`` or a ``.npz`` cine series."""
+    """What ``crunet simulate`` makes. ``source`` is ``"phantom"`` or a ``.npz`` cine series.
+
+    The acquisition fields (matrix, coils, noise, mask, ...) become one
+    :class:`recon.simulate.acquisition.Acquisition` per slice (:meth:`acquisition`),
+    the same description the training data are drawn as.
+    """
 
     n_slices: int = 1
     n_phases: int = 12
@@ -56,6 +67,9 @@ class SimulationConfig:
     n_acs: int = 24
     shifted_mask: bool = False
     snr: float = 40.0
+    coil_family: str = "wrap"
+    noise_correlation: float = 0.1
+    ordering: str = "segmented"
     view: str = "sax"
     source: str = "phantom"
     noise_scan: bool = True
@@ -63,6 +77,15 @@ class SimulationConfig:
     heart_rate_bpm: float = 60.0
     seed: int = 0
     timing: CineTiming = field(default_factory=CineTiming)
+
+    def acquisition(self) -> Acquisition:
+        """The per-slice acquisition this scan describes (validated)."""
+        return Acquisition(
+            matrix=tuple(self.matrix), fov_mm=tuple(self.fov_mm), readout_oversampling=self.readout_oversampling,
+            frames=self.n_phases, coil_family=self.coil_family, n_coils=self.n_coils, snr=self.snr,
+            noise_correlation=self.noise_correlation, acceleration=self.acceleration, n_acs=self.n_acs,
+            shifted_mask=self.shifted_mask, ordering=self.ordering,
+        ).validate()
 
     def validate(self) -> "SimulationConfig":
         if self.view not in VIEWS:
@@ -76,28 +99,36 @@ class SimulationConfig:
             raise InputError(f"n_acs = {self.n_acs} must lie in [0, {self.matrix[0]}]")
         if self.snr <= 0:
             raise InputError(f"snr must be positive, got {self.snr}")
+        self.acquisition()  # the remaining acquisition fields
         if self.source != "phantom" and not Path(self.source).is_file():
             raise InputError(f"image source '{self.source}' is neither 'phantom' nor an existing .npz file")
         return self
 
     def protocol(self) -> CineProtocol:
-        return CineProtocol(
-            matrix=tuple(self.matrix), fov_mm=tuple(self.fov_mm),
-            slice_thickness_mm=self.slice_thickness_mm,
-            readout_oversampling=self.readout_oversampling, n_phases=self.n_phases,
-            n_slices=self.n_slices, n_coils=self.n_coils, acceleration=self.acceleration,
-            n_acs=self.n_acs, calibration_mode="interleaved" if self.shifted_mask else "embedded",
-            tr_ms=self.timing.tr_ms, heart_rate_bpm=self.heart_rate_bpm, view=self.view,
-            protocol_name=f"crunet_cine_{self.view}",
-        )
+        return protocol(self.acquisition(), n_slices=self.n_slices, slice_thickness_mm=self.slice_thickness_mm,
+                        tr_ms=self.timing.tr_ms, heart_rate_bpm=self.heart_rate_bpm, view=self.view)
+
+
+def protocol(acq: Acquisition, n_slices: int = 1, slice_thickness_mm: float = 8.0, tr_ms: float = 3.4,
+             heart_rate_bpm: float = 60.0, view: str = "sax") -> CineProtocol:
+    """The ISMRMRD header description (:class:`CineProtocol`) of an acquisition."""
+    return CineProtocol(
+        matrix=tuple(acq.matrix), fov_mm=tuple(acq.fov_mm), slice_thickness_mm=slice_thickness_mm,
+        readout_oversampling=acq.readout_oversampling, n_phases=acq.frames, n_slices=n_slices,
+        n_coils=acq.n_coils, acceleration=acq.acceleration, n_acs=acq.n_acs,
+        calibration_mode="interleaved" if acq.shifted_mask else "embedded",
+        tr_ms=tr_ms, heart_rate_bpm=heart_rate_bpm, view=view, protocol_name=f"crunet_cine_{view}",
+    )
 
 
 @dataclass
 class SimulatedSlice:
     """One simulated slice. Shapes: image ``[t, y, x]`` (the object), csm ``[c, y, x]``
-    (recon grid), kspace ``[t, c, ky, kx_os]`` (noisy, fully sampled, encoded grid),
-    mask ``[t, ky]``; :attr:`reference` ``[t, y, x]`` is the ground truth a method is
-    scored against (see the module docstring)."""
+    (recon grid), kspace ``[t, c, ky, kx_os]`` (fully sampled, encoded grid; noisy on
+    every line the mask acquires in some frame, noise free on lines never acquired),
+    mask ``[t, ky]``, noise std ``sigma`` and inter-coil covariance ``noise_cov [c, c]``;
+    :attr:`reference` ``[t, y, x]`` is the ground truth a method is scored against
+    (see the module docstring)."""
 
     image: np.ndarray
     csm: np.ndarray
@@ -105,6 +136,7 @@ class SimulatedSlice:
     mask: np.ndarray
     geometry: Geometry
     sigma: float
+    noise_cov: np.ndarray | None = None
 
     @property
     def reference(self) -> np.ndarray:
@@ -157,45 +189,96 @@ def _magnitude_frames(cfg: SimulationConfig, slice_number: int, rng: np.random.G
     return resample_cycle(series, cfg.n_phases)
 
 
+def background_phase(shape: tuple[int, int], model: str, rng: np.random.Generator) -> np.ndarray:
+    """Background phase ``[ny, nx]`` (float32, radians) of ``model`` (see
+    :attr:`recon.simulate.acquisition.Acquisition.phase_model`)."""
+    if model == "smooth":
+        return smooth_phase(shape, rng)
+    if model == "strong":
+        return smooth_phase(shape, rng, max_rad=3 * np.pi)
+    if model == "ramp":
+        ny, nx = shape
+        cy, cx = rng.uniform(-2.0, 2.0, size=2)  # cycles across the FOV
+        yy, xx = np.meshgrid(np.arange(ny) / ny, np.arange(nx) / nx, indexing="ij")
+        return (2 * np.pi * (cy * yy + cx * xx) + rng.uniform(0, 2 * np.pi)).astype(np.float32)
+    raise InputError(f"unknown phase model {model!r}")
+
+
 def simulate_slice(
-    cfg: SimulationConfig,
-    slice_number: int,
+    magnitude: np.ndarray,
+    acq: Acquisition,
     rng: np.random.Generator,
     noise_cov: np.ndarray | None = None,
     sigma: float | None = None,
+    geometry: Geometry | None = None,
+    coil_grid: int = 48,
 ) -> SimulatedSlice:
-    """Simulate one slice (see the module docstring for the pipeline).
+    """The forward model: one slice of multi-coil raw data (module docstring).
 
-    ``noise_cov`` is the inter-coil noise covariance ``[c, c]`` (drawn from ``rng``
-    when None); ``sigma`` the noise std (from ``cfg.snr`` and this slice when None).
+    Parameters
+    ----------
+    magnitude : float ``[t, ny, nx]`` object magnitude on the recon grid
+        (``t = acq.frames``, ``(ny, nx) = acq.matrix``).
+    acq : the acquisition (coils, noise, mask, phase model, intensity, ...).
+    rng : source of the phase, coils, noise covariance and noise.
+    noise_cov : inter-coil noise covariance ``[c, c]``; drawn when None.
+    sigma : noise std in data units; from ``acq.snr`` and this slice when None.
+    geometry : slice position/orientation stamped on the acquisitions.
+    coil_grid : the coil fields are computed on this grid and interpolated
+        (:func:`recon.simulate.coils.coil_maps`).
     """
-    ny, nx = cfg.matrix
-    osf = cfg.readout_oversampling
-    mag = _magnitude_frames(cfg, slice_number, rng)
-    image = (mag * np.exp(1j * smooth_phase((ny, nx), rng))).astype(np.complex64)
+    acq.validate()
+    ny, nx = acq.matrix
+    if tuple(magnitude.shape) != (acq.frames, ny, nx):
+        raise InputError(f"magnitude frames {tuple(magnitude.shape)} do not match the acquisition "
+                         f"({acq.frames}, {ny}, {nx})")
+    osf = acq.readout_oversampling
+    image = (magnitude * np.exp(1j * background_phase((ny, nx), acq.phase_model, rng))).astype(np.complex64)
     nx_os = nx * osf
-    fov_os = (cfg.fov_mm[0], cfg.fov_mm[1] * osf)
+    fov_os = (acq.fov_mm[0], acq.fov_mm[1] * osf)
     # the array wraps the body, whose size follows the recon FOV, not the oversampled one
-    body = (0.33 * cfg.fov_mm[0], 0.47 * cfg.fov_mm[1])
-    csm_os = coil_sensitivities(cfg.n_coils, (ny, nx_os), fov_os, rng, body_axes_mm=body)
-    padded = np.zeros((cfg.n_phases, ny, nx_os), dtype=np.complex64)
+    csm_os = coil_maps(acq.n_coils, (ny, nx_os), fov_os, rng, grid=coil_grid, family=acq.coil_family,
+                       body_axes_mm=acq.body_axes_mm, standoff_mm=acq.standoff_mm, radius_scale=acq.radius_scale)
+    padded = np.zeros((acq.frames, ny, nx_os), dtype=np.complex64)
     x0 = nx_os // 2 - nx // 2
     padded[:, :, x0:x0 + nx] = image
-    kspace = fft2c(padded[:, None] * csm_os[None]).astype(np.complex64)
-    if sigma is None:
-        sigma = noise_sigma(image, cfg.snr)
-    if noise_cov is None:
-        noise_cov = noise_covariance(cfg.n_coils, rng)
-    kspace += sigma * correlated_noise(kspace.shape, noise_cov, rng)
-    mask = cine_mask(ny, cfg.acceleration, cfg.n_acs, cfg.n_phases, cfg.shifted_mask)
-    geom = slice_geometry(cfg.view, slice_number, cfg.n_slices,
-                          cfg.slice_thickness_mm + cfg.slice_gap_mm)
+    image *= np.float32(acq.intensity)
+    kspace = fft2c(padded[:, None] * csm_os[None]).astype(np.complex64) * np.float32(acq.intensity)
     csm = center_crop(csm_os, (ny, nx))
-    return SimulatedSlice(image, np.ascontiguousarray(csm), kspace, mask, geom, sigma)
+    if sigma is None:
+        sigma = noise_sigma(image * np.sqrt((np.abs(csm) ** 2).sum(axis=0)), acq.snr)
+    if noise_cov is None:
+        noise_cov = noise_covariance(acq.n_coils, rng, correlation=acq.noise_correlation)
+    mask = cine_mask(ny, acq.acceleration, acq.n_acs, acq.frames, acq.shifted_mask)
+    # noise on the lines some frame acquires (the others are never written, and
+    # generating noise is the costliest step of a simulation)
+    rows = np.flatnonzero(mask.any(axis=0))
+    noise_shape = (acq.frames, acq.n_coils, len(rows), nx_os)
+    kspace[:, :, rows] += sigma * correlated_noise(noise_shape, noise_cov, rng)
+    geom = geometry if geometry is not None else slice_geometry("sax", 0, 1, 10.0)
+    return SimulatedSlice(image, np.ascontiguousarray(csm), kspace, mask, geom, sigma, noise_cov)
+
+
+def to_slice_data(sim: SimulatedSlice, acq: Acquisition, slice_index: int = 0) -> SliceData:
+    """A simulated slice as the reader would deliver it from a raw file.
+
+    The slice goes through the same code as a raw file's: acquisitions in the order of
+    ``acq.ordering`` (:func:`recon.io.acquisitions.slice_to_acquisitions`), header from
+    :func:`protocol`, then :func:`recon.io.acquisitions.assemble_slices`, so training
+    data and inference data share every step after the scanner.
+    """
+    prot = protocol(acq)
+    header = build_cine_header(prot)
+    heads, data = slice_to_acquisitions(sim.kspace, sim.mask, acs_indices(acq.matrix[0], acq.n_acs), slice_index,
+                                        sim.geometry, ordering=acq.ordering)
+    heads["idx"]["slice"] = 0
+    (s,) = assemble_slices(heads, data, encoding_info(header), header)
+    s.slice_index = slice_index
+    return s
 
 
 def noise_sigma(image: np.ndarray, snr: float) -> float:
-    """Noise std giving ``snr`` = mean object magnitude / std (object: > 10 % of max)."""
+    """Noise std giving ``snr`` = mean magnitude of ``image`` over its object / std (object: > 10 % of max)."""
     mag = np.abs(image)
     return float(mag[mag > 0.1 * mag.max()].mean() / snr)
 
@@ -214,18 +297,20 @@ class SimulatedScan:
         cfg = self.config
         return scan_to_acquisitions(
             [(s.kspace, s.mask, s.geometry) for s in self.slices],
-            acs_indices(cfg.matrix[0], cfg.n_acs), cfg.timing, self.noise,
+            acs_indices(cfg.matrix[0], cfg.n_acs), cfg.timing, self.noise, ordering=cfg.ordering,
         )
 
 
 def simulate_scan(cfg: SimulationConfig) -> SimulatedScan:
     """Simulate ``cfg.n_slices`` slices sharing one coil noise covariance and noise level."""
     cfg.validate()
+    acq = cfg.acquisition()
     rng = np.random.default_rng(cfg.seed)
-    cov = noise_covariance(cfg.n_coils, rng)
+    cov = noise_covariance(cfg.n_coils, rng, correlation=cfg.noise_correlation)
     slices, sigma = [], None  # sigma fixed by the first slice, then the same for the scan
     for s in range(cfg.n_slices):
-        sim = simulate_slice(cfg, s, rng, cov, sigma)
+        geom = slice_geometry(cfg.view, s, cfg.n_slices, cfg.slice_thickness_mm + cfg.slice_gap_mm)
+        sim = simulate_slice(_magnitude_frames(cfg, s, rng), acq, rng, cov, sigma, geom)
         sigma = sim.sigma
         slices.append(sim)
     noise = None

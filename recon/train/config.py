@@ -14,50 +14,49 @@ from typing import Literal
 
 from recon.config import from_dict, load_yaml
 from recon.errors import InputError
-from recon.masks import CMRX_ACCELERATIONS
 from recon.models.config import ModelConfig
+from recon.simulate.acquisition import HELDOUT_SPACE, TRAIN_SPACE, AcquisitionSpace
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Where training samples come from and how they are made.
+    """Where training samples come from and how they are made (:mod:`recon.train.data`).
 
-    source : ``simulated`` (on the fly: real magnitude series or the phantom, plus
-        simulated phase, coils, noise and masks) or ``ismrmrd`` (raw files with a
+    source : ``simulated`` (on the fly: real magnitude series or the phantom, through
+        the forward model and the inference path) or ``ismrmrd`` (raw files with a
         ``ground_truth`` reference, e.g. from ``crunet simulate``).
     images : simulated only. ``auto`` uses the real series in ``data_dir`` (default
         :func:`recon.simulate.realdata.default_data_dir`) and falls back to the phantom
         when there are none; ``real`` requires them; ``phantom`` never uses them.
     data_dir : folder of ``.npz`` cine series; None = the default search.
-    holdout : stems of series files kept out of training and used for validation
-        (e.g. ``sunnybrook_SCD0000401_sax_cine``); absent stems are ignored. With no
-        held-out series, validation uses phantoms (with seeds no training sample uses).
+    holdout : stems of series files (patients) kept out of training and used for
+        validation; absent stems are ignored. With no held-out series, validation uses
+        phantoms (with seeds no training sample uses). The shipped split is recorded in
+        ``weights/SPLIT.md``.
     phantom_fraction : share of training samples drawn from the phantom when real
         series are used.
-    matrix : image matrix ``(ny, nx)`` (phase encode, readout) the slice is simulated on.
-    frames : cardiac phases per sample.
-    coils : receive coils.
-    accelerations : R drawn uniformly per training sample (uniform lattice + ACS).
-    acs_lines : fully sampled central ky lines.
-    strip_width : readout width ``x`` of a training strip, cropped in image space
-        after the coils are applied (all ky lines kept, so the ky aliasing of the mask
-        stays full-FOV); None trains on the whole matrix.
-    fov_mm : field of view ``(y, x)`` for the coil simulation.
-    snr : range ``(lo, hi)`` of the image SNR (log-uniform per sample; see
-        :func:`recon.simulate.cine.noise_sigma`).
+    train_space : the acquisitions training samples (and the in-distribution
+        validation set) are drawn from (:class:`recon.simulate.acquisition.AcquisitionSpace`;
+        default :data:`~recon.simulate.acquisition.TRAIN_SPACE`).
+    heldout_space : the acquisitions of the held-out-acquisition validation set
+        (default :data:`~recon.simulate.acquisition.HELDOUT_SPACE`: a coil model, coil
+        counts and a noise band training never sees).
+    pixels_per_sample : training strips hold about this many pixels over all frames
+        (readout width ``pixels / (frames * ny)``, multiple of 8, >= 16); None trains on
+        whole slices. 12 x 128 x 32 = 49152 keeps a CPU step near 2 s at 16 channels.
     crop_scale : random crop of a real series, as a fraction ``(lo, hi)`` of the
-        largest crop of the matrix's aspect ratio, before it is fitted to ``matrix``.
-    flips : random up-down / left-right flips and time roll of the image series.
-    maps : ``true`` (the simulated sensitivities, normalised to unit sum of squares)
-        or ``espirit`` (estimated from the noisy full-width ACS, as at inference).
-    coil_grid : the Biot-Savart coil simulation runs on a ``coil_grid`` square grid
-        and is cubic-interpolated to the matrix (10 coils at 128 x 128: 2.6 s direct,
-        0.2 s at 48; the fields differ by < 0.01 of their peak except next to the wires).
+        largest crop of the matrix's aspect ratio, before it is fitted to the matrix.
+    augment : random 90-degree rotations, flips, temporal reversal and roll of the
+        image series.
+    maps : ``espirit`` (estimated from the noisy ACS by the inference code path: what
+        every entry point reconstructs with) or ``true`` (the simulated sensitivities,
+        for ablations only: a model trained on true maps loses ~4 dB on ESPIRiT maps).
+    coil_grid : the coil fields are computed on a ``coil_grid`` square grid and
+        cubic-interpolated (:func:`recon.simulate.coils.coil_maps`).
     train_files, val_files : ismrmrd only: raw files (glob patterns allowed).
-    val_samples : simulated validation samples (a fixed set, made once per run).
+    val_samples : samples in each simulated validation set (fixed, made once per run).
     val_acceleration : R of every validation sample (the paper's headline R = 8).
-    val_strip_width : readout width of validation samples; None = whole matrix.
-    val_seed : seed of the validation set.
+    val_seed : seed of the validation sets.
     workers : DataLoader worker processes making samples (0 = in the training process).
     """
 
@@ -66,52 +65,32 @@ class DataConfig:
     data_dir: str | None = None
     holdout: tuple[str, ...] = ("sunnybrook_SCD0000401_sax_cine",)
     phantom_fraction: float = 0.1
-    matrix: tuple[int, int] = (128, 128)
-    frames: int = 12
-    coils: int = 10
-    accelerations: tuple[int, ...] = CMRX_ACCELERATIONS
-    acs_lines: int = 24
-    strip_width: int | None = None
-    fov_mm: tuple[float, float] = (320.0, 320.0)
-    snr: tuple[float, float] = (20.0, 60.0)
+    train_space: AcquisitionSpace = TRAIN_SPACE
+    heldout_space: AcquisitionSpace = HELDOUT_SPACE
+    pixels_per_sample: int | None = 49152
     crop_scale: tuple[float, float] = (0.6, 1.0)
-    flips: bool = True
-    maps: Literal["true", "espirit"] = "true"
+    augment: bool = True
+    maps: Literal["espirit", "true"] = "espirit"
     coil_grid: int = 48
     train_files: tuple[str, ...] = ()
     val_files: tuple[str, ...] = ()
     val_samples: int = 4
     val_acceleration: int = 8
-    val_strip_width: int | None = None
     val_seed: int = 1_000_003
     workers: int = 0
 
     def validate(self) -> None:
-        ny, nx = self.matrix
-        if min(ny, nx) < 16:
-            raise InputError(f"matrix {self.matrix} too small (each side >= 16)")
-        if self.frames < 1 or self.coils < 1:
-            raise InputError(f"frames and coils must be >= 1, got {self.frames}, {self.coils}")
-        if not self.accelerations or any(r < 1 for r in self.accelerations):
-            raise InputError(f"accelerations must be a non-empty list of integers >= 1, got {self.accelerations}")
+        self.train_space.validate()
+        self.heldout_space.validate()
         if self.val_acceleration < 1:
             raise InputError(f"val_acceleration must be >= 1, got {self.val_acceleration}")
-        if not 0 <= self.acs_lines <= ny:
-            raise InputError(f"acs_lines {self.acs_lines} must lie in [0, matrix ny = {ny}]")
-        for name in ("strip_width", "val_strip_width"):
-            w = getattr(self, name)
-            if w is not None and not 8 <= w <= nx:
-                raise InputError(f"{name} {w} must lie in [8, matrix nx = {nx}] (or be null)")
-        lo, hi = self.snr
-        if not 0 < lo <= hi:
-            raise InputError(f"snr range must satisfy 0 < lo <= hi, got {self.snr}")
+        if self.pixels_per_sample is not None and self.pixels_per_sample < 16:
+            raise InputError(f"pixels_per_sample must be >= 16 (or null), got {self.pixels_per_sample}")
         lo, hi = self.crop_scale
         if not 0 < lo <= hi <= 1:
             raise InputError(f"crop_scale must satisfy 0 < lo <= hi <= 1, got {self.crop_scale}")
         if not 0 <= self.phantom_fraction <= 1:
             raise InputError(f"phantom_fraction must lie in [0, 1], got {self.phantom_fraction}")
-        if min(self.fov_mm) <= 0:
-            raise InputError(f"fov_mm must be positive, got {self.fov_mm}")
         if self.coil_grid < 8:
             raise InputError(f"coil_grid must be >= 8, got {self.coil_grid}")
         if self.val_samples < 1:

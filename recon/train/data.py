@@ -5,39 +5,45 @@ Every sample is a dict of tensors (no batch axis)::
     k       complex64 [t, c, y, x]  undersampled centred k-space (zeros off the mask)
     mask    bool      [t, y]        sampled phase-encode lines
     maps    complex64 [c, y, x]     coil maps given to the network (unit sum of squares)
-    target  complex64 [t, y, x]     ground truth a unit-norm-maps reconstruction recovers
+    target  complex64 [t, y, x]     ground truth a reconstruction with these maps can recover
     acceleration  int64 []          R of the mask
     scale   float32   []            the factor k and target were divided by
 
-Simulated samples (:class:`SimulatedCine`), per sample:
+Simulated samples (:class:`SimulatedCine`) go through exactly what inference does with a
+raw file, so there is no train/inference mismatch:
 
-1. magnitude frames ``[t, ny, nx]``: a real cine series from ``shared/data`` (random
-   series and slice, random crop of the matrix's aspect ratio, fitted to the matrix,
-   resampled to ``frames`` phases with a random start phase, random flips) or the
-   dynamic phantom (random SAX/LAX view); the phantom only when no real series exist
-   (``images: auto``) or for a ``phantom_fraction`` of the samples;
-2. object ``x = magnitude * exp(i * smooth phase)``;
-3. coil sensitivities ``S [c, ny, nx]`` (Biot-Savart surface-loop array,
-   :func:`recon.simulate.coils.coil_sensitivities`, on a coarse grid and interpolated)
-   and coil images ``S x`` at the full matrix;
-4. readout strip (design.md §4): the coil images are cropped along the readout ``x`` in
-   image space *after* the coils are applied, then Fourier transformed, so every ky
-   line is kept and the ky aliasing of the mask is that of the full FOV;
-5. k-space ``F (S x)`` plus complex Gaussian noise with a random inter-coil covariance
-   (SNR log-uniform in ``snr``), masked with a CMRxRecon line mask: R drawn from
-   ``accelerations`` plus ``acs_lines`` central lines, the same in every frame;
-6. maps: the true ``S / sqrt(sum_c |S_c|^2)`` (``maps: true``) or ESPIRiT from the noisy
-   full-width ACS averaged over frames (``maps: espirit``), cropped to the strip;
-7. target ``sum_c conj(maps_c) S_c x`` (noise free): with the true maps this is
-   ``x * sqrt(sum_c |S_c|^2)``, the reference of :attr:`recon.simulate.cine.SimulatedSlice.reference`;
-8. scale: k and target are divided by the RMS image magnitude estimated from the
+1. an acquisition drawn from an :class:`recon.simulate.acquisition.AcquisitionSpace`
+   (``data.train_space`` for training and in-distribution validation,
+   ``data.heldout_space`` for the held-out-acquisition validation): matrix, FOV,
+   readout oversampling, frames, coil family and count, noise level and correlation,
+   R, shifted mask, phase model, intensity, line order;
+2. magnitude frames ``[t, ny, nx]``: a slice of a real cine series (training patients
+   for training, the ``holdout`` patients for validation), augmented (random 90-degree
+   rotation, flips, temporal reversal and roll), a random crop fitted to the matrix,
+   resampled to the frame count; or the dynamic phantom for a ``phantom_fraction`` of
+   the training samples (and always when there are no real series);
+3. the forward model :func:`recon.simulate.cine.simulate_slice` (the one ``crunet simulate``
+   uses): background phase, the coil array's maps, FFT, noise, mask;
+4. :func:`recon.simulate.cine.to_slice_data`: the lines become ISMRMRD acquisitions and are
+   assembled back by the raw-data assembler, then :func:`recon.problem.prepare` removes the
+   readout oversampling and estimates ESPIRiT maps from the ACS (``maps: espirit``, as at
+   inference; ``maps: true`` gives the simulated maps instead, for ablations);
+5. target ``sum_c conj(maps_c) S_c x`` (noise free; ``S`` the true sensitivities): the
+   part of the object a reconstruction with these maps can represent; with the true maps
+   it is ``x * sqrt(sum_c |S_c|^2)``, the reference stored in simulated raw files;
+6. training samples only: a readout strip (design.md §4) cut in image space on the recon
+   grid (every ky line kept, so the aliasing of the mask is that of the full FOV), as
+   wide as ``pixels_per_sample / (frames * ny)`` (multiple of 8, at least 16): the
+   compute per step stays about constant whatever the matrix and frame count; its
+   position favours columns that hold the object (:func:`strip_start`);
+7. scale: k and target are divided by the RMS image magnitude estimated from the
    central (ACS) k-space lines (:func:`normalisation_scale`), a number computable from
    measured data alone whatever R is. The models normalise their input themselves, so
    this only makes loss values comparable between samples.
 
 Reproducibility: a training sample depends only on ``(seed, epoch, index)``, a
-validation sample only on ``(val_seed, i)`` (``numpy.random.default_rng`` of those
-numbers), whatever the process, worker or rank that makes it.
+validation sample only on ``(val_seed, i)`` and its set, whatever the process, worker or
+rank that makes it.
 """
 
 from __future__ import annotations
@@ -52,64 +58,79 @@ import torch
 
 from recon.errors import InputError
 from recon.kspace import normalisation_scale  # noqa: F401  (re-exported: used by the engine)
-from recon.fft import fft2c, fftc, ifftc
-from recon.masks import cine_mask
-from recon.simulate.cine import noise_sigma, resample_cycle
-from recon.simulate.coils import coil_sensitivities, correlated_noise, noise_covariance
-from recon.simulate.phantom import cine_phantom, smooth_phase
+from recon.fft import fftc, ifftc
+from recon.simulate.acquisition import Acquisition, AcquisitionSpace
+from recon.simulate.cine import resample_cycle, simulate_slice, to_slice_data
+from recon.simulate.phantom import cine_phantom
 from recon.simulate.realdata import default_data_dir, fit_to_matrix, list_series
 from recon.train.config import DataConfig
 
 KEYS = ("k", "mask", "maps", "target", "acceleration", "scale")
-_TRAIN_STREAM, _VAL_STREAM = 0, 1
+_TRAIN_STREAM, _VAL_STREAM, _XVAL_STREAM = 0, 1, 2
+
+#: Sample sources by split: ``train`` (training samples), ``val`` (held-out patients,
+#: training acquisitions), ``xval`` (held-out patients, held-out acquisitions).
+SPLITS = ("train", "val", "xval")
 
 
 # ---------------------------------------------------------------------------
 # building blocks
 
 
-def _cubic_matrix(n_fine: int, n_coarse: int) -> np.ndarray:
-    """``[n_fine, n_coarse]`` cubic-convolution (Keys, a = -0.5) interpolation weights.
-
-    Fine pixel ``i`` (position ``(i - n_fine // 2) / n_fine`` of the FOV) maps to coarse
-    index ``(i - n_fine // 2) * n_coarse / n_fine + n_coarse // 2``; indices beyond the
-    edges are clamped (edge values repeated).
-    """
-    pos = (np.arange(n_fine) - n_fine // 2) * (n_coarse / n_fine) + n_coarse // 2
-    base = np.floor(pos).astype(int)
-    frac = pos - base
-    w = np.zeros((n_fine, n_coarse))
-    for off in (-1, 0, 1, 2):
-        d = np.abs(frac - off)
-        kern = np.where(d <= 1, 1.5 * d**3 - 2.5 * d**2 + 1,
-                        np.where(d < 2, -0.5 * d**3 + 2.5 * d**2 - 4 * d + 2, 0.0))
-        np.add.at(w, (np.arange(n_fine), np.clip(base + off, 0, n_coarse - 1)), kern)
-    return w
-
-
-def simulated_coils(n_coils: int, shape: tuple[int, int], fov_mm: tuple[float, float],
-                    rng: np.random.Generator, grid: int = 48) -> np.ndarray:
-    """Coil sensitivities ``[c, ny, nx]`` simulated on a ``grid x grid`` mesh, cubic-interpolated.
-
-    The pixel positions follow :func:`coil_sensitivities` (pixel ``i`` at
-    ``(i - n // 2) * fov / n``), so the interpolated maps sample the same fields; the
-    fields are smooth inside the body (the differences, < 0.01 of the peak, sit next to
-    the wires), and the direct computation costs ~10x more at 128 x 128.
-    """
-    ny, nx = shape
-    gy, gx = min(grid, ny), min(grid, nx)
-    coarse = coil_sensitivities(n_coils, (gy, gx), fov_mm, rng)
-    if (gy, gx) == (ny, nx):
-        return coarse
-    wy = _cubic_matrix(ny, gy).astype(np.complex64)
-    wx = _cubic_matrix(nx, gx).astype(np.complex64)
-    return (wy[None] @ coarse @ wx.T[None]).astype(np.complex64)
-
-
 def unit_maps(s: np.ndarray) -> np.ndarray:
     """Maps ``S / sqrt(sum_c |S_c|^2)`` (0 where all coils are 0)."""
     r = np.sqrt((np.abs(s) ** 2).sum(axis=0, keepdims=True))
     return np.where(r > 0, s / np.where(r > 0, r, 1), 0).astype(np.complex64)
+
+
+def project_reference(image: np.ndarray, csm: np.ndarray, maps: np.ndarray) -> np.ndarray:
+    """``sum_c conj(maps_c) csm_c image``: the object seen through ``maps``.
+
+    image ``[t, y, x]``, csm and maps ``[c, y, x]`` -> complex64 ``[t, y, x]``.
+    """
+    weight = (np.conj(maps) * csm).sum(axis=0)
+    return (image * weight[None]).astype(np.complex64)
+
+
+def strip_width(pixels: int | None, frames: int, ny: int, nx: int) -> int:
+    """Readout width of a training strip holding about ``pixels`` pixels over all frames.
+
+    A multiple of 8, at least 16 (or ``nx`` when smaller), at most ``nx``; ``None`` = ``nx``.
+    """
+    if pixels is None:
+        return nx
+    w = 8 * int(round(pixels / (frames * ny) / 8))
+    return int(min(nx, max(16, w)))
+
+
+def strip_start(target: np.ndarray, width: int, rng: np.random.Generator, uniform_share: float = 0.2) -> int:
+    """First column of a training strip of ``width`` over ``target [t, y, x]``.
+
+    Drawn with probability ``(1 - uniform_share) * E(x0) / sum E + uniform_share / n``, ``E(x0)``
+    the target energy inside the strip: most strips hold object (strips of empty
+    background teach little), a few hold anything.
+    """
+    nx = target.shape[-1]
+    n = nx - width + 1
+    if n <= 1:
+        return 0
+    column = (np.abs(target) ** 2).sum(axis=(0, 1))
+    energy = np.convolve(column, np.ones(width), mode="valid")[:n]
+    total = energy.sum()
+    p = np.full(n, 1.0 / n) if total <= 0 else (1 - uniform_share) * energy / total + uniform_share / n
+    return int(rng.choice(n, p=p / p.sum()))
+
+
+def readout_strip(k: np.ndarray, maps: np.ndarray, target: np.ndarray, x0: int, width: int):
+    """Columns ``x0 .. x0 + width`` of k-space (cut in image space), maps and target.
+
+    k ``[t, c, y, x]`` (centred k-space), maps ``[c, y, x]``, target ``[t, y, x]``; the cut
+    is along the readout ``x``, so every ky line and the mask stay as they are.
+    """
+    if width >= k.shape[-1]:
+        return k, maps, target
+    k = fftc(ifftc(k, dims=(-1,))[..., x0:x0 + width], dims=(-1,))
+    return k, np.ascontiguousarray(maps[..., x0:x0 + width]), np.ascontiguousarray(target[..., x0:x0 + width])
 
 
 def random_crop_fit(series: np.ndarray, shape: tuple[int, int], scale: tuple[float, float],
@@ -129,6 +150,19 @@ def random_crop_fit(series: np.ndarray, shape: tuple[int, int], scale: tuple[flo
     y0 = int(rng.integers(0, h - hh + 1))
     x0 = int(rng.integers(0, w - ww + 1))
     return fit_to_matrix(series[:, y0:y0 + hh, x0:x0 + ww], shape)
+
+
+def augment_series(series: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Random 90-degree rotation, up-down / left-right flips, temporal reversal and roll
+    of a magnitude series ``[T, H, W]`` (a cardiac cycle is periodic, so both are valid cines)."""
+    series = np.rot90(series, k=int(rng.integers(4)), axes=(1, 2))
+    if rng.random() < 0.5:
+        series = series[:, ::-1]
+    if rng.random() < 0.5:
+        series = series[:, :, ::-1]
+    if rng.random() < 0.5:
+        series = series[::-1]
+    return np.roll(series, int(rng.integers(series.shape[0])), axis=0)
 
 
 def _npz_array_shape(path: Path, name: str) -> tuple[int, ...]:
@@ -210,35 +244,25 @@ def split_series(cfg: DataConfig) -> tuple[list[Path], list[Path]]:
 # one simulated sample
 
 
-def simulate_sample(cfg: DataConfig, magnitude: np.ndarray, rng: np.random.Generator,
-                    acceleration: int, strip_width: int | None) -> dict[str, torch.Tensor]:
-    """Steps 2-8 of the module docstring for magnitude frames ``[t, ny, nx]``."""
-    t, ny, nx = magnitude.shape
-    x = (magnitude * np.exp(1j * smooth_phase((ny, nx), rng))).astype(np.complex64)
-    s = simulated_coils(cfg.coils, (ny, nx), cfg.fov_mm, rng, cfg.coil_grid)
-    coil_images = x[:, None] * s[None]  # [t, c, ny, nx], full matrix
-    sigma = noise_sigma(x, float(np.exp(rng.uniform(*np.log(cfg.snr)))))
-    cov = noise_covariance(cfg.coils, rng)
-    if cfg.maps == "espirit":
-        from recon.coils.espirit import espirit_maps
-        from recon.masks import acs_indices
+def simulate_sample(cfg: DataConfig, magnitude: np.ndarray, acq: Acquisition, rng: np.random.Generator,
+                    strip: bool) -> dict[str, torch.Tensor]:
+    """Steps 3-7 of the module docstring for magnitude frames ``[acq.frames, *acq.matrix]``.
 
-        acs = acs_indices(ny, cfg.acs_lines)
-        calib = fft2c(coil_images.mean(axis=0))[:, acs]  # time-averaged ACS, full width
-        calib = calib + sigma / np.sqrt(t) * correlated_noise(calib.shape, cov, rng)
-        maps = np.asarray(espirit_maps(calib.astype(np.complex64), (ny, nx)))
-    else:
-        maps = unit_maps(s)
-    w = nx if strip_width is None else int(strip_width)
-    x0 = int(rng.integers(0, nx - w + 1))
-    coil_images = coil_images[..., x0:x0 + w]
-    maps = np.ascontiguousarray(maps[..., x0:x0 + w])
-    target = (coil_images * maps[None].conj()).sum(axis=1)
-    k = fft2c(coil_images)
-    k = k + sigma * correlated_noise(k.shape, cov, rng)
-    mask = cine_mask(ny, acceleration, cfg.acs_lines, t)
-    k = k * mask[:, None, :, None]
-    return _finish(k, mask, maps, target, acceleration)
+    ``strip``: cut a training strip of ``cfg.pixels_per_sample`` pixels (step 6); else the
+    whole recon matrix.
+    """
+    from recon.problem import prepare
+
+    sim = simulate_slice(magnitude, acq, rng, coil_grid=cfg.coil_grid)
+    s = to_slice_data(sim, acq)
+    p = prepare(s, maps=unit_maps(sim.csm) if cfg.maps == "true" else None)
+    k, mask, maps = p.kspace.numpy(), p.mask.numpy(), p.maps.numpy()
+    target = project_reference(sim.image, sim.csm, maps)
+    if strip:
+        t, _, ny, nx = k.shape
+        w = strip_width(cfg.pixels_per_sample, t, ny, nx)
+        k, maps, target = readout_strip(k, maps, target, strip_start(target, w, rng), w)
+    return _finish(k, mask, maps, target, acq.acceleration)
 
 
 def _finish(k, mask, maps, target, acceleration: int) -> dict[str, torch.Tensor]:
@@ -256,24 +280,25 @@ def _finish(k, mask, maps, target, acceleration: int) -> dict[str, torch.Tensor]
 
 
 class SimulatedCine:
-    """On-the-fly simulated samples (module docstring); ``split`` is ``train`` or ``val``.
+    """On-the-fly simulated samples (module docstring) of one split (:data:`SPLITS`).
 
-    Training samples: ``sample(epoch, index)``, R drawn from ``accelerations``, strip
-    ``strip_width``. Validation samples: ``sample(0, i)`` for ``i < val_samples``, R =
-    ``val_acceleration``, width ``val_strip_width``, from the held-out series (or
-    phantoms when there are none).
+    ``train``: ``sample(epoch, index)``, acquisitions from ``train_space`` with R drawn
+    from it, training strips, training series. ``val`` / ``xval``: ``sample(0, i)`` for
+    ``i < val_samples``, whole slices of the held-out series at R = ``val_acceleration``,
+    acquisitions from ``train_space`` (``val``) or ``heldout_space`` (``xval``).
     """
 
     def __init__(self, cfg: DataConfig, seed: int = 0, split: str = "train"):
-        if split not in ("train", "val"):
-            raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         self.cfg, self.seed, self.split = cfg, int(seed), split
         train_files, val_files = split_series(cfg)
         files = train_files if split == "train" else val_files
         self.pool = SeriesPool(files) if files else None
+        self.space: AcquisitionSpace = cfg.heldout_space if split == "xval" else cfg.train_space
 
     def __len__(self) -> int:
-        return self.cfg.val_samples if self.split == "val" else 2**31 - 1
+        return self.cfg.val_samples if self.split != "train" else 2**31 - 1
 
     @property
     def uses_real_images(self) -> bool:
@@ -282,37 +307,38 @@ class SimulatedCine:
     def rng(self, epoch: int, index: int) -> np.random.Generator:
         if self.split == "train":
             return np.random.default_rng([_TRAIN_STREAM, self.seed, epoch, index])
-        return np.random.default_rng([_VAL_STREAM, self.cfg.val_seed, index])
+        stream = _VAL_STREAM if self.split == "val" else _XVAL_STREAM
+        return np.random.default_rng([stream, self.cfg.val_seed, index])
 
-    def magnitude(self, rng: np.random.Generator) -> np.ndarray:
-        """Step 1: magnitude frames ``[frames, ny, nx]`` in [0, 1]."""
+    def magnitude(self, rng: np.random.Generator, frames: int, matrix: tuple[int, int]) -> np.ndarray:
+        """Step 2: magnitude frames ``[frames, ny, nx]`` in [0, 1]."""
         cfg = self.cfg
         use_phantom = self.pool is None or (self.split == "train" and rng.random() < cfg.phantom_fraction)
         if use_phantom:
             view = "sax" if rng.random() < 0.5 else "lax"
-            mag = cine_phantom(cfg.frames, tuple(cfg.matrix), view, rng)
+            mag = cine_phantom(frames, tuple(matrix), view, rng)
+            if cfg.augment:
+                mag = augment_series(mag, rng)
+                if mag.shape[1:] != tuple(matrix):  # rotated by 90 degrees: fit back
+                    mag = fit_to_matrix(mag, tuple(matrix))
         else:
             series = self.pool.frames(int(rng.integers(len(self.pool))))
-            if cfg.flips:
-                series = np.roll(series, int(rng.integers(series.shape[0])), axis=0)
-            series = random_crop_fit(series, tuple(cfg.matrix), cfg.crop_scale, rng)
-            mag = resample_cycle(series, cfg.frames)
-        if cfg.flips:
-            if rng.random() < 0.5:
-                mag = mag[:, ::-1]
-            if rng.random() < 0.5:
-                mag = mag[:, :, ::-1]
+            if cfg.augment:
+                series = augment_series(series, rng)
+            series = random_crop_fit(series, tuple(matrix), cfg.crop_scale, rng)
+            mag = resample_cycle(series, frames)
         mag = np.ascontiguousarray(mag, dtype=np.float32)
         return mag / max(float(mag.max()), 1e-12)
 
+    def acquisition(self, rng: np.random.Generator) -> Acquisition:
+        """Step 1: R from the space for training, ``val_acceleration`` for validation."""
+        return self.space.draw(rng, acceleration=None if self.split == "train" else self.cfg.val_acceleration)
+
     def sample(self, epoch: int, index: int) -> dict[str, torch.Tensor]:
         rng = self.rng(epoch, index)
-        cfg = self.cfg
-        if self.split == "train":
-            r, width = int(rng.choice(cfg.accelerations)), cfg.strip_width
-        else:
-            r, width = cfg.val_acceleration, cfg.val_strip_width
-        return simulate_sample(cfg, self.magnitude(rng), rng, r, width)
+        acq = self.acquisition(rng)
+        mag = self.magnitude(rng, acq.frames, acq.matrix)
+        return simulate_sample(self.cfg, mag, acq, rng, strip=self.split == "train")
 
 
 def _expand_files(patterns: tuple[str, ...]) -> list[Path]:
@@ -385,7 +411,7 @@ class RawFileSlices:
         maps = p.maps.numpy()
         gt = np.asarray(gt, dtype=np.complex64).reshape(p.kspace.shape[0], *p.kspace.shape[-2:])
         if self.cfg.maps == "espirit" and csm is not None:
-            gt = (unit_maps(np.asarray(csm))[None] * gt[:, None] * maps[None].conj()).sum(axis=1)
+            gt = project_reference(gt, unit_maps(np.asarray(csm)), maps)
         item = _RawSlice(p.kspace.numpy(), p.mask.numpy(), maps, gt, int(s.acceleration))
         self._cache[entry] = item
         return item
@@ -393,24 +419,26 @@ class RawFileSlices:
     def sample(self, epoch: int, index: int) -> dict[str, torch.Tensor]:
         n = len(self.entries)
         if self.split == "val":
-            item, width, rng = self._load(self.entries[index % n]), self.cfg.val_strip_width, None
+            item, rng = self._load(self.entries[index % n]), None
         else:
             perm = np.random.default_rng([_TRAIN_STREAM, self.seed, epoch, index // n]).permutation(n)
             item = self._load(self.entries[int(perm[index % n])])
-            width, rng = self.cfg.strip_width, np.random.default_rng([_TRAIN_STREAM, self.seed, epoch, index, 1])
+            rng = np.random.default_rng([_TRAIN_STREAM, self.seed, epoch, index, 1])
         k, maps, target = item.k, item.maps, item.target
-        nx = k.shape[-1]
-        if width is not None and width < nx:
-            x0 = int(rng.integers(0, nx - width + 1)) if rng is not None else nx // 2 - width // 2
-            k = fftc(ifftc(k, dims=(-1,))[..., x0:x0 + width], dims=(-1,))
-            maps, target = maps[..., x0:x0 + width], target[..., x0:x0 + width]
+        if rng is not None:
+            t, _, ny, nx = k.shape
+            width = strip_width(self.cfg.pixels_per_sample, t, ny, nx)
+            k, maps, target = readout_strip(k, maps, target, strip_start(target, width, rng), width)
         return _finish(k, item.mask, maps, target, item.acceleration)
 
 
 def make_source(cfg: DataConfig, seed: int, split: str):
-    """The sample source of ``cfg.source`` for ``split`` (``train`` or ``val``)."""
+    """The sample source of ``cfg.source`` for ``split`` (:data:`SPLITS`); None when the
+    source has no such split (raw files have no held-out-acquisition set: ``xval``)."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if cfg.source == "ismrmrd":
-        return RawFileSlices(cfg, seed, split)
+        return None if split == "xval" else RawFileSlices(cfg, seed, split)
     return SimulatedCine(cfg, seed, split)
 
 

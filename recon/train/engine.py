@@ -45,7 +45,13 @@ from recon.train.schedule import WarmupCosine
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.yaml"
 EPOCH_FIELDS = ("epoch", "step", "train_loss", "lr", "val_loss", "val_psnr", "val_ssim",
-                "zf_psnr", "zf_ssim", "seconds", "seconds_per_step")
+                "zf_psnr", "zf_ssim", "xval_loss", "xval_psnr", "xval_ssim", "xval_zf_psnr", "xval_zf_ssim",
+                "seconds", "seconds_per_step")
+
+#: Validation sets: ``val`` = held-out patients with training acquisitions,
+#: ``xval`` = held-out patients with held-out acquisitions (coil model, coil counts,
+#: noise band and line order training never saw); metric keys are prefixed with the name.
+VAL_SETS = ("val", "xval")
 
 
 class TrainingError(CrunetError):
@@ -122,7 +128,8 @@ class Trainer:
         self.scheduler = WarmupCosine(self.optimizer, t.total_steps, t.warmup_steps, t.lr, t.min_lr)
         self.loss_fn = ReconLoss(t.loss)
         self.train_source = make_source(cfg.data, t.seed, "train")
-        self.val_source = make_source(cfg.data, t.seed, "val")
+        self.val_sources = {name: src for name in VAL_SETS
+                            if (src := make_source(cfg.data, t.seed, name)) is not None}
         self.history: dict = {"epochs": [], "steps": []}
         self.start_epoch = 0
         self.n_params = sum(p.numel() for p in self.model.parameters())
@@ -133,8 +140,9 @@ class Trainer:
         if self.ctx.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             dump_yaml(cfg, self.out / CONFIG)  # on resume too: it may extend the epochs
-        self._val: list | None = None
-        self._zf: tuple[float, float] | None = None
+        self._val: dict[str, list] = {}
+        self._zf: dict[str, tuple[float, float]] = {}
+        self._val_example = None
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -226,42 +234,54 @@ class Trainer:
 
     # ------------------------------------------------------------------ validation
 
-    def validation_samples(self) -> list[dict]:
-        if self._val is None:
-            self._val = validation_set(self.val_source, self.ctx.rank, self.ctx.world_size)
-        return self._val
+    def validation_samples(self, name: str = "val") -> list[dict]:
+        """This rank's share of validation set ``name`` (made once, kept)."""
+        if name not in self._val:
+            self._val[name] = validation_set(self.val_sources[name], self.ctx.rank, self.ctx.world_size)
+        return self._val[name]
 
     @torch.no_grad()
     def validate(self) -> dict:
-        """Mean validation loss, PSNR and SSIM (recon.metrics) and the zero-filled PSNR / SSIM."""
+        """Per validation set (:data:`VAL_SETS`): mean loss, PSNR and SSIM (recon.metrics)
+        and the zero-filled PSNR / SSIM of the same samples, keys ``<set>_psnr`` etc.
+        (``zf_psnr`` / ``zf_ssim`` for ``val``, ``xval_zf_psnr`` / ... for ``xval``)."""
+        out: dict = {}
+        self._val_example = None
+        for name in self.val_sources:
+            out.update(self._validate_set(name))
+        return out
+
+    def _validate_set(self, name: str) -> dict:
         from recon.baselines.zero_filled import zero_filled
         from recon.metrics import psnr, ssim
         from recon.problem import SliceProblem
 
         self.model.eval()
         sums = np.zeros(7)  # loss, psnr, ssim, zf_psnr, zf_ssim, count, zf_count
-        self._val_example = None
-        for s in self.validation_samples():
+        for s in self.validation_samples(name):
             b = self._to_device({k: v[None] for k, v in s.items()})
             pred = self.model(b["k"], b["mask"], b["maps"])
             loss, _ = self.loss_fn(pred, b["target"])
             target, rec = s["target"].numpy(), pred[0].cpu().numpy()
             sums[:3] += [float(loss), float(np.mean(psnr(target, rec))), float(np.mean(ssim(target, rec)))]
             sums[5] += 1
-            if self._val_example is None:  # the first sample, for the figure of this epoch
-                zf0 = zero_filled(SliceProblem(s["k"], s["mask"], s["maps"])).numpy()
-                self._val_example = (target, zf0, rec)
-            if self._zf is None:
+            need_zf = name not in self._zf
+            if need_zf or self._val_example is None:
                 zf = zero_filled(SliceProblem(s["k"], s["mask"], s["maps"])).numpy()
-                sums[3:5] += [float(np.mean(psnr(target, zf))), float(np.mean(ssim(target, zf)))]
-                sums[6] += 1
+                if self._val_example is None:  # the first sample, for the figure of this epoch
+                    self._val_example = (name, target, zf, rec)
+                if need_zf:
+                    sums[3:5] += [float(np.mean(psnr(target, zf))), float(np.mean(ssim(target, zf)))]
+                    sums[6] += 1
         sums = np.array(self.ctx.all_reduce_sum(sums.tolist(), self.device))
         n = max(sums[5], 1)
-        if self._zf is None:
-            self._zf = (float(sums[3] / max(sums[6], 1)), float(sums[4] / max(sums[6], 1)))
+        if name not in self._zf:
+            self._zf[name] = (float(sums[3] / max(sums[6], 1)), float(sums[4] / max(sums[6], 1)))
+        zf_key = "zf" if name == "val" else f"{name}_zf"
         # plain floats: the history goes into a weights_only checkpoint and JSON
-        return {"val_loss": float(sums[0] / n), "val_psnr": float(sums[1] / n), "val_ssim": float(sums[2] / n),
-                "zf_psnr": self._zf[0], "zf_ssim": self._zf[1]}
+        return {f"{name}_loss": float(sums[0] / n), f"{name}_psnr": float(sums[1] / n),
+                f"{name}_ssim": float(sums[2] / n),
+                f"{zf_key}_psnr": self._zf[name][0], f"{zf_key}_ssim": self._zf[name][1]}
 
     # ------------------------------------------------------------------ outputs
 
@@ -278,15 +298,15 @@ class Trainer:
                 **{k: v for k, v in self.history.items()}}
         (self.out / "metrics.json").write_text(json.dumps(info, indent=1) + "\n")
         plot_curves(self.history, self.out / "loss_curve.png")
-        example = getattr(self, "_val_example", None)
+        example = self._val_example
         if example is not None and epochs:
             from recon.evaluate import heart_row
             from recon.figures import comparison_figure
 
-            target, zf, rec = example
+            name, target, zf, rec = example
             comparison_figure(target, {"zero-filled": zf, self.cfg.model.name: rec}, self.out / "validation.png",
                               profile_row=heart_row(target),
-                              title=f"validation sample 0, epoch {epochs[-1].get('epoch', len(epochs))}")
+                              title=f"validation set {name}, sample 0, epoch {epochs[-1].get('epoch', len(epochs))}")
 
     # ------------------------------------------------------------------ the run
 
@@ -335,6 +355,9 @@ def _epoch_line(row: dict, epochs: int) -> str:
     if "val_psnr" in row:
         parts += [f"val PSNR {row['val_psnr']:.2f} dB (zero-filled {row['zf_psnr']:.2f})",
                   f"SSIM {row['val_ssim']:.4f} (zero-filled {row['zf_ssim']:.4f})"]
+    if "xval_psnr" in row:
+        parts += [f"held-out acq. PSNR {row['xval_psnr']:.2f} dB (zero-filled {row['xval_zf_psnr']:.2f})",
+                  f"SSIM {row['xval_ssim']:.4f}"]
     return " | ".join(parts)
 
 
@@ -360,11 +383,15 @@ def plot_curves(history: dict, path: str | Path) -> Path:
     ax1.set_ylabel("loss")
     ax1.set_title("training loss")
     ax1.grid(True, alpha=0.3)
-    val = [e for e in history.get("epochs", []) if "val_psnr" in e]
-    if val:
-        ax2.plot([e["epoch"] for e in val], [e["val_psnr"] for e in val], "o-", label="model")
-        ax2.axhline(val[-1]["zf_psnr"], color="gray", ls="--", label="zero-filled")
-        ax2.legend()
+    epochs = history.get("epochs", [])
+    for key, zf_key, label, colour in (("val_psnr", "zf_psnr", "held-out patient", "C0"),
+                                       ("xval_psnr", "xval_zf_psnr", "held-out patient + acquisition", "C1")):
+        val = [e for e in epochs if key in e]
+        if val:
+            ax2.plot([e["epoch"] for e in val], [e[key] for e in val], "o-", color=colour, label=label)
+            ax2.axhline(val[-1][zf_key], color=colour, ls="--", lw=0.8, label=f"{label}: zero-filled")
+    if any("val_psnr" in e for e in epochs):
+        ax2.legend(fontsize=7)
     ax2.set_xlabel("epoch")
     ax2.set_ylabel("PSNR (dB)")
     ax2.set_title("validation PSNR")
