@@ -14,6 +14,13 @@ def _version() -> str:
     raise RuntimeError("recon/__init__.py has no __version__")
 
 
+def _weights_data_files() -> list[tuple[str, list[str]]]:
+    """One ``share/crunet-gadgetron/weights/<name>`` entry per shipped weights folder (with a manifest)."""
+    return [(f"share/crunet-gadgetron/weights/{d.name}", [str(f.relative_to(HERE)) for f in sorted(d.iterdir())
+                                                          if f.is_file()])
+            for d in sorted(HERE.glob("weights/*/")) if (d / "manifest.json").is_file()]
+
+
 setup(
     name="crunet-gadgetron",
     version=_version(),
@@ -42,7 +49,9 @@ setup(
     },
     entry_points={"console_scripts": ["crunet = recon.cli:main"]},
     include_package_data=True,
-    # the Gadgetron chains, found by gadgets.configs.config_dir() in an installed copy
-    data_files=[("share/crunet-gadgetron/xml_configs", [str(p.relative_to(HERE)) for p in sorted(HERE.glob("xml_configs/*.xml"))])],
+    # the Gadgetron chains, found by gadgets.configs.config_dir() in an installed copy, and the
+    # trained weights (weights/<name>/...), found by name by recon.weights.weights_search_path()
+    data_files=[("share/crunet-gadgetron/xml_configs", [str(p.relative_to(HERE)) for p in sorted(HERE.glob("xml_configs/*.xml"))])]
+    + _weights_data_files(),
     zip_safe=False,
 )

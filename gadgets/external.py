@@ -33,6 +33,7 @@ from typing import Callable
 from gadgetron.external.connection import Connection
 
 from gadgets.bucket import MESSAGE_BUCKET, Bucket, bucket_message, read_bucket
+from recon.errors import InputError
 
 MESSAGE_TEXT = 5
 MESSAGE_CLOSE = 4
@@ -146,6 +147,12 @@ def run_handler(connection: Connection, handler: Callable[[Connection], None]) -
         handler(connection)
     except PeerClosed as exc:
         log.error("%s", exc)
+    except InputError as exc:  # bad settings or data (e.g. weights not installed): one line, no traceback
+        log.error("crunet gadget error: %s", exc)
+        try:
+            connection.send(Error(f"crunet gadget error: {exc}"))
+        except OSError:
+            pass
     except Exception as exc:  # noqa: BLE001 - reported to the peer, then closed
         log.exception("gadget failed")
         try:

@@ -5,12 +5,15 @@ Use in an XML chain (see ``xml_configs/crunet.xml``)::
     <external>
         <execute name="gadgets.gadget" target="reconstruct" type="python"/>
         <configuration>
-            <property name="method" value="sense"/>
+            <property name="method" value="crunet_ca"/>
         </configuration>
     </external>
 
 Gadgetron runs ``python -m gadgetron <port> gadgets.gadget reconstruct``; the
-target receives the connection after CONFIG and HEADER. Each AcquisitionBucket
+target receives the connection after CONFIG and HEADER. Without a ``method``
+setting the gadget runs the trained CRUNet-MR w/ CA (``crunet_ca``, weights
+found by name: ``$CRUNET_WEIGHTS_DIR``, then the project's ``weights/``; when they
+are missing the gadget sends one ERROR line saying so). Each AcquisitionBucket
 (one slice, from AcquisitionAccumulateTriggerGadget with trigger_dimension=slice)
 is reconstructed by :class:`gadgets.chain.SliceReconstructor` and sent back as
 one ISMRMRD image per cardiac phase; every other message passes through
@@ -43,8 +46,7 @@ log = logging.getLogger("crunet.gadget")
 def _handle(connection: Connection) -> None:
     settings = GadgetSettings.from_element(connection.config)
     recon = SliceReconstructor(connection.header, settings)
-    log.info("crunet gadget: method %s, coil maps %s, device %s", settings.method, settings.coil_method,
-             recon.config.torch_device())
+    log.info("crunet gadget: %s, device %s", recon.config.comment(), recon.config.torch_device())
     for item in connection:
         if isinstance(item, Bucket):
             for out in recon.safe_bucket(item):

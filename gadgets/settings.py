@@ -7,13 +7,13 @@ value=".."/>`` children (Gadgetron's usual form) or from plain child elements
 
 | name | default | meaning |
 |---|---|---|
-| method | sense | reconstruction method (zf, sense, lps, and the learned models when weights are installed) |
+| method | crunet_ca | reconstruction method: ``crunet_ca`` (trained CRUNet-MR w/ CA, the default) or other installed weights by name (``crunet``, ``crunet_conv``, ``crnn``; looked up in ``$CRUNET_WEIGHTS_DIR``, then the project's ``weights/``), the classical ``zf``, ``sense``, ``lps``, or ``model`` with ``weights`` |
 | coil_method | espirit | coil maps from the ACS: espirit or walsh |
 | device | auto | cuda when available, else cpu (or force cpu / cuda) |
 | image_type | magnitude | magnitude (float) or complex images |
 | series_index | 1 | image_series_index of the output images |
 | noise_adjust | true | pre-whiten with the noise scan when one arrives (crunet serve / crunet recon) |
-| weights | (empty) | weights directory of a trained model (``crunet train`` output ``weights/``), needed by method ``model`` |
+| weights | (empty) | for method ``model`` only: a trained weights directory (``crunet train`` output ``weights/``) or the name of installed weights |
 | error_reporting | log | a slice that fails inside Gadgetron: ``log`` (logged to Gadgetron's log, the other slices go on) or ``text`` (also a TEXT message, for peers that accept one; Gadgetron 4 treats TEXT from an external gadget as an illegal message and ends the stream) |
 """
 
@@ -23,7 +23,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, fields
 
 from recon.errors import InputError
-from recon.pipeline import ReconConfig
+from recon.pipeline import DEFAULT_METHOD, ReconConfig
 
 
 def _bool(name: str, value: str) -> bool:
@@ -37,7 +37,7 @@ def _bool(name: str, value: str) -> bool:
 
 @dataclass(frozen=True)
 class GadgetSettings:
-    method: str = "sense"
+    method: str = DEFAULT_METHOD
     coil_method: str = "espirit"
     device: str = "auto"
     image_type: str = "magnitude"
@@ -100,7 +100,11 @@ class GadgetSettings:
     def recon_config(self) -> ReconConfig:
         options = {"weights": self.weights} if self.weights else {}
         if self.method == "model" and not self.weights:
-            raise InputError("method 'model' needs the setting 'weights' (a trained weights directory)")
+            raise InputError("method 'model' needs the setting 'weights' (a trained weights directory "
+                             "or the name of installed weights)")
+        if self.weights and self.method != "model":
+            raise InputError(f"setting 'weights' goes only with method 'model', not '{self.method}' "
+                             "(installed weights are chosen by name alone, e.g. method=crunet_ca)")
         return ReconConfig(method=self.method, coil_method=self.coil_method, device=self.device,
                            image_type=self.image_type, series_index=self.series_index,
                            options=options).validate()

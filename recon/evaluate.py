@@ -1,34 +1,37 @@
 """Compare reconstruction methods on data with ground truth: table, statistics, figure.
 
 For every slice of every raw file (ISMRMRD files carrying ``/dataset/ground_truth``,
-as written by ``crunet simulate`` and ``crunet convert --full``), coil maps are
-estimated once, every method runs on the same :class:`recon.problem.SliceProblem`,
-and each result is scored as CMRxRecon scores (PSNR, SSIM, NMSE, HaarPSI on
-per-frame max-normalised magnitudes; optional centre crop) plus the dynamic/static
-region split. Outputs: ``results.csv`` (per slice and method), ``table.md`` and
-``table.csv`` (means and standard deviations), ``stats.csv`` (Wilcoxon signed-rank
-with Bonferroni correction against a reference method) and one paper-style figure
-per slice (reference, zero-filled, methods, error maps, x-t profile through the heart).
+as written by ``crunet simulate`` and ``crunet convert --full``), every method runs
+through the one pipeline (:func:`recon.pipeline.reconstruct_slice`), coil maps
+estimated once per slice and shared by all methods. Methods are classical
+(``zf``, ``sense``, ``lps``), installed trained weights by name (``crunet_ca``,
+``crunet``, ``crunet_conv``, ``crnn``) and any weights directories, side by side.
+Each result is scored as CMRxRecon scores (PSNR, SSIM, NMSE, HaarPSI on per-frame
+max-normalised magnitudes; optional centre crop) plus the dynamic/static region split,
+with the seconds the method took on the slice. Outputs: ``results.csv`` (per slice
+and method), ``table.md`` and ``table.csv`` (means and standard deviations),
+``stats.csv`` (Wilcoxon signed-rank with Bonferroni correction against a reference
+method) and one paper-style figure per slice (reference, zero-filled, methods, error
+maps, x-t profile through the heart).
 """
 
 from __future__ import annotations
 
 import csv
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from recon.errors import InputError
 from recon.figures import comparison_figure
 from recon.io.raw import read_raw, read_reference
 from recon.metrics import cmrxrecon_crop_size, region_split_metrics, summarise
-from recon.problem import prepare
+from recon.pipeline import COMPARED_METHODS, ReconConfig, method_configs, reconstruct_slice
+from recon.slicedata import SliceData
 from recon.stats import compare_methods
 
-#: Display names of the registry's methods.
+#: Display names of the classical methods (learned ones show their weights name).
 LABELS = {"zf": "zero-filled", "sense": "SENSE", "lps": "L+S"}
 METRICS = ("psnr", "ssim", "nmse", "haarpsi", "dists", "dynamic_psnr", "static_psnr", "dynamic_ssim",
            "static_ssim", "seconds")
@@ -36,12 +39,40 @@ METRICS = ("psnr", "ssim", "nmse", "haarpsi", "dists", "dynamic_psnr", "static_p
 
 @dataclass(frozen=True)
 class EvalConfig:
-    methods: tuple[str, ...] = ("zf", "sense", "lps")
+    """methods : method names (classical or installed weights names), in table order.
+    weights : weights directories run as method ``model``, after ``methods``, labelled
+        by folder name.
+    reference_method : label the others are tested against (default: the last one).
+    device : ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+    """
+
+    methods: tuple[str, ...] = COMPARED_METHODS
+    weights: tuple[str, ...] = ()
     coil_method: str = "espirit"
     crop: bool = False
     reference_method: str | None = None  # default: the last method
     alpha: float = 0.05
     figures: bool = True
+    device: str = "auto"
+
+    def configs(self) -> dict[str, ReconConfig]:
+        """Label -> validated ReconConfig, in table order."""
+        return method_configs(self.methods, self.weights, coil_method=self.coil_method, device=self.device)
+
+
+def run_methods(s: SliceData, configs: dict[str, ReconConfig]) -> tuple[dict[str, np.ndarray], dict[str, float],
+                                                                          float]:
+    """Every method on one slice through :func:`reconstruct_slice`, one coil-map estimate shared.
+
+    Returns ``(label -> complex64 frames [t, y, x], label -> seconds of the method, seconds of the maps)``.
+    """
+    recs, seconds, maps, t_maps = {}, {}, None, 0.0
+    for label, rc in configs.items():
+        res = reconstruct_slice(s, rc, maps=maps)
+        if maps is None:
+            maps, t_maps = res.maps, res.seconds_maps
+        recs[label], seconds[label] = res.frames, res.seconds_method
+    return recs, seconds, t_maps
 
 
 def heart_row(reference: np.ndarray) -> int:
@@ -53,14 +84,11 @@ def heart_row(reference: np.ndarray) -> int:
 
 def evaluate(paths: list[str | Path], out_dir: str | Path, cfg: EvalConfig = EvalConfig(),
              log=print) -> dict:
-    """Run ``cfg.methods`` on every slice of ``paths`` and write the outputs to ``out_dir``."""
-    from recon.baselines.registry import METHODS, run_method
-
-    unknown = [m for m in cfg.methods if m not in METHODS]
-    if unknown:
-        raise InputError(f"unknown method(s) {unknown}; choose from {sorted(METHODS)}")
-    if not cfg.methods:
-        raise InputError("no methods to evaluate")
+    """Run the methods of ``cfg`` on every slice of ``paths`` and write the outputs to ``out_dir``."""
+    configs = cfg.configs()  # every method checked (weights found) before any work
+    labels = tuple(configs)
+    if cfg.reference_method is not None and cfg.reference_method not in configs:
+        raise InputError(f"reference method '{cfg.reference_method}' is not among the methods {list(labels)}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows, figures = [], []
@@ -72,34 +100,20 @@ def evaluate(paths: list[str | Path], out_dir: str | Path, cfg: EvalConfig = Eva
                 raise InputError(f"{path}: no ground truth for slice {s.slice_index} "
                                  "(/dataset/ground_truth); evaluate needs it")
             crop = cmrxrecon_crop_size(ref.shape[-2:]) if cfg.crop else None
-            t0 = time.perf_counter()
-            problem = prepare(s, coil_method=cfg.coil_method)
-            t_maps = time.perf_counter() - t0
-            recs = {}
-            for m in cfg.methods:
-                t1 = time.perf_counter()
-                with torch.inference_mode():
-                    rec = run_method(m, problem).cpu().numpy()
-                dt = time.perf_counter() - t1
-                scores = summarise(ref, rec, crop)
-                try:
-                    scores.update(region_split_metrics(ref, rec, crop=crop))
-                except InputError as exc:  # a series without motion has no dynamic region
-                    scores["region_split_unavailable"] = str(exc)
-                row = {"file": str(path), "slice": s.slice_index, "method": m, "seconds": dt,
-                       "seconds_maps": t_maps}
-                row.update({k: v for k, v in scores.items() if isinstance(v, float)})
+            recs, seconds, t_maps = run_methods(s, configs)
+            for m, rec in recs.items():
+                row = {"file": str(path), "slice": s.slice_index, "method": m, "seconds": seconds[m],
+                       "seconds_maps": t_maps, **_scores(ref, rec, crop)}
                 rows.append(row)
-                recs[LABELS.get(m, m)] = rec
                 log(f"{Path(path).name} slice {s.slice_index}: {LABELS.get(m, m):<12} "
-                    f"PSNR {row['psnr']:6.2f} dB  SSIM {row['ssim']:.4f}  {dt:6.2f} s")
+                    f"PSNR {row['psnr']:6.2f} dB  SSIM {row['ssim']:.4f}  {seconds[m]:6.2f} s")
             if cfg.figures:
                 fig = out / f"{Path(path).stem}_slice{s.slice_index}.png"
-                comparison_figure(ref, recs, fig, frame=0, profile_row=heart_row(ref),
-                                  title=f"{Path(path).name} slice {s.slice_index}")
+                comparison_figure(ref, {LABELS.get(m, m): r for m, r in recs.items()}, fig, frame=0,
+                                  profile_row=heart_row(ref), title=f"{Path(path).name} slice {s.slice_index}")
                 figures.append(str(fig))
-    summary = _summary(rows, cfg.methods)
-    stats = _stats(rows, cfg)
+    summary = _summary(rows, labels)
+    stats = _stats(rows, labels, cfg)
     _write_csv(out / "results.csv", rows)
     _write_csv(out / "table.csv", summary)
     _write_csv(out / "stats.csv", stats)
@@ -108,6 +122,16 @@ def evaluate(paths: list[str | Path], out_dir: str | Path, cfg: EvalConfig = Eva
     log("PSNR ordering (low -> high): " + " < ".join(LABELS.get(m, m) for m in ordering))
     return {"rows": rows, "summary": summary, "stats": stats, "figures": figures,
             "ordering": ordering, "table": str(out / "table.md")}
+
+
+def _scores(ref: np.ndarray, rec: np.ndarray, crop) -> dict[str, float]:
+    """CMRxRecon metrics and the dynamic/static split of one reconstruction ``[t, y, x]``."""
+    scores = summarise(ref, rec, crop)
+    try:
+        scores.update(region_split_metrics(ref, rec, crop=crop))
+    except InputError as exc:  # a series without motion has no dynamic region
+        scores["region_split_unavailable"] = str(exc)
+    return {k: v for k, v in scores.items() if isinstance(v, float)}
 
 
 def _summary(rows: list[dict], methods) -> list[dict]:
@@ -124,13 +148,13 @@ def _summary(rows: list[dict], methods) -> list[dict]:
     return out
 
 
-def _stats(rows: list[dict], cfg: EvalConfig) -> list[dict]:
-    ref = cfg.reference_method or cfg.methods[-1]
-    if len(cfg.methods) < 2:
+def _stats(rows: list[dict], labels: tuple[str, ...], cfg: EvalConfig) -> list[dict]:
+    ref = cfg.reference_method or labels[-1]
+    if len(labels) < 2:
         return []
     out = []
     for metric in ("psnr", "ssim"):
-        scores = {m: [r[metric] for r in rows if r["method"] == m] for m in cfg.methods}
+        scores = {m: [r[metric] for r in rows if r["method"] == m] for m in labels}
         if len(scores[ref]) < 2:
             continue
         for entry in compare_methods(scores, ref, cfg.alpha):

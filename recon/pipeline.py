@@ -1,15 +1,19 @@
 """The one reconstruction pipeline every entry point calls.
 
 ``SliceData -> coil maps -> method -> frames [t, y, x] -> ISMRMRD images``.
-``crunet recon-file``, the standalone server, the Gadgetron gadget and the demo all
-go through :func:`reconstruct_slice` / :func:`slice_to_images`; none of them
-re-implements a step.
+``crunet recon-file``, the standalone server, the Gadgetron gadget, the demo,
+``crunet evaluate`` and ``crunet bench`` all go through :func:`reconstruct_slice` /
+:func:`slice_to_images`; none of them re-implements a step. The default method is
+the trained CRUNet-MR w/ CA, ``crunet_ca``, its weights found by name
+(:func:`recon.weights.resolve_weights`).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import ismrmrd
 import numpy as np
@@ -19,34 +23,44 @@ from recon.errors import InputError
 from recon.io.images import IMAGE_TYPES, slice_images
 from recon.problem import prepare
 from recon.slicedata import SliceData
+from recon.weights import DEFAULT_WEIGHTS
 
 COIL_METHODS = ("espirit", "walsh")
+#: The default method everywhere: trained CRUNet-MR w/ CA, weights by name (recon.weights).
+DEFAULT_METHOD = DEFAULT_WEIGHTS
 
 
 @dataclass(frozen=True)
 class ReconConfig:
     """How to reconstruct a slice.
 
-    method : a name of :data:`recon.baselines.registry.METHODS` (``zf``, ``sense``, ``lps``).
+    method : ``crunet_ca`` (default: CRUNet-MR with the channel-attention feature bank)
+        or another installed weights name (``crunet``, ``crunet_conv``, ``crnn``), a
+        classical method (``zf``, ``sense``, ``lps``), or ``model`` with
+        ``options={"weights": <directory or name>}``; see :mod:`recon.baselines.registry`.
     coil_method : ``espirit`` or ``walsh`` (maps from the ACS, time-averaged).
-    device : ``cpu``, ``cuda`` or ``auto`` (CUDA when available).
+    device : ``auto`` (CUDA when available, else CPU), ``cpu`` or ``cuda``.
     image_type : ``magnitude`` or ``complex`` images out.
     series_index : ``image_series_index`` of the output images.
     options : method options (e.g. ``{"n_iter": 50}``).
     """
 
-    method: str = "sense"
+    method: str = DEFAULT_METHOD
     coil_method: str = "espirit"
-    device: str = "cpu"
+    device: str = "auto"
     image_type: str = "magnitude"
     series_index: int = 1
     options: dict = field(default_factory=dict)
 
     def validate(self) -> "ReconConfig":
-        from recon.baselines.registry import METHODS
+        """Check every field; a learned method must resolve to installed weights. Returns self."""
+        from recon.baselines.registry import check_method, check_options
 
-        if self.method not in METHODS:
-            raise InputError(f"unknown method '{self.method}'; choose one of {sorted(METHODS)}")
+        check_method(self.method)
+        check_options(self.method, self.options)
+        if self.method == "model" and not self.options.get("weights"):
+            raise InputError("method 'model' needs weights (a trained weights directory or the name "
+                             "of installed weights)")
         if self.coil_method not in COIL_METHODS:
             raise InputError(f"unknown coil method '{self.coil_method}'; choose one of {COIL_METHODS}")
         if self.image_type not in IMAGE_TYPES:
@@ -62,50 +76,125 @@ class ReconConfig:
             raise InputError("device 'cuda' requested but CUDA is not available on this machine")
         return torch.device(self.device)
 
+    def weights(self) -> str | None:
+        """The weights (directory or name) of a learned method, None for a classical one."""
+        from recon.baselines.registry import CLASSICAL
+
+        if self.method in CLASSICAL:
+            return None
+        if self.method == "model":
+            return str(self.options.get("weights") or "") or None
+        return self.method
+
     def comment(self) -> str:
-        """ImageComment: the method, the coil maps and, for a learned model, its weights."""
-        text = f"crunet {self.method} ({self.coil_method} maps)"
-        weights = self.options.get("weights")
+        """ImageComment: the method, for a learned one its architecture and weights hash, the coil maps.
+
+        E.g. ``crunet sense, espirit maps`` or ``crunet crunet_ca: CRUNet-MR 16ch x5
+        fusion ca (bank all) sha256:0123456789ab, espirit maps``.
+        """
+        text = f"crunet {self.method}"
+        weights = self.weights()
         if weights:
-            from pathlib import Path
+            from recon.weights import weights_info
 
-            from recon.weights import read_manifest
-
+            label = Path(weights).name if self.method == "model" else ""
             try:
-                sha = read_manifest(Path(weights))["files"]["model.safetensors"]["sha256"][:12]
-            except Exception:  # noqa: BLE001 - the comment never fails a reconstruction
-                sha = ""
-            text += f" weights {Path(weights).name}" + (f" sha256:{sha}" if sha else "")
-        return text
+                described = weights_info(weights).describe()
+            except (InputError, OSError):  # the comment never fails a reconstruction
+                described = "weights unreadable"
+            text += (f" {label}" if label else "") + f": {described}"
+        return f"{text}, {self.coil_method} maps"
+
+
+#: Methods compared by default (``crunet evaluate``, ``crunet bench``): classical, then the learned default.
+COMPARED_METHODS = ("zf", "sense", "lps", DEFAULT_METHOD)
+
+
+def compared_methods(methods: Sequence[str] | None, weights: Sequence[str | Path] = ()) -> tuple[str, ...]:
+    """The method names to compare: ``methods`` when given, else :data:`COMPARED_METHODS`
+    (only its classical ones when ``weights`` directories bring the learned methods)."""
+    from recon.baselines.registry import CLASSICAL
+
+    if methods is not None:
+        return tuple(methods)
+    return tuple(m for m in COMPARED_METHODS if m in CLASSICAL or not weights)
+
+
+def method_configs(methods: Sequence[str] = (), weights: Sequence[str | Path] = (),
+                   **common) -> dict[str, ReconConfig]:
+    """Label -> validated :class:`ReconConfig` for several methods side by side.
+
+    methods : method names (classical or installed weights names), labelled by name.
+    weights : weights directories (or names), each run as method ``model``, labelled by
+        the folder name (the whole path when that name is taken).
+    common : the other ReconConfig fields, shared by all.
+    """
+    out: dict[str, ReconConfig] = {}
+    for m in methods:
+        if m in out:
+            raise InputError(f"method '{m}' given twice")
+        out[m] = ReconConfig(method=m, **common).validate()
+    for w in weights:
+        label = Path(w).name if Path(w).name not in out else str(w)
+        if label in out:
+            raise InputError(f"weights '{w}' given twice")
+        out[label] = ReconConfig(method="model", options={"weights": str(w)}, **common).validate()
+    if not out:
+        raise InputError("no methods given")
+    return out
 
 
 @dataclass
 class SliceResult:
-    """Frames ``[t, y, x]`` (complex64, recon grid) and timings of one slice."""
+    """Frames ``[t, y, x]`` (complex64, recon grid), the coil maps ``[c, y, x]`` and timings of one slice.
+
+    seconds_maps : the coil-map estimate (0 when the maps were given);
+    seconds_method : the method alone (what ``crunet evaluate`` / ``crunet bench`` compare);
+    seconds_prepare : k-space, mask and maps onto the recon grid and the device.
+    """
 
     frames: np.ndarray
     maps: np.ndarray
     seconds_maps: float
     seconds_method: float
+    seconds_prepare: float = 0.0
 
 
-def reconstruct_slice(s: SliceData, cfg: ReconConfig = ReconConfig()) -> SliceResult:
-    """Estimate maps and run the configured method on one slice."""
+def reconstruct_slice(s: SliceData, cfg: ReconConfig = ReconConfig(), maps: np.ndarray | None = None
+                      ) -> SliceResult:
+    """Estimate maps and run the configured method on one slice.
+
+    s : the slice (k-space ``[t, c, ky, kx]``, ACS, headers).
+    cfg : method, coil maps, device.
+    maps : coil maps ``[c, y, x]`` on the recon grid already estimated for this slice
+        (e.g. ``result.maps`` of an earlier call, so that several methods share one
+        estimate); None estimates them with ``cfg.coil_method`` (``seconds_maps`` is 0
+        when they are given).
+    """
     from recon.baselines.registry import run_method
     from recon.coils import estimate_maps
 
     cfg.validate()
     device = cfg.torch_device()
     t0 = time.perf_counter()
-    maps = estimate_maps(s, method=cfg.coil_method)
+    if maps is None:
+        maps = estimate_maps(s, method=cfg.coil_method)
     t1 = time.perf_counter()
     problem = prepare(s, maps=maps, device=device)
+    _sync(device)
+    t2 = time.perf_counter()
     with torch.inference_mode():
         frames = run_method(cfg.method, problem, **cfg.options)
+    _sync(device)
+    t3 = time.perf_counter()
+    return SliceResult(frames.detach().cpu().numpy().astype(np.complex64), np.asarray(maps), t1 - t0, t3 - t2,
+                       t2 - t1)
+
+
+def _sync(device: torch.device) -> None:
+    """Wait for queued CUDA work, so that wall-clock timings are the device's."""
     if device.type == "cuda":
-        torch.cuda.synchronize()
-    t2 = time.perf_counter()
-    return SliceResult(frames.detach().cpu().numpy().astype(np.complex64), np.asarray(maps), t1 - t0, t2 - t1)
+        torch.cuda.synchronize(device)
 
 
 def slice_to_images(s: SliceData, cfg: ReconConfig = ReconConfig(), start_index: int = 1

@@ -11,13 +11,24 @@ A weights directory holds three files::
 model with :func:`recon.models.registry.build_model` and loads the tensors strictly.
 Every failure (missing file, hash mismatch, bad config, missing / unexpected keys,
 shape mismatch) is an :class:`InputError` naming the file or the keys.
+
+Weights by name: :func:`resolve_weights` takes a weights directory path (used as
+is) or a bare name such as ``crunet_ca``, looked up in :func:`weights_search_path`:
+the folders of ``$CRUNET_WEIGHTS_DIR`` (``os.pathsep``-separated, first), then the
+project's ``weights/`` folder (source tree / editable install), then
+``<sys.prefix>/share/crunet-gadgetron/weights`` (installed copy). A name resolves to
+the first ``<folder>/<name>/`` that holds a ``manifest.json``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import sys
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -30,6 +41,12 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.yaml"
 MANIFEST_FILE = "manifest.json"
 FORMAT = "crunet-weights/1"
+#: Environment variable: folders searched for weights by name before the built-in ones.
+WEIGHTS_ENV = "CRUNET_WEIGHTS_DIR"
+#: The default learned method (CRUNet-MR with channel-attention feature bank).
+DEFAULT_WEIGHTS = "crunet_ca"
+#: Names under which trained weights are shipped (``weights/<name>/``).
+SHIPPED_WEIGHTS = ("crunet_ca", "crunet", "crunet_conv", "crnn")
 
 
 def file_sha256(path: str | Path) -> str:
@@ -144,3 +161,141 @@ def load_weights(directory: str | Path, device: str | torch.device = "cpu") -> t
 
 def _short(items: list[str], n: int = 8) -> str:
     return str(items[:n]) + (f" and {len(items) - n} more" if len(items) > n else "")
+
+
+# ------------------------------------------------------------------ weights by name
+
+
+def builtin_weights_dirs() -> list[Path]:
+    """The project's ``weights/`` folder (source tree) and the installed share folder."""
+    return [Path(__file__).resolve().parents[1] / "weights",
+            Path(sys.prefix) / "share" / "crunet-gadgetron" / "weights"]
+
+
+def weights_search_path() -> list[Path]:
+    """Folders searched for weights by name, in order: ``$CRUNET_WEIGHTS_DIR``, then the built-in ones."""
+    env = os.environ.get(WEIGHTS_ENV, "")
+    dirs = [Path(p).expanduser() for p in env.split(os.pathsep) if p.strip()] + builtin_weights_dirs()
+    unique: list[Path] = []
+    for d in dirs:
+        if d not in unique:
+            unique.append(d)
+    return unique
+
+
+def is_weights_name(name: str) -> bool:
+    """A bare name (no path separator, not ``.``/``..``) that may name a weights folder."""
+    return bool(name) and name not in (".", "..") and not any(c in name for c in "/\\")
+
+
+def find_weights(name: str) -> Path | None:
+    """The first ``<folder>/<name>/`` with a manifest in :func:`weights_search_path`, else None."""
+    if not is_weights_name(name):
+        return None
+    for folder in weights_search_path():
+        d = folder / name
+        if (d / MANIFEST_FILE).is_file():
+            return d
+    return None
+
+
+def available_weights() -> list[str]:
+    """Names of the weights directories found in the search path (sorted, unique)."""
+    names = set()
+    for folder in weights_search_path():
+        if folder.is_dir():
+            names.update(d.name for d in folder.iterdir() if (d / MANIFEST_FILE).is_file())
+    return sorted(names)
+
+
+def missing_weights_message(name: str) -> str:
+    """One line: weights ``name`` not found, where we looked, what there is, what to do instead."""
+    searched = ", ".join(str(d) for d in weights_search_path())
+    found = ", ".join(available_weights()) or "none"
+    return (f"trained weights '{name}' not found (searched {searched}; available: {found}); "
+            f"install them as <folder>/{name}/ (model.safetensors, config.yaml, manifest.json) in one of "
+            f"those folders or in a folder named by ${WEIGHTS_ENV}, or choose another method "
+            "(classical: zf, sense, lps; e.g. --method sense, or -c crunet_sense.xml in a chain)")
+
+
+def resolve_weights(ref: str | Path) -> Path:
+    """A weights directory from a path or a name.
+
+    An existing directory is used as is; otherwise a bare name is looked up in
+    :func:`weights_search_path`. Raises :class:`InputError` (naming the searched
+    folders and the available names) when neither works. The files are checked
+    (SHA-256) when they are loaded, by :func:`load_weights`.
+    """
+    text = str(ref).strip()
+    if not text:
+        raise InputError("no weights given: pass a weights directory or the name of installed weights")
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return path
+    found = find_weights(text)
+    if found is not None:
+        return found
+    if not is_weights_name(text):
+        raise InputError(f"{path}: weights directory not found")
+    raise InputError(missing_weights_message(text))
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    """What a weights directory holds: the model config and the SHA-256 of its tensors."""
+
+    directory: Path
+    config: ModelConfig
+    sha256: str
+
+    def describe(self) -> str:
+        """E.g. ``CRUNet-MR 16ch x5 fusion ca (bank all) sha256:0123456789ab``."""
+        return f"{describe_model(self.config)} sha256:{self.sha256[:12]}"
+
+
+def describe_model(cfg: ModelConfig) -> str:
+    """Architecture in a few words: ``CRUNet-MR 16ch x5 fusion ca (bank all)``, ``CRNN-MRI 64ch x5 (5 layers)``."""
+    if cfg.name == "crnn":
+        c = cfg.crnn
+        return f"CRNN-MRI {c.channels}ch x{c.cascades} ({c.layers} layers)"
+    c = cfg.crunet
+    text = f"CRUNet-MR {c.channels}ch x{c.cascades} fusion {c.fusion}"
+    if c.fusion != "none":
+        text += f" (bank {'all' if c.bank_depth == 0 else f'K={c.bank_depth}'})"
+    return text
+
+
+_INFO: dict[tuple, WeightsInfo] = {}
+_INFO_LOCK = threading.Lock()
+
+
+def weights_info(ref: str | Path) -> WeightsInfo:
+    """Config and SHA-256 (from the checked manifest) of a weights directory or name.
+
+    The manifest check hashes the files, so results are cached per directory and
+    file modification times / sizes (a changed file is checked again).
+    """
+    d = resolve_weights(ref)
+    stamps = []
+    for name in (MANIFEST_FILE, WEIGHTS_FILE, CONFIG_FILE):
+        try:
+            st = (d / name).stat()
+            stamps.append((st.st_mtime_ns, st.st_size))
+        except OSError:
+            stamps.append(None)
+    key = (str(d.resolve()), tuple(stamps))
+    with _INFO_LOCK:
+        if key not in _INFO:
+            manifest = read_manifest(d)
+            cfg = load_config(ModelConfig, d / CONFIG_FILE)
+            _INFO[key] = WeightsInfo(d, cfg, str(manifest["files"][WEIGHTS_FILE]["sha256"]))
+        return _INFO[key]
+
+
+def weights_status(name: str = DEFAULT_WEIGHTS) -> str:
+    """One line for start-up messages: where weights ``name`` are and what they hold, or that they are missing."""
+    try:
+        info = weights_info(name)
+    except InputError as exc:
+        return f"{name}: not usable: {exc}"
+    return f"{name}: {info.describe()} ({info.directory})"

@@ -1,4 +1,11 @@
-"""Shared fixtures: seeded generators and small synthetic data."""
+"""Shared fixtures: seeded generators, small synthetic data and tiny trained-weights stand-ins.
+
+:func:`tiny_weights` (session, autouse) writes tiny randomly initialised weights under
+every shipped name (``crunet_ca`` — the default method —, ``crunet``, ``crunet_conv``,
+``crnn``) into a temporary folder and puts it first in ``$CRUNET_WEIGHTS_DIR``, so the
+default method, the default chain ``crunet.xml`` and the gadget processes the tests
+start all run a tiny model.
+"""
 
 import os
 
@@ -29,3 +36,46 @@ def shepp_logan_file(tmp_path_factory):
     subprocess.run([exe, "-m", "128", "-c", "8", "-a", "4", "-w", "24", "-C", "-o", str(out)],
                    check=True, capture_output=True, cwd=d)
     return out
+
+
+#: Tiny models under the shipped weights names (random weights; seconds to build, fast to run).
+TINY_MODELS = {
+    "crunet_ca": dict(name="crunet", crunet=dict(channels=4, cascades=2, fusion="ca")),
+    "crunet": dict(name="crunet", crunet=dict(channels=4, cascades=2, fusion="none")),
+    "crunet_conv": dict(name="crunet", crunet=dict(channels=4, cascades=2, fusion="conv")),
+    "crnn": dict(name="crnn", crnn=dict(channels=4, cascades=2, layers=3)),
+}
+
+
+def save_tiny_weights(directory, name: str = "crunet_ca", seed: int = 0):
+    """Write tiny random weights of ``TINY_MODELS[name]`` into ``directory``; returns it."""
+    import torch
+
+    from recon.models.config import CRNNConfig, CRUNetConfig, ModelConfig
+    from recon.models.registry import build_model
+    from recon.weights import save_weights
+
+    spec = TINY_MODELS[name]
+    cfg = ModelConfig(name=spec["name"], crunet=CRUNetConfig(**spec.get("crunet", {})),
+                      crnn=CRNNConfig(**spec.get("crnn", {})))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build_model(cfg)
+    return save_weights(model, cfg, directory)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tiny_weights(tmp_path_factory):
+    """Folder with tiny weights under every shipped name, first in ``$CRUNET_WEIGHTS_DIR`` for the session."""
+    from recon.weights import WEIGHTS_ENV
+
+    folder = tmp_path_factory.mktemp("weights")
+    for name in TINY_MODELS:
+        save_tiny_weights(folder / name, name)
+    before = os.environ.get(WEIGHTS_ENV)
+    os.environ[WEIGHTS_ENV] = str(folder) + (os.pathsep + before if before else "")
+    yield folder
+    if before is None:
+        os.environ.pop(WEIGHTS_ENV, None)
+    else:
+        os.environ[WEIGHTS_ENV] = before

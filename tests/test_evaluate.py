@@ -1,4 +1,4 @@
-"""crunet evaluate and crunet recon-file on a simulated SAX slice at R=8."""
+"""crunet evaluate and crunet recon-file on a simulated SAX slice at R=8 (learned methods: tiny stand-ins)."""
 
 import csv
 
@@ -21,20 +21,60 @@ def raw(tmp_path_factory):
 
 
 def test_evaluate_prints_ordering_and_writes_outputs(raw, tmp_path, capsys):
+    """Default: zf sense lps and the learned default crunet_ca, side by side, tested against crunet_ca."""
     out = tmp_path / "eval"
-    assert main(["evaluate", str(raw), "--out", str(out)]) == 0
+    assert main(["evaluate", str(raw), "--out", str(out), "--device", "cpu"]) == 0
     printed = capsys.readouterr().out
-    assert "PSNR ordering (low -> high): zero-filled < SENSE < L+S" in printed
+    assert "PSNR ordering (low -> high): " in printed and "crunet_ca" in printed
     with open(out / "table.csv") as f:
         rows = {r["method"]: r for r in csv.DictReader(f)}
+    assert list(rows) == ["zf", "sense", "lps", "crunet_ca"]
     assert float(rows["zf"]["psnr_mean"]) < float(rows["sense"]["psnr_mean"]) < float(rows["lps"]["psnr_mean"])
     for name in ("results.csv", "table.md", "stats.csv", "sax_r8_slice0.png", "sax_r8_slice1.png"):
         assert (out / name).is_file(), name
     table = (out / "table.md").read_text()
-    assert "| L+S |" in table and "DISTS" in table and "Bonferroni" in table
+    assert "| L+S |" in table and "| crunet_ca |" in table and "DISTS" in table and "Bonferroni" in table
     with open(out / "results.csv") as f:
         res = list(csv.DictReader(f))
-    assert len(res) == 6 and all(float(r["dynamic_psnr"]) > 0 for r in res)
+    assert len(res) == 8 and all(float(r["dynamic_psnr"]) > 0 and float(r["seconds"]) > 0 for r in res)
+    with open(out / "stats.csv") as f:
+        assert {r["reference"] for r in csv.DictReader(f)} == {"crunet_ca"}
+
+
+def test_evaluate_several_weights_through_the_pipeline(raw, tmp_path, tiny_weights, monkeypatch, capsys):
+    """Named weights and weights directories side by side, every run through reconstruct_slice."""
+    import recon.evaluate as E
+
+    calls = []
+    real = E.reconstruct_slice
+
+    def counting(s, cfg, maps=None):
+        calls.append((cfg.method, maps is None))
+        return real(s, cfg, maps=maps)
+
+    monkeypatch.setattr(E, "reconstruct_slice", counting)
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(raw), "--out", str(out), "--no-figures", "--device", "cpu",
+                 "--methods", "zf", "crunet_ca", "crunet", "crnn", "--weights", str(tiny_weights / "crunet_conv")]) == 0
+    with open(out / "results.csv") as f:
+        res = list(csv.DictReader(f))
+    assert [r["method"] for r in res[:5]] == ["zf", "crunet_ca", "crunet", "crnn", "crunet_conv"]
+    assert len(res) == 10 and all(float(r["seconds"]) > 0 for r in res)
+    # one map estimate per slice (the first method), shared by the other four
+    assert [fresh for _, fresh in calls] == [True, False, False, False, False] * 2
+    assert [m for m, _ in calls[:5]] == ["zf", "crunet_ca", "crunet", "crnn", "model"]
+    assert "crunet_conv" in capsys.readouterr().out
+
+
+def test_evaluate_refuses_missing_weights_before_work(raw, tmp_path, monkeypatch, capsys):
+    import recon.weights as W
+
+    monkeypatch.setattr(W, "builtin_weights_dirs", lambda: [])
+    monkeypatch.setenv(W.WEIGHTS_ENV, str(tmp_path))
+    assert main(["evaluate", str(raw), "--out", str(tmp_path / "e")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'crunet_ca' not found" in err and "--method sense" in err
+    assert not (tmp_path / "e").exists()
 
 
 def test_evaluate_needs_ground_truth(raw, tmp_path, capsys):
@@ -60,3 +100,31 @@ def test_recon_file_writes_images_and_survives_a_bad_slice(raw, tmp_path, capsys
     with h5py.File(out2) as f:
         hdr = f["dataset/image_1/header"][()]
         assert np.all(hdr["slice"] == 1) and len(hdr) == 8
+
+
+def test_recon_file_default_is_the_learned_model(raw, tmp_path, tiny_weights, capsys):
+    import ismrmrd
+
+    out = tmp_path / "learned.h5"
+    assert main(["recon-file", str(raw), str(out), "--device", "cpu"]) == 0
+    assert "crunet_ca" in capsys.readouterr().out
+    ds = ismrmrd.Dataset(str(out), "dataset", create_if_needed=False)
+    comment = ismrmrd.Meta.deserialize(ds.read_image("image_1", 0).attribute_string)["ImageComment"]
+    ds.close()
+    assert comment.startswith("crunet crunet_ca: CRUNet-MR 4ch x2 fusion ca (bank all) sha256:")
+    out2 = tmp_path / "dir.h5"
+    assert main(["recon-file", str(raw), str(out2), "--weights", str(tiny_weights / "crnn"), "--series", "5"]) == 0
+    with h5py.File(out2) as f:
+        assert f["dataset/image_5/data"].shape == (16, 1, 1, 80, 80)
+    assert main(["recon-file", str(raw), str(out2), "--weights", "crnn", "--method", "sense"]) == 2
+
+
+def test_recon_file_missing_default_weights_one_line(raw, tmp_path, monkeypatch, capsys):
+    import recon.weights as W
+
+    monkeypatch.setattr(W, "builtin_weights_dirs", lambda: [])
+    monkeypatch.setenv(W.WEIGHTS_ENV, str(tmp_path))
+    assert main(["recon-file", str(raw), str(tmp_path / "x.h5")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("crunet recon-file: error: method 'crunet_ca': trained weights 'crunet_ca' not found")
+    assert err.count("\n") == 1 and "--method sense" in err and "Traceback" not in err

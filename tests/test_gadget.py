@@ -289,3 +289,50 @@ def test_array_writer_numpy2_guard():
     np.testing.assert_array_equal(data, arr.astype(np.complex64))
     import gadgetron.types.recon_data as recon_data
     assert recon_data.write_array is writers.write_array
+
+
+# ------------------------------------------------------------------ the learned default
+
+
+def test_default_method_is_the_learned_model(stream):
+    """No method setting: crunet_ca, found by the gadget process through $CRUNET_WEIGHTS_DIR (tiny stand-in)."""
+    xml, _, buckets = stream
+    peer = GadgetronPeer()
+    peer.start(configuration(device="cpu"), xml)
+    peer.raw(bucket_message(buckets[0]))
+    got = peer.close()
+    assert got.closed and not got.errors and not got.texts, peer.output()
+    assert len(got.images) == N_PHASES
+    comment = ismrmrd.Meta.deserialize(got.images[0].attribute_string)["ImageComment"]
+    assert comment.startswith("crunet crunet_ca: CRUNet-MR 4ch x2 fusion ca (bank all) sha256:")
+
+
+def test_missing_default_weights_is_one_error_line(stream, monkeypatch, tmp_path, caplog):
+    """The gadget in-process (as `crunet gadget` runs it), with no weights anywhere: ERROR, no traceback."""
+    import recon.weights as W
+    from ismrmrd.serialization import ConfigText, ProtocolSerializer
+
+    monkeypatch.setattr(W, "builtin_weights_dirs", lambda: [])
+    monkeypatch.setenv(W.WEIGHTS_ENV, str(tmp_path))
+    xml, _, _ = stream
+    ports, ready = [], threading.Event()
+    t = threading.Thread(target=listen, args=(0, reconstruct),
+                         kwargs={"ready": lambda p: (ports.append(p), ready.set())}, daemon=True)
+    t.start()
+    assert ready.wait(10)
+    with socket.create_connection(("127.0.0.1", ports[0]), timeout=60) as sock:
+        w = sock.makefile("wb")
+        out = ProtocolSerializer(w)
+        out.serialize(ConfigText(configuration(device="cpu")))
+        w.write(struct.pack("<HI", 3, len(xml)) + xml)
+        w.flush()
+        r = sock.makefile("rb")
+        (mid,) = struct.unpack("<H", r.read(2))
+        (n,) = struct.unpack("<Q", r.read(8))
+        message = r.read(n).decode()
+        (close,) = struct.unpack("<H", r.read(2))
+    t.join(30)
+    assert (mid, close) == (8, 4)  # ERROR, then CLOSE
+    assert message.startswith("crunet gadget error: method 'crunet_ca': trained weights 'crunet_ca' not found")
+    assert "crunet_sense.xml" in message and "\n" not in message
+    assert not any(rec.exc_info for rec in caplog.records)

@@ -1,27 +1,23 @@
-"""A trained weights directory as a reconstruction method, through the pipeline and the server."""
+"""Trained weights as reconstruction methods: by name (crunet_ca...) and as model + weights directory.
+
+The weights are the tiny random stand-ins of tests/conftest.py (``tiny_weights``),
+found through ``$CRUNET_WEIGHTS_DIR``.
+"""
+
+import json
+import re
 
 import ismrmrd
 import pytest
 import torch
 
-from recon.baselines.registry import run_method
+from recon.baselines.registry import available_methods, method_options, run_method
 from recon.errors import InputError
 from recon.io.raw import read_raw
-from recon.models.config import CRUNetConfig, ModelConfig
-from recon.models.registry import build_model
-from recon.pipeline import ReconConfig, slice_to_images
+from recon.pipeline import ReconConfig, reconstruct_slice, slice_to_images
 from recon.problem import prepare
 from recon.simulate.cine import SimulationConfig, simulate_to_file
-from recon.weights import save_weights
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    torch.manual_seed(0)
-    cfg = ModelConfig(name="crunet", crunet=CRUNetConfig(channels=4, cascades=2, fusion="ca"))
-    d = tmp_path_factory.mktemp("w") / "tiny_crunet"
-    save_weights(build_model(cfg), cfg, d)
-    return d
+from tests.conftest import TINY_MODELS
 
 
 @pytest.fixture(scope="module")
@@ -32,35 +28,98 @@ def raw(tmp_path_factory):
     return read_raw(path).slices[0]
 
 
-def test_model_method_keeps_data_consistency(raw, weights):
+@pytest.fixture
+def no_weights(monkeypatch, tmp_path):
+    """A search path with no weights at all (not even the project's weights/)."""
+    import recon.weights as W
+
+    monkeypatch.setattr(W, "builtin_weights_dirs", lambda: [])
+    monkeypatch.setenv(W.WEIGHTS_ENV, str(tmp_path))
+    return tmp_path
+
+
+def test_learned_is_the_default():
+    cfg = ReconConfig()
+    assert (cfg.method, cfg.device) == ("crunet_ca", "auto")
+    assert cfg.validate() is cfg
+
+
+@pytest.mark.parametrize("name", sorted(TINY_MODELS))
+def test_weights_name_is_a_method(raw, tiny_weights, name):
     p = prepare(raw)
-    x = run_method("model", p, weights=str(weights))
+    x = run_method(name, p)
     assert x.shape == (3, 32, 24) and x.dtype == torch.complex64 and torch.isfinite(x).all()
-    # hard data consistency: sampled k-space of S x equals the measurement where maps cover the object
-    zf = run_method("zf", p)
-    assert not torch.allclose(x, zf)
+    assert not torch.allclose(x, run_method("zf", p))
+    # the same as method model with that directory (or that name)
+    torch.testing.assert_close(run_method("model", p, weights=str(tiny_weights / name)), x)
+    torch.testing.assert_close(run_method("model", p, weights=name), x)
+    assert name in available_methods()
+
+
+def test_options_of_learned_and_classical_methods(raw):
+    p = prepare(raw)
+    assert method_options("crunet_ca") == {}
+    assert set(method_options("model")) == {"weights"}
+    with pytest.raises(InputError, match=r"method 'crunet_ca': unknown option\(s\) weights; valid options: none"):
+        run_method("crunet_ca", p, weights="x")
+    with pytest.raises(InputError, match=r"method 'sense': unknown option\(s\) bogus; valid options: lam"):
+        run_method("sense", p, bogus=1)
+    with pytest.raises(InputError, match="unknown option"):
+        ReconConfig(method="crunet_ca", options={"n_iter": 3}).validate()
 
 
 def test_model_needs_weights(raw, tmp_path):
     p = prepare(raw)
     with pytest.raises(InputError, match="weights"):
         run_method("model", p)
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="not found"):
         run_method("model", p, weights=str(tmp_path / "missing"))
+    with pytest.raises(InputError, match="needs weights"):
+        ReconConfig(method="model").validate()
 
 
-def test_image_comment_names_method_and_weights(raw, weights):
-    cfg = ReconConfig(method="model", options={"weights": str(weights)}, device="cpu")
-    images, _ = slice_to_images(raw, cfg)
+def test_unknown_method_lists_classical_and_installed(raw):
+    with pytest.raises(InputError) as e:
+        run_method("nonsense", prepare(raw))
+    msg = str(e.value)
+    assert "unknown method 'nonsense'" in msg and "lps, model, sense, zf" in msg and "crunet_ca" in msg
+
+
+def test_missing_default_weights_is_one_line_with_a_way_out(no_weights):
+    with pytest.raises(InputError) as e:
+        ReconConfig().validate()
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert "'crunet_ca' not found" in msg and str(no_weights) in msg and "--method sense" in msg
+
+
+def test_image_comment_names_architecture_fusion_and_hash(raw, tiny_weights):
+    sha = json.loads((tiny_weights / "crunet_ca" / "manifest.json").read_text())["files"]["model.safetensors"]
+    images, _ = slice_to_images(raw, ReconConfig(device="cpu"))
     comment = ismrmrd.Meta.deserialize(images[0].attribute_string)["ImageComment"]
-    assert "model" in comment and "tiny_crunet" in comment and "sha256:" in comment
+    assert comment == f"crunet crunet_ca: CRUNet-MR 4ch x2 fusion ca (bank all) sha256:{sha['sha256'][:12]}, " \
+                      "espirit maps"
+    crnn = ReconConfig(method="model", options={"weights": str(tiny_weights / "crnn")}).comment()
+    assert re.fullmatch(r"crunet model crnn: CRNN-MRI 4ch x2 \(3 layers\) sha256:[0-9a-f]{12}, espirit maps", crnn)
+    assert ReconConfig(method="sense", coil_method="walsh").comment() == "crunet sense, walsh maps"
 
 
-def test_gadget_settings_weights(weights):
+def test_shared_maps_skip_the_estimate(raw):
+    first = reconstruct_slice(raw, ReconConfig(method="zf", device="cpu"))
+    again = reconstruct_slice(raw, ReconConfig(device="cpu"), maps=first.maps)
+    assert again.seconds_maps < first.seconds_maps and again.frames.shape == (3, 32, 24)
+
+
+def test_gadget_settings_default_and_weights(tiny_weights):
     from gadgets.settings import GadgetSettings
 
+    assert GadgetSettings().method == "crunet_ca"
+    assert GadgetSettings.from_xml("<configuration/>").recon_config().method == "crunet_ca"
+    w = tiny_weights / "crnn"
     s = GadgetSettings.from_xml(f'<configuration><property name="method" value="model"/>'
-                                f'<property name="weights" value="{weights}"/></configuration>')
-    assert s.recon_config().options == {"weights": str(weights)}
+                                f'<property name="weights" value="{w}"/></configuration>')
+    assert s.recon_config().options == {"weights": str(w)}
     with pytest.raises(InputError, match="weights"):
         GadgetSettings.from_xml('<configuration><property name="method" value="model"/></configuration>')
+    with pytest.raises(InputError, match="only with method 'model'"):
+        GadgetSettings.from_xml(f'<configuration><property name="weights" value="{w}"/></configuration>')

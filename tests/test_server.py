@@ -146,3 +146,44 @@ def test_cli_recon_in_process(raw, tmp_path, capsys):
     assert main(["recon", str(raw), str(out), "--config", "crunet_zf.xml"]) == 0
     with h5py.File(out) as f:
         assert f["dataset/image_10/data"].shape[0] == N_PHASES * N_SLICES
+
+
+def _comment(image) -> str:
+    return ismrmrd.Meta.deserialize(image.attribute_string)["ImageComment"]
+
+
+def test_default_chain_runs_the_learned_model(raw, server):
+    """default.xml = crunet.xml = crunet_ca (here the tiny stand-in from $CRUNET_WEIGHTS_DIR)."""
+    res = replay(raw, None, port=server.port, config="default.xml")
+    assert res.closed and not res.texts and len(res.images) == N_PHASES * N_SLICES
+    assert {im.image_series_index for im in res.images} == {1}
+    assert _comment(res.images[0]).startswith("crunet crunet_ca: CRUNet-MR 4ch x2 fusion ca (bank all) sha256:")
+    res = replay(raw, None, port=server.port, config="crunet_sense.xml")
+    assert res.closed and not res.texts and {im.image_series_index for im in res.images} == {30}
+    assert _comment(res.images[0]) == "crunet sense, espirit maps"
+
+
+def test_default_chain_without_weights_is_one_text_line(raw, server, monkeypatch, tmp_path):
+    import recon.weights as W
+
+    monkeypatch.setattr(W, "builtin_weights_dirs", lambda: [])
+    monkeypatch.setenv(W.WEIGHTS_ENV, str(tmp_path))
+    res = replay(raw, None, port=server.port, config="crunet.xml")
+    assert res.closed and not res.images and len(res.texts) == 1
+    text = res.texts[0]
+    assert "'crunet_ca' not found" in text and "crunet_sense.xml" in text and "\n" not in text.strip("\0")
+
+
+def test_cli_recon_default_chain_and_method_override(raw, tmp_path, tiny_weights, capsys):
+    out = tmp_path / "default.h5"
+    assert main(["recon", str(raw), str(out)]) == 0
+    assert "(crunet_ca)" in capsys.readouterr().out
+    with h5py.File(out) as f:
+        assert f["dataset/image_1/data"].shape[0] == N_PHASES * N_SLICES
+    assert main(["recon", str(raw), str(tmp_path / "crnn.h5"), "--method", "crnn"]) == 0
+    assert "(crnn)" in capsys.readouterr().out
+    assert main(["recon", str(raw), str(tmp_path / "dir.h5"), "-c", "crunet_zf.xml",
+                 "--weights", str(tiny_weights / "crunet_conv")]) == 0
+    assert "(model)" in capsys.readouterr().out
+    with h5py.File(tmp_path / "dir.h5") as f:
+        assert f["dataset/image_10/data"].shape[0] == N_PHASES * N_SLICES

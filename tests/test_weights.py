@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -136,3 +137,89 @@ def test_not_a_safetensors_file(saved):
 def test_not_a_directory(tmp_path):
     with pytest.raises(InputError, match="not found"):
         load_weights(tmp_path / "nothing")
+
+
+# ------------------------------------------------------------------ weights by name
+
+
+@pytest.fixture
+def only_env(monkeypatch, tmp_path):
+    """An empty search path apart from what a test puts into $CRUNET_WEIGHTS_DIR."""
+    import recon.weights as W
+
+    monkeypatch.setattr(W, "builtin_weights_dirs", lambda: [])
+    monkeypatch.setenv(W.WEIGHTS_ENV, "")
+    return monkeypatch
+
+
+def test_directory_path_is_used_as_is(saved):
+    from recon.weights import resolve_weights
+
+    _, d = saved
+    assert resolve_weights(d) == d and resolve_weights(str(d)) == d
+
+
+def test_name_found_in_env_folders_first_wins(only_env, tmp_path):
+    from recon.weights import WEIGHTS_ENV, available_weights, resolve_weights
+    from tests.conftest import save_tiny_weights
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    save_tiny_weights(a / "crunet_ca", "crunet_ca")
+    save_tiny_weights(b / "crunet_ca", "crunet_ca", seed=1)
+    save_tiny_weights(b / "crnn", "crnn")
+    (b / "not_weights").mkdir()  # no manifest: not a name
+    only_env.setenv(WEIGHTS_ENV, os.pathsep.join([str(a), str(b)]))
+    assert resolve_weights("crunet_ca") == a / "crunet_ca"
+    assert resolve_weights("crnn") == b / "crnn"
+    assert available_weights() == ["crnn", "crunet_ca"]
+
+
+def test_unknown_name_names_folders_and_available(only_env, tmp_path):
+    from recon.weights import WEIGHTS_ENV, resolve_weights
+    from tests.conftest import save_tiny_weights
+
+    save_tiny_weights(tmp_path / "crnn", "crnn")
+    only_env.setenv(WEIGHTS_ENV, str(tmp_path))
+    with pytest.raises(InputError) as e:
+        resolve_weights("crunet_ca")
+    msg = str(e.value)
+    assert "'crunet_ca' not found" in msg and str(tmp_path) in msg and "available: crnn" in msg
+    assert "\n" not in msg
+    with pytest.raises(InputError, match="not found"):
+        resolve_weights(tmp_path / "no" / "such" / "dir")
+
+
+def test_project_weights_folder_is_searched(monkeypatch):
+    from pathlib import Path
+
+    import recon.weights as W
+
+    monkeypatch.delenv(W.WEIGHTS_ENV, raising=False)
+    project = Path(W.__file__).resolve().parents[1] / "weights"
+    assert W.weights_search_path()[0] == project
+    assert any("share/crunet-gadgetron/weights" in str(d) for d in W.weights_search_path())
+
+
+def test_weights_info_reads_config_and_hash_through_the_manifest(saved):
+    from recon.weights import weights_info
+
+    _, d = saved
+    info = weights_info(d)
+    assert info.config == CFG and info.sha256 == file_sha256(d / WEIGHTS_FILE)
+    assert info.describe() == f"CRUNet-MR 4ch x2 fusion none sha256:{info.sha256[:12]}"
+    data = bytearray((d / WEIGHTS_FILE).read_bytes())
+    data[-3] ^= 0xFF
+    (d / WEIGHTS_FILE).write_bytes(bytes(data))
+    with pytest.raises(InputError, match="SHA-256"):  # a changed file is checked again
+        weights_info(d)
+
+
+def test_describe_model_variants():
+    from recon.models.config import CRNNConfig
+    from recon.weights import describe_model
+
+    assert describe_model(ModelConfig(crunet=CRUNetConfig(channels=16, fusion="ca"))) \
+        == "CRUNet-MR 16ch x5 fusion ca (bank all)"
+    assert describe_model(ModelConfig(crunet=CRUNetConfig(fusion="conv", bank_depth=2))) \
+        == "CRUNet-MR 64ch x5 fusion conv (bank K=2)"
+    assert describe_model(ModelConfig(name="crnn", crnn=CRNNConfig())) == "CRNN-MRI 64ch x5 (5 layers)"

@@ -8,12 +8,31 @@ from gadgets.configs import ALIASES, available, config_dir, gadget_settings, res
 from gadgets.settings import GadgetSettings
 from recon.errors import InputError
 
-EXPECTED = {"crunet.xml": ("sense", 1), "crunet_zf.xml": ("zf", 10), "crunet_lps.xml": ("lps", 20),
-            "crunet_connect.xml": ("sense", 1), "crunet_distributed.xml": ("sense", 1)}
+EXPECTED = {"crunet.xml": ("crunet_ca", 1), "crunet_zf.xml": ("zf", 10), "crunet_lps.xml": ("lps", 20),
+            "crunet_sense.xml": ("sense", 30), "crunet_connect.xml": ("crunet_ca", 1),
+            "crunet_distributed.xml": ("crunet_ca", 1)}
 
 
 def test_every_chain_is_listed():
     assert set(EXPECTED) <= set(available())
+
+
+def test_series_indices_are_unique_per_method():
+    series = {}
+    for name, (method, index) in EXPECTED.items():
+        assert series.setdefault(index, method) == method, name
+
+
+def test_default_chain_needs_its_weights(monkeypatch, tmp_path):
+    """Without crunet_ca installed the default chain is refused in one line that says what to do."""
+    import recon.weights as W
+
+    monkeypatch.setattr(W, "builtin_weights_dirs", lambda: [])
+    monkeypatch.setenv(W.WEIGHTS_ENV, str(tmp_path))
+    with pytest.raises(InputError) as e:
+        gadget_settings(resolve("default.xml").read_bytes(), source="crunet.xml")
+    assert "'crunet_ca' not found" in str(e.value) and "crunet_sense.xml" in str(e.value)
+    assert gadget_settings(resolve("crunet_sense.xml").read_bytes()).method == "sense"
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))

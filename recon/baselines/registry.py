@@ -1,15 +1,21 @@
 """Reconstruction methods by name, with option validation.
 
-Classical methods (``zf``, ``sense``, ``lps``) and ``model``: a trained CRUNet-MR /
-CRNN-MRI from a weights directory (option ``weights``, see recon.models.inference).
+* classical methods: ``zf``, ``sense``, ``lps`` (:data:`CLASSICAL`);
+* ``model``: a trained CRUNet-MR / CRNN-MRI from any weights directory (option
+  ``weights``, see :mod:`recon.models.inference`);
+* any other name: installed trained weights of that name (``crunet_ca``, ``crunet``,
+  ``crunet_conv``, ``crnn``), found by :func:`recon.weights.find_weights` in the
+  weights search path (``$CRUNET_WEIGHTS_DIR``, then the project's ``weights/``).
 
 Every method maps a :class:`recon.problem.SliceProblem` to complex64 images
-``[t, y, x]``; options are keyword arguments of the method function.
+``[t, y, x]``; options are keyword arguments of the method function (a named
+learned method has none: the name fixes the weights).
 """
 
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -23,28 +29,67 @@ from recon.problem import SliceProblem
 
 Method = Callable[..., torch.Tensor]
 
-#: Name -> method. ``zf``: SENSE-combined zero-filled; ``sense``: CG-SENSE per frame;
+#: Classical methods. ``zf``: SENSE-combined zero-filled; ``sense``: CG-SENSE per frame;
 #: ``lps``: low-rank plus sparse (Otazo 2015).
-METHODS: dict[str, Method] = {
+CLASSICAL: dict[str, Method] = {
     "zf": zero_filled,
     "sense": sense,
     "lps": lps,
-    "model": learned,
 }
+
+#: Methods with a fixed name: the classical ones and ``model`` (trained weights from a directory).
+METHODS: dict[str, Method] = {**CLASSICAL, "model": learned}
+
+
+def learned_weights(name: str) -> Path | None:
+    """The weights directory of a learned method name (``crunet_ca``...), None for other names."""
+    from recon.weights import find_weights
+
+    if not isinstance(name, str) or name in METHODS:
+        return None
+    return find_weights(name)
+
+
+def available_methods() -> list[str]:
+    """Every method that runs here: classical, ``model`` and the installed weights names."""
+    from recon.weights import available_weights
+
+    return list(METHODS) + [n for n in available_weights() if n not in METHODS]
+
+
+def check_method(name: str) -> str:
+    """``name`` if it is a method that runs here; else an :class:`InputError` saying what to do."""
+    from recon.weights import SHIPPED_WEIGHTS, available_weights, is_weights_name, missing_weights_message, \
+        weights_search_path
+
+    if isinstance(name, str) and (name in METHODS or learned_weights(name) is not None):
+        return name
+    if name in SHIPPED_WEIGHTS:
+        raise InputError(f"method '{name}': {missing_weights_message(name)}")
+    installed = ", ".join(available_weights()) or "none"
+    searched = ", ".join(str(d) for d in weights_search_path())
+    hint = "" if isinstance(name, str) and is_weights_name(name) else \
+        " (a weights directory goes in weights=/--weights, with method model)"
+    raise InputError(f"unknown method '{name}'{hint}; valid methods: {', '.join(sorted(METHODS))} "
+                     f"(model needs weights=<directory or name>), or trained weights by name "
+                     f"(installed: {installed}; searched {searched})")
 
 
 def method_options(name: str) -> dict[str, Any]:
     """Options of method ``name`` with their defaults (every parameter after the problem)."""
-    fn = _lookup(name)
-    params = list(inspect.signature(fn).parameters.values())[1:]
+    if check_method(name) not in METHODS:
+        return {}
+    params = list(inspect.signature(METHODS[name]).parameters.values())[1:]
     return {q.name: q.default for q in params}
 
 
-def _lookup(name: str) -> Method:
-    try:
-        return METHODS[name]
-    except (KeyError, TypeError):
-        raise InputError(f"unknown method '{name}'; valid methods: {', '.join(sorted(METHODS))}") from None
+def check_options(name: str, options: dict[str, Any]) -> None:
+    """An :class:`InputError` for options that method ``name`` does not take (the message lists the valid ones)."""
+    valid = method_options(name)
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        listed = ", ".join(valid) if valid else "none"
+        raise InputError(f"method '{name}': unknown option(s) {', '.join(unknown)}; valid options: {listed}")
 
 
 def run_method(name: str, p: SliceProblem, **options: Any) -> torch.Tensor:
@@ -52,10 +97,11 @@ def run_method(name: str, p: SliceProblem, **options: Any) -> torch.Tensor:
 
     Parameters
     ----------
-    name : a key of :data:`METHODS`.
+    name : a key of :data:`METHODS`, or the name of installed trained weights (``crunet_ca``).
     p : the slice problem.
     **options : keyword options of that method (e.g. ``lam`` for ``sense``,
-        ``lambda_l``/``lambda_s``/``n_iter``/``tol``/``progress`` for ``lps``).
+        ``lambda_l``/``lambda_s``/``n_iter``/``tol``/``progress`` for ``lps``,
+        ``weights`` for ``model``).
 
     Returns
     -------
@@ -63,12 +109,10 @@ def run_method(name: str, p: SliceProblem, **options: Any) -> torch.Tensor:
 
     Raises
     ------
-    InputError : unknown method name or unknown option (the message lists the valid ones).
+    InputError : unknown method name, missing weights or unknown option (the message
+        lists the valid ones).
     """
-    fn = _lookup(name)
-    valid = method_options(name)
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        listed = ", ".join(valid) if valid else "none"
-        raise InputError(f"method '{name}': unknown option(s) {', '.join(unknown)}; valid options: {listed}")
-    return fn(p, **options)
+    check_options(name, options)
+    if name in METHODS:
+        return METHODS[name](p, **options)
+    return learned(p, weights=str(learned_weights(name) or name))

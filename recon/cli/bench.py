@@ -24,7 +24,14 @@ def add_parser(p: argparse.ArgumentParser) -> None:
                    help="matrix sizes (default 128 246x256)")
     p.add_argument("--coils", type=int, default=10)
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--methods", nargs="*", default=None,
+                   help="methods to time: zf, sense, lps and installed trained weights by name (crunet_ca, "
+                        "crunet, crunet_conv, crnn); default: zf sense lps crunet_ca; zf sense lps when "
+                        "--weights is given")
+    p.add_argument("--weights", nargs="+", default=[], metavar="DIR",
+                   help="trained weights directories, each timed as a method (labelled by folder name)")
+    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto",
+                   help="auto (default): CUDA when available, else CPU")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,11 +42,16 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
+    from recon.pipeline import compared_methods, method_configs
+
     result = {"created": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": platform.machine(),
               "processor": platform.processor(), "torch": torch.__version__, "threads": torch.get_num_threads(),
               "cpu_count": __import__("os").cpu_count(), "coils": [], "methods": []}
-    if args.device == "cuda" and torch.cuda.is_available():
+    if args.device in ("cuda", "auto") and torch.cuda.is_available():
         result["gpu"] = torch.cuda.get_device_name(0)
+    methods = compared_methods(args.methods, args.weights)
+    if "methods" in args.what:
+        method_configs(methods, args.weights, device=args.device)  # unknown methods / missing weights: fail now
     for size in args.sizes:
         if "coils" in args.what:
             from recon.bench_coils import bench_coil_maps
@@ -51,11 +63,13 @@ def run(args: argparse.Namespace) -> int:
         if "methods" in args.what:
             from recon.bench_methods import bench_methods
 
-            r = bench_methods(size, n_coils=args.coils, repeats=max(1, args.repeats // 2), device=args.device)
+            r = bench_methods(size, n_coils=args.coils, methods=tuple(methods), repeats=max(1, args.repeats // 2),
+                              device=args.device, weights=tuple(args.weights))
             result["methods"].append(r)
             for m, v in r["methods"].items():
-                print(f"{size[0]}x{size[1]} {m:<6} {v['seconds']:.3f} s/slice (x{v['ratio_to_fastest']:.1f}) "
+                print(f"{size[0]}x{size[1]} {m:<9} {v['seconds']:.3f} s/slice (x{v['ratio_to_fastest']:.1f}) "
                       f"PSNR {v['psnr']:.2f}", flush=True)
         Path(args.out).write_text(json.dumps(result, indent=2, default=float))
     print(f"results: {args.out}")
     return 0
+

@@ -9,9 +9,15 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", help="ISMRMRD raw files with /dataset/ground_truth "
                    "(from crunet simulate or crunet convert --full)")
     p.add_argument("--out", default="evaluation", help="output folder (default evaluation)")
-    p.add_argument("--methods", nargs="+", default=["zf", "sense", "lps"],
-                   help="methods in table order (default: zf sense lps)")
+    p.add_argument("--methods", nargs="*", default=None,
+                   help="methods in table order: zf, sense, lps and installed trained weights by name "
+                        "(crunet_ca, crunet, crunet_conv, crnn; see weights/README.md); "
+                        "default: zf sense lps crunet_ca; zf sense lps when --weights is given")
+    p.add_argument("--weights", nargs="+", default=[], metavar="DIR",
+                   help="trained weights directories, each a method (labelled by folder name) after --methods")
     p.add_argument("--coil-method", choices=("espirit", "walsh"), default="espirit")
+    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto",
+                   help="auto (default): CUDA when available, else CPU")
     p.add_argument("--reference-method", default=None,
                    help="method the others are tested against (default: the last one)")
     p.add_argument("--crop", action="store_true", help="CMRxRecon centre crop before scoring")
@@ -20,9 +26,11 @@ def add_parser(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from recon.evaluate import EvalConfig, evaluate
+    from recon.pipeline import compared_methods
 
-    cfg = EvalConfig(methods=tuple(args.methods), coil_method=args.coil_method, crop=args.crop,
-                     reference_method=args.reference_method, figures=not args.no_figures)
+    cfg = EvalConfig(methods=compared_methods(args.methods, args.weights), weights=tuple(args.weights),
+                     coil_method=args.coil_method, crop=args.crop, reference_method=args.reference_method,
+                     figures=not args.no_figures, device=args.device)
     result = evaluate(args.inputs, args.out, cfg)
     print(f"table  : {result['table']} (and table.csv, results.csv, stats.csv)")
     if result["figures"]:

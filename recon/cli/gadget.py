@@ -17,11 +17,13 @@ def run(args: argparse.Namespace) -> int:
 
     from gadgets.external import listen, serve
     from gadgets.gadget import reconstruct
+    from recon.weights import weights_status
 
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     def ready(port: int) -> None:
-        print(f"crunet gadget: waiting for Gadgetron on {args.host}:{port}", flush=True)
+        print(f"crunet gadget: waiting for Gadgetron on {args.host}:{port}; default method "
+              f"{weights_status()}", flush=True)
 
     if args.once:
         listen(args.port, reconstruct, host=args.host, ready=ready)

@@ -9,8 +9,11 @@ import sys
 def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", help="ISMRMRD raw file (.h5)")
     p.add_argument("output", help="HDF5 file for the images (/<group>/image_<series>/...)")
-    p.add_argument("--config", "-c", default="crunet.xml", help="chain in xml_configs/ (default crunet.xml)")
-    p.add_argument("--method", help="override the chain's method (zf, sense, lps)")
+    p.add_argument("--config", "-c", default="crunet.xml",
+                   help="chain in xml_configs/ (default crunet.xml: method crunet_ca)")
+    p.add_argument("--method", help="override the chain's method (crunet_ca or other installed weights by "
+                                    "name, zf, sense, lps, or model with --weights)")
+    p.add_argument("--weights", help="override the chain's method with a trained weights directory (method model)")
     p.add_argument("--group", "-G", default="dataset", help="output group (default dataset)")
 
 
@@ -22,12 +25,14 @@ def run(args: argparse.Namespace) -> int:
     from gadgets.configs import gadget_settings, resolve
     from recon.io.header import parse_header
     from recon.io.images import write_images
+    from recon.cli.recon_file import method_and_options
     from recon.io.raw import read_acquisitions
 
     path = resolve(args.config)
     settings = gadget_settings(path.read_bytes(), source=path.name)
-    if args.method:
-        settings = dataclasses.replace(settings, method=args.method)
+    if args.method or args.weights:
+        method, options = method_and_options(args.method, args.weights, settings.method)
+        settings = dataclasses.replace(settings, method=method, weights=options.get("weights", ""))
         settings.recon_config()
     _, xml, headers, data = read_acquisitions(args.input)
     session = ChainSession(parse_header(xml, source=args.input), settings)

@@ -9,11 +9,15 @@ import sys
 def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", help="ISMRMRD raw file (.h5)")
     p.add_argument("output", help="HDF5 file for the images (/<group>/image_<series>/...)")
-    p.add_argument("--method", default="sense", help="zf, sense, lps, or model (with --weights; default sense)")
-    p.add_argument("--weights", help="trained weights directory for --method model")
+    p.add_argument("--method", default=None,
+                   help="crunet_ca (default: trained CRUNet-MR w/ CA) or other installed weights by name "
+                        "(crunet, crunet_conv, crnn; see weights/README.md), zf, sense, lps, or model "
+                        "(implied by --weights)")
+    p.add_argument("--weights", help="a trained weights directory (or name) to run as method model")
     p.add_argument("--coil-method", choices=("espirit", "walsh"), default="espirit")
     p.add_argument("--image-type", choices=("magnitude", "complex"), default="magnitude")
-    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
+    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto",
+                   help="auto (default): CUDA when available, else CPU")
     p.add_argument("--group", default="dataset", help="output group (default dataset)")
     p.add_argument("--series", type=int, default=1, help="image_series_index (default 1)")
 
@@ -22,11 +26,11 @@ def run(args: argparse.Namespace) -> int:
     from recon.errors import InputError
     from recon.io.images import write_images
     from recon.io.raw import read_raw
-    from recon.pipeline import ReconConfig, slice_to_images
+    from recon.pipeline import DEFAULT_METHOD, ReconConfig, slice_to_images
 
-    cfg = ReconConfig(method=args.method, coil_method=args.coil_method, device=args.device,
-                      image_type=args.image_type, series_index=args.series,
-                      options={"weights": args.weights} if args.weights else {}).validate()
+    method, options = method_and_options(args.method, args.weights, DEFAULT_METHOD)
+    cfg = ReconConfig(method=method, coil_method=args.coil_method, device=args.device,
+                      image_type=args.image_type, series_index=args.series, options=options).validate()
     raw = read_raw(args.input, skip_bad_slices=True)
     failed, index = [], 1
     for z, message in sorted((raw.slice_errors or {}).items()):  # slices that could not be assembled
@@ -48,3 +52,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"failed slices: {failed}", file=sys.stderr)
         return 1
     return 0
+
+
+def method_and_options(method: str | None, weights: str | None, default: str) -> tuple[str, dict]:
+    """``(method, options)`` from ``--method`` / ``--weights`` (``--weights`` alone means method model)."""
+    from recon.errors import InputError
+
+    if not weights:
+        return method or default, {}
+    if method not in (None, "model"):
+        raise InputError(f"--weights runs method model; it does not go with --method {method} "
+                         "(installed weights are chosen by name alone: --method crunet_ca)")
+    return "model", {"weights": weights}

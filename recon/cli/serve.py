@@ -18,11 +18,13 @@ def run(args: argparse.Namespace) -> int:
 
     from gadgets.configs import available
     from gadgets.server import CrunetServer
+    from recon.weights import weights_status
 
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     server = CrunetServer(args.host, args.port, args.idle_timeout)
     print(f"crunet serve: listening on {args.host}:{server.port}; chains: {', '.join(available())}",
           flush=True)
+    print(f"crunet serve: default method (crunet.xml, default.xml) {weights_status()}", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
