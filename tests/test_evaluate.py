@@ -25,11 +25,14 @@ def test_evaluate_prints_ordering_and_writes_outputs(raw, tmp_path, capsys):
     out = tmp_path / "eval"
     assert main(["evaluate", str(raw), "--out", str(out), "--device", "cpu"]) == 0
     printed = capsys.readouterr().out
-    assert "PSNR ordering (low -> high): " in printed and "crunet_ca" in printed
     with open(out / "table.csv") as f:
         rows = {r["method"]: r for r in csv.DictReader(f)}
     assert list(rows) == ["zf", "sense", "lps", "crunet_ca"]
-    assert float(rows["zf"]["psnr_mean"]) < float(rows["sense"]["psnr_mean"]) < float(rows["lps"]["psnr_mean"])
+    psnr = {m: float(r["psnr_mean"]) for m, r in rows.items()}
+    assert psnr["zf"] < min(psnr["sense"], psnr["lps"])  # SENSE vs L+S depends on the simulated data
+    labels = {"zf": "zero-filled", "sense": "SENSE", "lps": "L+S", "crunet_ca": "crunet_ca"}
+    ordering = " < ".join(labels[m] for m in sorted(psnr, key=psnr.get))
+    assert f"PSNR ordering (low -> high): {ordering}" in printed
     for name in ("results.csv", "table.md", "stats.csv", "sax_r8_slice0.png", "sax_r8_slice1.png"):
         assert (out / name).is_file(), name
     table = (out / "table.md").read_text()
