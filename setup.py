@@ -51,7 +51,9 @@ setup(
     include_package_data=True,
     # the Gadgetron chains, found by gadgets.configs.config_dir() in an installed copy, and the
     # trained weights (weights/<name>/...), found by name by recon.weights.weights_search_path()
-    data_files=[("share/crunet-gadgetron/xml_configs", [str(p.relative_to(HERE)) for p in sorted(HERE.glob("xml_configs/*.xml"))])]
+    data_files=[("share/crunet-gadgetron/xml_configs", [str(p.relative_to(HERE)) for p in sorted(HERE.glob("xml_configs/*.xml"))]),
+                # the real series the demo runs on (gadgets.demo.demo_series)
+                ("share/crunet-gadgetron/data", [str(p.relative_to(HERE)) for p in sorted(HERE.glob("data/*"))])]
     + _weights_data_files(),
     zip_safe=False,
 )

@@ -75,13 +75,6 @@ def run_methods(s: SliceData, configs: dict[str, ReconConfig]) -> tuple[dict[str
     return recs, seconds, t_maps
 
 
-def heart_row(reference: np.ndarray) -> int:
-    """Image row with the largest temporal variation (crosses the beating heart)."""
-    mag = np.abs(reference)
-    mag = mag / np.maximum(mag.max(axis=(-2, -1), keepdims=True), 1e-12)
-    return int(np.argmax(mag.std(axis=0).sum(axis=-1)))
-
-
 def evaluate(paths: list[str | Path], out_dir: str | Path, cfg: EvalConfig = EvalConfig(),
              log=print) -> dict:
     """Run the methods of ``cfg`` on every slice of ``paths`` and write the outputs to ``out_dir``."""
@@ -110,7 +103,7 @@ def evaluate(paths: list[str | Path], out_dir: str | Path, cfg: EvalConfig = Eva
             if cfg.figures:
                 fig = out / f"{Path(path).stem}_slice{s.slice_index}.png"
                 comparison_figure(ref, {LABELS.get(m, m): r for m, r in recs.items()}, fig, frame=0,
-                                  profile_row=heart_row(ref), title=f"{Path(path).name} slice {s.slice_index}")
+                                  title=f"{Path(path).name} slice {s.slice_index}")
                 figures.append(str(fig))
     summary = _summary(rows, labels)
     stats = _stats(rows, labels, cfg)

@@ -15,6 +15,7 @@ import torch
 
 from recon.config import dump_yaml
 from recon.models.config import CRUNetConfig, ModelConfig
+from recon.simulate.acquisition import TRAIN_SPACE
 from recon.train.config import DataConfig, RunConfig, TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,11 +27,17 @@ def _entry() -> list[str]:
     return ["-m", "recon.cli", "train"] if "train" in COMMANDS else ["-m", "recon.cli.train"]
 
 
+#: 32 x 32, 4 frames, 3 coils, R = 4: every sample has the same shape (batches of 2 collate)
+TINY = replace(TRAIN_SPACE, matrix=(32, 32), phase_fraction=(1.0, 1.0), frames=(4, 4), coil_counts=(3,),
+               accelerations=(4,), n_acs=8, readout_oversampling=(2,))
+
+
 def test_ddp_two_cpu_processes_average_gradients(tmp_path):
     cfg = RunConfig(
         model=ModelConfig(name="crunet", crunet=CRUNetConfig(channels=4, cascades=2)),
-        data=DataConfig(images="phantom", matrix=(32, 32), frames=4, coils=3, accelerations=(4,), acs_lines=8,
-                        strip_width=16, coil_grid=16, val_samples=2, val_acceleration=4),
+        data=DataConfig(images="phantom", train_space=TINY, heldout_space=replace(TINY, name="heldout",
+                                                                                 coil_families=("dipole",)),
+                        pixels_per_sample=4 * 32 * 16, coil_grid=16, val_samples=2, val_acceleration=4),
         train=TrainConfig(epochs=1, steps_per_epoch=2, warmup_epochs=0, batch_size=1, device="cpu", threads=1,
                           seed=7),
     )

@@ -212,6 +212,7 @@ def simulate_slice(
     sigma: float | None = None,
     geometry: Geometry | None = None,
     coil_grid: int = 48,
+    noise_everywhere: bool = False,
 ) -> SimulatedSlice:
     """The forward model: one slice of multi-coil raw data (module docstring).
 
@@ -226,6 +227,8 @@ def simulate_slice(
     geometry : slice position/orientation stamped on the acquisitions.
     coil_grid : the coil fields are computed on this grid and interpolated
         (:func:`recon.simulate.coils.coil_maps`).
+    noise_everywhere : noise on every ky line (so that any mask may be applied later);
+        by default only on the lines the acquisition's mask acquires in some frame.
     """
     acq.validate()
     ny, nx = acq.matrix
@@ -252,7 +255,7 @@ def simulate_slice(
     mask = cine_mask(ny, acq.acceleration, acq.n_acs, acq.frames, acq.shifted_mask)
     # noise on the lines some frame acquires (the others are never written, and
     # generating noise is the costliest step of a simulation)
-    rows = np.flatnonzero(mask.any(axis=0))
+    rows = np.arange(ny) if noise_everywhere else np.flatnonzero(mask.any(axis=0))
     noise_shape = (acq.frames, acq.n_coils, len(rows), nx_os)
     kspace[:, :, rows] += sigma * correlated_noise(noise_shape, noise_cov, rng)
     geom = geometry if geometry is not None else slice_geometry("sax", 0, 1, 10.0)

@@ -44,6 +44,9 @@ class DataConfig:
     pixels_per_sample : training strips hold about this many pixels over all frames
         (readout width ``pixels / (frames * ny)``, multiple of 8, >= 16); None trains on
         whole slices. 12 x 128 x 32 = 49152 keeps a CPU step near 2 s at 16 channels.
+    scene_reuse : training samples cut from each simulated slice (each with its own R,
+        mask shift and strip; :mod:`recon.train.data`): the simulation costs more than a
+        CPU training step, so it is amortised over this many steps.
     crop_scale : random crop of a real series, as a fraction ``(lo, hi)`` of the
         largest crop of the matrix's aspect ratio, before it is fitted to the matrix.
     augment : random 90-degree rotations, flips, temporal reversal and roll of the
@@ -68,6 +71,7 @@ class DataConfig:
     train_space: AcquisitionSpace = TRAIN_SPACE
     heldout_space: AcquisitionSpace = HELDOUT_SPACE
     pixels_per_sample: int | None = 49152
+    scene_reuse: int = 4
     crop_scale: tuple[float, float] = (0.6, 1.0)
     augment: bool = True
     maps: Literal["espirit", "true"] = "espirit"
@@ -91,6 +95,8 @@ class DataConfig:
             raise InputError(f"crop_scale must satisfy 0 < lo <= hi <= 1, got {self.crop_scale}")
         if not 0 <= self.phantom_fraction <= 1:
             raise InputError(f"phantom_fraction must lie in [0, 1], got {self.phantom_fraction}")
+        if self.scene_reuse < 1:
+            raise InputError(f"scene_reuse must be >= 1, got {self.scene_reuse}")
         if self.coil_grid < 8:
             raise InputError(f"coil_grid must be >= 8, got {self.coil_grid}")
         if self.val_samples < 1:

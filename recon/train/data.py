@@ -41,6 +41,11 @@ raw file, so there is no train/inference mismatch:
    measured data alone whatever R is. The models normalise their input themselves, so
    this only makes loss values comparable between samples.
 
+Training scenes: step 3 is the costliest, so one simulated slice (a *scene*: anatomy,
+acquisition, noise on every ky line) gives ``scene_reuse`` consecutive training samples,
+each with its own R, mask shift and strip (steps 4-7); the ESPIRiT maps of a scene are
+estimated once (the ACS block is the same whatever R).
+
 Reproducibility: a training sample depends only on ``(seed, epoch, index)``, a
 validation sample only on ``(val_seed, i)`` and its set, whatever the process, worker or
 rank that makes it.
@@ -50,7 +55,7 @@ from __future__ import annotations
 
 import glob
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +65,8 @@ from recon.errors import InputError
 from recon.kspace import normalisation_scale  # noqa: F401  (re-exported: used by the engine)
 from recon.fft import fftc, ifftc
 from recon.simulate.acquisition import Acquisition, AcquisitionSpace
-from recon.simulate.cine import resample_cycle, simulate_slice, to_slice_data
+from recon.masks import cine_mask
+from recon.simulate.cine import SimulatedSlice, resample_cycle, simulate_slice, to_slice_data
 from recon.simulate.phantom import cine_phantom
 from recon.simulate.realdata import default_data_dir, fit_to_matrix, list_series
 from recon.train.config import DataConfig
@@ -244,25 +250,58 @@ def split_series(cfg: DataConfig) -> tuple[list[Path], list[Path]]:
 # one simulated sample
 
 
-def simulate_sample(cfg: DataConfig, magnitude: np.ndarray, acq: Acquisition, rng: np.random.Generator,
-                    strip: bool) -> dict[str, torch.Tensor]:
-    """Steps 3-7 of the module docstring for magnitude frames ``[acq.frames, *acq.matrix]``.
+@dataclass
+class Scene:
+    """One simulated slice (anatomy + acquisition) from which training samples are cut.
 
-    ``strip``: cut a training strip of ``cfg.pixels_per_sample`` pixels (step 6); else the
-    whole recon matrix.
+    ``sim`` holds noise on every ky line, so any mask of the space can be applied;
+    ``maps`` (ESPIRiT from the ACS, the same block whatever R) and ``target`` are filled
+    by the first sample made from the scene.
     """
+
+    sim: SimulatedSlice
+    acq: Acquisition
+    maps: np.ndarray | None = None
+    target: np.ndarray | None = None
+
+
+def simulate_scene(cfg: DataConfig, magnitude: np.ndarray, acq: Acquisition, rng: np.random.Generator,
+                   noise_everywhere: bool = True) -> Scene:
+    """Step 3 of the module docstring: the forward model on magnitude frames ``[acq.frames, *acq.matrix]``."""
+    return Scene(simulate_slice(magnitude, acq, rng, coil_grid=cfg.coil_grid, noise_everywhere=noise_everywhere),
+                 acq)
+
+
+def scene_sample(cfg: DataConfig, scene: Scene, acq: Acquisition, rng: np.random.Generator | None,
+                 strip: bool) -> dict[str, torch.Tensor]:
+    """Steps 4-7 of the module docstring: ``scene`` acquired with ``acq``'s mask (R, ACS,
+    shifted), through the raw-data path; a training strip (position from ``rng``) when
+    ``strip``, else the whole recon matrix."""
     from recon.problem import prepare
 
-    sim = simulate_slice(magnitude, acq, rng, coil_grid=cfg.coil_grid)
-    s = to_slice_data(sim, acq)
-    p = prepare(s, maps=unit_maps(sim.csm) if cfg.maps == "true" else None)
-    k, mask, maps = p.kspace.numpy(), p.mask.numpy(), p.maps.numpy()
-    target = project_reference(sim.image, sim.csm, maps)
+    mask = cine_mask(acq.matrix[0], acq.acceleration, acq.n_acs, acq.frames, acq.shifted_mask)
+    s = to_slice_data(replace(scene.sim, mask=mask), acq)
+    if scene.maps is None and cfg.maps == "true":
+        scene.maps = unit_maps(scene.sim.csm)
+    p = prepare(s, maps=scene.maps)
+    k, maps = p.kspace.numpy(), p.maps.numpy()
+    if scene.maps is None:
+        scene.maps = maps
+    if scene.target is None:
+        scene.target = project_reference(scene.sim.image, scene.sim.csm, maps)
+    target = scene.target
     if strip:
         t, _, ny, nx = k.shape
         w = strip_width(cfg.pixels_per_sample, t, ny, nx)
         k, maps, target = readout_strip(k, maps, target, strip_start(target, w, rng), w)
     return _finish(k, mask, maps, target, acq.acceleration)
+
+
+def simulate_sample(cfg: DataConfig, magnitude: np.ndarray, acq: Acquisition, rng: np.random.Generator,
+                    strip: bool) -> dict[str, torch.Tensor]:
+    """Steps 3-7 of the module docstring for one sample of magnitude frames ``[acq.frames, *acq.matrix]``."""
+    scene = simulate_scene(cfg, magnitude, acq, rng, noise_everywhere=False)
+    return scene_sample(cfg, scene, acq, rng, strip)
 
 
 def _finish(k, mask, maps, target, acceleration: int) -> dict[str, torch.Tensor]:
@@ -296,6 +335,7 @@ class SimulatedCine:
         files = train_files if split == "train" else val_files
         self.pool = SeriesPool(files) if files else None
         self.space: AcquisitionSpace = cfg.heldout_space if split == "xval" else cfg.train_space
+        self._scene: tuple[tuple[int, int], Scene] | None = None
 
     def __len__(self) -> int:
         return self.cfg.val_samples if self.split != "train" else 2**31 - 1
@@ -335,10 +375,28 @@ class SimulatedCine:
         return self.space.draw(rng, acceleration=None if self.split == "train" else self.cfg.val_acceleration)
 
     def sample(self, epoch: int, index: int) -> dict[str, torch.Tensor]:
-        rng = self.rng(epoch, index)
-        acq = self.acquisition(rng)
-        mag = self.magnitude(rng, acq.frames, acq.matrix)
-        return simulate_sample(self.cfg, mag, acq, rng, strip=self.split == "train")
+        """Validation: sample ``index`` of the fixed set. Training: a variant of scene
+        ``index // scene_reuse`` (the last scene is kept, so consecutive samples of one
+        scene simulate it once): its own R and mask shift from the space and its own
+        strip; everything depends only on ``(seed, epoch, index)``."""
+        if self.split != "train":
+            rng = self.rng(epoch, index)
+            acq = self.acquisition(rng)
+            return simulate_sample(self.cfg, self.magnitude(rng, acq.frames, acq.matrix), acq, rng, strip=False)
+        scene = self.scene(epoch, index // self.cfg.scene_reuse)
+        rng = np.random.default_rng([_TRAIN_STREAM, self.seed, epoch, index, 1])
+        acq = replace(scene.acq, acceleration=int(rng.choice(self.space.accelerations)),
+                      shifted_mask=bool(rng.random() < self.space.shifted_mask))
+        return scene_sample(self.cfg, scene, acq, rng, strip=True)
+
+    def scene(self, epoch: int, number: int) -> Scene:
+        """Training scene ``number`` of ``epoch`` (simulated on first use, the last one kept)."""
+        key = (epoch, number)
+        if self._scene is None or self._scene[0] != key:
+            rng = self.rng(epoch, number)
+            acq = self.acquisition(rng)
+            self._scene = (key, simulate_scene(self.cfg, self.magnitude(rng, acq.frames, acq.matrix), acq, rng))
+        return self._scene[1]
 
 
 def _expand_files(patterns: tuple[str, ...]) -> list[Path]:

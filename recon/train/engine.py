@@ -300,12 +300,10 @@ class Trainer:
         plot_curves(self.history, self.out / "loss_curve.png")
         example = self._val_example
         if example is not None and epochs:
-            from recon.evaluate import heart_row
             from recon.figures import comparison_figure
 
             name, target, zf, rec = example
             comparison_figure(target, {"zero-filled": zf, self.cfg.model.name: rec}, self.out / "validation.png",
-                              profile_row=heart_row(target),
                               title=f"validation set {name}, sample 0, epoch {epochs[-1].get('epoch', len(epochs))}")
 
     # ------------------------------------------------------------------ the run
