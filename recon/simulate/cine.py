@@ -322,6 +322,23 @@ def simulate_scan(cfg: SimulationConfig) -> SimulatedScan:
     return SimulatedScan(cfg, slices, noise, sigma)
 
 
+def write_slice_file(path: str | Path, sim: SimulatedSlice, acq: Acquisition, noise_samples: int = 2048,
+                     seed: int = 0) -> Path:
+    """One simulated slice as an ISMRMRD raw file, acquired with ``acq``'s mask (R, ACS,
+    shift) and line order, a noise scan first (``noise_samples`` per coil with the slice's
+    covariance and sigma; needs ``sim.noise_cov``) and the references ``ground_truth`` and
+    ``csm``. ``sim.kspace`` must hold noise on every line the mask acquires."""
+    mask = cine_mask(acq.matrix[0], acq.acceleration, acq.n_acs, acq.frames, acq.shifted_mask)
+    noise = None
+    if noise_samples and sim.noise_cov is not None:
+        rng = np.random.default_rng(seed)
+        noise = sim.sigma * correlated_noise((acq.n_coils, 1, noise_samples), sim.noise_cov, rng)[:, 0]
+    headers, data = scan_to_acquisitions([(sim.kspace, mask, sim.geometry)], acs_indices(acq.matrix[0], acq.n_acs),
+                                         noise=noise, ordering=acq.ordering)
+    return write_raw(path, build_cine_header(protocol(acq)), headers, data,
+                     references={"ground_truth": [sim.reference], "csm": [sim.csm]})
+
+
 def simulate_to_file(cfg: SimulationConfig, path: str | Path) -> dict:
     """Simulate a scan and write it as one ISMRMRD raw file; returns a summary dict.
 

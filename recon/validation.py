@@ -1,0 +1,115 @@
+"""Validation that tells how a model carries over to data it was not trained on.
+
+Two sets, both on the held-out patients (``DataConfig.holdout``) and written as ISMRMRD
+raw files, so that every method runs through the same reader and pipeline as a user's
+data (:func:`recon.evaluate.evaluate`):
+
+* ``val``: acquisitions from the training space (in distribution);
+* ``xval``: acquisitions from the held-out space (a coil model, coil counts, a noise band
+  and a line order training never saw).
+
+Case ``i`` of a set is one slice of a held-out patient with one acquisition; the same
+case is written at every R (only the mask changes), so the rows of the table compare
+the accelerations on the same anatomy and acquisition. ``crunet validate`` writes the
+files, runs every method and writes ``validation.md`` / ``validation.json``: per set and
+R, the mean +- std of PSNR / SSIM / HaarPSI and seconds per slice, and the gap between
+the two sets (how far in-distribution validation over-states quality elsewhere).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from recon.masks import CMRX_ACCELERATIONS
+from recon.train.config import DataConfig
+
+SETS = {"val": "held-out patient, training acquisitions", "xval": "held-out patient, held-out acquisitions"}
+
+
+def write_cases(out_dir: str | Path, cfg: DataConfig = DataConfig(), accelerations=CMRX_ACCELERATIONS,
+                cases: int = 3, log=print) -> dict[str, dict[int, list[Path]]]:
+    """Raw files ``<out>/<set>/r<R>_case<i>.h5`` -> ``{set: {R: [paths]}}`` (existing files are kept)."""
+    from recon.simulate.cine import write_slice_file
+    from recon.train.data import SimulatedCine, simulate_scene
+
+    out = Path(out_dir)
+    files: dict[str, dict[int, list[Path]]] = {}
+    for name in SETS:
+        src = SimulatedCine(cfg, seed=0, split=name)
+        (out / name).mkdir(parents=True, exist_ok=True)
+        files[name] = {int(r): [] for r in accelerations}
+        for i in range(cases):
+            paths = {int(r): out / name / f"r{int(r)}_case{i}.h5" for r in accelerations}
+            files_needed = [p for p in paths.values() if not p.is_file()]
+            if files_needed:
+                rng = src.rng(0, 1000 + i)  # not the trainer's validation samples (0 .. val_samples - 1)
+                acq = src.space.draw(rng, acceleration=int(accelerations[0]))
+                scene = simulate_scene(cfg, src.magnitude(rng, acq.frames, acq.matrix), acq, rng)
+                for r, path in paths.items():
+                    write_slice_file(path, scene.sim, replace(acq, acceleration=r))
+                log(f"{name} case {i}: {acq.coil_family} x{acq.n_coils}, SNR {acq.snr:.0f}, {acq.matrix[0]}x"
+                    f"{acq.matrix[1]}, {acq.frames} frames, {acq.ordering} order")
+            for r, path in paths.items():
+                files[name][r].append(path)
+    return files
+
+
+def run_validation(out_dir: str | Path, methods: tuple[str, ...], weights: tuple[str, ...] = (),
+                   cfg: DataConfig = DataConfig(), accelerations=CMRX_ACCELERATIONS, cases: int = 3,
+                   device: str = "auto", figures: bool = False, log=print) -> dict:
+    """Write the cases, evaluate ``methods`` (+ ``weights`` dirs) per set and R, write the report."""
+    from recon.evaluate import EvalConfig, evaluate
+
+    out = Path(out_dir)
+    files = write_cases(out, cfg, accelerations, cases, log)
+    ecfg = EvalConfig(methods=tuple(methods), weights=tuple(weights), device=device, figures=figures)
+    results: dict = {"methods": list(methods) + [Path(w).name for w in weights], "cases": cases, "sets": {}}
+    for name, by_r in files.items():
+        results["sets"][name] = {}
+        for r, paths in by_r.items():
+            log(f"== {name} ({SETS[name]}), R = {r}")
+            res = evaluate(paths, out / name / f"r{r}", ecfg, log=log)
+            results["sets"][name][r] = {row["method"]: row for row in res["summary"]}
+    (out / "validation.json").write_text(json.dumps(results, indent=1, default=float) + "\n")
+    (out / "validation.md").write_text(markdown(results))
+    return results
+
+
+def _cell(row: dict, key: str, fmt: str) -> str:
+    if f"{key}_mean" not in row:
+        return "n/a"
+    return f"{fmt.format(row[key + '_mean'])} ± {fmt.format(row[key + '_std'])}"
+
+
+def markdown(results: dict) -> str:
+    """The validation tables (one per set) and the in-distribution vs held-out gap."""
+    lines = [f"# Validation on held-out data ({results['cases']} cases per set and R)", ""]
+    for name, by_r in results["sets"].items():
+        lines += [f"## {name}: {SETS[name]}", "",
+                  "| R | method | PSNR dB | SSIM | HaarPSI | s / slice |", "|---|---|---|---|---|---|"]
+        for r, rows in by_r.items():
+            for m, row in rows.items():
+                lines.append(f"| {r} | {m} | {_cell(row, 'psnr', '{:.2f}')} | {_cell(row, 'ssim', '{:.3f}')} | "
+                             f"{_cell(row, 'haarpsi', '{:.3f}')} | {_cell(row, 'seconds', '{:.2f}')} |")
+        lines.append("")
+    sets = results["sets"]
+    if "val" in sets and "xval" in sets:
+        lines += ["## In distribution minus held-out acquisitions (PSNR dB)", "", "| R | method | gap |", "|---|---|---|"]
+        for r in sets["val"]:
+            for m in sets["val"][r]:
+                a, b = sets["val"][r][m].get("psnr_mean"), sets["xval"].get(r, {}).get(m, {}).get("psnr_mean")
+                if a is not None and b is not None:
+                    lines.append(f"| {r} | {m} | {a - b:+.2f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def best_of(results: dict, set_name: str, r: int, methods: tuple[str, ...]) -> str | None:
+    """The method with the highest mean PSNR among ``methods`` in one table (None if absent)."""
+    rows = results["sets"].get(set_name, {}).get(r, {})
+    scored = [(rows[m]["psnr_mean"], m) for m in methods if m in rows and "psnr_mean" in rows[m]]
+    return max(scored)[1] if scored else None
+
+
