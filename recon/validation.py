@@ -77,6 +77,18 @@ def run_validation(out_dir: str | Path, methods: tuple[str, ...], weights: tuple
     return results
 
 
+def load_results(out_dir: str | Path) -> dict:
+    """``<out_dir>/validation.json`` as :func:`run_validation` returned it (R keys as ints)."""
+    from recon.errors import InputError
+
+    path = Path(out_dir) / "validation.json"
+    if not path.is_file():
+        raise InputError(f"{path}: no crunet validate report")
+    results = json.loads(path.read_text())
+    results["sets"] = {name: {int(r): rows for r, rows in by_r.items()} for name, by_r in results["sets"].items()}
+    return results
+
+
 def _cell(row: dict, key: str, fmt: str) -> str:
     if f"{key}_mean" not in row:
         return "n/a"

@@ -28,6 +28,7 @@ COMMANDS = {
     "recon-file": ("recon.cli.recon_file", "reconstruct every slice of a raw file into ISMRMRD images"),
     "evaluate": ("recon.cli.evaluate", "compare methods on data with ground truth: table, statistics, figures"),
     "validate": ("recon.cli.validate", "every method on held-out patients with training and held-out acquisitions, per R"),
+    "ship": ("recon.cli.ship", "copy a training run's weights into weights/NAME with their card (CARD.md)"),
     "train": ("recon.cli.train", "train a learned reconstruction (CRUNet-MR, CRNN-MRI) from a YAML run config"),
     "serve": ("recon.cli.serve", "serve Gadgetron's client protocol (gadgetron_ismrmrd_client works unchanged)"),
     "replay": ("recon.cli.replay", "send a raw file to Gadgetron or crunet serve and store the images"),

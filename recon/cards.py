@@ -1,0 +1,122 @@
+"""Weights cards: what a shipped model is, how it was trained and how well it does.
+
+``crunet ship RUN NAME`` copies a finished (or stopped) training run's weights into
+``weights/NAME/`` and writes ``CARD.md`` beside them from the run folder
+(``config.yaml``, ``metrics.json``) and, when given, a ``crunet validate`` report:
+
+* the model (architecture, parameters) and the data it saw: the acquisition space, the
+  training and held-out patients (``weights/SPLIT.md``), steps, batch, schedule;
+* the machine and the wall time of the run, seconds per step;
+* the validation curve's last values on both validation sets (held-out patient with
+  training acquisitions; with held-out acquisitions);
+* the per-R table of ``crunet validate`` (both sets, every method it compared).
+
+The card is regenerated from files, never typed by hand, so its numbers are the run's.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+from pathlib import Path
+
+import torch
+
+from recon.config import load_yaml
+from recon.errors import InputError
+from recon.validation import load_results
+from recon.validation import markdown as validation_markdown
+from recon.weights import CONFIG_FILE, MANIFEST_FILE, WEIGHTS_FILE, read_manifest
+
+CARD_FILE = "CARD.md"
+
+
+def _run_summary(run: Path) -> tuple[dict, dict]:
+    cfg_path, metrics_path = run / "config.yaml", run / "metrics.json"
+    if not cfg_path.is_file() or not metrics_path.is_file():
+        raise InputError(f"{run}: not a training run folder (config.yaml and metrics.json are needed)")
+    return load_yaml(cfg_path), json.loads(metrics_path.read_text())
+
+
+def _model_line(model: dict) -> str:
+    if model["name"] == "crnn":
+        c = model["crnn"]
+        return f"CRNN-MRI, {c['channels']} channels, {c['cascades']} cascades x {c['layers']} layers"
+    c = model["crunet"]
+    bank = {"none": "no feature bank", "conv": "feature bank fused by a 3x3 conv",
+            "ca": "feature bank fused by channel attention + 3x3 projection"}[c["fusion"]]
+    depth = "" if c["fusion"] == "none" else f" (bank depth {c['bank_depth'] or 'all earlier cascades'})"
+    return f"CRUNet-MR, {c['channels']} channels, {c['cascades']} cascades, {bank}{depth}"
+
+
+def card_markdown(name: str, run: Path, manifest: dict, validation: dict | None = None) -> str:
+    """The card of weights ``name`` trained in ``run`` (see the module docstring)."""
+
+    cfg, metrics = _run_summary(run)
+    epochs = metrics.get("epochs", [])
+    t, data = cfg["train"], cfg["data"]
+    steps = epochs[-1]["step"] if epochs else 0
+    hours = sum(e.get("seconds", 0.0) for e in epochs) / 3600
+    planned = t["epochs"] * t["steps_per_epoch"]
+    lines = [
+        f"# {name}", "",
+        f"{_model_line(cfg['model'])}; {manifest.get('parameters', 0):,} parameters. "
+        f"`model.safetensors` sha256 `{manifest['files'][WEIGHTS_FILE]['sha256']}`.", "",
+        "## Training", "",
+        f"- Steps: {steps:,} of {planned:,} planned ({len(epochs)} of {t['epochs']} epochs x "
+        f"{t['steps_per_epoch']} steps), batch {t['batch_size']}, AdamW lr {t['lr']:g} -> {t['min_lr']:g} "
+        f"(warm-up {t['warmup_epochs']} epochs, cosine), weight decay {t['weight_decay']:g}; "
+        f"loss {t['loss']}.",
+        f"- Wall time: {hours:.2f} h on {metrics.get('device', '?')} ({platform.machine()}, "
+        f"{torch.get_num_threads()} torch threads available here; the run used {t.get('threads') or 'default'}), "
+        f"{(epochs[-1]['seconds_per_step'] if epochs else float('nan')):.2f} s/step in the last epoch.",
+        f"- Data: simulated on the fly ({data['source']}, images {data['images']}, maps {data['maps']}): "
+        f"acquisitions from the training space (coil families {', '.join(data['train_space']['coil_families'])}, "
+        f"{min(data['train_space']['coil_counts'])}-{max(data['train_space']['coil_counts'])} coils, image SNR "
+        f"bands {data['train_space']['snr_bands']}, matrix {data['train_space']['matrix']}, frames "
+        f"{data['train_space']['frames']}, R {data['train_space']['accelerations']}), strips of "
+        f"{data['pixels_per_sample']} pixels, {data['scene_reuse']} samples per simulated slice.",
+        f"- Held-out patients (never trained on): {', '.join(data['holdout'])}; see `weights/SPLIT.md`.",
+        f"- Full configuration: `train_config.yaml` beside this card (the run's resolved config).", "",
+    ]
+    val = [e for e in epochs if "val_psnr" in e]
+    if val:
+        last = val[-1]
+        lines += ["## Validation during training (R = 8, last epoch)", "",
+                  "| set | model PSNR dB | zero-filled PSNR dB | model SSIM | zero-filled SSIM |",
+                  "|---|---|---|---|---|",
+                  f"| held-out patient, training acquisitions | {last['val_psnr']:.2f} | {last['zf_psnr']:.2f} | "
+                  f"{last['val_ssim']:.3f} | {last['zf_ssim']:.3f} |"]
+        if "xval_psnr" in last:
+            lines.append(f"| held-out patient, held-out acquisitions | {last['xval_psnr']:.2f} | "
+                         f"{last['xval_zf_psnr']:.2f} | {last['xval_ssim']:.3f} | {last['xval_zf_ssim']:.3f} |")
+        lines += ["", "`loss_curve.png` (loss per step, validation PSNR per epoch) and `validation.png` are the "
+                  "run's figures.", ""]
+    if validation is not None:
+        body = validation_markdown(validation).split("\n", 1)[1]  # drop its title
+        lines += [f"## `crunet validate` ({validation['cases']} cases per set and R)", "", body.strip(), ""]
+    return "\n".join(lines) + "\n"
+
+
+def ship(run: str | Path, name: str, dest_root: str | Path, validation_dir: str | Path | None = None) -> Path:
+    """Copy ``run``'s weights to ``<dest_root>/<name>/`` with the run's config, curves and a card.
+
+    Uses ``run/weights`` (written when the run completed); a run stopped early must be
+    finished or its weights written first (``crunet train --resume``)."""
+    run = Path(run)
+    src = run / "weights"
+    if not (src / MANIFEST_FILE).is_file():
+        raise InputError(f"{run}: no weights/ with a manifest (the run has not finished; resume it to the end)")
+    manifest = read_manifest(src)
+    dest = Path(dest_root) / name
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in (WEIGHTS_FILE, CONFIG_FILE, MANIFEST_FILE):
+        shutil.copy2(src / f, dest / f)
+    shutil.copy2(run / "config.yaml", dest / "train_config.yaml")
+    for f in ("loss_curve.png", "validation.png", "metrics.csv"):
+        if (run / f).is_file():
+            shutil.copy2(run / f, dest / f)
+    validation = load_results(validation_dir) if validation_dir is not None else None
+    (dest / CARD_FILE).write_text(card_markdown(name, run, manifest, validation))
+    return dest

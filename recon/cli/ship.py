@@ -1,0 +1,29 @@
+"""``crunet ship``: a training run's weights into ``weights/NAME/`` with their card.
+
+Copies ``RUN/weights`` (safetensors + config + SHA-256 manifest), the run's resolved
+config, loss curve and validation figure, and writes ``CARD.md`` (model, data, split,
+steps, wall time, machine, validation tables; ``--validation`` adds a ``crunet validate``
+report).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="training run folder (crunet train --out)")
+    p.add_argument("name", help="weights name (e.g. crunet_ca)")
+    p.add_argument("--dest", default=None, help="weights root (default: the project's weights/)")
+    p.add_argument("--validation", default=None, metavar="DIR", help="a crunet validate output folder")
+
+
+def run(args: argparse.Namespace) -> int:
+    from recon.cards import ship
+    from recon.weights import builtin_weights_dirs
+
+    dest = Path(args.dest) if args.dest else builtin_weights_dirs()[0]
+    out = ship(args.run, args.name, dest, args.validation)
+    print(f"weights: {out} (card: {out / 'CARD.md'})")
+    return 0

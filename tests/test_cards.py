@@ -1,0 +1,57 @@
+"""crunet ship: a run's weights into weights/NAME with the card written from the run's own files."""
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from recon.cli import main
+from recon.errors import InputError
+from recon.models.config import CRUNetConfig, ModelConfig
+from recon.simulate.acquisition import HELDOUT_SPACE, TRAIN_SPACE
+from recon.train.config import DataConfig, RunConfig, TrainConfig
+from recon.train.engine import train
+from recon.validation import run_validation
+from recon.weights import load_weights
+
+TINY = dict(matrix=(32, 32), phase_fraction=(1.0, 1.0), frames=(3, 3), coil_counts=(3,), n_acs=8, accelerations=(4,))
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("run")
+    cfg = RunConfig(model=ModelConfig(name="crunet", crunet=CRUNetConfig(channels=4, cascades=2, fusion="ca")),
+                    data=DataConfig(images="phantom", train_space=replace(TRAIN_SPACE, **TINY),
+                                    heldout_space=replace(HELDOUT_SPACE, **TINY), pixels_per_sample=3 * 32 * 16,
+                                    coil_grid=16, val_samples=1, val_acceleration=4),
+                    train=TrainConfig(epochs=1, steps_per_epoch=2, warmup_epochs=0, device="cpu", threads=1))
+    try:
+        train(cfg, out, progress=False)
+    finally:
+        torch.set_num_threads(n)
+    return out
+
+
+def test_ship_writes_weights_and_card(run, tmp_path, capsys):
+    val = tmp_path / "val"
+    run_validation(val, ("zf",), cfg=DataConfig(images="phantom", train_space=replace(TRAIN_SPACE, **TINY),
+                                                heldout_space=replace(HELDOUT_SPACE, **TINY), coil_grid=16),
+                   accelerations=(4,), cases=1, device="cpu", log=lambda *_: None)
+    assert main(["ship", str(run), "tiny_ca", "--dest", str(tmp_path / "w"), "--validation", str(val)]) == 0
+    dest = tmp_path / "w" / "tiny_ca"
+    model, cfg = load_weights(dest)  # manifest checked
+    assert cfg.crunet.fusion == "ca"
+    card = (dest / "CARD.md").read_text()
+    assert "channel attention" in card and "Steps: 2 of 2 planned" in card and "sha256" in card
+    assert "held-out patient, held-out acquisitions" in card and "| 4 | zf |" in card
+    for f in ("train_config.yaml", "loss_curve.png", "metrics.csv"):
+        assert (dest / f).is_file(), f
+
+
+def test_ship_refuses_an_unfinished_run(tmp_path):
+    (tmp_path / "config.yaml").write_text("{}")
+    with pytest.raises(InputError, match="no weights"):
+        from recon.cards import ship
+        ship(tmp_path, "x", tmp_path / "w")
