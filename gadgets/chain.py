@@ -29,7 +29,7 @@ from gadgets.settings import GadgetSettings
 from recon.errors import InputError
 from recon.io import flags as F
 from recon.io.header import encoding_info
-from recon.noise import noise_scale, whitening_matrix
+from recon.noise import NOISE_SIGMA_KEY, noise_scale, sigma_from_noise_scan, whitened_sigma, whitening_matrix
 from recon.pipeline import slice_to_images
 
 log = logging.getLogger("crunet.chain")
@@ -52,11 +52,16 @@ class SliceReconstructor:
         self.config = settings.recon_config()
         self.next_index = 1
         self.seconds: list[float] = []
+        #: k-space noise std of the data after the chain's noise adjustment (None: unknown,
+        #: the methods estimate it from the data)
+        self.noise_sigma: float | None = None
 
     def bucket(self, bucket: Bucket) -> list[ismrmrd.Image]:
         """Reconstruct the slice in ``bucket``; raises InputError on bad data."""
         t0 = time.perf_counter()
         s = bucket_to_slice(bucket, self.encoding, self.header)
+        if self.noise_sigma is not None:
+            s.extra[NOISE_SIGMA_KEY] = self.noise_sigma
         images, _ = slice_to_images(s, self.config, start_index=self.next_index)
         self.next_index += len(images)
         self.seconds.append(time.perf_counter() - t0)
@@ -88,6 +93,7 @@ class ChainSession:
         self._noise_dwell = 0.0
         self._whiten: np.ndarray | None = None
         self._noise_usable = settings.noise_adjust
+        self._sigma_known = False  # noise level of the data decided (at the first imaging line)
         self._pending: dict[int, list[ismrmrd.Acquisition]] = {}
         self.ignored = 0
         self.received = 0
@@ -96,6 +102,20 @@ class ChainSession:
         if self._whiten is None and self._noise and self._noise_usable:
             self._whiten = whitening_matrix(np.concatenate(self._noise, axis=1))
         return self._whiten
+
+    def _data_noise_sigma(self, acq: ismrmrd.Acquisition, whitened: bool) -> float | None:
+        """k-space noise std of the imaging data as they leave noise adjustment: known
+        after whitening (:func:`recon.noise.whitened_sigma`), from the noise scan when
+        there is one but no whitening, else None (estimated from the data later)."""
+        if whitened:
+            return whitened_sigma(acq.sample_time_us, self._noise_dwell)
+        if not self._noise:
+            return None
+        try:
+            return sigma_from_noise_scan(np.concatenate(self._noise, axis=1), self._noise_dwell, acq.sample_time_us)
+        except InputError as exc:
+            log.warning("noise scan gives no noise level (%s); it is estimated from the data", exc)
+            return None
 
     def acquisition(self, acq: ismrmrd.Acquisition) -> list:
         """Take one acquisition; returns images/errors of a slice it completes."""
@@ -114,6 +134,9 @@ class ChainSession:
             self._noise, self._noise_usable = [], False
             self._pending.setdefault(int(acq.idx.slice), []).append(acq)
             return [ChainError(f"crunet: noise scan unusable, continuing without noise adjustment: {exc}")]
+        if not self._sigma_known:
+            self.recon.noise_sigma = self._data_noise_sigma(acq, whitened=w is not None)
+            self._sigma_known = True
         if w is not None:
             if acq.data.shape[0] != w.shape[0]:
                 return [ChainError(f"crunet: acquisition {acq.scan_counter} has {acq.data.shape[0]} channels, "

@@ -1,4 +1,6 @@
-"""Noise pre-whitening from a noise scan (what Gadgetron's NoiseAdjustGadget does).
+"""Noise of k-space: pre-whitening with a noise scan, and the noise level of a slice.
+
+Pre-whitening (what Gadgetron's NoiseAdjustGadget does).
 
 With noise samples ``n [c, N]`` the coil noise covariance is
 ``Psi = n n^H / (N - 1)``; the whitening matrix ``W = L^{-1}`` with
@@ -7,6 +9,14 @@ Gadgetron also scales by the ratio of dwell times and the receiver noise bandwid
 (``sqrt(2 * dwell_data * bandwidth / dwell_noise)``), which :func:`noise_scale`
 computes; a uniform scale changes no reconstruction but keeps intensities
 comparable with Gadgetron's own chains.
+
+Noise level. The classical methods derive their regularisation from the per-coil
+k-space noise std ``sigma`` (``sqrt(E|n|^2)`` of one complex sample, RMS over
+coils): :func:`sigma_from_noise_scan` from a noise scan, :func:`whitened_sigma`
+after the whitening above, :func:`estimate_sigma` from the calibration lines of the
+data itself when there is no noise scan. With orthonormal FFTs, white noise keeps
+its variance through readout-oversampling removal (a crop in image space), so the
+value on the encoded grid is the value on the recon grid.
 """
 
 from __future__ import annotations
@@ -47,3 +57,265 @@ def whiten(data: np.ndarray, w: np.ndarray, coil_axis: int = 0) -> np.ndarray:
     if moved.shape[-1] != w.shape[0]:
         raise InputError(f"whitening matrix is for {w.shape[0]} coils, data has {moved.shape[-1]}")
     return np.moveaxis(moved @ w.T, -1, coil_axis).astype(np.complex64)
+
+
+# ---------------------------------------------------------------------------
+# Noise level of k-space: from a noise scan, or estimated from the data
+
+#: Key of :attr:`recon.slicedata.SliceData.extra` holding the per-coil k-space noise
+#: std (float) of the slice's data, set where a noise scan is known (file reader, chain).
+NOISE_SIGMA_KEY = "noise_sigma"
+
+#: Target number of columns ``c * ky * kx`` of the calibration matrix (kernel size rule).
+CALIBRATION_COLUMNS = 400
+#: Rows of the calibration matrix per column (more rows only cost time).
+ROWS_PER_COLUMN = 8
+#: Quantile of the calibration matrix's eigenvalues matched to Marchenko-Pastur.
+NOISE_QUANTILE = 0.1
+
+
+def check_sigma(sigma: float, what: str = "noise sigma") -> float:
+    """``sigma`` as a float; InputError unless finite and >= 0."""
+    try:
+        value = float(sigma)
+    except (TypeError, ValueError):
+        raise InputError(f"{what} must be a number, got {sigma!r}") from None
+    if not np.isfinite(value) or value < 0:
+        raise InputError(f"{what} must be finite and >= 0, got {sigma!r}")
+    return value
+
+
+def sigma_from_noise_scan(noise: np.ndarray, noise_dwell_us: float = 0.0, data_dwell_us: float = 0.0) -> float:
+    """Per-coil k-space noise std of the data, from noise samples ``[c, N]``.
+
+    ``sqrt(trace(Psi) / c)``: the root mean over coils of the complex variance
+    ``E|n_c|^2`` (the RMS of the per-coil stds). White receiver noise has a variance
+    per sample proportional to the bandwidth ``1 / dwell``, so with both dwell times
+    known (> 0) the noise-scan variance is scaled by ``noise_dwell / data_dwell``;
+    otherwise the scan is taken to have the data's bandwidth.
+
+    Raises InputError for non-finite samples or fewer than 2 samples.
+    """
+    noise = np.asarray(noise)
+    if noise.ndim == 2 and not np.isfinite(noise).all():
+        raise InputError("noise scan contains NaN or infinite samples")
+    psi = noise_covariance(noise)
+    variance = float(np.real(np.trace(psi))) / psi.shape[0]
+    if noise_dwell_us > 0 and data_dwell_us > 0:
+        variance *= noise_dwell_us / data_dwell_us
+    return check_sigma(np.sqrt(max(variance, 0.0)), "noise-scan sigma")
+
+
+def whitened_sigma(data_dwell_us: float, noise_dwell_us: float) -> float:
+    """Per-coil k-space noise std after :func:`whiten` and the :func:`noise_scale` factor.
+
+    Whitening leaves unit variance at the noise scan's bandwidth; the data's variance
+    differs by ``noise_dwell / data_dwell`` (see :func:`sigma_from_noise_scan`), and the
+    Gadgetron scale multiplies the std by :func:`noise_scale`: the result is
+    ``sqrt(2 * bandwidth)`` when both dwell times are known, 1 otherwise.
+    """
+    ratio = noise_dwell_us / data_dwell_us if noise_dwell_us > 0 and data_dwell_us > 0 else 1.0
+    return float(noise_scale(data_dwell_us, noise_dwell_us) * np.sqrt(ratio))
+
+
+def calibration_block(mask: np.ndarray) -> np.ndarray:
+    """ky indices ``[n]`` of the calibration block of a line mask ``[t, y]``.
+
+    The longest run of consecutive lines sampled in every frame, preferring the
+    run that holds the centre line ``y // 2`` (empty when no line is sampled in
+    every frame).
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if mask.ndim != 2:
+        raise InputError(f"line mask must be [frames, lines], got shape {mask.shape}")
+    common = np.flatnonzero(mask.all(axis=0))
+    if len(common) == 0:
+        return common
+    runs = np.split(common, np.flatnonzero(np.diff(common) != 1) + 1)
+    centre = [r for r in runs if r[0] <= mask.shape[1] // 2 <= r[-1]]
+    return centre[0] if centre else max(runs, key=len)
+
+
+def calibration_kernel(n_coils: int, n_lines: int, n_x: int) -> tuple[int, int]:
+    """Kernel ``(ky, kx)`` of the calibration matrix: ``c * k^2`` near
+    :data:`CALIBRATION_COLUMNS` (k in 3..9), ky at most half the lines of the block.
+
+    Enough columns that the signal (rank about ``(k + w - 1)^2`` for coil maps of
+    k-space width ``w``) leaves most eigenvalues to the noise.
+    """
+    k = int(np.clip(round(np.sqrt(CALIBRATION_COLUMNS / max(n_coils, 1))), 3, 9))
+    return max(1, min(k, n_lines // 2)), max(1, min(k, n_x // 2))
+
+
+def calibration_matrix(block: np.ndarray, kernel: tuple[int, int], max_rows: int) -> np.ndarray:
+    """Rows of k-space patches of a calibration block.
+
+    Parameters
+    ----------
+    block : complex ``[t, c, n, x]``, calibration lines of every frame.
+    kernel : patch size ``(ky, kx)``.
+    max_rows : at most this many patches, evenly spaced over frames and positions.
+
+    Returns
+    -------
+    complex128 ``[rows, c * ky * kx]``.
+    """
+    t, c, n, nx = block.shape
+    ky, kx = kernel
+    windows = np.lib.stride_tricks.sliding_window_view(block, (ky, kx), axis=(2, 3))  # [t, c, py, px, ky, kx]
+    py, px = windows.shape[2:4]
+    total = t * py * px
+    pick = np.unique(np.linspace(0, total - 1, min(total, max_rows)).round().astype(np.int64))
+    f, rest = np.divmod(pick, py * px)
+    iy, ix = np.divmod(rest, px)
+    rows = windows[f, :, iy, ix]  # [rows, c, ky, kx]
+    return rows.reshape(len(pick), c * ky * kx).astype(np.complex128)
+
+
+def marchenko_pastur_quantile(q: float, beta: float, n_grid: int = 4097) -> float:
+    """Quantile ``q`` of the Marchenko-Pastur law of ratio ``beta`` in (0, 1] (unit variance).
+
+    The eigenvalues of ``X^H X / M`` for ``X [M, N]`` of iid unit-variance entries,
+    ``beta = N / M``, follow the density ``sqrt((b - x)(x - a)) / (2 pi beta x)`` on
+    ``[a, b] = [(1 - sqrt(beta))^2, (1 + sqrt(beta))^2]``.
+    """
+    a, b = (1 - np.sqrt(beta)) ** 2, (1 + np.sqrt(beta)) ** 2
+    # substitution x = a + (b - a) sin^2(u) removes the square-root end points
+    u = np.linspace(0.0, np.pi / 2, n_grid)
+    x = a + (b - a) * np.sin(u) ** 2
+    dens = np.sqrt(np.clip((b - x) * (x - a), 0, None)) / (2 * np.pi * beta * np.maximum(x, 1e-300))
+    integrand = dens * 2 * (b - a) * np.sin(u) * np.cos(u)
+    cdf = np.concatenate([[0.0], np.cumsum(0.5 * (integrand[1:] + integrand[:-1]) * np.diff(u))])
+    return float(np.interp(q, cdf / cdf[-1], x))
+
+
+def estimate_sigma(kspace, mask, quantile: float = NOISE_QUANTILE) -> float:
+    """Per-coil k-space noise std estimated from the calibration lines of the data.
+
+    Every frame's calibration block (lines sampled in all frames) gives k-space
+    patches of all coils; their calibration matrix ``A [M, N]`` (as in ESPIRiT) is
+    the sum of a signal part of low rank (the coil maps are smooth, so multi-coil
+    patches live in a subspace) and the noise. The eigenvalues of ``A^H A / M`` are
+    then the signal's (few, large) and the noise's, which follow the
+    Marchenko-Pastur law of ratio ``N / M`` scaled by ``sigma^2``. Signal only adds
+    positive energy, so the lower quantile ``q`` of the eigenvalues is the least
+    contaminated: ``sigma^2 = lambda_(q) / MP_quantile(q)``. Exactly equivariant to a
+    global scale of the data. Coil-dependent noise levels give about the RMS over
+    coils (slightly below it: the spread of the per-coil variances widens the
+    eigenvalue law). A very low noise level is overestimated (signal leaks into the
+    lowest eigenvalues), never by orders of magnitude. Measured on simulated cine
+    (128 x 128, 12 frames, R = 8, phantom and two real series, 4-30 coils with
+    per-coil variances in [0.7, 1.3] sigma^2): the ratio to the true RMS sigma is
+    0.96-1.20 for SNR 3-1000 on the recon grid (0.96-1.07 with the readout
+    oversampling kept), at most 1.5 at SNR 1e4 and 6.5 at SNR 1e5 (4 coils).
+
+    The kernel (:func:`calibration_kernel`) keeps about :data:`CALIBRATION_COLUMNS`
+    columns; :data:`ROWS_PER_COLUMN` times as many rows are used (0.05-0.2 s per slice).
+
+    Parameters
+    ----------
+    kspace : complex ``[t, c, y, x]`` (numpy or torch), zeros where not sampled; any
+        readout grid (with or without oversampling: the noise of white samples keeps
+        its variance through the orthonormal crop).
+    mask : bool ``[t, y]``, sampled lines.
+    quantile : eigenvalue quantile matched to Marchenko-Pastur (in (0, 0.5]).
+
+    Returns
+    -------
+    float, the per-coil k-space noise std (``sqrt(E|n|^2)``).
+
+    Raises
+    ------
+    InputError : no calibration lines (too few lines sampled in every frame).
+    """
+    k = kspace.detach().cpu().numpy() if hasattr(kspace, "detach") else np.asarray(kspace)
+    m = mask.detach().cpu().numpy() if hasattr(mask, "detach") else np.asarray(mask)
+    if k.ndim != 4 or m.shape != (k.shape[0], k.shape[2]):
+        raise InputError(f"k-space must be [t, c, y, x] with a mask [t, y], got {k.shape} and {m.shape}")
+    if not 0 < quantile <= 0.5:
+        raise InputError(f"quantile must lie in (0, 0.5], got {quantile}")
+    lines = calibration_block(m)
+    kernel = calibration_kernel(k.shape[1], len(lines), k.shape[3])
+    n_cols = k.shape[1] * kernel[0] * kernel[1]
+    a = calibration_matrix(k[:, :, lines], kernel, ROWS_PER_COLUMN * n_cols) if len(lines) >= 4 else None
+    if a is None or a.shape[0] <= n_cols:
+        raise InputError(f"cannot estimate the noise level: {len(lines)} calibration lines (sampled in every "
+                         "frame) are too few; give the noise level or the regularisation explicitly")
+    if not np.isfinite(a).all():
+        raise InputError("k-space contains NaN or infinite values")
+    eig = np.linalg.eigvalsh(a.conj().T @ a) / a.shape[0]
+    beta = min(1.0, n_cols / a.shape[0])
+    value = np.quantile(np.clip(eig, 0, None), quantile) / marchenko_pastur_quantile(quantile, beta)
+    return float(np.sqrt(value))
+
+
+def signal_power(kspace, mask, sigma: float) -> float:
+    """Mean image power per pixel ``mean |x|^2`` measured from the calibration lines.
+
+    By Parseval (orthonormal FFT, coil maps of unit sum-of-squares) the energy of all
+    coils' k-space equals the energy of the coil-combined image; the calibration
+    block holds most of it. Its noise energy, ``t * c * lines * x * sigma^2``, is
+    subtracted, and the rest divided by the pixels of all frames ``t * y * x``.
+
+    kspace : complex ``[t, c, y, x]`` (numpy or torch); mask : bool ``[t, y]``;
+    sigma : per-coil k-space noise std. Returns a float (<= 0 when the calibration
+    lines hold no energy above the noise).
+    """
+    k = kspace.detach().cpu().numpy() if hasattr(kspace, "detach") else np.asarray(kspace)
+    m = mask.detach().cpu().numpy() if hasattr(mask, "detach") else np.asarray(mask)
+    t, c, ny, nx = k.shape
+    lines = calibration_block(m)
+    if len(lines) == 0:
+        raise InputError("cannot measure the signal power: no line is sampled in every frame")
+    block = k[:, :, lines].astype(np.complex128)
+    energy = float(np.sum(block.real ** 2 + block.imag ** 2))
+    return (energy - t * c * len(lines) * nx * float(sigma) ** 2) / (t * ny * nx)
+
+
+def outer_signal_power(kspace, mask, sigma: float) -> float:
+    """Signal power per k-space location of the sampled lines outside the calibration block.
+
+    ``mean over sampled (frame, line, x) outside the block of sum_c |k_c|^2``, minus the
+    noise ``c sigma^2``: by Parseval the power of the image's spectrum there, in the units
+    of :func:`signal_power` (whose mean over all of k-space is ``mean |x|^2``). These
+    lines sample the outer k-space on a lattice, so this is also the power of the
+    unsampled outer lines between them. Never below the standard error of the noise
+    term, ``sqrt(c / n) sigma^2`` for ``n`` locations (outer k-space at the noise level).
+    Without lines outside the block (fully sampled), :func:`signal_power`.
+
+    kspace : complex ``[t, c, y, x]`` (numpy or torch); mask : bool ``[t, y]``;
+    sigma : per-coil k-space noise std. Returns a float.
+    """
+    k = kspace.detach().cpu().numpy() if hasattr(kspace, "detach") else np.asarray(kspace)
+    m = np.array(mask.detach().cpu().numpy() if hasattr(mask, "detach") else mask, dtype=bool)
+    m[:, calibration_block(m)] = False
+    if not m.any():
+        return signal_power(k, mask, sigma)
+    lines = np.moveaxis(k, 2, 1)[m].astype(np.complex128)  # [n_lines, c, x]
+    n = lines.shape[0] * lines.shape[2]
+    c = k.shape[1]
+    power = float(np.sum(lines.real ** 2 + lines.imag ** 2)) / n - c * float(sigma) ** 2
+    return max(power, np.sqrt(c / n) * float(sigma) ** 2)
+
+
+def auto_or_number(value, name: str) -> float | None:
+    """An option that is ``"auto"`` (returns None) or a number >= 0 (returns it as float).
+
+    Raises InputError for anything else (negative, NaN, infinite, other text).
+    """
+    if isinstance(value, str):
+        if value.strip().lower() == "auto":
+            return None
+        try:
+            value = float(value)
+        except ValueError:
+            raise InputError(f"{name} must be 'auto' or a number >= 0, got '{value}'") from None
+    if isinstance(value, bool):
+        raise InputError(f"{name} must be 'auto' or a number >= 0, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be 'auto' or a number >= 0, got {value!r}") from None
+    if not np.isfinite(number) or number < 0:
+        raise InputError(f"{name} must be 'auto' or a finite number >= 0, got {value!r}")
+    return number

@@ -11,16 +11,18 @@ import numpy as np
 import pytest
 import torch
 
-from recon.baselines.lps import lps, singular_value_threshold, soft_threshold
+from recon.baselines.lps import (OTAZO_LAMBDA_L, OTAZO_LAMBDA_S, auto_thresholds, lps, noise_edge_threshold,
+                                  singular_value_threshold, soft_threshold, sure_threshold)
 from recon.baselines.registry import METHODS, method_options, run_method
-from recon.baselines.sense import sense
+from recon.baselines.sense import auto_lam, sense
 from recon.baselines.zero_filled import zero_filled
 from recon.errors import InputError
 from recon.fft import fft2c, fftc, ifft2c
 from recon.kspace import to_recon_grid
 from recon.metrics import psnr, ssim
-from recon.problem import SliceProblem
-from recon.sense import SenseOperator
+from recon.noise import outer_signal_power
+from recon.problem import SliceProblem, noise_level
+from recon.sense import SenseOperator, cg_sense
 from recon.simulate.cine import SimulationConfig, simulate_scan
 
 # ---------------------------------------------------------------------------
@@ -120,6 +122,18 @@ def test_invalid_values():
         lps(p, n_iter=0)
     with pytest.raises(InputError):
         sense(p, lam=-1)
+    for bad in (float("nan"), float("inf"), "strong", None):
+        with pytest.raises(InputError, match="lam must be 'auto' or"):
+            sense(p, lam=bad)
+        with pytest.raises(InputError, match="lambda_s must be 'auto' or"):
+            lps(p, lambda_s=bad)
+        with pytest.raises(InputError, match="lambda_l must be 'auto' or"):
+            lps(p, lambda_l=bad)
+
+
+def test_defaults_are_auto():
+    assert method_options("sense")["lam"] == "auto"
+    assert method_options("lps")["lambda_l"] == "auto" and method_options("lps")["lambda_s"] == "auto"
 
 
 # ---------------------------------------------------------------------------
@@ -164,6 +178,53 @@ def test_sense_recovers_noise_free_truth_and_reports_progress():
     assert calls and calls[0] == (1, 100) and [i for i, _ in calls] == list(range(1, len(calls) + 1))
 
 
+def test_sense_explicit_numbers_still_work():
+    p, _ = _random_problem(noise=0.3)
+    k, mask, maps = p.batched()
+    expected = cg_sense(k[0][:, None], maps.expand(5, *maps.shape[1:]), mask[0][:, None], lam=0.03, n_iter=30)[:, 0]
+    torch.testing.assert_close(sense(p, lam=0.03), expected)
+    torch.testing.assert_close(sense(p, lam="0.03"), expected)
+    torch.testing.assert_close(run_method("sense", p, lam=0.03), expected)
+
+
+def test_sense_auto_lam_is_noise_over_signal_power():
+    p, _ = _simulated(matrix=64, n_phases=6, snr=40.0)
+    sigma = noise_level(p)
+    assert auto_lam(p) == pytest.approx(sigma ** 2 / outer_signal_power(p.kspace, p.mask, sigma))
+    # a known noise level is used as given: more noise, larger lam
+    lams = [auto_lam(SliceProblem(p.kspace, p.mask, p.maps, noise_sigma=f * sigma)) for f in (0.5, 1, 2)]
+    for f, lam in zip((0.5, 1, 2), lams):
+        assert lam == pytest.approx((f * sigma) ** 2 / outer_signal_power(p.kspace, p.mask, f * sigma))
+    assert lams[2] / lams[0] > 16  # sigma^2 up 16x, and the noise taken from the outer power grows
+    # no noise: no regularisation
+    quiet = SliceProblem(p.kspace, p.mask, p.maps, noise_sigma=0.0)
+    assert auto_lam(quiet) == 0.0
+    torch.testing.assert_close(sense(quiet), sense(quiet, lam=0.0))
+
+
+def test_sense_auto_is_invariant_to_data_scale():
+    p, _ = _simulated(matrix=64, n_phases=6, snr=40.0)
+    a = 1234.5
+    scaled = SliceProblem(p.kspace * a, p.mask, p.maps)
+    assert auto_lam(scaled) == pytest.approx(auto_lam(p), rel=1e-4)
+    x1, x2 = sense(p), sense(scaled)
+    assert float((x2 - a * x1).norm() / (a * x1).norm()) < 1e-4
+
+
+def test_sense_auto_lam_falls_with_noise_and_beats_the_old_constant_at_low_noise():
+    """Simulated SAX, true maps: auto follows the SNR; at SNR 300 the former constant 0.03
+    over-regularises (the reason for auto), at SNR 10 auto is near the best of a grid."""
+    lam = {}
+    score = {}
+    for snr in (10.0, 300.0):
+        p, ref = _simulated(matrix=64, acceleration=4, n_phases=6, snr=snr)
+        lam[snr] = auto_lam(p)
+        score[snr] = {v: float(psnr(ref, sense(p, lam=v)).mean()) for v in ("auto", 0.01, 0.03, 0.1)}
+    assert lam[300.0] < lam[10.0] / 300
+    assert score[300.0]["auto"] > score[300.0][0.03] + 2
+    assert score[10.0]["auto"] > max(score[10.0][v] for v in (0.01, 0.03, 0.1)) - 1
+
+
 # ---------------------------------------------------------------------------
 # L+S
 
@@ -179,6 +240,57 @@ def test_soft_threshold_and_svt():
         out = singular_value_threshold(c, lam).to(torch.complex128)
         assert float((out - ref).norm() / ref.norm()) < 1e-5
     assert singular_value_threshold(c, 0.0) is c
+
+
+def test_sure_threshold_is_near_the_oracle():
+    """SURE picks a soft threshold whose error is close to the best one for the truth."""
+    g = torch.Generator().manual_seed(11)
+    n = 20000
+    theta = torch.zeros(n, dtype=torch.complex64)
+    idx = torch.randperm(n, generator=g)[:600]
+    theta[idx] = 5 * _crandn(g, 600)
+    v = 0.5
+    z = theta + (v / 2) ** 0.5 * _crandn(g, n)
+    tau = sure_threshold(z, v)
+
+    def err(t):
+        return float((soft_threshold(z, t) - theta).abs().pow(2).sum())
+
+    oracle = min(err(float(t)) for t in torch.linspace(0, 4, 81))
+    assert err(tau) < 1.1 * oracle
+    assert sure_threshold(z, 0.0) == 0.0
+    assert sure_threshold(3 * z, 9 * v) == pytest.approx(3 * tau, rel=1e-5)
+
+
+def test_noise_edge_removes_pure_noise():
+    g = torch.Generator().manual_seed(12)
+    v = 0.3
+    noise = (v / 2) ** 0.5 * _crandn(g, 3000, 12)
+    tau = noise_edge_threshold(v, 3000, 12)
+    assert float(torch.linalg.svdvals(noise).max()) < 1.02 * tau
+    assert float(singular_value_threshold(noise, 0.0, tau).norm()) < 0.01 * float(noise.norm())
+
+
+def test_lps_auto_thresholds_follow_noise_and_scale():
+    p, _ = _simulated(matrix=64, n_phases=6, snr=40.0)
+    sigma = noise_level(p)
+    tl, ts = auto_thresholds(SliceProblem(p.kspace, p.mask, p.maps, noise_sigma=sigma))
+    tl2, ts2 = auto_thresholds(SliceProblem(p.kspace, p.mask, p.maps, noise_sigma=2 * sigma))
+    assert tl2 == pytest.approx(2 * tl) and ts2 > ts > 0
+    a = 1e3
+    tl3, ts3 = auto_thresholds(SliceProblem(p.kspace * a, p.mask, p.maps, noise_sigma=a * sigma))
+    assert tl3 == pytest.approx(a * tl, rel=1e-5) and ts3 == pytest.approx(a * ts, rel=1e-3)
+    # explicit relative numbers still mean what they meant
+    x = lps(p, lambda_l=OTAZO_LAMBDA_L, lambda_s=OTAZO_LAMBDA_S, n_iter=3, tol=0)
+    assert x.shape == p.kspace[:, 0].shape
+
+
+def test_lps_auto_beats_the_old_constants_in_noise():
+    """At SNR 10 the former relative thresholds leave the noise in; auto removes it."""
+    p, ref = _simulated(matrix=64, acceleration=4, n_phases=6, snr=10.0)
+    auto = float(psnr(ref, lps(p)).mean())
+    old = float(psnr(ref, lps(p, lambda_l=OTAZO_LAMBDA_L, lambda_s=OTAZO_LAMBDA_S)).mean())
+    assert auto > old + 1
 
 
 def test_lps_zero_lambdas_is_landweber():
@@ -258,3 +370,26 @@ def test_psnr_ordering_on_simulated_sax(acceleration, seed):
     assert scores["zf"][0] + 0.5 < scores["sense"][0] < scores["lps"][0] - 0.5
     # the default tol stops early, and progress still counts 1, 2, ... of 50
     assert calls == [(i, 50) for i in range(1, len(calls) + 1)]
+
+
+# ---------------------------------------------------------------------------
+# the measurement of the defaults (tiny sizes)
+
+
+def test_bench_defaults_runs_on_tiny_cases(tmp_path):
+    from recon.bench_defaults import PAD, Case, format_table, run_bench
+
+    series = tmp_path / "series.npz"
+    np.savez(series, cine=np.random.default_rng(0).uniform(0, 1, (3, 40, 40)).astype(np.float32))
+    todo = [Case("phantom", 30.0, 4, 4, matrix=32, phases=4),
+            Case(str(series), 100.0, 4, 4, matrix=32, phases=4, pad=PAD)]
+    rows = run_bench(todo, workdir=tmp_path, lam_grid=(0.0, 0.03), lps_iterations=3)
+    assert [r["label"] for r in rows] == ["phantom SNR 30 c4 R4", "series pad 1.6 SNR 100 c4 R4"]
+    for r in rows:
+        for key in ("zf", "sense_auto", "sense_lam=0", "sense_lam=0.03", "lps_auto", "lps_old", "lam_auto"):
+            assert np.isfinite(r[key]), key
+        assert r["best_lam"] in (0.0, 0.03) and r["auto_minus_old"] is not None
+        assert 0.5 < r["sigma_data"] / r["sigma_scan"] < 2
+    table = format_table(rows)
+    assert table.count("\n") == 3 and "series pad 1.6 SNR 100 c4 R4" in table
+    assert list(tmp_path.iterdir()) == [series]  # the simulated files are removed

@@ -13,6 +13,7 @@ per slice, as ``ismrmrd_generate_cartesian_shepp_logan`` does with ``csm``:
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,9 +27,12 @@ from recon.errors import InputError
 from recon.io.acquisitions import assemble_slices, split_noise
 from recon.io.flags import is_noise
 from recon.io.header import EncodingInfo, encoding_info, header_to_xml, parse_header
+from recon.noise import NOISE_SIGMA_KEY, sigma_from_noise_scan
 from recon.slicedata import SliceData
 
 REFERENCE_ARRAYS = ("ground_truth", "csm", "phantom", "coil_images")
+
+log = logging.getLogger("crunet.raw")
 
 
 @dataclass
@@ -175,11 +179,38 @@ def read_raw(path: str | Path, group: str | None = None, frame_dim: str = "auto"
         source=str(path), acq_numbers=keep, slice_errors=errors,
     )
     n_noise = int(is_noise(headers["flags"]).sum())
+    attach_noise_sigma(slices, headers, noise, source=str(path))
     return RawFile(
         path=path, group=group, header=header, encoding=enc, slices=slices, noise=noise,
         n_acquisitions=len(headers), n_ignored=len(headers) - len(keep) - n_noise,
         slice_errors=errors,
     )
+
+
+def _mean_dwell(headers: np.ndarray) -> float:
+    """Mean ``sample_time_us`` of headers (0 when there are none)."""
+    return float(np.mean(headers["sample_time_us"])) if len(headers) else 0.0
+
+
+def attach_noise_sigma(slices: list[SliceData], headers: np.ndarray, noise: np.ndarray | None,
+                       source: str = "raw file") -> None:
+    """Store the k-space noise std of the data (from the noise scan) in every slice.
+
+    Sets ``SliceData.extra[NOISE_SIGMA_KEY]`` (see :func:`recon.noise.sigma_from_noise_scan`,
+    dwell times of the noise and imaging acquisitions from ``headers [n]``); does nothing
+    without a noise scan. A noise scan that gives no level (non-finite samples, fewer
+    than 2) is logged and left out: the methods then estimate the noise from the data.
+    """
+    if noise is None or not slices:
+        return
+    flagged = is_noise(headers["flags"])
+    try:
+        sigma = sigma_from_noise_scan(noise, _mean_dwell(headers[flagged]), _mean_dwell(headers[~flagged]))
+    except InputError as exc:
+        log.warning("%s: noise scan unusable (%s); the noise level is estimated from the data", source, exc)
+        return
+    for s in slices:
+        s.extra[NOISE_SIGMA_KEY] = sigma
 
 
 def read_reference(path: str | Path, name: str, slice_number: int, group: str | None = None):
