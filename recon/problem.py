@@ -59,32 +59,25 @@ class SliceProblem:
 
 
 def noise_level(p: SliceProblem) -> float:
-    """Per-coil k-space noise std of ``p``: ``p.noise_sigma``, else estimated from
-    its calibration lines (:func:`recon.noise.estimate_sigma`; InputError when the
-    mask has too few lines sampled in every frame)."""
-    if p.noise_sigma is not None:
-        return float(p.noise_sigma)
-    return estimate_sigma(p.kspace, p.mask)
+    """Per-coil k-space noise std of ``p``, computed only by the methods that need it.
 
-
-def slice_noise_sigma(s: SliceData, kspace: np.ndarray) -> float | None:
-    """Noise std of a slice on the recon grid: from its noise scan when it carries one
-    (``s.extra[NOISE_SIGMA_KEY]``, set by :func:`recon.io.raw.read_raw` and the chain),
-    else estimated from ``kspace [t, c, y, x]`` (recon grid) and ``s.mask``; None when
-    neither is possible. A noise-scan value that the data contradict by more than
-    :data:`NOISE_DISAGREEMENT` is kept, and logged."""
+    ``p.noise_sigma`` (from a noise scan) when set, checked against an estimate from
+    the calibration lines (:func:`recon.noise.estimate_sigma`): a disagreement by more
+    than :data:`NOISE_DISAGREEMENT` is logged and the noise scan kept. Without it, the
+    estimate (InputError when the mask has too few lines sampled in every frame).
+    """
     try:
-        estimate = estimate_sigma(kspace, s.mask)
+        estimate = estimate_sigma(p.kspace, p.mask)
     except InputError as exc:
-        log.info("slice %d: no noise estimate from the data (%s)", s.slice_index, exc)
-        estimate = None
-    scan = s.extra.get(NOISE_SIGMA_KEY)
-    if scan is None:
+        if p.noise_sigma is None:
+            raise
+        log.info("no noise estimate from the data to check the noise scan against (%s)", exc)
+        return float(p.noise_sigma)
+    if p.noise_sigma is None:
         return estimate
-    scan = check_sigma(scan, f"slice {s.slice_index}: noise sigma of the noise scan")
-    if estimate is not None and scan > 0 and not 1 / NOISE_DISAGREEMENT <= estimate / scan <= NOISE_DISAGREEMENT:
-        log.warning("slice %d: noise scan gives k-space noise std %.4g, the data %.4g; using the noise scan",
-                    s.slice_index, scan, estimate)
+    scan = float(p.noise_sigma)
+    if scan > 0 and not 1 / NOISE_DISAGREEMENT <= estimate / scan <= NOISE_DISAGREEMENT:
+        log.warning("noise scan gives k-space noise std %.4g, the data %.4g; using the noise scan", scan, estimate)
     return scan
 
 
@@ -104,8 +97,10 @@ def prepare(
         ``coil_method`` (see :func:`recon.coils.estimate_maps`) when None.
     device : torch device of the returned tensors.
 
-    The problem's ``noise_sigma`` comes from the slice's noise scan when it has one,
-    else from the data (see :func:`slice_noise_sigma`).
+    The problem's ``noise_sigma`` is the slice's noise-scan value when it carries one
+    (``s.extra[NOISE_SIGMA_KEY]``, set by :func:`recon.io.raw.read_raw` and the chain),
+    else None: methods that need the noise level call :func:`noise_level`, which then
+    estimates it, so zero-filling and the learned models pay nothing for it.
     """
     k = to_recon_grid(s.kspace, s.encoding.recon_matrix)
     if k.shape[-2] != s.mask.shape[-1]:
@@ -125,5 +120,10 @@ def prepare(
         kspace=torch.from_numpy(np.ascontiguousarray(k, dtype=np.complex64)).to(device),
         mask=torch.from_numpy(np.ascontiguousarray(s.mask)).to(device),
         maps=maps_t.to(device),
-        noise_sigma=slice_noise_sigma(s, k),
+        noise_sigma=_scan_sigma(s),
     )
+
+
+def _scan_sigma(s: SliceData) -> float | None:
+    scan = s.extra.get(NOISE_SIGMA_KEY)
+    return None if scan is None else check_sigma(scan, f"slice {s.slice_index}: noise sigma of the noise scan")

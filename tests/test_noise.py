@@ -220,16 +220,19 @@ def test_read_raw_attaches_noise_scan_sigma_and_prepare_uses_it(raw_files):
     assert estimate_sigma(p.kspace, p.mask) == pytest.approx(scan_sigma, rel=0.15)
 
 
-def test_prepare_estimates_without_noise_scan(raw_files):
+def test_without_noise_scan_the_level_is_estimated_when_needed(raw_files):
+    """prepare() leaves the noise level unknown (zero-filling and learned models do not
+    need it); noise_level() estimates it from the data for the methods that do."""
     from recon.io.raw import read_raw
-    from recon.problem import prepare
+    from recon.problem import noise_level, prepare
 
     path, sim_sigma = raw_files[False]
     raw = read_raw(path)
     assert raw.noise is None and NOISE_SIGMA_KEY not in raw.slices[0].extra
     p = prepare(raw.slices[0])
-    assert p.noise_sigma == pytest.approx(estimate_sigma(p.kspace, p.mask))
-    assert 0.6 * sim_sigma < p.noise_sigma < 1.4 * sim_sigma
+    assert p.noise_sigma is None
+    assert noise_level(p) == pytest.approx(estimate_sigma(p.kspace, p.mask))
+    assert 0.6 * sim_sigma < noise_level(p) < 1.4 * sim_sigma
 
 
 def test_chain_knows_the_noise_after_whitening(raw_files, monkeypatch):
@@ -262,3 +265,15 @@ def test_unusable_noise_scan_is_left_out(raw_files):
     bad = np.full((6, 100), np.nan, dtype=np.complex64)
     attach_noise_sigma([s], headers, bad)  # logged, not raised: the data estimate takes over
     assert NOISE_SIGMA_KEY not in s.extra
+
+
+def test_a_noise_scan_the_data_contradict_is_kept_and_logged(raw_files, caplog):
+    from recon.io.raw import read_raw
+    from recon.problem import noise_level, prepare
+
+    path, sim_sigma = raw_files[False]
+    p = prepare(read_raw(path).slices[0])
+    p.noise_sigma = 10 * sim_sigma
+    with caplog.at_level("WARNING", logger="crunet.problem"):
+        assert noise_level(p) == 10 * sim_sigma
+    assert "noise scan gives" in caplog.text
