@@ -50,7 +50,9 @@ class Acquisition:
     n_coils : receive elements.
     standoff_mm : distance of the elements outside the body outline.
     radius_scale : loop size relative to the size that tiles the array.
-    body_fraction : semi-axes of the body outline as fractions ``(y, x)`` of the FOV.
+    body_margin : the receive array wraps an ellipse this many times larger than the
+        smallest centred ellipse around the anatomy (:func:`recon.simulate.cine.body_axes`):
+        the elements sit outside the body, as on a patient, whatever the image shows.
     snr : image SNR of the fully sampled coil-combined image (see :mod:`recon.simulate.cine`).
     noise_correlation : typical inter-coil noise correlation coefficient, [0, 1).
     acceleration : R (every R-th line plus the ACS).
@@ -72,7 +74,7 @@ class Acquisition:
     n_coils: int = 10
     standoff_mm: float = 10.0
     radius_scale: float = 1.0
-    body_fraction: tuple[float, float] = (0.33, 0.47)
+    body_margin: float = 1.05
     snr: float = 40.0
     noise_correlation: float = 0.1
     acceleration: int = 8
@@ -105,15 +107,11 @@ class Acquisition:
             raise InputError(f"ordering must be one of {ORDERINGS}, got {self.ordering!r}")
         if not (self.intensity > 0 and np.isfinite(self.intensity)):
             raise InputError(f"intensity must be a positive number, got {self.intensity}")
-        if not all(0 < f < 0.5 for f in self.body_fraction):
-            raise InputError(f"body_fraction must lie in (0, 0.5), got {self.body_fraction}")
+        if not (np.isfinite(self.body_margin) and self.body_margin >= 1):
+            raise InputError(f"body_margin must be >= 1, got {self.body_margin}")
         if self.standoff_mm <= 0 or self.radius_scale <= 0:
             raise InputError("standoff_mm and radius_scale must be > 0")
         return self
-
-    @property
-    def body_axes_mm(self) -> tuple[float, float]:
-        return (self.body_fraction[0] * self.fov_mm[0], self.body_fraction[1] * self.fov_mm[1])
 
     @property
     def samples(self) -> int:
@@ -144,8 +142,7 @@ class AcquisitionSpace:
     phase_models, orderings : drawn uniformly.
     intensity : log-uniform in ``[lo, hi]``.
     standoff_mm, radius_scale : uniform in ``[lo, hi]``.
-    body_fraction : ``(y, x)`` fractions, each uniform in ``[lo, hi]`` around the
-        defaults (``0.28-0.38`` of the FOV in y, ``0.40-0.48`` in x).
+    body_margin : uniform in ``[lo, hi]`` (>= 1).
     max_samples : bound on :attr:`Acquisition.samples` (memory of one simulated slice,
         8 bytes each): when the draw exceeds it, the coil count is redrawn among the
         counts that fit, then the frames are reduced.
@@ -169,8 +166,7 @@ class AcquisitionSpace:
     intensity: tuple[float, float] = (1e-3, 1e3)
     standoff_mm: tuple[float, float] = (5.0, 40.0)
     radius_scale: tuple[float, float] = (0.7, 1.4)
-    body_y: tuple[float, float] = (0.28, 0.38)
-    body_x: tuple[float, float] = (0.40, 0.48)
+    body_margin: tuple[float, float] = (1.0, 1.15)
     max_samples: int = 24_000_000
 
     def validate(self) -> "AcquisitionSpace":
@@ -203,12 +199,12 @@ class AcquisitionSpace:
             raise InputError(f"phase_models must be a non-empty subset of {PHASE_MODELS}")
         if not self.orderings or any(o not in ORDERINGS for o in self.orderings):
             raise InputError(f"orderings must be a non-empty subset of {ORDERINGS}")
-        for name in ("intensity", "standoff_mm", "radius_scale", "body_y", "body_x"):
+        for name in ("intensity", "standoff_mm", "radius_scale", "body_margin"):
             a, b = getattr(self, name)
             if not 0 < a <= b:
                 raise InputError(f"{name} range must satisfy 0 < lo <= hi, got {(a, b)}")
-        if max(self.body_y[1], self.body_x[1]) >= 0.5:
-            raise InputError("body_y / body_x fractions must stay below 0.5 of the FOV")
+        if self.body_margin[0] < 1:
+            raise InputError(f"body_margin must be >= 1 (the array outside the body), got {self.body_margin}")
         if self.max_samples < 1:
             raise InputError(f"max_samples must be >= 1, got {self.max_samples}")
         return self
@@ -237,7 +233,7 @@ class AcquisitionSpace:
             n_coils=coils,
             standoff_mm=rng.uniform(*self.standoff_mm),
             radius_scale=rng.uniform(*self.radius_scale),
-            body_fraction=(rng.uniform(*self.body_y), rng.uniform(*self.body_x)),
+            body_margin=rng.uniform(*self.body_margin),
             snr=_loguniform(rng, *band),
             noise_correlation=rng.uniform(*self.noise_correlation),
             acceleration=int(rng.choice(self.accelerations)) if acceleration is None else int(acceleration),

@@ -204,6 +204,30 @@ def background_phase(shape: tuple[int, int], model: str, rng: np.random.Generato
     raise InputError(f"unknown phase model {model!r}")
 
 
+def body_axes(magnitude: np.ndarray, fov_mm: tuple[float, float], margin: float = 1.0,
+              level: float = 0.1, coverage: float = 0.99) -> tuple[float, float]:
+    """Semi-axes ``(y, x)`` in mm of a centred ellipse around the anatomy of ``magnitude [t, y, x]``.
+
+    The anatomy is where the mean magnitude over the frames exceeds ``level`` times its
+    99th percentile; the ellipse has the aspect ratio of that support's extents (98th
+    percentile of ``|y|`` and ``|x|`` from the image centre) and holds ``coverage`` of
+    it, times ``margin``. Pixel ``i`` sits at ``(i - n // 2) * fov / n``, as in
+    :func:`recon.simulate.coils.coil_sensitivities`. At least a tenth of the FOV.
+    """
+    mean = np.abs(np.asarray(magnitude)).mean(axis=0)
+    ny, nx = mean.shape
+    support = mean > level * max(float(np.percentile(mean, 99)), 1e-12)
+    iy, ix = np.nonzero(support)
+    if len(iy) < 4:
+        return (0.5 * fov_mm[0] * margin, 0.5 * fov_mm[1] * margin)
+    y = (iy - ny // 2) * fov_mm[0] / ny
+    x = (ix - nx // 2) * fov_mm[1] / nx
+    ey = max(float(np.percentile(np.abs(y), 98)), 0.05 * fov_mm[0])
+    ex = max(float(np.percentile(np.abs(x), 98)), 0.05 * fov_mm[1])
+    scale = float(np.percentile(np.sqrt((y / ey) ** 2 + (x / ex) ** 2), 100 * coverage))
+    return (ey * scale * margin, ex * scale * margin)
+
+
 def simulate_slice(
     magnitude: np.ndarray,
     acq: Acquisition,
@@ -239,9 +263,10 @@ def simulate_slice(
     image = (magnitude * np.exp(1j * background_phase((ny, nx), acq.phase_model, rng))).astype(np.complex64)
     nx_os = nx * osf
     fov_os = (acq.fov_mm[0], acq.fov_mm[1] * osf)
-    # the array wraps the body, whose size follows the recon FOV, not the oversampled one
+    # the array wraps the body the image shows, outside it (never through the anatomy)
+    body = body_axes(magnitude, acq.fov_mm, acq.body_margin)
     csm_os = coil_maps(acq.n_coils, (ny, nx_os), fov_os, rng, grid=coil_grid, family=acq.coil_family,
-                       body_axes_mm=acq.body_axes_mm, standoff_mm=acq.standoff_mm, radius_scale=acq.radius_scale)
+                       body_axes_mm=body, standoff_mm=acq.standoff_mm, radius_scale=acq.radius_scale)
     padded = np.zeros((acq.frames, ny, nx_os), dtype=np.complex64)
     x0 = nx_os // 2 - nx // 2
     padded[:, :, x0:x0 + nx] = image
