@@ -50,6 +50,23 @@ def _model_line(model: dict) -> str:
     return f"CRUNet-MR, {c['channels']} channels, {c['cascades']} cascades, {bank}{depth}"
 
 
+def _export_checkpoint(run: Path, dest: Path) -> None:
+    """Weights of the model in ``run/checkpoint.pt`` (its last completed epoch) into ``dest``."""
+    from recon.config import from_dict
+    from recon.models.registry import build_model
+    from recon.train.config import RunConfig
+    from recon.weights import save_weights
+
+    try:
+        ckpt = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is bad input
+        raise InputError(f"{run / 'checkpoint.pt'}: unreadable checkpoint ({exc})") from None
+    cfg = from_dict(RunConfig, ckpt["config"], where=f"{run / 'checkpoint.pt'}:config")
+    model = build_model(cfg.model)
+    model.load_state_dict(ckpt["model"])
+    save_weights(model, cfg.model, dest)
+
+
 def card_markdown(name: str, run: Path, manifest: dict, validation: dict | None = None) -> str:
     """The card of weights ``name`` trained in ``run`` (see the module docstring)."""
 
@@ -102,17 +119,21 @@ def card_markdown(name: str, run: Path, manifest: dict, validation: dict | None 
 def ship(run: str | Path, name: str, dest_root: str | Path, validation_dir: str | Path | None = None) -> Path:
     """Copy ``run``'s weights to ``<dest_root>/<name>/`` with the run's config, curves and a card.
 
-    Uses ``run/weights`` (written when the run completed); a run stopped early must be
-    finished or its weights written first (``crunet train --resume``)."""
+    A completed run ships ``run/weights``; a run still going (or stopped) ships the model
+    of its last checkpoint (the last completed epoch), and the card says how many of the
+    planned steps it had: the run can be resumed and shipped again later."""
     run = Path(run)
-    src = run / "weights"
-    if not (src / MANIFEST_FILE).is_file():
-        raise InputError(f"{run}: no weights/ with a manifest (the run has not finished; resume it to the end)")
-    manifest = read_manifest(src)
     dest = Path(dest_root) / name
-    dest.mkdir(parents=True, exist_ok=True)
-    for f in (WEIGHTS_FILE, CONFIG_FILE, MANIFEST_FILE):
-        shutil.copy2(src / f, dest / f)
+    src = run / "weights"
+    if (src / MANIFEST_FILE).is_file():
+        dest.mkdir(parents=True, exist_ok=True)
+        for f in (WEIGHTS_FILE, CONFIG_FILE, MANIFEST_FILE):
+            shutil.copy2(src / f, dest / f)
+    elif (run / "checkpoint.pt").is_file():
+        _export_checkpoint(run, dest)
+    else:
+        raise InputError(f"{run}: no weights/ and no checkpoint.pt (not a training run, or no epoch finished)")
+    manifest = read_manifest(dest)
     shutil.copy2(run / "config.yaml", dest / "train_config.yaml")
     for f in ("loss_curve.png", "validation.png", "metrics.csv"):
         if (run / f).is_file():

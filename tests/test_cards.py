@@ -50,8 +50,26 @@ def test_ship_writes_weights_and_card(run, tmp_path, capsys):
         assert (dest / f).is_file(), f
 
 
-def test_ship_refuses_an_unfinished_run(tmp_path):
+def test_ship_refuses_a_folder_without_weights_or_checkpoint(tmp_path):
+    from recon.cards import ship
+
     (tmp_path / "config.yaml").write_text("{}")
     with pytest.raises(InputError, match="no weights"):
-        from recon.cards import ship
         ship(tmp_path, "x", tmp_path / "w")
+
+
+def test_a_run_still_going_ships_its_last_checkpoint(run, tmp_path):
+    """Without run/weights (the run is not finished), the model of checkpoint.pt is shipped."""
+    import shutil
+
+    from recon.cards import ship
+
+    partial = tmp_path / "partial"
+    shutil.copytree(run, partial)
+    shutil.rmtree(partial / "weights")
+    dest = ship(partial, "tiny", tmp_path / "w")
+    a, _ = load_weights(dest)
+    b, _ = load_weights(run / "weights")  # the run had one epoch: the same model
+    for (k, v), w in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(v, w), k
+    assert "Steps: 2 of 2 planned" in (dest / "CARD.md").read_text()
