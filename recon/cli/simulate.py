@@ -6,6 +6,8 @@ import argparse
 import json
 
 from recon.masks import CMRX_ACCELERATIONS
+from recon.simulate.acquisition import ORDERINGS
+from recon.simulate.coils import COIL_FAMILIES
 
 
 def add_parser(p: argparse.ArgumentParser) -> None:
@@ -25,7 +27,14 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--acs", type=int, default=24, help="fully sampled central lines (default 24)")
     p.add_argument("--shifted-mask", action="store_true",
                    help="shift the sampling lattice by one line per frame (default: same mask in all frames)")
-    p.add_argument("--snr", type=float, default=40.0, help="image SNR of a unit-sensitivity coil (default 40)")
+    p.add_argument("--snr", type=float, default=40.0,
+                   help="image SNR of the fully sampled coil-combined image: mean over the object / noise std "
+                        "(default 40)")
+    p.add_argument("--coil-family", choices=COIL_FAMILIES, default="wrap",
+                   help="receive array: wrap (anterior + posterior loops), ring (birdcage-like), front_back "
+                        "(asymmetric), dipole (point dipoles; held out of training) (default wrap)")
+    p.add_argument("--ordering", choices=ORDERINGS, default="segmented",
+                   help="line order in the file: segmented (heartbeat, phase, lines) or linear (line by line)")
     p.add_argument("--no-noise-scan", action="store_true", help="omit the noise-calibration acquisitions")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
@@ -36,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = SimulationConfig(
         n_slices=args.slices, n_phases=args.phases, n_coils=args.coils, matrix=tuple(args.matrix),
         fov_mm=tuple(args.fov), acceleration=args.acceleration, n_acs=args.acs,
-        shifted_mask=args.shifted_mask, snr=args.snr, view=args.view, source=args.source,
+        shifted_mask=args.shifted_mask, snr=args.snr, coil_family=args.coil_family, ordering=args.ordering,
+        view=args.view, source=args.source,
         noise_scan=not args.no_noise_scan, seed=args.seed,
     )
     summary = simulate_to_file(cfg, args.output)
