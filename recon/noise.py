@@ -249,6 +249,46 @@ def estimate_sigma(kspace, mask, quantile: float = NOISE_QUANTILE) -> float:
     return float(np.sqrt(value))
 
 
+def calibration_inconsistency(kspace, mask, maps, margin: int = 4) -> float:
+    """Per-coil std of what the SENSE model cannot explain in the calibration lines.
+
+    The calibration block (lines sampled in every frame) gives low-resolution coil
+    images ``I [t, c, y, x]``; their part orthogonal to the coil maps, ``R = I - S S^H I``,
+    is what no image ``x`` can produce through ``S``: the noise (``c - 1`` of ``c``
+    dimensions per pixel inside the maps' support, all ``c`` outside it) plus the model
+    error (maps estimated from the same few lines, signal outside the maps' support,
+    motion between frames). ``R`` is taken back to k-space and only the block's interior
+    lines (``margin`` from each edge) are counted: multiplying by smooth maps spreads
+    each line over a few neighbours, so at the block's edges the truncation of the
+    block itself would pass for inconsistency. The energy per degree of freedom there is
+    the variance of the inconsistency SENSE and L+S see in their data, whatever its
+    source; for pure noise it is ``sigma^2`` (so it never needs the noise level).
+
+    kspace : complex ``[t, c, y, x]`` (torch), zeros where not sampled; mask : bool
+    ``[t, y]``; maps : complex ``[c, y, x]``, unit sum of squares or 0.
+    Returns a float (the per-coil k-space std).
+    """
+    import torch
+
+    from recon.fft import fft2c, ifft2c
+
+    m = mask.detach().cpu().numpy() if hasattr(mask, "detach") else np.asarray(mask)
+    lines = calibration_block(m)
+    inner = lines[margin:len(lines) - margin]
+    if len(inner) < 2:
+        raise InputError(f"too few calibration lines ({len(lines)}) to measure the model inconsistency")
+    rows = torch.as_tensor(lines, dtype=torch.long, device=kspace.device)
+    calib = torch.zeros_like(kspace)
+    calib[:, :, rows] = kspace[:, :, rows]
+    images = ifft2c(calib)  # [t, c, y, x]
+    residual = fft2c(images - maps[None] * (maps.conj()[None] * images).sum(dim=1, keepdim=True))
+    t, c, _, nx = kspace.shape
+    coverage = float(maps.abs().pow(2).sum(dim=0).mean())  # fraction of pixels in the support
+    energy = residual[:, :, torch.as_tensor(inner, dtype=torch.long, device=kspace.device)].abs().pow(2).sum()
+    dof = t * len(inner) * nx * max(c - coverage, 1e-6)
+    return float((energy / dof).sqrt())
+
+
 def signal_power(kspace, mask, sigma: float) -> float:
     """Mean image power per pixel ``mean |x|^2`` measured from the calibration lines.
 

@@ -120,11 +120,30 @@ def compared_methods(methods: Sequence[str] | None, weights: Sequence[str | Path
     return tuple(m for m in COMPARED_METHODS if m in CLASSICAL or not weights)
 
 
+def parse_method(label: str) -> tuple[str, dict]:
+    """``name`` or ``name:key=value,key=value`` -> ``(name, options)``.
+
+    Values are numbers when they parse as numbers (``sense:lam=0.01``,
+    ``lps:lambda_l=0.01,lambda_s=0.0025``), else strings (``sense:lam=auto``)."""
+    name, _, rest = label.partition(":")
+    options: dict = {}
+    for item in filter(None, rest.split(",")):
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise InputError(f"method '{label}': options must read key=value, got '{item}'")
+        try:
+            options[key] = int(value) if value.lstrip("-").isdigit() else float(value)
+        except ValueError:
+            options[key] = value
+    return name, options
+
+
 def method_configs(methods: Sequence[str] = (), weights: Sequence[str | Path] = (),
                    **common) -> dict[str, ReconConfig]:
     """Label -> validated :class:`ReconConfig` for several methods side by side.
 
-    methods : method names (classical or installed weights names), labelled by name.
+    methods : method names (classical or installed weights names), labelled by name;
+        ``name:key=value,...`` sets options (:func:`parse_method`), e.g. ``sense:lam=0``.
     weights : weights directories (or names), each run as method ``model``, labelled by
         the folder name (the whole path when that name is taken).
     common : the other ReconConfig fields, shared by all.
@@ -133,7 +152,8 @@ def method_configs(methods: Sequence[str] = (), weights: Sequence[str | Path] = 
     for m in methods:
         if m in out:
             raise InputError(f"method '{m}' given twice")
-        out[m] = ReconConfig(method=m, **common).validate()
+        name, options = parse_method(m)
+        out[m] = ReconConfig(method=name, options=options, **common).validate()
     for w in weights:
         label = Path(w).name if Path(w).name not in out else str(w)
         if label in out:

@@ -15,7 +15,7 @@ import torch
 
 from recon.errors import InputError
 from recon.kspace import to_recon_grid
-from recon.noise import NOISE_SIGMA_KEY, check_sigma, estimate_sigma
+from recon.noise import NOISE_SIGMA_KEY, calibration_inconsistency, check_sigma, estimate_sigma
 from recon.slicedata import SliceData
 
 log = logging.getLogger("crunet.problem")
@@ -79,6 +79,20 @@ def noise_level(p: SliceProblem) -> float:
     if scan > 0 and not 1 / NOISE_DISAGREEMENT <= estimate / scan <= NOISE_DISAGREEMENT:
         log.warning("noise scan gives k-space noise std %.4g, the data %.4g; using the noise scan", scan, estimate)
     return scan
+
+
+def inconsistency_level(p: SliceProblem) -> float:
+    """Per-coil k-space std of everything the SENSE model leaves unexplained: the noise
+    level (:func:`noise_level`) or, when larger, the inconsistency of the calibration
+    lines with the coil maps (:func:`recon.noise.calibration_inconsistency`: coil-map
+    error, signal outside the maps, noise). The classical methods' defaults are
+    derived from it: at low noise the map error, not the noise, limits them."""
+    sigma = noise_level(p)
+    try:
+        return max(sigma, calibration_inconsistency(p.kspace, p.mask, p.maps))
+    except InputError as exc:  # a calibration block too small to measure it: the noise alone
+        log.info("no model-inconsistency measure (%s); using the noise level", exc)
+        return sigma
 
 
 def prepare(

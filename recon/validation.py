@@ -56,22 +56,60 @@ def write_cases(out_dir: str | Path, cfg: DataConfig = DataConfig(), acceleratio
     return files
 
 
+#: Tikhonov weights tried for the oracle-tuned CG-SENSE row (the best per case, chosen with
+#: the ground truth: an upper bound for SENSE that no user can reach without it).
+SENSE_GRID = (0.0, 1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+ORACLE = "sense (oracle lam)"
+
+
+def oracle_row(rows: list[dict], grid_labels: list[str]) -> dict:
+    """Summary row of the best of ``grid_labels`` per slice (by PSNR), like evaluate's rows."""
+    import numpy as np
+
+    best = {}
+    for r in rows:
+        if r["method"] in grid_labels:
+            key = (r["file"], r["slice"])
+            if key not in best or r["psnr"] > best[key]["psnr"]:
+                best[key] = r
+    entry = {"method": ORACLE, "n_slices": len(best)}
+    for k in ("psnr", "ssim", "haarpsi", "seconds"):
+        vals = [b[k] for b in best.values() if k in b]
+        if vals:
+            entry[f"{k}_mean"], entry[f"{k}_std"] = float(np.mean(vals)), float(np.std(vals))
+    entry["lam_chosen"] = sorted({b["method"].split("=", 1)[1] for b in best.values()})
+    return entry
+
+
 def run_validation(out_dir: str | Path, methods: tuple[str, ...], weights: tuple[str, ...] = (),
                    cfg: DataConfig = DataConfig(), accelerations=CMRX_ACCELERATIONS, cases: int = 3,
-                   device: str = "auto", figures: bool = False, log=print) -> dict:
-    """Write the cases, evaluate ``methods`` (+ ``weights`` dirs) per set and R, write the report."""
+                   device: str = "auto", figures: bool = False, sense_grid: tuple[float, ...] = SENSE_GRID,
+                   log=print) -> dict:
+    """Write the cases, evaluate ``methods`` (+ ``weights`` dirs) per set and R, write the report.
+
+    With a ``sense_grid``, CG-SENSE also runs at each of its weights and the table gains
+    the row :data:`ORACLE`: per case the best of them against the ground truth."""
     from recon.evaluate import EvalConfig, evaluate
 
     out = Path(out_dir)
     files = write_cases(out, cfg, accelerations, cases, log)
-    ecfg = EvalConfig(methods=tuple(methods), weights=tuple(weights), device=device, figures=figures)
-    results: dict = {"methods": list(methods) + [Path(w).name for w in weights], "cases": cases, "sets": {}}
+    grid = [f"sense:lam={lam:g}" for lam in sense_grid]
+    ecfg = EvalConfig(methods=tuple(methods) + tuple(grid), weights=tuple(weights), device=device,
+                      figures=figures, reference_method=(list(methods) + [Path(w).name for w in weights])[-1])
+    results: dict = {"methods": list(methods) + [Path(w).name for w in weights] + ([ORACLE] if grid else []),
+                     "cases": cases, "sense_grid": list(sense_grid), "sets": {}}
     for name, by_r in files.items():
         results["sets"][name] = {}
         for r, paths in by_r.items():
             log(f"== {name} ({SETS[name]}), R = {r}")
             res = evaluate(paths, out / name / f"r{r}", ecfg, log=log)
-            results["sets"][name][r] = {row["method"]: row for row in res["summary"]}
+            rows = {row["method"]: row for row in res["summary"] if row["method"] not in grid}
+            if grid:
+                rows[ORACLE] = oracle_row(res["rows"], grid)
+            for m, row in rows.items():  # per-case PSNR, in case order, for the worst-case checks
+                if m != ORACLE:
+                    row["psnr_cases"] = [x["psnr"] for x in res["rows"] if x["method"] == m]
+            results["sets"][name][r] = rows
     (out / "validation.json").write_text(json.dumps(results, indent=1, default=float) + "\n")
     (out / "validation.md").write_text(markdown(results))
     return results
@@ -107,6 +145,28 @@ def markdown(results: dict) -> str:
                              f"{_cell(row, 'haarpsi', '{:.3f}')} | {_cell(row, 'seconds', '{:.2f}')} |")
         lines.append("")
     sets = results["sets"]
+    learned = [m for m in results["methods"] if m not in ("zf", "sense", "lps", ORACLE) and ":" not in m]
+    if learned:
+        lines += [f"## {learned[0]} against the others (PSNR dB, mean over cases)", "",
+                  "| set | R | - zero-filled (worst case) | - SENSE (auto) | - SENSE (oracle lam) | - L+S (auto) | "
+                  "SSIM - best classical |", "|---|---|---|---|---|---|---|"]
+        for name, by_r in sets.items():
+            for r, rows in by_r.items():
+                ours = rows.get(learned[0])
+                if ours is None:
+                    continue
+
+                def diff(m, key="psnr"):
+                    return f"{ours[key + '_mean'] - rows[m][key + '_mean']:+.2f}" if m in rows else "n/a"
+                worst = "n/a"
+                if "zf" in rows and ours.get("psnr_cases") and rows["zf"].get("psnr_cases"):
+                    worst = f"{min(a - b for a, b in zip(ours['psnr_cases'], rows['zf']['psnr_cases'])):+.2f}"
+                classical = [m for m in ("zf", "sense", "lps", ORACLE) if m in rows and "ssim_mean" in rows[m]]
+                ssim = (f"{ours['ssim_mean'] - max(rows[m]['ssim_mean'] for m in classical):+.3f}"
+                        if classical else "n/a")
+                lines.append(f"| {name} | {r} | {diff('zf')} ({worst}) | {diff('sense')} | {diff(ORACLE)} | "
+                             f"{diff('lps')} | {ssim} |")
+        lines.append("")
     if "val" in sets and "xval" in sets:
         lines += ["## In distribution minus held-out acquisitions (PSNR dB)", "", "| R | method | gap |", "|---|---|---|"]
         for r in sets["val"]:

@@ -5,7 +5,7 @@ from dataclasses import replace
 from recon.io.raw import read_raw
 from recon.simulate.acquisition import HELDOUT_SPACE, TRAIN_SPACE
 from recon.train.config import DataConfig
-from recon.validation import SETS, run_validation, write_cases
+from recon.validation import ORACLE, SETS, run_validation, write_cases
 
 TINY = dict(matrix=(32, 32), phase_fraction=(1.0, 1.0), frames=(3, 3), coil_counts=(3,), n_acs=8,
             readout_oversampling=(2,))
@@ -26,9 +26,14 @@ def test_cases_are_the_same_slice_at_every_r(tmp_path):
 
 def test_validation_report(tmp_path):
     res = run_validation(tmp_path, ("zf", "sense"), cfg=CFG, accelerations=(4,), cases=2, device="cpu",
-                         log=lambda *_: None)
+                         sense_grid=(0.0, 0.1), log=lambda *_: None)
     for s in SETS:
-        assert set(res["sets"][s][4]) == {"zf", "sense"} and res["sets"][s][4]["zf"]["n_slices"] == 2
+        rows = res["sets"][s][4]
+        assert set(rows) == {"zf", "sense", ORACLE} and rows["zf"]["n_slices"] == 2
+        # the oracle is the best of the grid per case: never below either grid member's mean
+        grid = run_validation(tmp_path / "grid", ("sense:lam=0", "sense:lam=0.1"), cfg=CFG, accelerations=(4,), cases=2,
+                              device="cpu", sense_grid=(), log=lambda *_: None)["sets"][s][4]
+        assert rows[ORACLE]["psnr_mean"] >= max(g["psnr_mean"] for g in grid.values()) - 1e-9
     md = (tmp_path / "validation.md").read_text()
     assert "held-out acquisitions" in md and "| 4 | sense |" in md and "gap" in md
     assert (tmp_path / "validation.json").is_file()

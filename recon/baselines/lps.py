@@ -56,7 +56,7 @@ import torch
 from recon.errors import InputError
 from recon.fft import fftc, ifftc
 from recon.noise import auto_or_number
-from recon.problem import SliceProblem, noise_level
+from recon.problem import SliceProblem, inconsistency_level
 from recon.sense import SenseOperator
 
 #: Default thresholds: ``"auto"``, derived from the noise (:func:`auto_thresholds`).
@@ -162,7 +162,9 @@ def auto_thresholds(p: SliceProblem, m: torch.Tensor | None = None, lambda_l: fl
     """Absolute thresholds ``(tau_L, tau_S)`` of L+S derived from the noise level.
 
     With ``v`` the variance per coefficient of the noise ``E^H n``
-    (:func:`adjoint_noise_variance`, ``sigma`` from :func:`recon.problem.noise_level`),
+    (:func:`adjoint_noise_variance`, ``sigma`` the inconsistency level of
+    :func:`recon.problem.inconsistency_level`: the noise, or the coil-map error the
+    calibration lines show when that is larger; the table below used the noise alone),
     ``n`` support pixels and ``t`` frames:
 
     * ``tau_L`` = :func:`noise_edge_threshold` ``(v, n, t)``, the singular-value edge of
@@ -203,7 +205,7 @@ def auto_thresholds(p: SliceProblem, m: torch.Tensor | None = None, lambda_l: fl
             300    +1.0           +0.1           +0.9           +0.5
             1000   +1.4           -0.0           +1.0           +0.7
     """
-    sigma = noise_level(p)
+    sigma = inconsistency_level(p)
     v, n = adjoint_noise_variance(p, sigma)
     if m is None:
         m = SenseOperator(p.maps[None].to(torch.complex64), p.mask[None]).adjoint(

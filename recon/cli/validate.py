@@ -21,6 +21,8 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cases", type=int, default=3, help="slices per set and R (default 3)")
     p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
     p.add_argument("--figures", action="store_true", help="write the per-slice figures too")
+    p.add_argument("--no-sense-oracle", action="store_true",
+                   help="skip the oracle-tuned CG-SENSE row (SENSE at 7 Tikhonov weights, best per case)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--cases must be >= 1, got {args.cases}")
     methods = compared_methods(args.methods, args.weights)
     run_validation(args.out, methods, tuple(args.weights), accelerations=tuple(args.accelerations),
-                   cases=args.cases, device=args.device, figures=args.figures)
+                   cases=args.cases, device=args.device, figures=args.figures,
+                   **({"sense_grid": ()} if args.no_sense_oracle else {}))
     print(f"report : {args.out}/validation.md (and validation.json, per set and R: table.md, results.csv)")
     return 0
