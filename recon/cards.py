@@ -30,6 +30,8 @@ from recon.validation import markdown as validation_markdown
 from recon.weights import CONFIG_FILE, MANIFEST_FILE, WEIGHTS_FILE, read_manifest
 
 CARD_FILE = "CARD.md"
+#: Shipped weights files larger than this are stored in bfloat16 (half the size).
+BF16_ABOVE_BYTES = 16 * 2**20
 
 
 def _run_summary(run: Path) -> tuple[dict, dict]:
@@ -78,7 +80,8 @@ def card_markdown(name: str, run: Path, manifest: dict, validation: dict | None 
     planned = t["epochs"] * t["steps_per_epoch"]
     lines = [
         f"# {name}", "",
-        f"{_model_line(cfg['model'])}; {manifest.get('parameters', 0):,} parameters. "
+        f"{_model_line(cfg['model'])}; {manifest.get('parameters', 0):,} parameters "
+        f"(stored as {manifest.get('dtype', 'float32')}). "
         f"`model.safetensors` sha256 `{manifest['files'][WEIGHTS_FILE]['sha256']}`.", "",
         "## Training", "",
         f"- Steps: {steps:,} of {planned:,} planned ({len(epochs)} of {t['epochs']} epochs x "
@@ -133,6 +136,11 @@ def ship(run: str | Path, name: str, dest_root: str | Path, validation_dir: str 
         _export_checkpoint(run, dest)
     else:
         raise InputError(f"{run}: no weights/ and no checkpoint.pt (not a training run, or no epoch finished)")
+    if (dest / WEIGHTS_FILE).stat().st_size > BF16_ABOVE_BYTES:  # keep the repository lean
+        from recon.weights import load_weights, save_weights
+
+        model, model_cfg = load_weights(dest)
+        save_weights(model, model_cfg, dest, dtype=torch.bfloat16)
     manifest = read_manifest(dest)
     shutil.copy2(run / "config.yaml", dest / "train_config.yaml")
     for f in ("loss_curve.png", "validation.png", "metrics.csv"):

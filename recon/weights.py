@@ -58,13 +58,14 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def write_manifest(directory: str | Path, parameters: int, model_name: str) -> Path:
+def write_manifest(directory: str | Path, parameters: int, model_name: str, dtype: str = "float32") -> Path:
     """(Re)write ``manifest.json`` for the weights and config files in ``directory``."""
     d = Path(directory)
     manifest = {
         "format": FORMAT,
         "model": model_name,
         "parameters": int(parameters),
+        "dtype": dtype,
         "torch_version": str(torch.__version__),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "files": {name: {"sha256": file_sha256(d / name), "bytes": (d / name).stat().st_size}
@@ -75,10 +76,13 @@ def write_manifest(directory: str | Path, parameters: int, model_name: str) -> P
     return path
 
 
-def save_weights(model: torch.nn.Module, model_cfg: ModelConfig, directory: str | Path) -> Path:
+def save_weights(model: torch.nn.Module, model_cfg: ModelConfig, directory: str | Path,
+                 dtype: torch.dtype | None = None) -> Path:
     """Write ``model.safetensors``, ``config.yaml`` and ``manifest.json`` into ``directory``.
 
-    ``model`` may be wrapped (DDP): its ``.module`` is saved. Returns the directory.
+    ``model`` may be wrapped (DDP): its ``.module`` is saved. ``dtype`` stores the
+    floating-point tensors in that type (``torch.bfloat16`` halves a file; the model
+    is rebuilt in float32 on load). Returns the directory.
     """
     from safetensors.torch import save_file
 
@@ -87,10 +91,13 @@ def save_weights(model: torch.nn.Module, model_cfg: ModelConfig, directory: str 
     model = getattr(model, "module", model)
     # contiguous copies: safetensors refuses tensors that share storage
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
-    save_file(state, str(d / WEIGHTS_FILE), metadata={"format": FORMAT, "model": model_cfg.name})
+    if dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    stored = str(dtype or torch.float32).replace("torch.", "")
+    save_file(state, str(d / WEIGHTS_FILE), metadata={"format": FORMAT, "model": model_cfg.name, "dtype": stored})
     dump_yaml(model_cfg, d / CONFIG_FILE)
     n_params = sum(p.numel() for p in model.parameters())
-    write_manifest(d, n_params, model_cfg.name)
+    write_manifest(d, n_params, model_cfg.name, stored)
     return d
 
 
@@ -155,7 +162,7 @@ def load_weights(directory: str | Path, device: str | torch.device = "cpu") -> t
         problems.append(f"shape mismatch {_short(shapes)}")
     if problems:
         raise InputError(f"{d / WEIGHTS_FILE} does not fit the model of {d / CONFIG_FILE}: " + "; ".join(problems))
-    model.load_state_dict(state, strict=True)
+    model.load_state_dict(state, strict=True)  # copies into the float32 parameters (bf16 files too)
     return model.to(device).eval(), cfg
 
 

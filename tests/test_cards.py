@@ -73,3 +73,13 @@ def test_a_run_still_going_ships_its_last_checkpoint(run, tmp_path):
     for (k, v), w in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(v, w), k
     assert "Steps: 2 of 2 planned" in (dest / "CARD.md").read_text()
+
+
+def test_large_weights_ship_in_bfloat16(run, tmp_path, monkeypatch):
+    import recon.cards as cards
+    from recon.weights import read_manifest
+
+    monkeypatch.setattr(cards, "BF16_ABOVE_BYTES", 1000)  # the tiny model counts as large here
+    dest = cards.ship(run, "tiny", tmp_path / "w")
+    assert read_manifest(dest)["dtype"] == "bfloat16" and "stored as bfloat16" in (dest / "CARD.md").read_text()
+    load_weights(dest)

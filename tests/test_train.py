@@ -452,3 +452,16 @@ def test_cli_run_folder_and_resume(tmp_path, capsys, one_thread):
     metrics = json.loads((out / "metrics.json").read_text())
     assert [e["epoch"] for e in metrics["epochs"]] == [1, 2]
     assert load_run_config(out / "config.yaml").train.epochs == 2
+
+
+def test_time_budget_plans_the_epochs_that_fit(tmp_path, one_thread):
+    """train.max_minutes: after the first epoch the run plans what fits (here: that one
+    epoch), ends with weights, and records the planned epochs in its config."""
+    from recon.train.engine import train
+
+    cfg = tiny_run(epochs=50, steps_per_epoch=2, max_minutes=1e-4)
+    last = train(cfg, tmp_path, progress=False)
+    assert last["epoch"] == 1 and (tmp_path / "weights" / "manifest.json").is_file()
+    assert load_run_config(tmp_path / "config.yaml").train.epochs == 1
+    with pytest.raises(InputError, match="max_minutes"):
+        tiny_run(max_minutes=0.0).train.validate()

@@ -223,3 +223,24 @@ def test_describe_model_variants():
     assert describe_model(ModelConfig(crunet=CRUNetConfig(fusion="conv", bank_depth=2))) \
         == "CRUNet-MR 64ch x5 fusion conv (bank K=2)"
     assert describe_model(ModelConfig(name="crnn", crnn=CRNNConfig())) == "CRNN-MRI 64ch x5 (5 layers)"
+
+
+def test_bfloat16_weights_load_into_a_float32_model(tmp_path):
+    """Large models ship in bfloat16 (half the file); they load into the float32 model."""
+    import torch
+
+    from recon.models.config import CRUNetConfig, ModelConfig
+    from recon.models.registry import build_model
+    from recon.weights import load_weights, read_manifest, save_weights
+
+    cfg = ModelConfig(name="crunet", crunet=CRUNetConfig(channels=16, cascades=2, fusion="ca"))
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    full = save_weights(model, cfg, tmp_path / "f32")
+    half = save_weights(model, cfg, tmp_path / "bf16", dtype=torch.bfloat16)
+    assert read_manifest(half)["dtype"] == "bfloat16" and read_manifest(full)["dtype"] == "float32"
+    assert (half / "model.safetensors").stat().st_size < 0.6 * (full / "model.safetensors").stat().st_size
+    loaded, _ = load_weights(half)
+    for (k, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
+        assert b.dtype == torch.float32
+        torch.testing.assert_close(b, a.to(torch.bfloat16).float(), msg=k)

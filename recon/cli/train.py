@@ -28,6 +28,8 @@ def add_parser(p: argparse.ArgumentParser) -> None:
                    help="override train.device (auto: CUDA when available)")
     p.add_argument("--epochs", type=int, default=None, help="override train.epochs (changes the lr schedule)")
     p.add_argument("--steps-per-epoch", type=int, default=None, help="override train.steps_per_epoch")
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="wall-time budget: after the first epoch, plan as many epochs as fit (train.max_minutes)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (epoch lines are still printed)")
 
 
@@ -54,7 +56,8 @@ def _resolve_config(args: argparse.Namespace):
         if not args.config:
             raise InputError("--config is required for a new run")
         cfg = load_run_config(args.config)
-    cfg = with_overrides(cfg, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, device=args.device)
+    cfg = with_overrides(cfg, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, device=args.device,
+                         max_minutes=args.max_minutes)
     return cfg, out
 
 

@@ -142,6 +142,8 @@ class TrainConfig:
     device : ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
     threads : torch CPU threads; null = torch's default.
     val_every : validate every N epochs (and after the last).
+    max_minutes : a wall-time budget: after the first epoch the run plans as many epochs
+        as fit it (at most ``epochs``), so the schedule still ends at ``min_lr``; null = none.
     """
 
     epochs: int = 144
@@ -157,6 +159,7 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = None
     val_every: int = 1
+    max_minutes: float | None = None
     loss: LossConfig = field(default_factory=LossConfig)
 
     def validate(self) -> None:
@@ -173,6 +176,8 @@ class TrainConfig:
             raise InputError(f"betas must lie in [0, 1), got {self.betas}")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise InputError(f"grad_clip must be > 0 or null, got {self.grad_clip}")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise InputError(f"max_minutes must be > 0 or null, got {self.max_minutes}")
         if self.threads is not None and self.threads < 1:
             raise InputError(f"threads must be >= 1 or null, got {self.threads}")
 
@@ -200,10 +205,10 @@ def load_run_config(path: str | Path) -> RunConfig:
 
 
 def with_overrides(cfg: RunConfig, *, epochs: int | None = None, steps_per_epoch: int | None = None,
-                   device: str | None = None) -> RunConfig:
+                   device: str | None = None, max_minutes: float | None = None) -> RunConfig:
     """A copy of ``cfg`` with command-line overrides applied and validated."""
     changes = {k: v for k, v in (("epochs", epochs), ("steps_per_epoch", steps_per_epoch),
-                                 ("device", device)) if v is not None}
+                                 ("device", device), ("max_minutes", max_minutes)) if v is not None}
     if not changes:
         return cfg
     train = replace(cfg.train, **changes)

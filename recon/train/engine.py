@@ -83,9 +83,9 @@ def _set_rng_state(state: dict, device: torch.device) -> None:
 
 
 def _same_run(a: RunConfig, b: RunConfig) -> bool:
-    """Equal apart from the settings a resumed run may change (epochs, device, threads)."""
+    """Equal apart from the settings a resumed run may change (epochs, device, threads, time budget)."""
     def strip(c: RunConfig) -> RunConfig:
-        return replace(c, train=replace(c.train, epochs=1, device="auto", threads=None))
+        return replace(c, train=replace(c.train, epochs=1, device="auto", threads=None, max_minutes=None))
     return strip(a) == strip(b)
 
 
@@ -140,6 +140,7 @@ class Trainer:
         if self.ctx.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             dump_yaml(cfg, self.out / CONFIG)  # on resume too: it may extend the epochs
+        self._started = time.perf_counter()
         self._val: dict[str, list] = {}
         self._zf: dict[str, tuple[float, float]] = {}
         self._val_example = None
@@ -156,7 +157,7 @@ class Trainer:
         saved = from_dict(RunConfig, ckpt["config"], where=f"{path}:config")
         if not _same_run(saved, self.cfg):
             raise InputError(f"{path}: the checkpoint was made with a different model/data/train config "
-                             f"(only epochs, device and threads may change on resume)")
+                             f"(only epochs, device, threads and max_minutes may change on resume)")
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
@@ -316,7 +317,8 @@ class Trainer:
         t = self.cfg.train
         end = t.epochs if max_epochs is None else min(t.epochs, self.start_epoch + max_epochs)
         last: dict = self.history["epochs"][-1] if self.history["epochs"] else {}
-        for epoch in range(self.start_epoch, end):
+        epoch = self.start_epoch
+        while epoch < end:
             t0 = time.perf_counter()
             records = self.train_epoch(epoch)
             seconds = time.perf_counter() - t0
@@ -327,11 +329,15 @@ class Trainer:
                 row.update(self.validate())
             self.history["steps"].extend(records)
             self.history["epochs"].append(row)
+            if t.max_minutes is not None and "budget_epochs" not in self.history:
+                end = self._fit_to_budget(epoch, time.perf_counter() - t0, max_epochs)
+                t = self.cfg.train
             self.save_checkpoint(epoch + 1)
             self.write_outputs()
             if self.ctx.is_main:
                 print(_epoch_line(row, t.epochs), flush=True)
             last = row
+            epoch += 1
         if end == t.epochs:
             diff = self.ctx.max_param_difference(self.model)
             self.history["ddp_max_param_diff"] = diff
@@ -342,6 +348,23 @@ class Trainer:
                 self.write_outputs()
         self.ctx.barrier()
         return last
+
+    def _fit_to_budget(self, epoch: int, seconds: float, max_epochs: int | None) -> int:
+        """After the first epoch of a run with ``train.max_minutes``: plan as many epochs as
+        fit the budget (at the first epoch's pace, validation included; at most
+        ``train.epochs``), so the cosine schedule reaches ``min_lr`` at the end; the new
+        epoch count is written into the run's config. Returns the new end epoch."""
+        t = self.cfg.train
+        seconds = self.ctx.all_reduce_sum([seconds], self.device)[0] / self.ctx.world_size  # ranks agree
+        budget = t.max_minutes * 60 - (time.perf_counter() - self._started) + seconds
+        epochs = int(min(t.epochs, max(epoch + 1, budget // max(seconds, 1e-9))))
+        self.cfg = replace(self.cfg, train=replace(t, epochs=epochs))
+        self.scheduler.total_steps = epochs * t.steps_per_epoch
+        self.history["budget_epochs"] = epochs
+        if self.ctx.is_main:
+            dump_yaml(self.cfg, self.out / CONFIG)
+            print(f"time budget {t.max_minutes:g} min at {seconds:.1f} s/epoch: {epochs} epochs", flush=True)
+        return epochs if max_epochs is None else min(epochs, self.start_epoch + max_epochs)
 
     def close(self) -> None:
         self.ctx.shutdown()
