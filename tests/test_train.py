@@ -169,6 +169,20 @@ def test_ssim_term_is_two_ssims_with_target_scale():
     assert float(ssim_loss(2 * target, target)) > 0.01
 
 
+def test_losses_are_finite_for_an_all_zero_target():
+    """A training strip outside the coil maps has a zero target: every loss term and its
+    gradient stay finite (the SSIM normalisation once divided by ~0 there)."""
+    pred, target = _pair(1)
+    pred = pred.clone().requires_grad_(True)
+    zero = torch.zeros_like(target)
+    for p in (pred, torch.zeros_like(pred, requires_grad=True)):
+        loss, terms = ReconLoss()(p, zero)
+        loss.backward()
+        assert torch.isfinite(loss) and all(torch.isfinite(v) for v in terms.values())
+        assert torch.isfinite(torch.view_as_real(p.grad)).all()
+    assert float(ReconLoss()(pred.detach(), zero)[0]) > 0  # a non-zero prediction is still penalised
+
+
 def test_recon_loss_is_the_weighted_sum():
     pred, target = _pair(3)
     cfg = LossConfig(kspace_mse=0.25, image_mse=0.5, image_l1=0.5, ssim=0.5)

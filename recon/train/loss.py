@@ -60,13 +60,17 @@ def ssim_loss(pred: torch.Tensor, target: torch.Tensor, win_size: int = 7) -> to
     """``(1 - SSIM(Re)) + (1 - SSIM(Im))``, SSIM averaged over frames and batch.
 
     pred, target: complex ``[b, t, y, x]`` (``[b, y, x]`` is one frame). Both are
-    divided by the target's largest absolute real or imaginary value per sample;
-    data range 1.
+    divided by the target's largest absolute real or imaginary value per sample; data
+    range 1. A sample whose target is all zero (a training strip outside the coil
+    maps' support) is divided by the prediction's largest value instead, or by 1 when
+    that is zero too (dividing by ~0 made the loss NaN).
     """
     if pred.ndim == 3:
         pred, target = pred[:, None], target[:, None]
     p, g = torch.view_as_real(pred), torch.view_as_real(target)  # [b, t, y, x, 2]
-    scale = g.detach().abs().flatten(1).amax(dim=1).clamp_min(torch.finfo(g.dtype).tiny)
+    g_max = g.detach().abs().flatten(1).amax(dim=1)
+    p_max = p.detach().abs().flatten(1).amax(dim=1)
+    scale = torch.where(g_max > 0, g_max, torch.where(p_max > 0, p_max, torch.ones_like(p_max)))
     scale = scale.view(-1, 1, 1, 1, 1)
     p, g = p / scale, g / scale
     total = pred.new_zeros((), dtype=p.dtype)
