@@ -108,3 +108,55 @@ def test_bad_inputs(cmrx):
     _write_mat73(d / "real.mat", "kspace_full", np.zeros((T, Z, C, KY, KX), np.float32))
     with pytest.raises(InputError, match="must be complex"):
         convert_cmrx(d / "real.mat", d / "o.h5")
+
+
+def _declared_only(path, shape, written=None, **kw):
+    """A v7.3 file declaring a complex ``shape``; ``written``: index whose data are written (None: nothing)."""
+    dt = np.dtype([("real", "<f4"), ("imag", "<f4")])
+    with h5py.File(path, "w", userblock_size=512) as f:
+        d = f.create_dataset("kspace_full", shape=shape, dtype=dt, **kw)
+        if written is not None:
+            d[written] = np.ones(d[written].shape, dt)
+    return path
+
+
+def test_datasets_are_checked_before_reading(tmp_path):
+    """The 1.5 KB file with an unwritten dataset that cost 2.7 GB and 54 s: now refused at once."""
+    import time
+
+    t0 = time.perf_counter()
+    p = _declared_only(tmp_path / "unwritten.mat", (12, 10, 10, 246, 512))
+    assert p.stat().st_size < 4096
+    with pytest.raises(InputError, match="declares shape \\(12, 10, 10, 246, 512\\) but holds no data"):
+        convert_cmrx(p, tmp_path / "o.h5")
+    assert time.perf_counter() - t0 < 5
+    p = _declared_only(tmp_path / "partial.mat", (3, 1, 2, 16, 32), written=0, chunks=(1, 1, 2, 16, 32))
+    with pytest.raises(InputError, match="only partly written \\(8192 of 24576 bytes\\)"):
+        convert_cmrx(p, tmp_path / "o.h5")
+    p = _declared_only(tmp_path / "huge.mat", (1000, 100, 100, 512, 512), written=(0, 0, 0),
+                       chunks=(1, 1, 1, 512, 512), compression="gzip")
+    with pytest.raises(InputError, match="2.62e\\+12 samples\\) is larger than the supported"):
+        convert_cmrx(p, tmp_path / "o.h5")
+    p = _declared_only(tmp_path / "slice.mat", (300, 1, 8, 256, 512), written=(0, 0),
+                       chunks=(1, 1, 8, 256, 512), compression="gzip")
+    with pytest.raises(InputError, match="one slice would hold 300 frames x 8 coils x 256 x 512"):
+        convert_cmrx(p, tmp_path / "o.h5")
+
+
+def test_bad_values_and_types(tmp_path, cmrx):
+    k = cmrx["k"].copy()
+    k[1, 0, 2, 5, 5] = np.nan
+    k[2, 1, 0, 0, 0] = np.inf
+    _write_mat73(tmp_path / "nan.mat", "kspace_full", k)
+    with pytest.raises(InputError, match="NaN or infinite samples \\(frames 1, 2, slices 0, 1\\)"):
+        convert_cmrx(tmp_path / "nan.mat", tmp_path / "o.h5", mask_path=cmrx["mask"])
+    _write_mat73(tmp_path / "zero.mat", "kspace_sub04", np.zeros_like(k))
+    with pytest.raises(InputError, match="holds only zeros"):
+        convert_cmrx(tmp_path / "zero.mat", tmp_path / "o.h5")
+    with h5py.File(tmp_path / "text.mat", "w") as f:
+        f.create_dataset("kspace_full", data=np.array([b"abc"] * 5))
+    with pytest.raises(InputError, match="has type \\|S3, not numbers"):
+        convert_cmrx(tmp_path / "text.mat", tmp_path / "o.h5")
+    savemat(tmp_path / "big5.mat", {"mask": np.ones((1, 3))})
+    with pytest.raises(InputError, match="mask shape"):
+        convert_cmrx(cmrx["full"], tmp_path / "o.h5", mask_path=tmp_path / "big5.mat")

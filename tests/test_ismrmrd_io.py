@@ -237,3 +237,189 @@ def test_truncated_data(tmp_path, rng):
         f["dataset/data"][2] = row
     with pytest.raises(InputError, match="acquisition 2 stores"):
         read_raw(p)
+
+
+def _full_file(tmp_path, rng, lines=None, flagged=False, n_t=3, n_ky=32):
+    """A fully sampled slice (every frame holds ``lines``, default all); calibration flags cleared
+    unless ``flagged``."""
+    n_c, n_kx = 2, 16
+    k = (rng.standard_normal((n_t, n_c, n_ky, n_kx)) + 1j * rng.standard_normal((n_t, n_c, n_ky, n_kx)))
+    k = k.astype(np.complex64)
+    m = np.zeros((n_t, n_ky), bool)
+    m[:, np.arange(n_ky) if lines is None else lines] = True
+    h, d = slice_to_acquisitions(k, m, acs_indices(n_ky, 8), 0, GEOM)
+    if not flagged:
+        h["flags"] &= ~(F.CALIBRATION | F.CALIBRATION_AND_IMAGING)
+    p = CineProtocol(matrix=(n_ky, n_kx // 2), n_phases=n_t, n_coils=n_c, acceleration=1, n_acs=8)
+    return write_raw(tmp_path / "full.h5", build_cine_header(p), h, d), k, m
+
+
+def test_fully_sampled_without_flags_calibrates_from_the_centre(tmp_path, rng):
+    from recon.io.acquisitions import CALIBRATION_KEY, CENTRE_CALIBRATION_LINES
+
+    path, k, m = _full_file(tmp_path, rng, n_ky=40)
+    (s,) = read_raw(path).slices
+    assert s.extra[CALIBRATION_KEY] == "fully sampled centre"
+    np.testing.assert_array_equal(s.acs_lines, np.arange(20 - 12, 20 + 12))
+    assert len(s.acs_lines) == CENTRE_CALIBRATION_LINES and s.acs_mask.all()
+    np.testing.assert_array_equal(s.acs, k[:, :, s.acs_lines])
+    np.testing.assert_array_equal(s.kspace, k)
+    # flagged lines win when there are any
+    flagged, _, _ = _full_file(tmp_path / "..", rng, flagged=True)
+    s2 = read_raw(flagged).slices[0]
+    assert s2.extra[CALIBRATION_KEY] == "flagged" and len(s2.acs_lines) == 8
+
+
+def test_partial_fourier_without_flags_calibrates_from_its_block(tmp_path, rng):
+    path, _, _ = _full_file(tmp_path, rng, lines=np.arange(8, 32))  # 24 of 32 lines, centre 16 inside
+    s = read_raw(path).slices[0]
+    assert s.acs_lines[0] >= 8 and 16 in s.acs_lines and len(s.acs_lines) == 24
+
+
+def test_fully_sampled_without_flags_reconstructs_zero_filled(tmp_path, rng):
+    from recon.pipeline import ReconConfig, reconstruct_slice
+
+    path, _, _ = _full_file(tmp_path, rng)
+    res = reconstruct_slice(read_raw(path).slices[0], ReconConfig(method="zf", device="cpu"))
+    assert res.frames.shape == (3, 32, 8) and np.isfinite(res.frames).all()
+
+
+def test_undersampled_without_flags_says_why(tmp_path, rng):
+    header, headers, data, _ = _synthetic(rng, n_slices=1)
+    headers["flags"] &= ~(F.CALIBRATION | F.CALIBRATION_AND_IMAGING)
+    p = write_raw(tmp_path / "r.h5", header, headers, data)
+    with pytest.raises(InputError, match="no calibration lines .* not fully sampled around the k-space centre"):
+        read_raw(p)
+
+
+def _with_bad_samples(tmp_path, rng, value):
+    header, headers, data, _ = _synthetic(rng, n_slices=2)
+    imaging = np.flatnonzero(~F.is_calibration(headers["flags"]) & (headers["idx"]["slice"] == 0))
+    data[imaging[0]][1, 3] = value
+    data[imaging[4]][0, 0] = value
+    return write_raw(tmp_path / "bad.h5", header, headers, data), imaging[[0, 4]]
+
+
+@pytest.mark.parametrize("value,match", [(np.nan, "NaN or infinite"), (np.inf, "NaN or infinite"),
+                                         (-3e38, "beyond")])
+def test_bad_samples_in_imaging_lines(tmp_path, rng, value, match):
+    path, bad = _with_bad_samples(tmp_path, rng, value)
+    with pytest.raises(InputError, match=f"slice 0: acquisition\\(s\\) {bad[0]}, {bad[1]} hold .*{match}"):
+        read_raw(path)
+    raw = read_raw(path, skip_bad_slices=True)  # the other slice is still there
+    assert [s.slice_index for s in raw.slices] == [1] and match.split()[0] in raw.slice_errors[0]
+
+
+def test_bad_samples_through_the_chain(tmp_path, rng):
+    """The server path assembles buckets with the same code: the bad slice is reported, the other one
+    reconstructed."""
+    import ismrmrd as mrd
+
+    from gadgets.chain import ChainSession
+    from gadgets.settings import GadgetSettings
+
+    path, _ = _with_bad_samples(tmp_path, rng, np.nan)
+    _, xml, headers, data = read_acquisitions(path)
+    session = ChainSession(parse_header(xml), GadgetSettings(method="zf", device="cpu"))
+    out = []
+    for h, d in zip(headers, data):
+        out += session.acquisition(mrd.Acquisition(mrd.AcquisitionHeader.from_buffer_copy(h.tobytes()), d))
+    out += session.close()
+    images = [o for o in out if isinstance(o, mrd.Image)]
+    errors = [o.message for o in out if not isinstance(o, mrd.Image)]
+    assert {im.slice for im in images} == {1} and all(np.isfinite(im.data).all() for im in images)
+    assert len(errors) == 1 and "slice 0" in errors[0] and "NaN" in errors[0]
+
+
+def _with_xml(tmp_path, rng, edit):
+    header, headers, data, _ = _synthetic(rng, n_slices=1)
+    return write_raw(tmp_path / "h.h5", edit(header_to_xml(header)), headers, data)
+
+
+def _phase_max(value):
+    return lambda x: x.replace("<maximum>2</maximum>\n    <center>1</center>",
+                               f"<maximum>{value}</maximum>\n    <center>1</center>")
+
+
+@pytest.mark.parametrize("edit,match", [
+    (_phase_max(65535), "65536 frames x 4 coils x 32 x 40 .* more than the supported"),
+    (lambda x: x.replace("<x>40</x>", "<x>100000</x>").replace("<y>32</y>", "<y>100000</y>"),
+     "encodedSpace matrix 100000 x 100000 x 1 outside the supported 1..4096"),
+    (_phase_max(70000), "encodingLimits.phase .* not a range within 0..65535"),
+    (_phase_max("abc"), "encodingLimits.phase must hold integer"),
+    (lambda x: x.replace("<receiverChannels>4<", "<receiverChannels>5000<"), "receiverChannels = 5000"),
+])
+def test_declared_sizes_are_bounded_before_allocating(tmp_path, rng, edit, match):
+    with pytest.raises(InputError, match=match):
+        read_raw(_with_xml(tmp_path, rng, edit))
+
+
+def test_long_lists_are_cut(tmp_path, rng):
+    with pytest.raises(InputError) as e:
+        read_raw(_with_xml(tmp_path, rng, _phase_max(3999)))
+    assert "no acquisitions for phase 3..3999 (of 4000 frames declared)" in str(e.value)
+    assert len(str(e.value)) < 300
+
+
+def test_short_list_and_one_line():
+    from recon.io.limits import one_line, short_list
+
+    assert short_list(range(12, 4000)) == "12..3999"
+    assert short_list([5, 1, 2, 3, 9, 10]) == "1..3, 5, 9, 10"
+    assert short_list(range(0, 100, 2)) == "0, 2, 4, 6, 8, 10, ... (50 in all)"
+    assert one_line("a\n  b\tc") == "a b c" and len(one_line("x" * 5000)) == 1000
+
+
+def test_noise_only_file(tmp_path, rng):
+    from recon.io.acquisitions import noise_acquisitions
+
+    header, _, _, _ = _synthetic(rng, n_slices=1)
+    h, d = noise_acquisitions((rng.standard_normal((4, 512)) + 0j).astype(np.complex64))
+    with pytest.raises(InputError, match="holds only a noise scan \\(2 noise acquisitions\\)"):
+        read_raw(write_raw(tmp_path / "noise.h5", header, h, d))
+
+
+def _replace(name, **dataset):
+    """A damage: ``dataset/<name>`` replaced by ``create_dataset(**dataset)`` (a group when none given)."""
+    def damage(f):
+        del f[f"dataset/{name}"]
+        if dataset:
+            f.create_dataset(f"dataset/{name}", **dataset)
+        else:
+            f.create_group(f"dataset/{name}")
+    return damage
+
+
+def _huge_table(f):
+    """The acquisition table grown to a billion rows (one chunk written): a tiny file declaring 360 GB."""
+    first = f["dataset/data"][0]
+    del f["dataset/data"]
+    d = f.create_dataset("dataset/data", shape=(10 ** 9,), dtype=first.dtype, chunks=(16,))
+    d[0] = first
+
+
+@pytest.mark.parametrize("damage,match", [
+    (_replace("data", data=np.arange(10.0)), "not an ISMRMRD acquisition table"),
+    (_huge_table, "declared, more than the supported"),
+    (_replace("data", shape=(100,), dtype=ismrmrd.hdf5.acquisition_dtype), "holds no data \\(never written\\)"),
+    (_replace("data"), "is a Group, not a dataset"),
+    (_replace("xml", data=np.zeros(0, "S10")), "no XML header"),
+    (_replace("xml", data=np.int32(7)), "not a valid ISMRMRD XML header"),
+])
+def test_damaged_tables_and_headers(tmp_path, rng, damage, match):
+    header, headers, data, _ = _synthetic(rng, n_slices=1)
+    p = write_raw(tmp_path / "r.h5", header, headers, data)
+    with h5py.File(p, "a") as f:
+        damage(f)
+    with pytest.raises(InputError, match=match):
+        read_raw(p)
+
+
+def test_truncated_file(tmp_path, rng):
+    header, headers, data, _ = _synthetic(rng, n_slices=1)
+    p = write_raw(tmp_path / "r.h5", header, headers, data)
+    blob = p.read_bytes()
+    for keep in (len(blob) // 2, len(blob) - 100):
+        p.write_bytes(blob[:keep])
+        with pytest.raises(InputError, match="damaged or truncated|cannot open|not an HDF5"):
+            read_raw(p)

@@ -15,6 +15,7 @@ def add_parser(p: argparse.ArgumentParser) -> None:
 
 def summarise(raw) -> dict:
     """A JSON-able summary of a :class:`recon.io.raw.RawFile`."""
+    from recon.io.acquisitions import CALIBRATION_KEY
     from recon.masks import effective_acceleration
 
     enc = raw.encoding
@@ -33,6 +34,7 @@ def summarise(raw) -> dict:
             "acceleration": s.acceleration,
             "effective_acceleration": round(effective_acceleration(s.mask), 3),
             "acs_lines": [int(s.acs_lines[0]), int(s.acs_lines[-1])], "n_acs": int(len(s.acs_lines)),
+            "calibration": s.extra.get(CALIBRATION_KEY, "flagged"),
             "position_mm": [round(v, 2) for v in s.geometry.position],
         })
     return out

@@ -110,6 +110,24 @@ def _as_complex_tensor(x) -> tuple[torch.Tensor, bool]:
     return t.to(torch.complex64), was_numpy
 
 
+class EigenSolverError(InputError):
+    """The eigen-solver failed on calibration data (ill-conditioned, overflowing or degenerate)."""
+
+
+def _eigh(matrix: torch.Tensor, what: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.linalg.eigh`` whose failures (and non-finite results) are :class:`EigenSolverError`."""
+    try:
+        values, vectors = torch.linalg.eigh(matrix)
+    except (torch.linalg.LinAlgError, RuntimeError) as exc:
+        reason = " ".join(str(exc).split())[:160]
+        raise EigenSolverError(f"ESPIRiT eigen-solver failed on the {what} ({type(exc).__name__}: {reason})") \
+            from None
+    real = torch.view_as_real(vectors) if vectors.is_complex() else vectors
+    if not (torch.isfinite(values).all() and torch.isfinite(real).all()):
+        raise EigenSolverError(f"ESPIRiT eigen-solver gave NaN/Inf on the {what} (calibration values overflow?)")
+    return values, vectors
+
+
 def center_block(calib: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Central ``size`` block of ``[c, cy, cx]`` (index ``n // 2`` kept at ``m // 2``)."""
     out = calib
@@ -150,7 +168,7 @@ def signal_kernels(calib: torch.Tensor, kernel: tuple[int, int], threshold: floa
     """
     c = calib.shape[0]
     a = calibration_matrix(calib.to(torch.complex64), kernel)
-    evals, evecs = torch.linalg.eigh(a.mH @ a)  # ascending
+    evals, evecs = _eigh(a.mH @ a, "calibration matrix")  # ascending
     evals = evals.flip(0).clamp_min(0)
     evecs = evecs.flip(1)
     if evals[0] <= 0:
@@ -307,7 +325,7 @@ def dominant_eigenvectors(gram: torch.Tensor, ref: torch.Tensor, coarse: int = 1
     c, _, ny, nx = gram.shape
     ref = ref.to(gram.dtype)
     if coarse <= 1:
-        vals, vecs = torch.linalg.eigh(gram.permute(2, 3, 0, 1))
+        vals, vecs = _eigh(gram.permute(2, 3, 0, 1), "per-pixel coil matrices")
         return _phase_normalise(vecs[..., -1].permute(2, 0, 1), ref), vals[..., -1]
     py, px = coarse_positions(ny, coarse), coarse_positions(nx, coarse)
     small = gram[:, :, py][:, :, :, px]
@@ -327,7 +345,7 @@ def principal_coil_vector(calib: torch.Tensor) -> torch.Tensor:
     """First principal component ``[c]`` of the calibration samples (virtual body coil)."""
     c = calib.shape[0]
     x = calib.reshape(c, -1).to(torch.complex128)
-    _, vecs = torch.linalg.eigh(x @ x.mH)
+    _, vecs = _eigh(x @ x.mH, "coil covariance")
     u = vecs[:, -1]
     return (u * (u.conj() @ torch.ones(c, dtype=u.dtype)).sgn().conj()).to(torch.complex64)
 
@@ -369,7 +387,9 @@ def espirit_maps(calib, shape: tuple[int, int], options: EspiritOptions | None =
     Raises
     ------
     InputError : bad options, a calibration block smaller than the kernel, a grid
-        smaller than the calibration block, or all-zero data.
+        smaller than the calibration block, or all-zero data;
+        :class:`EigenSolverError` when an eigen-decomposition fails or the maps
+        come out NaN/Inf.
     """
     opts = EspiritOptions.from_dict(kwargs, options) if kwargs else (options or EspiritOptions()).validate()
     t, was_numpy = _as_complex_tensor(calib)
@@ -395,6 +415,8 @@ def espirit_maps(calib, shape: tuple[int, int], options: EspiritOptions | None =
         vecs, vals = dominant_eigenvectors(full, ref, coarse=step, refine=opts.refine)
         weights = crop_weights(vals, opts.crop, opts.soft_crop) if opts.crop > 0 else torch.ones_like(vals)
         maps = vecs * weights
+    if not torch.isfinite(torch.view_as_real(maps)).all():
+        raise EigenSolverError("ESPIRiT maps came out NaN/Inf (calibration values overflow?)")
     if was_numpy:
         maps, vals = maps.numpy(), vals.numpy()
     return (maps, vals) if return_eigenvalues else maps

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from recon.coils.espirit import EspiritOptions, auto_coarse, espirit_maps
+from recon.coils.espirit import EigenSolverError, EspiritOptions, auto_coarse, espirit_maps
 from recon.coils.walsh import walsh_maps
 from recon.errors import InputError
 from recon.fft import ifft2c
@@ -131,7 +131,9 @@ def maps_from_acs(acs: np.ndarray, acs_lines: np.ndarray, n_ky: int, shape: tupl
 
     Raises
     ------
-    InputError : unknown method or option, bad shapes or line indices, too few lines.
+    InputError : unknown method or option, bad shapes or line indices, too few lines;
+        :class:`~recon.coils.espirit.EigenSolverError` when the eigen-solver fails or
+        the maps come out NaN/Inf.
     """
     if method not in METHODS:
         raise InputError(f"unknown coil-map method '{method}'; choose one of {list(METHODS)}")
@@ -153,6 +155,8 @@ def maps_from_acs(acs: np.ndarray, acs_lines: np.ndarray, n_ky: int, shape: tupl
         maps = _walsh(acs, lines, block, int(n_ky), n_grid, options)
     if n_grid > out_shape[0]:
         maps = center_crop(maps, out_shape)
+    if not np.isfinite(maps).all():
+        raise EigenSolverError(f"{method} coil maps came out NaN/Inf (calibration values overflow?)")
     return np.ascontiguousarray(maps, dtype=np.complex64)
 
 
@@ -192,11 +196,18 @@ def estimate_maps(s, method: str = "espirit", **options) -> np.ndarray:
     Returns
     -------
     complex64 ``[c, recon_y, recon_x]``.
+
+    Raises
+    ------
+    InputError : as :func:`maps_from_acs`; an eigen-solver failure names the slice.
     """
     acs = calibration_region(s)
     rx, ry = int(s.encoding.recon_matrix[0]), int(s.encoding.recon_matrix[1])
-    return maps_from_acs(acs, s.acs_lines, n_ky=int(s.kspace.shape[-2]), shape=(ry, rx),
-                         method=method, **options)
+    try:
+        return maps_from_acs(acs, s.acs_lines, n_ky=int(s.kspace.shape[-2]), shape=(ry, rx),
+                             method=method, **options)
+    except EigenSolverError as exc:
+        raise InputError(f"coil maps of slice {s.slice_index}: {exc}") from None
 
 
 def compare_maps(maps: np.ndarray, reference: np.ndarray, mask: np.ndarray | None = None) -> dict:

@@ -18,6 +18,7 @@ image with readout oversampling removed (the CMRxRecon reference), as complex64
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,60 +29,161 @@ from recon.errors import InputError
 from recon.fft import ifft2c
 from recon.io.acquisitions import scan_to_acquisitions
 from recon.io.header import CineProtocol, build_cine_header
+from recon.io.limits import (MAX_MAT_SAMPLES, MAX_SAMPLE_MAGNITUDE, bad_sample_arrays, check_coils,
+                             check_slice_samples, one_line, short_list)
 from recon.io.raw import write_raw
 from recon.kspace import center_crop, rss
 from recon.masks import estimate_acceleration
 from recon.simulate.cine import slice_geometry
 
 
-def _load_mat_array(path: Path, what: str) -> np.ndarray:
-    """The one data array of a .mat file (v7.3 via h5py, v5 via SciPy), as NumPy."""
+def _load_mat_array(path: Path, what: str, check_shape: Callable[[tuple[int, ...]], None] | None = None
+                    ) -> np.ndarray:
+    """The one data array of a .mat file (v7.3 via h5py, v5 via SciPy), as NumPy.
+
+    Before anything is read, the array's declared shape (h5py order) goes through
+    ``check_shape`` and its size is bounded by :data:`~recon.io.limits.MAX_MAT_SAMPLES`;
+    a v7.3 dataset must hold written data and a numeric type.
+    """
     if not path.exists():
         raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, not a .mat file")
     if h5py.is_hdf5(path):
-        with h5py.File(path, "r") as f:
-            names = [k for k in f.keys() if not k.startswith("#")]
-            datasets = [k for k in names if isinstance(f[k], h5py.Dataset)]
-            if len(datasets) != 1:
-                raise InputError(f"{path}: expected one {what} array, found {datasets or 'none'}")
-            arr = f[datasets[0]][()]
-        if arr.dtype.names is not None:
-            if set(arr.dtype.names) != {"real", "imag"}:
-                raise InputError(f"{path}: compound array with fields {arr.dtype.names}, expected real/imag")
-            arr = arr["real"] + 1j * arr["imag"]
-        return arr
-    try:
-        from scipy.io import loadmat
+        return _load_mat73(path, what, check_shape)
+    return _load_mat5(path, what, check_shape)
 
+
+def _check_size(path: Path, shape: tuple[int, ...], what: str) -> None:
+    n = int(np.prod(shape, dtype=np.float64))
+    if n > MAX_MAT_SAMPLES:
+        raise InputError(f"{path}: {what} array of shape {shape} ({n:.3g} samples) is larger than the "
+                         f"supported {MAX_MAT_SAMPLES:.3g} samples")
+
+
+def _mat73_dataset(f: h5py.File, path: Path, what: str) -> h5py.Dataset:
+    """The single dataset of a v7.3 file, checked: numeric or (real, imag), data written."""
+    names = [k for k in f.keys() if not k.startswith("#")]
+    datasets = [k for k in names if isinstance(f[k], h5py.Dataset)]
+    if len(datasets) != 1:
+        raise InputError(one_line(f"{path}: expected one {what} array, found {datasets or 'none'}"))
+    d = f[datasets[0]]
+    dt = d.dtype
+    if dt.names is not None:
+        if set(dt.names) != {"real", "imag"}:
+            raise InputError(one_line(f"{path}: compound array with fields {dt.names}, expected real/imag"))
+        numeric = all(np.issubdtype(dt[n], np.number) for n in dt.names)
+    else:
+        numeric = np.issubdtype(dt, np.number) or dt == np.bool_
+    if not numeric:
+        raise InputError(one_line(f"{path}: {what} array '{datasets[0]}' has type {dt}, not numbers"))
+    stored, declared = d.id.get_storage_size(), d.size * dt.itemsize
+    if declared and stored == 0:
+        raise InputError(f"{path}: {what} array '{datasets[0]}' declares shape {d.shape} but holds no data "
+                         "(never written)")
+    if d.id.get_create_plist().get_nfilters() == 0 and stored < declared:
+        raise InputError(f"{path}: {what} array '{datasets[0]}' is only partly written ({stored} of "
+                         f"{declared} bytes)")
+    return d
+
+
+def _load_mat73(path: Path, what: str, check_shape) -> np.ndarray:
+    try:
+        with h5py.File(path, "r") as f:
+            d = _mat73_dataset(f, path, what)
+            _check_size(path, d.shape, what)
+            if check_shape is not None:
+                check_shape(d.shape)
+            if d.dtype.names is None:
+                return d[()]
+            arr = d[()]
+    except InputError:
+        raise
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError, MemoryError) as exc:
+        raise InputError(one_line(f"{path}: cannot read the {what} array: file damaged or truncated "
+                                  f"({type(exc).__name__}: {exc})", 300)) from None
+    out = np.empty(arr.shape, dtype=np.complex64)
+    out.real, out.imag = arr["real"], arr["imag"]
+    return out
+
+
+def _load_mat5(path: Path, what: str, check_shape) -> np.ndarray:
+    from scipy.io import loadmat, whosmat
+
+    try:
+        listed = [v for v in whosmat(path) if not v[0].startswith("__")]
+    except Exception as exc:  # noqa: BLE001 - SciPy raises many types on files that are not .mat
+        raise InputError(one_line(f"{path}: neither an HDF5 (MATLAB v7.3) nor a MATLAB v5 file ({exc})")) from None
+    if len(listed) != 1:
+        raise InputError(one_line(f"{path}: expected one {what} array, found {[v[0] for v in listed] or 'none'}"))
+    shape = tuple(int(n) for n in reversed(listed[0][1]))  # h5py's axis order
+    _check_size(path, shape, what)
+    if check_shape is not None:
+        check_shape(shape)
+    try:
         content = loadmat(path)
-    except Exception as exc:
-        raise InputError(f"{path}: neither an HDF5 (MATLAB v7.3) nor a MATLAB v5 file ({exc})") from None
-    arrays = [k for k in content if not k.startswith("__")]
-    if len(arrays) != 1:
-        raise InputError(f"{path}: expected one {what} array, found {arrays or 'none'}")
+    except Exception as exc:  # noqa: BLE001
+        raise InputError(one_line(f"{path}: cannot read the MATLAB v5 file ({exc})")) from None
+    arr = content.get(listed[0][0])
+    if not isinstance(arr, np.ndarray) or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+        raise InputError(f"{path}: {what} array '{listed[0][0]}' does not hold numbers")
     # MATLAB v5 keeps MATLAB's axis order; reverse it to h5py's convention.
-    return np.asarray(content[arrays[0]]).transpose()
+    return np.asarray(arr).transpose()
+
+
+def _kspace_shape_check(path: Path) -> Callable[[tuple[int, ...]], None]:
+    """Checks a declared k-space shape: 4 or 5 axes, at least 8 x 8, one slice within the limits."""
+    def check(shape: tuple[int, ...]) -> None:
+        if len(shape) not in (4, 5):
+            raise InputError(f"{path}: k-space must have 5 axes (t, sz, sc, ky, kx), got shape {shape}")
+        full = shape if len(shape) == 5 else (shape[0], 1, *shape[1:])
+        if min(full) < 1 or full[3] < 8 or full[4] < 8:
+            raise InputError(f"{path}: k-space shape {shape} too small")
+        check_coils(full[2], str(path))
+        check_slice_samples(full[0], full[2], full[3], full[4], str(path))
+    return check
 
 
 def load_cmrx_kspace(path: str | Path) -> np.ndarray:
-    """Cine k-space as complex64 ``[t, sz, sc, ky, kx]`` (a 4D file gets ``sz = 1``)."""
+    """Cine k-space as complex64 ``[t, sz, sc, ky, kx]`` (a 4D file gets ``sz = 1``).
+
+    Shape and size are checked before the array is read; NaN, infinite or
+    overflowing samples (:data:`~recon.io.limits.MAX_SAMPLE_MAGNITUDE`) are an error.
+    """
     path = Path(path)
-    k = _load_mat_array(path, "k-space")
+    k = _load_mat_array(path, "k-space", _kspace_shape_check(path))
     if not np.iscomplexobj(k):
         raise InputError(f"{path}: k-space must be complex, got {k.dtype}")
     if k.ndim == 4:
         k = k[:, None]
-    if k.ndim != 5:
-        raise InputError(f"{path}: k-space must have 5 axes (t, sz, sc, ky, kx), got shape {k.shape}")
-    if min(k.shape) < 1 or k.shape[3] < 8 or k.shape[4] < 8:
-        raise InputError(f"{path}: k-space shape {k.shape} too small")
-    return np.ascontiguousarray(k, dtype=np.complex64)
+    k = np.ascontiguousarray(k, dtype=np.complex64)
+    _check_values(k, path)
+    if not k.any():
+        raise InputError(f"{path}: k-space holds only zeros: nothing was sampled")
+    return k
+
+
+def _check_values(k: np.ndarray, path: Path) -> None:
+    """Every sample finite and within ``MAX_SAMPLE_MAGNITUDE``; names the frames and slices that are not."""
+    per_plane = [k[t, z] for t in range(k.shape[0]) for z in range(k.shape[1])]
+    non_finite, too_large = bad_sample_arrays(per_plane)
+    for bad, what in ((non_finite, "NaN or infinite samples"),
+                      (too_large, f"samples beyond +-{MAX_SAMPLE_MAGNITUDE:.0e} (overflow)")):
+        if bad:
+            frames = short_list(i // k.shape[1] for i in bad)
+            slices = short_list(i % k.shape[1] for i in bad)
+            raise InputError(f"{path}: k-space holds {what} (frames {frames}, slices {slices})")
 
 
 def load_cmrx_mask(path: str | Path, n_ky: int, n_kx: int) -> np.ndarray:
     """Line mask bool ``[ky]`` from a CMRxRecon mask file ``(ky, kx)`` or ``(ky,)``."""
     path = Path(path)
-    m = np.asarray(_load_mat_array(path, "mask")).squeeze()
+
+    def check(shape: tuple[int, ...]) -> None:
+        if int(np.prod(shape, dtype=np.float64)) > max(n_ky, n_kx) ** 2:
+            raise InputError(f"{path}: mask shape {shape} does not match k-space (ky, kx) = {(n_ky, n_kx)}")
+
+    m = np.asarray(_load_mat_array(path, "mask", check)).squeeze()
     if m.ndim == 2 and m.shape == (n_kx, n_ky) and n_kx != n_ky:
         m = m.T  # saved the other way round
     if m.ndim == 2:

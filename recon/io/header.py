@@ -7,11 +7,16 @@ the raw-file reader, the converter and the Gadgetron gadgets all use it.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import ismrmrd.xsd as xsd
 
 from recon.errors import InputError
+from recon.io.limits import MAX_COILS, MAX_XML_BYTES, check_matrix, one_line
+
+#: ``encodingLimits`` values are unsigned 16-bit in the ISMRMRD schema.
+LIMIT_RANGE = (0, 65535)
 
 
 @dataclass(frozen=True)
@@ -60,10 +65,14 @@ def parse_header(xml: str | bytes, source: str = "header") -> xsd.ismrmrdHeader:
         xml = xml.encode()
     if not xml or not xml.strip():
         raise InputError(f"{source}: the ISMRMRD XML header is empty")
+    if len(xml) > MAX_XML_BYTES:
+        raise InputError(f"{source}: XML header of {len(xml)} bytes, more than the supported {MAX_XML_BYTES}")
     try:
-        header = xsd.CreateFromDocument(xml)
+        with warnings.catch_warnings():  # xsdata warns (on stderr) about values it cannot convert
+            warnings.simplefilter("ignore")
+            header = xsd.CreateFromDocument(xml)
     except Exception as exc:  # xsdata raises ParserError, TypeError, ValueError...
-        raise InputError(f"{source}: not a valid ISMRMRD XML header ({exc})") from None
+        raise InputError(one_line(f"{source}: not a valid ISMRMRD XML header ({exc})")) from None
     if not isinstance(header, xsd.ismrmrdHeader):
         raise InputError(f"{source}: XML root is not <ismrmrdHeader>")
     return header
@@ -74,62 +83,100 @@ def header_to_xml(header: xsd.ismrmrdHeader) -> str:
     return xsd.ToXML(header)
 
 
-def _limit(limits, name: str) -> Limit:
+def _limit(limits, name: str, source: str) -> Limit:
+    """One ``encodingLimits`` entry, checked: integers in ``LIMIT_RANGE``, minimum <= maximum."""
     value = getattr(limits, name, None) if limits is not None else None
     if value is None:
         return Limit(0, 0, 0)
-    return Limit(int(value.minimum), int(value.maximum), int(value.center))
+    try:
+        lim = Limit(int(value.minimum), int(value.maximum), int(value.center))
+    except (TypeError, ValueError):
+        raise InputError(one_line(f"{source}: encodingLimits.{name} must hold integer minimum, maximum and "
+                                  f"center, got {value.minimum!r}, {value.maximum!r}, {value.center!r}")) from None
+    lo, hi = LIMIT_RANGE
+    if not all(lo <= v <= hi for v in (lim.minimum, lim.maximum, lim.center)) or lim.minimum > lim.maximum:
+        raise InputError(f"{source}: encodingLimits.{name} = [{lim.minimum}, {lim.maximum}] (center "
+                         f"{lim.center}) is not a range within {lo}..{hi}")
+    return lim
+
+
+def _sizes(space, name: str, source: str) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
+    """Matrix size and field of view of ``encodedSpace`` / ``reconSpace``, checked."""
+    try:
+        m, f = space.matrixSize, space.fieldOfView_mm
+        matrix = (int(m.x), int(m.y), int(m.z))
+        fov = (float(f.x), float(f.y), float(f.z))
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise InputError(one_line(f"{source}: {name} incomplete or not numeric ({exc})")) from None
+    if min(matrix) < 1:
+        raise InputError(f"{source}: matrix sizes must be positive, got {name} {matrix}")
+    check_matrix(name, matrix, source)
+    return matrix, fov
+
+
+def _parallel_imaging(enc, source: str) -> tuple[tuple[int, int], str | None]:
+    """Acceleration factors and calibration mode (``(1, 1), None`` without the section)."""
+    if enc.parallelImaging is None:
+        return (1, 1), None
+    try:
+        af = enc.parallelImaging.accelerationFactor
+        accel = (int(af.kspace_encoding_step_1), int(af.kspace_encoding_step_2))
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise InputError(one_line(f"{source}: parallelImaging.accelerationFactor incomplete ({exc})")) from None
+    cm = enc.parallelImaging.calibrationMode
+    return accel, None if cm is None else (cm.value if hasattr(cm, "value") else str(cm))
+
+
+def _receiver_channels(header: xsd.ismrmrdHeader, source: str) -> int | None:
+    """``receiverChannels`` of the header (None when absent), within ``1..MAX_COILS``."""
+    system = header.acquisitionSystemInformation
+    channels = None if system is None else system.receiverChannels
+    if channels is None:
+        return None
+    try:
+        channels = int(channels)
+    except (TypeError, ValueError):
+        raise InputError(one_line(f"{source}: receiverChannels is not an integer ({channels!r})")) from None
+    if not 1 <= channels <= MAX_COILS:
+        raise InputError(f"{source}: receiverChannels = {channels}, outside the supported 1..{MAX_COILS}")
+    return channels
 
 
 def encoding_info(header: xsd.ismrmrdHeader, source: str = "header") -> EncodingInfo:
     """Extract and check :class:`EncodingInfo` from ``header.encoding[0]``.
 
     Raises :class:`InputError` for a header without encoding, a non-Cartesian
-    trajectory, or missing/zero matrix sizes.
+    trajectory, missing, non-numeric or out-of-range matrix sizes (1..``MAX_MATRIX``
+    per axis, :mod:`recon.io.limits`), ``encodingLimits`` that are not ranges in
+    0..65535, or a receiver channel count outside 1..``MAX_COILS``.
     """
     if not header.encoding:
         raise InputError(f"{source}: header has no <encoding> section")
     enc = header.encoding[0]
     traj = enc.trajectory.value if hasattr(enc.trajectory, "value") else str(enc.trajectory)
     if traj != "cartesian":
-        raise InputError(
-            f"{source}: trajectory is '{traj}'; only Cartesian cine data can be reconstructed"
-        )
-    try:
-        em, rm = enc.encodedSpace.matrixSize, enc.reconSpace.matrixSize
-        ef, rf = enc.encodedSpace.fieldOfView_mm, enc.reconSpace.fieldOfView_mm
-        encoded = (int(em.x), int(em.y), int(em.z))
-        recon = (int(rm.x), int(rm.y), int(rm.z))
-    except AttributeError as exc:
-        raise InputError(f"{source}: encodedSpace/reconSpace incomplete ({exc})") from None
-    if min(encoded) < 1 or min(recon) < 1:
-        raise InputError(f"{source}: matrix sizes must be positive, got encoded {encoded}, recon {recon}")
+        raise InputError(one_line(
+            f"{source}: trajectory is '{traj}'; only Cartesian cine data can be reconstructed"))
+    encoded, efov = _sizes(enc.encodedSpace, "encodedSpace", source)
+    recon, rfov = _sizes(enc.reconSpace, "reconSpace", source)
     limits = enc.encodingLimits
-    ky = _limit(limits, "kspace_encoding_step_1")
+    ky = _limit(limits, "kspace_encoding_step_1", source)
     if limits is None or limits.kspace_encoding_step_1 is None:
         ky = Limit(0, encoded[1] - 1, encoded[1] // 2)
-    accel, mode = (1, 1), None
-    if enc.parallelImaging is not None:
-        af = enc.parallelImaging.accelerationFactor
-        accel = (int(af.kspace_encoding_step_1), int(af.kspace_encoding_step_2))
-        cm = enc.parallelImaging.calibrationMode
-        mode = None if cm is None else (cm.value if hasattr(cm, "value") else str(cm))
-    channels = None
-    if header.acquisitionSystemInformation is not None:
-        channels = header.acquisitionSystemInformation.receiverChannels
+    accel, mode = _parallel_imaging(enc, source)
     return EncodingInfo(
         encoded_matrix=encoded,
         recon_matrix=recon,
-        encoded_fov_mm=(float(ef.x), float(ef.y), float(ef.z)),
-        recon_fov_mm=(float(rf.x), float(rf.y), float(rf.z)),
+        encoded_fov_mm=efov,
+        recon_fov_mm=rfov,
         trajectory=traj,
         ky=ky,
-        phase=_limit(limits, "phase"),
-        slice=_limit(limits, "slice"),
-        repetition=_limit(limits, "repetition"),
+        phase=_limit(limits, "phase", source),
+        slice=_limit(limits, "slice", source),
+        repetition=_limit(limits, "repetition", source),
         acceleration=accel,
         calibration_mode=mode,
-        receiver_channels=None if channels is None else int(channels),
+        receiver_channels=_receiver_channels(header, source),
     )
 
 

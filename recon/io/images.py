@@ -22,9 +22,28 @@ import ismrmrd
 import numpy as np
 
 from recon.errors import InputError
+from recon.io.limits import short_list
 from recon.slicedata import SliceData
 
 IMAGE_TYPES = {"magnitude": ismrmrd.IMTYPE_MAGNITUDE, "complex": ismrmrd.IMTYPE_COMPLEX}
+#: ``image_index`` and ``image_series_index`` are unsigned 16-bit in the ISMRMRD image header.
+MAX_INDEX = 65535
+
+
+def check_index(name: str, value: int) -> int:
+    """``value`` if it fits an ISMRMRD 16-bit index field, else an :class:`InputError` (no silent wrap)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value <= MAX_INDEX:
+        raise InputError(f"{name} must be an integer in 0..{MAX_INDEX} (ISMRMRD stores it in 16 bits), "
+                         f"got {value!r}")
+    return int(value)
+
+
+def check_finite_frames(frames: np.ndarray, slice_index: int) -> None:
+    """Reconstructed frames ``[t, y, x]`` hold no NaN/Inf; else an :class:`InputError` naming the frames."""
+    bad = ~np.isfinite(frames).reshape(frames.shape[0], -1).all(axis=1)
+    if bad.any():
+        raise InputError(f"slice {slice_index}: the reconstruction gave NaN/Inf in frame(s) "
+                         f"{short_list(np.flatnonzero(bad))}; no images written for this slice")
 
 
 def window(magnitude: np.ndarray) -> tuple[float, float]:
@@ -52,12 +71,21 @@ def slice_images(
     image_type : ``"magnitude"`` (float32) or ``"complex"`` (complex64).
     comment : ImageComment meta value (method, weights...).
     start_index : ``image_index`` of the first frame; the others follow.
+
+    Raises
+    ------
+    InputError : bad arguments, indices that do not fit ISMRMRD's 16 bits, or
+        frames holding NaN/Inf (never a silently broken image).
     """
     if image_type not in IMAGE_TYPES:
         raise InputError(f"image type must be one of {sorted(IMAGE_TYPES)}, got '{image_type}'")
     frames = np.asarray(frames)
     if frames.ndim != 3 or frames.shape[0] != s.n_frames:
         raise InputError(f"expected frames [t={s.n_frames}, y, x], got shape {frames.shape}")
+    check_index("image_series_index", series_index)
+    check_index("image_index", start_index)
+    check_index("image_index", start_index + frames.shape[0] - 1)
+    check_finite_frames(frames, s.slice_index)
     mag = np.abs(frames).astype(np.float32)
     center, width = window(mag)
     fov = tuple(np.float32(v) for v in s.encoding.recon_fov_mm)

@@ -14,6 +14,7 @@ per slice, as ``ismrmrd_generate_cartesian_shepp_logan`` does with ``csm``:
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,8 +28,9 @@ from recon.errors import InputError
 from recon.io.acquisitions import assemble_slices, split_noise
 from recon.io.flags import is_noise
 from recon.io.header import EncodingInfo, encoding_info, header_to_xml, parse_header
+from recon.io.limits import MAX_ACQUISITIONS, MAX_LIST_ITEMS, MAX_TABLE_BYTES, MAX_XML_BYTES, one_line
 from recon.noise import NOISE_SIGMA_KEY, sigma_from_noise_scan
-from recon.slicedata import SliceData
+from recon.slicedata import ACQ_HEADER_DTYPE, SliceData
 
 REFERENCE_ARRAYS = ("ground_truth", "csm", "phantom", "coil_images")
 
@@ -99,13 +101,25 @@ def _open(path: Path) -> h5py.File:
     try:
         return h5py.File(path, "r")
     except OSError as exc:
-        raise InputError(f"{path}: cannot open HDF5 file ({exc})") from None
+        raise InputError(one_line(f"{path}: cannot open HDF5 file ({exc})")) from None
+
+
+@contextmanager
+def _unreadable_as_input_error(path: Path, what: str):
+    """HDF5 failures while reading ``what`` (a damaged or truncated file) as one :class:`InputError`."""
+    try:
+        yield
+    except InputError:
+        raise
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError, IndexError, MemoryError) as exc:
+        raise InputError(one_line(f"{path}: cannot read {what}: file damaged or truncated "
+                                  f"({type(exc).__name__}: {exc})", 300)) from None
 
 
 def _find_group(f: h5py.File, path: Path, group: str | None) -> str:
     if group is not None:
         if group not in f:
-            raise InputError(f"{path}: no group '{group}' (groups: {sorted(f.keys())})")
+            raise InputError(f"{path}: no group '{group}' (groups: {_names(f)})")
         return group
     if "dataset" in f:
         return "dataset"
@@ -114,39 +128,105 @@ def _find_group(f: h5py.File, path: Path, group: str | None) -> str:
         return candidates[0]
     if not candidates:
         raise InputError(f"{path}: not an ISMRMRD file (no group with an 'xml' header)")
-    raise InputError(f"{path}: several ISMRMRD groups {candidates}; choose one")
+    raise InputError(f"{path}: several ISMRMRD groups ({_names(candidates)}); choose one")
+
+
+def _names(names) -> str:
+    """At most a few names, for error messages."""
+    names = sorted(names)
+    shown = ", ".join(repr(n) for n in names[:MAX_LIST_ITEMS])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > MAX_LIST_ITEMS else "")
+
+
+def _dataset(g: h5py.Group, name: str, path: Path, what: str) -> h5py.Dataset:
+    """``g[name]`` as a dataset that holds written data."""
+    if name not in g:
+        raise InputError(f"{path}: group '{g.name.lstrip('/')}' has no {what} ('{name}' dataset missing)")
+    d = g[name]
+    if not isinstance(d, h5py.Dataset):
+        raise InputError(f"{path}: '{d.name.lstrip('/')}' is a {type(d).__name__}, not a dataset")
+    if d.size and d.id.get_storage_size() == 0:
+        raise InputError(f"{path}: '{d.name.lstrip('/')}' declares shape {d.shape} but holds no data "
+                         "(never written)")
+    return d
+
+
+def _read_xml(g: h5py.Group, path: Path) -> bytes:
+    """The XML header of a group, bounded by ``MAX_XML_BYTES`` before it is read."""
+    d = _dataset(g, "xml", path, "XML header")
+    if d.size == 0:
+        raise InputError(f"{path}: '{d.name.lstrip('/')}' is empty: no XML header")
+    if d.dtype.itemsize * min(d.size, 1) > MAX_XML_BYTES:
+        raise InputError(f"{path}: XML header declared as {d.dtype.itemsize} bytes, more than the "
+                         f"supported {MAX_XML_BYTES}")
+    value = d[()] if d.ndim == 0 else d[(0,) * d.ndim]
+    if isinstance(value, np.ndarray):
+        value = value.tobytes()
+    return value if isinstance(value, bytes) else str(value).encode()
+
+
+def _read_table(g: h5py.Group, path: Path) -> np.ndarray:
+    """The acquisition table, its declared size checked against the limits before reading."""
+    d = _dataset(g, "data", path, "acquisitions")
+    if d.dtype.names is None or not {"head", "data"} <= set(d.dtype.names):
+        raise InputError(f"{path}: '{d.name.lstrip('/')}' is not an ISMRMRD acquisition table "
+                         f"(dtype {one_line(d.dtype, 120)})")
+    if d.ndim != 1:
+        raise InputError(f"{path}: '{d.name.lstrip('/')}' has shape {d.shape}; an acquisition table is 1-D")
+    if d.shape[0] > MAX_ACQUISITIONS or d.shape[0] * d.dtype.itemsize > MAX_TABLE_BYTES:
+        raise InputError(f"{path}: {d.shape[0]} acquisitions of {d.dtype.itemsize} bytes declared, more than "
+                         f"the supported {MAX_ACQUISITIONS} / {MAX_TABLE_BYTES} bytes")
+    return d[()]
+
+
+def _headers(table: np.ndarray, path: Path) -> np.ndarray:
+    """The ``head`` column as :data:`ACQ_HEADER_DTYPE` (same field names, any compatible types)."""
+    head = table["head"]
+    if head.dtype == ACQ_HEADER_DTYPE:
+        return head.copy()
+    if head.dtype.names != ACQ_HEADER_DTYPE.names:
+        raise InputError(f"{path}: acquisition headers have fields {_names(head.dtype.names or ())}, not "
+                         "those of an ISMRMRD AcquisitionHeader")
+    try:
+        return head.astype(ACQ_HEADER_DTYPE)
+    except (TypeError, ValueError) as exc:
+        raise InputError(one_line(f"{path}: acquisition headers of an unusable type ({exc})")) from None
+
+
+def _data_arrays(table: np.ndarray, headers: np.ndarray, path: Path) -> list[np.ndarray]:
+    """Each acquisition's samples as complex64 ``[c, samples]``, sized as its header says."""
+    data = []
+    for i, h in enumerate(headers):
+        try:
+            raw = np.asarray(table[i]["data"], dtype=np.float32).ravel()
+        except (TypeError, ValueError):
+            raise InputError(f"{path}: acquisition {i} data are not numbers "
+                             f"(dtype {one_line(table.dtype['data'], 80)})") from None
+        n_c, n_s = int(h["active_channels"]), int(h["number_of_samples"])
+        if raw.size != 2 * n_c * n_s:
+            raise InputError(
+                f"{path}: acquisition {i} stores {raw.size / 2:g} complex samples, header says "
+                f"{n_c} channels x {n_s} samples"
+            )
+        data.append(raw.view(np.complex64).reshape(n_c, n_s))
+    return data
 
 
 def read_acquisitions(path: str | Path, group: str | None = None):
     """Header XML, headers ``[n]`` and data of every acquisition of a file.
 
     Returns ``(group, xml_bytes, headers, data)``; ``data`` is a list of complex64
-    ``[c, samples]``.
+    ``[c, samples]``. Declared sizes are checked before anything is read
+    (:mod:`recon.io.limits`); a damaged file raises :class:`InputError`.
     """
     path = Path(path)
-    with _open(path) as f:
+    with _open(path) as f, _unreadable_as_input_error(path, "the acquisitions"):
         group = _find_group(f, path, group)
         g = f[group]
-        if "xml" not in g:
-            raise InputError(f"{path}: group '{group}' has no XML header ('xml' dataset missing)")
-        xml = g["xml"][0]
-        if "data" not in g:
-            raise InputError(f"{path}: group '{group}' has no acquisitions ('data' dataset missing)")
-        table = g["data"][()]
-    if table.dtype.names is None or "head" not in table.dtype.names:
-        raise InputError(f"{path}: '{group}/data' is not an ISMRMRD acquisition table")
-    headers = table["head"].copy()
-    data = []
-    for i, h in enumerate(headers):
-        raw = np.asarray(table[i]["data"], dtype=np.float32)
-        n_c, n_s = int(h["active_channels"]), int(h["number_of_samples"])
-        if raw.size != 2 * n_c * n_s:
-            raise InputError(
-                f"{path}: acquisition {i} stores {raw.size // 2} complex samples, header says "
-                f"{n_c} channels x {n_s} samples"
-            )
-        data.append(raw.view(np.complex64).reshape(n_c, n_s))
-    xml = xml if isinstance(xml, bytes) else str(xml).encode()
+        xml = _read_xml(g, path)
+        table = _read_table(g, path)
+    headers = _headers(table, path)
+    data = _data_arrays(table, headers, path)
     return group, xml, headers, data
 
 
@@ -161,18 +241,21 @@ def read_raw(path: str | Path, group: str | None = None, frame_dim: str = "auto"
     frame_dim : counter used as frame axis: ``phase`` (cine), ``repetition``
         (e.g. interleaved Shepp-Logan data) or ``auto`` (the one that varies).
     skip_bad_slices : leave out slices whose own data is bad (no calibration lines,
-        missing frames) and name them in ``RawFile.slice_errors`` instead of raising.
+        missing frames, NaN/Inf samples) and name them in ``RawFile.slice_errors``
+        instead of raising.
 
     Raises
     ------
-    InputError : naming what is wrong (not HDF5, no header, non-Cartesian, no
-        calibration lines, inconsistent coils, indices outside the limits...).
+    InputError : naming what is wrong (not HDF5, damaged, no header, non-Cartesian,
+        sizes beyond :mod:`recon.io.limits`, only a noise scan, no calibration lines,
+        inconsistent coils, indices outside the limits, NaN/Inf samples...).
     """
     path = Path(path)
     group, xml, headers, data = read_acquisitions(path, group)
     header = parse_header(xml, source=str(path))
     enc = encoding_info(header, source=str(path))
-    keep, noise = split_noise(headers, data)
+    keep, noise = split_noise(headers, data, source=str(path))
+    _check_something_to_reconstruct(headers, keep, path)
     errors: dict[int, str] | None = {} if skip_bad_slices else None
     slices = assemble_slices(
         headers[keep], [data[i] for i in keep], enc, header=header, frame_dim=frame_dim,
@@ -185,6 +268,20 @@ def read_raw(path: str | Path, group: str | None = None, frame_dim: str = "auto"
         n_acquisitions=len(headers), n_ignored=len(headers) - len(keep) - n_noise,
         slice_errors=errors,
     )
+
+
+def _check_something_to_reconstruct(headers: np.ndarray, keep: np.ndarray, path: Path) -> None:
+    """At least one imaging or calibration acquisition; else say what the file holds."""
+    if len(keep):
+        return
+    n_noise = int(is_noise(headers["flags"]).sum())
+    if not len(headers):
+        raise InputError(f"{path}: the file holds no acquisitions")
+    if n_noise == len(headers):
+        raise InputError(f"{path}: the file holds only a noise scan ({n_noise} noise acquisitions), no imaging "
+                         "or calibration lines: nothing to reconstruct")
+    raise InputError(f"{path}: no imaging or calibration lines ({n_noise} noise, "
+                     f"{len(headers) - n_noise} auxiliary acquisitions such as navigators): nothing to reconstruct")
 
 
 def _mean_dwell(headers: np.ndarray) -> float:
