@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from recon.errors import InputError
-from recon.io.images import IMAGE_TYPES, slice_images
+from recon.io.images import IMAGE_TYPES, check_index, slice_images
 from recon.problem import prepare
 from recon.slicedata import SliceData
 from recon.weights import DEFAULT_WEIGHTS
@@ -67,6 +67,22 @@ class ReconConfig:
             raise InputError(f"unknown image type '{self.image_type}'; choose one of {sorted(IMAGE_TYPES)}")
         if self.device not in ("cpu", "cuda", "auto"):
             raise InputError(f"device must be cpu, cuda or auto, got '{self.device}'")
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise InputError("device 'cuda' requested but CUDA is not available on this machine "
+                             "(use --device cpu or auto)")
+        check_index("series_index", self.series_index)
+        return self
+
+    def check_ready(self) -> "ReconConfig":
+        """:meth:`validate`, then load a learned method's weights on the device (cached for the
+        slices), so that missing or broken weights stop a run before any data is read. Returns self."""
+        self.validate()
+        weights = self.weights()
+        if weights:
+            from recon.models.inference import load_cached
+
+            device = torch.empty(0, device=self.torch_device()).device  # "cuda:0", as the tensors will be
+            load_cached(weights, device)
         return self
 
     def torch_device(self) -> torch.device:

@@ -95,3 +95,97 @@ def test_serve_and_gadget_report_the_default_weights(tiny_weights):
 
     assert weights_status().startswith("crunet_ca: CRUNet-MR 4ch x2 fusion ca (bank all) sha256:")
     assert weights_status("nope").startswith("nope: not usable: trained weights 'nope' not found")
+
+
+@pytest.fixture(scope="module")
+def small_raw(tmp_path_factory):
+    path = tmp_path_factory.mktemp("raw") / "raw.h5"
+    assert main(["simulate", str(path), "--phases", "3", "--coils", "2", "--matrix", "40", "32",
+                 "-R", "4", "--acs", "8", "--slices", "2", "--seed", "3"]) == 0
+    return path
+
+
+def test_recon_file_nothing_written_is_exit_2(small_raw, tmp_path, capsys):
+    from recon.io import flags as F
+    from recon.io.raw import read_acquisitions, write_raw
+
+    _, xml, headers, data = read_acquisitions(small_raw)
+    headers["flags"] &= ~(F.CALIBRATION | F.CALIBRATION_AND_IMAGING)
+    bad = write_raw(tmp_path / "bad.h5", xml.decode(), headers, data)
+    capsys.readouterr()
+    assert main(["recon-file", str(bad), str(tmp_path / "out.h5"), "--method", "zf"]) == 2
+    err = capsys.readouterr().err
+    assert "no calibration lines" in err and "wrote" not in err and not (tmp_path / "out.h5").exists()
+
+
+def test_recon_file_eigen_solver_failure_is_a_slice_error(small_raw, tmp_path, capsys, monkeypatch):
+    import torch
+
+    def failing(*_a, **_k):
+        raise torch.linalg.LinAlgError("linalg.eigh: The algorithm failed to converge (error code: 3)")
+
+    monkeypatch.setattr(torch.linalg, "eigh", failing)
+    capsys.readouterr()
+    assert main(["recon-file", str(small_raw), str(tmp_path / "out.h5"), "--method", "zf"]) == 2
+    err = capsys.readouterr().err
+    assert "slice 0: error: coil maps of slice 0: ESPIRiT eigen-solver failed" in err
+    assert "LinAlgError" in err and "Traceback" not in err and "no images written" in err
+
+
+@pytest.mark.parametrize("args,match", [
+    (["--weights", "/nonexistent/weights"], "weights directory not found"),
+    (["--method", "not_installed_weights"], "unknown method 'not_installed_weights'"),
+    (["--series", "70000"], "series_index must be an integer in 0..65535"),
+    (["--series", "-1"], "series_index must be an integer in 0..65535"),
+])
+def test_recon_file_checks_arguments_before_reading(tmp_path, capsys, args, match):
+    garbage = tmp_path / "garbage.h5"
+    garbage.write_bytes(b"not read before the arguments are checked")
+    assert main(["recon-file", str(garbage), str(tmp_path / "out.h5"), *args]) == 2
+    err = capsys.readouterr().err
+    assert match in err and "not an HDF5" not in err
+
+
+def test_recon_file_broken_weights_found_up_front(tmp_path, tiny_weights, capsys):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_weights / "crunet_ca", broken)
+    (broken / "model.safetensors").write_bytes(b"\0" * 64)
+    garbage = tmp_path / "garbage.h5"
+    garbage.write_bytes(b"x")
+    assert main(["recon-file", str(garbage), str(tmp_path / "out.h5"), "--weights", str(broken)]) == 2
+    assert "model.safetensors" in capsys.readouterr().err
+
+
+def test_recon_file_cuda_without_cuda(tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    garbage = tmp_path / "garbage.h5"
+    garbage.write_bytes(b"x")
+    assert main(["recon-file", str(garbage), str(tmp_path / "o.h5"), "--method", "zf", "--device", "cuda"]) == 2
+    assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_recon_file_output_checks(small_raw, tmp_path, capsys):
+    text = tmp_path / "notes.txt"
+    text.write_text("keep me")
+    for output, match in ((small_raw, "the output is the input file"), (tmp_path, "is a directory"),
+                          (text, "not an HDF5 file; refusing"), (tmp_path / "no" / "o.h5", "does not exist")):
+        assert main(["recon-file", str(small_raw), str(output), "--method", "zf"]) == 2
+        assert match in capsys.readouterr().err
+    assert text.read_text() == "keep me"
+
+
+def test_out_of_memory_is_one_line(tmp_path, capsys, monkeypatch):
+    import recon.cli.inspect as inspect_cmd
+
+    def explode(_args):
+        raise MemoryError()
+
+    monkeypatch.setattr(inspect_cmd, "run", explode)
+    assert main(["inspect", str(tmp_path / "x.h5")]) == 2
+    assert capsys.readouterr().err.strip() == ("crunet inspect: error: out of memory (the input may declare "
+                                               "sizes this machine cannot hold)")

@@ -3,7 +3,9 @@
 Each subcommand lives in its own module with ``add_parser(subparsers)`` and
 ``run(args) -> int``; modules are imported only when their command runs, so
 ``crunet --help`` stays fast. Errors on bad input (:class:`InputError`) are
-printed as one line naming the problem and exit with status 2.
+printed as one short line naming the problem and exit with status 2 (so does running
+out of memory); ``crunet recon-file`` exits 1 when some slices failed and the others
+were written.
 """
 
 from __future__ import annotations
@@ -62,11 +64,22 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(importlib.import_module(args._module).run(args) or 0)
     except CrunetError as exc:
-        print(f"crunet {args.command}: error: {exc}", file=sys.stderr)
+        print(f"crunet {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"crunet {args.command}: error: out of memory (the input may declare sizes this machine "
+              "cannot hold)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"crunet {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line(exc: BaseException) -> str:
+    """An error message on one short line (whitespace folded, cut at ``MAX_MESSAGE_CHARS``)."""
+    from recon.io.limits import one_line
+
+    return one_line(exc)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -23,35 +23,64 @@ def add_parser(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Exit status: 0 every slice written, 1 some slices failed and the others were
+    written, 2 (an :class:`InputError` from here) nothing written or bad arguments."""
     from recon.errors import InputError
     from recon.io.images import write_images
+    from recon.io.limits import one_line, short_list
     from recon.io.raw import read_raw
     from recon.pipeline import DEFAULT_METHOD, ReconConfig, slice_to_images
 
     method, options = method_and_options(args.method, args.weights, DEFAULT_METHOD)
     cfg = ReconConfig(method=method, coil_method=args.coil_method, device=args.device,
-                      image_type=args.image_type, series_index=args.series, options=options).validate()
+                      image_type=args.image_type, series_index=args.series, options=options)
+    check_paths(args.input, args.output)
+    cfg.check_ready()  # device and weights, before the file is read
     raw = read_raw(args.input, skip_bad_slices=True)
     failed, index = [], 1
     for z, message in sorted((raw.slice_errors or {}).items()):  # slices that could not be assembled
         failed.append(z)
-        print(f"slice {z}: error: {message}", file=sys.stderr)
+        print(f"slice {z}: error: {one_line(message)}", file=sys.stderr)
     for s in raw.slices:
         try:
             images, res = slice_to_images(s, cfg, start_index=index)
         except InputError as exc:  # one bad slice does not stop the others
             failed.append(s.slice_index)
-            print(f"slice {s.slice_index}: error: {exc}", file=sys.stderr)
+            print(f"slice {s.slice_index}: error: {one_line(exc)}", file=sys.stderr)
             continue
         write_images(args.output, images, group=args.group)
         index += len(images)
         print(f"slice {s.slice_index}: {len(images)} images, maps {res.seconds_maps:.2f} s, "
               f"{cfg.method} {res.seconds_method:.2f} s")
+    if index == 1:
+        raise InputError(f"no images written: every slice failed (slices {short_list(failed)})")
     print(f"wrote {index - 1} images to {args.output} (group '{args.group}', series {cfg.series_index})")
     if failed:
-        print(f"failed slices: {failed}", file=sys.stderr)
+        print(f"failed slices: {short_list(failed)}", file=sys.stderr)
         return 1
     return 0
+
+
+def check_paths(source: str, output: str) -> None:
+    """The input exists and the output can be written (and is not the input), before any work."""
+    from pathlib import Path
+
+    import h5py
+
+    from recon.errors import InputError
+
+    src, out = Path(source), Path(output)
+    if not src.exists():
+        raise InputError(f"{src}: no such file")
+    if out.exists() and src.exists() and out.resolve() == src.resolve():
+        raise InputError(f"{out}: the output is the input file; images go to another file")
+    if out.is_dir():
+        raise InputError(f"{out}: is a directory; give a file name for the images")
+    if out.exists() and not h5py.is_hdf5(out):
+        raise InputError(f"{out}: exists and is not an HDF5 file; refusing to append images to it")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(f"{out}: folder {parent} does not exist")
 
 
 def method_and_options(method: str | None, weights: str | None, default: str) -> tuple[str, dict]:
