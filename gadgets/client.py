@@ -1,12 +1,26 @@
 """``crunet replay``: send a raw file to a Gadgetron (or ``crunet serve``) and store the images.
 
-Same wire behaviour as the stock ``gadgetron_ismrmrd_client``: CONFIG_FILE (id 1,
+Same wire behaviour as the stock ``gadgetron_ismrmrd_client``: when the file's
+header depends on a noise measurement, first a dependency query on its own
+connection (CONFIG_SCRIPT naming NoiseSummaryGadget + DependencyQueryWriter, CLOSE;
+the reply is message 1019, see :mod:`gadgets.dependencies`); then CONFIG_FILE (id 1,
 1024-byte name) or CONFIG_SCRIPT (id 2), HEADER (3), every acquisition (1008) and
 waveform (1026) of the file in order, CLOSE (4); a reader thread collects images
 (1022) and TEXT (5) until the server's CLOSE. Images are written like the stock
-client writes them: ``/<group>/image_<series>/{data,header,attributes}``, the
-group defaulting to the local time. Connecting is retried (the stock client has a
-small connect race).
+client writes them: ``/<group>/image_<series>/{data,header,attributes}``, the group
+defaulting to the local time. Connecting is retried (the stock client has a small
+connect race).
+
+Unlike the stock client, an incomplete result is never passed off as complete:
+
+* the server's messages (:attr:`ReplayResult.texts`) are kept apart from replay's
+  own problems (:attr:`ReplayResult.problems`);
+* when the server reported errors, the group gets an attribute
+  ``crunet_replay_errors`` listing them;
+* when the connection ended without the server's CLOSE (server killed, connection
+  lost, replay interrupted), the images that did arrive go to
+  ``<output stem>.partial<suffix>`` (group attribute ``crunet_replay_incomplete``
+  says why), never into the requested output file.
 """
 
 from __future__ import annotations
@@ -18,11 +32,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import h5py
 import ismrmrd
+import numpy as np
 from ismrmrd.serialization import ConfigFile, ConfigText, ProtocolDeserializer, ProtocolSerializer
 
 from gadgets.bucket import arrays_to_acquisitions
+from gadgets.dependencies import LEGACY_PREFIX, noise_dependency
 from recon.errors import CrunetError, InputError
+from recon.io.header import parse_header
 from recon.io.images import write_images
 from recon.io.raw import read_acquisitions
 
@@ -30,11 +48,19 @@ from recon.io.raw import read_acquisitions
 @dataclass
 class ReplayResult:
     images: list[ismrmrd.Image] = field(default_factory=list)
-    texts: list[str] = field(default_factory=list)
-    closed: bool = False
+    texts: list[str] = field(default_factory=list)  # what the server said (TEXT)
+    problems: list[str] = field(default_factory=list)  # replay's own findings
+    closed: bool = False  # the server's CLOSE arrived
     seconds: float = 0.0
     output: Path | None = None
     group: str = ""
+    noise: dict | None = None  # dependency-query answer, when the header depends on a noise measurement
+
+
+def partial_path(output: str | Path) -> Path:
+    """Where images of an incomplete replay go: ``out.h5`` -> ``out.partial.h5``."""
+    p = Path(output)
+    return p.with_name(f"{p.stem}.partial{p.suffix or '.h5'}")
 
 
 def _connect(host: str, port: int, retries: int, delay: float) -> socket.socket:
@@ -46,6 +72,49 @@ def _connect(host: str, port: int, retries: int, delay: float) -> socket.socket:
             last = exc
             time.sleep(delay)
     raise CrunetError(f"cannot connect to {host}:{port}: {last}")
+
+
+def _exactly(f, n: int) -> bytes:
+    b = f.read(n)
+    if len(b) != n:
+        raise EOFError("connection ended without CLOSE")
+    return b
+
+
+def dependency_query_config(measurement: str) -> str:
+    """The chain the stock client sends to ask for a stored noise measurement's statistics."""
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
+            '<gadgetronStreamConfiguration xmlns="http://gadgetron.sf.net/gadgetron">\n'
+            '  <writer><slot>1019</slot><dll>gadgetron_mricore</dll>'
+            '<classname>DependencyQueryWriter</classname></writer>\n'
+            '  <gadget><name>NoiseSummary</name><dll>gadgetron_mricore</dll>'
+            '<classname>NoiseSummaryGadget</classname>\n'
+            f'    <property><name>noise_file</name><value>{LEGACY_PREFIX}{measurement}</value></property>\n'
+            '  </gadget>\n</gadgetronStreamConfiguration>\n')
+
+
+def query_noise(host: str, port: int, measurement: str, timeout: float = 30.0, retries: int = 10) -> dict:
+    """The server's noise statistics of a stored measurement (``{"status": "failed"}`` when unknown)."""
+    with _connect(host, port, retries, 0.5) as sock:
+        sock.settimeout(timeout)
+        w, r = sock.makefile("wb"), sock.makefile("rb")
+        data = dependency_query_config(measurement).encode()
+        w.write(struct.pack("<HI", 2, len(data)) + data + struct.pack("<H", 4))
+        w.flush()
+        meta = None
+        while True:
+            (mid,) = struct.unpack("<H", _exactly(r, 2))
+            if mid == 4:
+                break
+            if mid == 1019:
+                (n,) = struct.unpack("<Q", _exactly(r, 8))
+                meta = dict(ismrmrd.Meta.deserialize(_exactly(r, n)))
+            elif mid == 5:
+                (n,) = struct.unpack("<I", _exactly(r, 4))
+                raise CrunetError(f"dependency query: server says: {_exactly(r, n).decode(errors='replace')}")
+            else:
+                raise CrunetError(f"dependency query: unexpected message id {mid}")
+    return meta or {"status": "failed"}
 
 
 def replay(
@@ -61,9 +130,16 @@ def replay(
 ) -> ReplayResult:
     """Replay ``raw_path`` and write the returned images to ``output`` (if any arrive)."""
     dataset_group, xml, headers, data = read_acquisitions(raw_path)
+    result = ReplayResult(group=group or time.strftime("%Y-%m-%d %H:%M:%S"))
+    dependency = noise_dependency(parse_header(xml, source=str(raw_path)))
+    if dependency:
+        try:
+            result.noise = query_noise(host, port, dependency, retries=retries)
+        except (CrunetError, OSError, EOFError, ValueError) as exc:  # the stock client warns and goes on
+            result.noise = {"status": "failed", "error": f"query failed ({exc})"}
+        result.noise["measurement"] = dependency
     sock = _connect(host, port, retries, 0.5)
     sock.settimeout(timeout)
-    result = ReplayResult(group=group or time.strftime("%Y-%m-%d %H:%M:%S"))
     rfile, wfile = sock.makefile("rb"), sock.makefile("wb")
     t0 = time.perf_counter()
 
@@ -76,31 +152,67 @@ def replay(
                     result.texts.append(str(item))
             result.closed = True
         except (EOFError, OSError, ValueError) as exc:
-            result.texts.append(f"replay: connection ended without CLOSE ({exc})")
+            result.problems.append(f"connection ended without the server's CLOSE ({exc})")
 
     reader = threading.Thread(target=receive, daemon=True)
     reader.start()
     try:
-        out = ProtocolSerializer(wfile)
-        out.serialize(ConfigText(config_script) if config_script is not None else ConfigFile(config))
-        wfile.write(struct.pack("<HI", 3, len(xml)) + xml)  # HEADER: the file's XML as is
-        for acq in arrays_to_acquisitions(headers, data, copy=False):
-            out.serialize(acq)
-        out.close()  # CLOSE
-    except OSError as exc:
-        result.texts.append(f"replay: sending failed ({exc})")
-    reader.join(timeout)
+        try:
+            out = ProtocolSerializer(wfile)
+            out.serialize(ConfigText(config_script) if config_script is not None else ConfigFile(config))
+            wfile.write(struct.pack("<HI", 3, len(xml)) + xml)  # HEADER: the file's XML as is
+            for acq in arrays_to_acquisitions(headers, data, copy=False):
+                out.serialize(acq)
+            out.close()  # CLOSE
+        except OSError as exc:
+            result.problems.append(f"sending failed ({exc})")
+        reader.join(timeout)
+    except KeyboardInterrupt:
+        result.problems.append("interrupted")
+        _finish(sock, rfile, wfile)
+        reader.join(5)
+        result.seconds = time.perf_counter() - t0
+        _store(result, output)
+        raise
     result.seconds = time.perf_counter() - t0
-    for f in (rfile, wfile):
+    _finish(sock, rfile, wfile)
+    if reader.is_alive():
+        result.problems.append(f"no CLOSE from {host}:{port} within {timeout:.0f} s")
+    _store(result, output)
+    if not result.images and not result.texts and result.closed:
+        raise InputError(f"{raw_path}: the server returned no images and no message")
+    return result
+
+
+def _finish(sock: socket.socket, *files) -> None:
+    for f in files:
         try:
             f.close()
         except OSError:
             pass
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
     sock.close()
-    if reader.is_alive():
-        raise CrunetError(f"no CLOSE from {host}:{port} within {timeout:.0f} s")
-    if output is not None and result.images:
-        result.output = write_images(output, result.images, group=result.group)
-    if not result.images and not result.texts:
-        raise InputError(f"{raw_path}: the server returned no images and no message")
-    return result
+
+
+def _store(result: ReplayResult, output: str | Path | None) -> None:
+    """Write the images: complete -> ``output``; no CLOSE -> the ``.partial`` file; mark problems."""
+    if output is None or not result.images:
+        return
+    images = list(result.images)
+    if result.closed:
+        result.output = write_images(output, images, group=result.group)
+        if result.texts:
+            _append_attr(result.output, result.group, "crunet_replay_errors", result.texts)
+    else:
+        result.output = write_images(partial_path(output), images, group=result.group)
+        _append_attr(result.output, result.group, "crunet_replay_incomplete", result.problems or ["no CLOSE"])
+
+
+def _append_attr(path: Path, group: str, name: str, values: list[str]) -> None:
+    with h5py.File(path, "a") as f:
+        g = f[group]
+        old = [v.decode() if isinstance(v, bytes) else str(v) for v in np.atleast_1d(g.attrs.get(name, []))]
+        g.attrs[name] = np.array(old + [str(v) for v in values], dtype=h5py.string_dtype())

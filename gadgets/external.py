@@ -9,7 +9,9 @@ Guards for the package's known defects (design.md §6), each tested:
 * its array writer (used for ImageArray 1024 and ReconData 1023) calls
   ``np.array(..., copy=False)``, which numpy 2 refuses whenever a cast is needed:
   :func:`patch_array_writer` swaps in one that copies when it must;
-* ``listen()`` binds every address: :func:`listen` binds loopback by default;
+* ``listen()`` binds every address: :func:`listen` and :func:`serve` bind loopback by
+  default, on both 127.0.0.1 and ::1 (Gadgetron connects ``<connect>`` chains to
+  ``localhost`` and tries only the first address it resolves, see :mod:`gadgets.net`);
 * it cannot send buckets or TEXT: writers for both are added — directly to the
   writer list, since its ``add_writer`` wraps writers in a one-argument lambda
   that ``send`` calls with two arguments (TypeError on first use);
@@ -33,6 +35,7 @@ from typing import Callable
 from gadgetron.external.connection import Connection
 
 from gadgets.bucket import MESSAGE_BUCKET, Bucket, bucket_message, read_bucket
+from gadgets.net import accept_any, bind_listeners, describe
 from recon.errors import InputError
 
 MESSAGE_TEXT = 5
@@ -161,54 +164,60 @@ def run_handler(connection: Connection, handler: Callable[[Connection], None]) -
             pass
 
 
-def listen(port: int, handler: Callable[[Connection], None], host: str = "127.0.0.1",
+def listen(port: int, handler: Callable[[Connection], None], host: str = "localhost",
            ready: Callable[[int], None] | None = None) -> None:
-    """Wait for one Gadgetron connection on ``host:port`` (loopback by default) and serve it.
+    """Wait for one Gadgetron connection on ``host:port`` and serve it.
 
     This is the ``<connect port=".."/>`` debugging mode: start the gadget by hand,
-    then let Gadgetron connect. ``ready(port)`` is called once listening.
+    then let Gadgetron connect. ``localhost`` (the default) listens on 127.0.0.1 and
+    ::1. ``ready(port)`` is called once listening.
     """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as srv:
-        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        srv.bind((host, port))
-        srv.listen(1)
+    listeners = bind_listeners(host, port, backlog=1)
+    try:
         if ready:
-            ready(srv.getsockname()[1])
-        sock, addr = srv.accept()
+            ready(listeners[0].getsockname()[1])
+        log.info("listening on %s", describe(listeners))
+        accepted = None
+        while accepted is None:
+            accepted = accept_any(listeners, 1.0)
+    finally:
+        for lst in listeners:
+            lst.close()
+    sock, addr = accepted
     log.info("Gadgetron connected from %s", addr)
     with connect(sock) as conn:
         run_handler(conn, handler)
 
 
-def serve(port: int, handler: Callable[[Connection], None], host: str = "127.0.0.1",
+def serve(port: int, handler: Callable[[Connection], None], host: str = "localhost",
           ready: Callable[[int], None] | None = None, stop: threading.Event | None = None) -> None:
     """Serve Gadgetron connections on ``host:port`` until ``stop`` is set, one thread each.
 
     For chains whose external block says ``<connect port="..."/>`` and that open many
     connections — the workers of ``xml_configs/crunet_distributed.xml`` open one per
-    slice. Run it with ``crunet gadget --port 18000`` on every worker.
+    slice. Run it with ``crunet gadget --port 18000`` on every worker. ``localhost``
+    (the default) listens on 127.0.0.1 and ::1.
     """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as srv:
-        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        srv.bind((host, port))
-        srv.listen(16)
-        srv.settimeout(0.5)
+    listeners = bind_listeners(host, port)
+
+    def one(sock: socket.socket) -> None:
+        try:
+            with connect(sock) as conn:
+                run_handler(conn, handler)
+        except (PeerClosed, OSError) as exc:
+            log.error("connection failed: %s", exc)
+
+    try:
         if ready:
-            ready(srv.getsockname()[1])
-
-        def one(sock: socket.socket) -> None:
-            try:
-                with connect(sock) as conn:
-                    run_handler(conn, handler)
-            except (PeerClosed, OSError) as exc:
-                log.error("connection failed: %s", exc)
-
+            ready(listeners[0].getsockname()[1])
+        log.info("listening on %s", describe(listeners))
         while stop is None or not stop.is_set():
-            try:
-                sock, addr = srv.accept()
-            except socket.timeout:
+            accepted = accept_any(listeners, 0.5)
+            if accepted is None:
                 continue
+            sock, addr = accepted
             log.info("Gadgetron connected from %s", addr)
             threading.Thread(target=one, args=(sock,), daemon=True).start()
+    finally:
+        for lst in listeners:
+            lst.close()

@@ -18,10 +18,15 @@ are missing the gadget sends one ERROR line saying so). Each AcquisitionBucket
 is reconstructed by :class:`gadgets.chain.SliceReconstructor` and sent back as
 one ISMRMRD image per cardiac phase; every other message passes through
 unchanged. A slice that fails is logged (Gadgetron writes the gadget's output to
-its log) and the other slices go on; with ``error_reporting=text`` it is also sent
-as a TEXT message, for peers that accept one (Gadgetron 4 does not: TEXT from an
-external gadget ends its stream). A failure of the gadget itself (bad settings,
-header without encoding) is sent as ERROR, which Gadgetron reports as a remote error.
+its log) and the other slices go on. By default (``error_reporting=image``) the
+failure also reaches the client as a marker image, which Gadgetron passes on like
+any image: zeros in series ``series_index + 1000`` with the slice's geometry and
+meta ``CrunetStatus=failed``, ``CrunetError`` and an ``ImageComment`` naming the
+slice and the reason (the stock client writes it to ``/<group>/image_1001``).
+``error_reporting=text`` sends a TEXT message instead, for peers that accept one
+(Gadgetron 4 does not: TEXT from an external gadget ends its stream); ``log``
+sends nothing. A failure of the gadget itself (bad settings, header without
+encoding) is sent as ERROR, which Gadgetron reports as a remote error.
 """
 
 from __future__ import annotations
@@ -50,12 +55,21 @@ def _handle(connection: Connection) -> None:
     for item in connection:
         if isinstance(item, Bucket):
             for out in recon.safe_bucket(item):
-                if not isinstance(out, ChainError):
+                if isinstance(out, ChainError):
+                    _report(connection, recon, out)
+                else:
                     connection.send(out)
-                elif settings.error_reporting == "text":
-                    connection.send(Text(out.message))
         else:
             connection.send(item)  # pass through what we do not handle
+
+
+def _report(connection: Connection, recon: SliceReconstructor, error: ChainError) -> None:
+    """A failed slice (already logged): marker image, TEXT or nothing, per ``error_reporting``."""
+    mode = recon.settings.error_reporting
+    if mode == "image":
+        connection.send(recon.failure_image(error))
+    elif mode == "text":
+        connection.send(Text(error.message))
 
 
 def reconstruct(connection: Connection) -> None:

@@ -1,176 +1,520 @@
 """``crunet serve``: a standalone server speaking Gadgetron's client protocol.
 
-The stock ``gadgetron_ismrmrd_client -f raw.h5 -o out.h5 -c <config>`` works
-against it unchanged. Per connection: CONFIG_FILE (id 1; the name of a chain in
-``xml_configs/``) or CONFIG_SCRIPT (id 2; the chain XML), HEADER (3),
-acquisitions (1008; waveforms 1026 are accepted and ignored), CLOSE (4). The
-server plays the chain itself (:class:`gadgets.chain.ChainSession`: noise
-adjustment, accumulate and trigger per slice, the same gadget code), streams
-images (1022) back as slices complete, and always ends with CLOSE. Failures reach
-the client as TEXT (5) followed by CLOSE — never ERROR (8), which makes the stock
-client abort — and never a hang: reads time out after ``idle_timeout`` seconds.
-Several clients are served at once (a thread each); loopback is the default bind.
+The stock ``gadgetron_ismrmrd_client`` works against it unchanged, in each of its
+modes, answered as Gadgetron 4 answers them (apps/gadgetron/connection/*.cpp):
+
+* **Replay** (``-f raw.h5 -c <chain>``): CONFIG_FILE (1; the name of a chain in
+  ``xml_configs/``) or CONFIG_SCRIPT (2; the chain XML), HEADER (3), acquisitions
+  (1008) and waveforms (1026, ignored), CLOSE (4). The server plays the chain itself
+  (:mod:`gadgets.chain`: noise adjustment, a bucket per slice on a change of
+  ``idx.slice`` or at the end of the stream, the same gadget code) and streams the
+  images (1022) back as slices complete. A failed slice is sent as TEXT (5) and,
+  with ``error_reporting=image`` (the default), as the marker image the gadget
+  sends under Gadgetron.
+* **Noise dependencies** (:mod:`gadgets.dependencies`): a stream's noise scan is
+  stored under its ``measurementID`` (a noise-only stream with
+  ``-c default_measurement_dependencies.xml`` or any crunet chain); a later stream
+  whose header depends on it is whitened with it. The client's dependency query (a
+  CONFIG_SCRIPT naming NoiseSummaryGadget, then CLOSE) gets message 1019 with the
+  noise statistics, or ``status=failed``.
+* ``-q`` (a config, then CLOSE, no header): the chain runs on nothing; CLOSE.
+* ``-Q <query>`` (QUERY 6, then CLOSE): RESPONSE (7) from :mod:`gadgets.queries`.
+
+Every connection ends with CLOSE; failures reach the client as TEXT first — never
+ERROR (8), which makes the stock client abort. Limits (:class:`gadgets.protocol.Limits`):
+each message within a size cap and a whole-message deadline, an idle timeout
+between messages, at most ``max_connections`` connections at once (more are told
+so and closed). A refused connection (bad chain name, broken limit, protocol
+error) gets TEXT + CLOSE at once and is closed after a short linger.
+
+Each connection has a reader (its own thread) and a reconstruction worker
+(:class:`gadgets.worker.Worker`). The reader keeps reading while slices
+reconstruct, so a client that goes away (connection closed or reset without
+CLOSE, or a failed send) is seen at once and the work for its slices is
+cancelled. :meth:`CrunetServer.request_stop` (SIGTERM/SIGINT in ``crunet serve``)
+stops accepting, lets each slice in progress finish within the grace period
+(else interrupts it), drops the slices not started, and tells each client which
+slices were not reconstructed (TEXT) before its CLOSE.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import socket
-import socketserver
-import struct
 import threading
+import time
+from dataclasses import dataclass
 
 import ismrmrd
-from ismrmrd.serialization import ConfigFile, ConfigText, ProtocolDeserializer, ProtocolSerializer
 
 from gadgets import configs
-from gadgets.chain import ChainError, ChainSession
+from gadgets.bucket import Bucket
+from gadgets.chain import ChainAssembler, ChainError, NoiseAdjust, SliceReconstructor
+from gadgets.dependencies import (NOISE_CHAIN_NAMES, NoiseStore, is_noise_chain, measurement_id, parse_chain,
+                                  query_target, summary_meta)
+from gadgets.net import accept_any, bind_listeners, describe
+from gadgets.protocol import (Close, ConfigFile, ConfigScript, Header, Limits, MessageReader, PeerGone,
+                              ProtocolError, Query, Stopped, Text, close_message, dependency_query_message,
+                              image_message, response_message, text_message)
+from gadgets.queries import answer
+from gadgets.settings import GadgetSettings
+from gadgets.worker import Worker
 from recon.errors import InputError
 from recon.io.header import parse_header
 
 log = logging.getLogger("crunet.server")
 DEFAULT_PORT = 9002
+#: seconds a refused client may keep sending after our CLOSE before the socket is closed
+LINGER = 2.0
+
+
+@dataclass(frozen=True)
+class Chain:
+    """What a config asks for: a reconstruction, storing a noise measurement, or a dependency query."""
+
+    kind: str  # "recon" | "noise" | "query"
+    source: str
+    settings: GadgetSettings | None = None
+    target: str = ""  # measurement id a query asks for
+
+
+def chain_from_xml(xml: str | bytes, source: str) -> Chain:
+    root = parse_chain(xml, source)
+    target = query_target(root)
+    if target is not None:
+        return Chain("query", source, target=target)
+    if is_noise_chain(root):
+        return Chain("noise", source)
+    return Chain("recon", source, configs.gadget_settings(xml, source=source))
+
+
+def chain_from_name(name: str) -> Chain:
+    """A CONFIG_FILE name: Gadgetron's noise-dependency chains, or a chain in ``xml_configs/``."""
+    if name.strip() in NOISE_CHAIN_NAMES:
+        return Chain("noise", name.strip())
+    path = configs.resolve(name)
+    return chain_from_xml(path.read_bytes(), path.name)
+
+
+def _kind(msg) -> str:
+    return type(msg).__name__
 
 
 class _Session:
-    """One client connection."""
+    """One client connection: reader (this thread) and reconstruction worker."""
 
-    def __init__(self, sock: socket.socket, idle_timeout: float):
-        sock.settimeout(idle_timeout)
+    def __init__(self, sock: socket.socket, server: "CrunetServer", peer=None):
+        self.server = server
         self.sock = sock
-        self.rfile = sock.makefile("rb")
-        self.wfile = sock.makefile("wb")
-        self.out = ProtocolSerializer(self.wfile)
-        self.lock = threading.Lock()
-        self.images = 0
-        self.errors = 0
-        self.stream = ProtocolDeserializer(self.rfile).deserialize()
+        self.peer = peer
+        sock.settimeout(server.limits.message_timeout)  # bounds each send; reads wait in select
+        self.reader = MessageReader(sock, server.limits, server.stopping)
+        self._send_lock = threading.Lock()
+        self.sealed = False  # CLOSE sent: nothing more goes out
+        self.client_closed = False  # the client's CLOSE arrived
+        self.lost: str | None = None  # why the client is gone
+        self.worker: Worker | None = None
+        self.recon: SliceReconstructor | None = None
+        self.assembler: ChainAssembler | None = None
+        self.submitted: list[tuple[int, ...]] = []
+        self.finished: list[tuple[int, ...]] = []
+        self.images = self.errors = self.waveforms = 0
 
-    def send(self, item) -> None:
-        with self.lock:
-            if isinstance(item, ChainError):
-                self.errors += 1
-                self.out.serialize(item.message)  # str -> TEXT (5)
-            else:
-                self.images += 1
-                self.out.serialize(item)
-            self.wfile.flush()
+    # ------------------------------------------------------------ sending
 
-    def text(self, message: str) -> None:
-        log.warning("%s", message)
-        self.send(ChainError(message))
+    def _send(self, data: bytes) -> None:
+        with self._send_lock:
+            if self.sealed:
+                raise OSError("connection already closed by the server")
+            self.sock.sendall(data)
+
+    def send_image(self, image: ismrmrd.Image) -> None:
+        self._send(image_message(image))
+        self.images += 1
+
+    def send_text(self, text: str) -> None:
+        log.warning("%s", text)
+        self._send(text_message(text))
+
+    # ------------------------------------------------------------ the connection
 
     def run(self) -> None:
-        message, drain = None, False
+        message = None
         try:
             self._protocol()
-        except (socket.timeout, TimeoutError):
-            message = "crunet serve: client idle for too long; closing"
-        except (EOFError, ConnectionError, OSError) as exc:
-            log.warning("client went away: %s", exc)
+        except Stopped:
+            message = self._stopped()
+        except PeerGone as exc:
+            self._gone(str(exc))
+        except ProtocolError as exc:
+            message = f"crunet serve: {exc}; closing the connection"
         except InputError as exc:
-            message, drain = f"crunet serve: {exc}", True
+            message = f"crunet serve: {exc}"
+        except OSError as exc:  # a send failed: the client is gone
+            self._gone(f"sending failed ({exc})")
         except Exception as exc:  # noqa: BLE001 - the client always gets TEXT + CLOSE
             log.exception("session failed")
             message = f"crunet serve: internal error: {type(exc).__name__}: {exc}"
+        self._end(message)
+
+    def _end(self, message: str | None) -> None:
+        """Stop the worker, then (client still there) TEXT + CLOSE, linger if refused, close."""
+        if self.worker is not None and not self.worker.wait(0):
+            self.worker.cancel()
+            self.worker.wait(10)
         try:
-            if message is not None:
-                self._try(lambda: self.text(message))
-            if drain:
-                self._try(self._drain)
+            if self.lost is None:
+                if message is not None:
+                    self.send_text(message)
+                with self._send_lock:
+                    self.sealed = True
+                    self.sock.sendall(close_message())
+                if message is not None and not self.client_closed:
+                    self.sock.shutdown(socket.SHUT_WR)
+                    self.reader.discard(LINGER)
+        except OSError:
+            pass
         finally:
-            self._try(self.out.close)  # CLOSE (4)
-            for f in (self.rfile, self.wfile):
-                self._try(f.close)
+            self.sealed = True
+            self.sock.close()
 
-    @staticmethod
-    def _try(fn) -> None:
-        try:
-            fn()
-        except Exception:  # noqa: BLE001 - the peer may be gone
-            pass
+    def _gone(self, reason: str) -> None:
+        self.lost = self.lost or reason
+        log.warning("client %s went away (%s)", self.peer, self.lost)
+        if self.worker is not None:
+            running = self.worker.busy()
+            self.worker.cancel()
+            self.worker.wait(10)
+            left = self._not_reconstructed()
+            log.warning("client %s: work cancelled; %d slice(s) not reconstructed%s", self.peer, len(left),
+                        " (one interrupted)" if running or self.worker.interrupted_job else "")
 
-    def _drain(self) -> None:
-        """Read and discard the client's remaining messages up to its CLOSE.
+    def _next(self):
+        if self.lost is not None:
+            raise PeerGone(self.lost)
+        return self.reader.next()
 
-        A client that is still sending (the stock client sends everything before it
-        looks at replies) would otherwise hit a broken pipe and abort. After a
-        framing error the stream cannot be parsed and the generator has ended.
-        """
-        for _ in self.stream:
-            pass
-
-    def _read_id(self) -> int:
-        b = self.rfile.read(2)
-        if len(b) < 2:
-            raise EOFError("connection closed before CLOSE")
-        return struct.unpack("<H", b)[0]
+    def _answer(self, q: Query) -> None:
+        if q.reserved:
+            raise ProtocolError("Unsupported value in reserved bytes of the QUERY")
+        self._send(response_message(q.correlation_id, answer(q.query)))
 
     def _protocol(self) -> None:
-        stream = self.stream
-        first = next(stream, None)
-        if isinstance(first, ConfigFile):
-            path = configs.resolve(str(first))
-            settings = configs.gadget_settings(path.read_bytes(), source=path.name)
-        elif isinstance(first, ConfigText):
-            settings = configs.gadget_settings(str(first), source="CONFIG_SCRIPT")
-        else:
-            raise InputError(f"expected CONFIG_FILE (1) or CONFIG_SCRIPT (2) first, got {type(first).__name__}")
-        msg_id = self._read_id()
-        if msg_id != 3:
-            raise InputError(f"expected HEADER (3) after the config, got message id {msg_id}")
-        (length,) = struct.unpack("<I", self.rfile.read(4))
-        header = parse_header(self.rfile.read(length), source="HEADER")
-        session = ChainSession(header, settings)
-        log.info("session: method %s, device %s", settings.method, session.recon.config.torch_device())
-        waveforms = 0
+        chain = self._read_config()
+        if chain is None:  # CLOSE before a config (e.g. after -Q's QUERY)
+            return
+        header = self._read_header()
+        {"query": self._serve_query, "noise": self._serve_noise, "recon": self._serve_recon}[chain.kind](
+            chain, header)
+
+    def _read_config(self) -> Chain | None:
         while True:
-            try:
-                item = next(stream)
-            except StopIteration:  # CLOSE
-                break
-            except ValueError as exc:  # unknown message id
-                raise InputError(f"{exc}; expected acquisitions (1008), waveforms (1026) or CLOSE (4)") from None
-            if isinstance(item, ismrmrd.Acquisition):
-                for out in session.acquisition(item):
-                    self.send(out)
-            elif isinstance(item, ismrmrd.Waveform):
-                waveforms += 1
+            msg = self._next()
+            if isinstance(msg, Query):
+                self._answer(msg)
+            elif isinstance(msg, Close):
+                self.client_closed = True
+                return None
+            elif isinstance(msg, ConfigFile):
+                return chain_from_name(msg.name)
+            elif isinstance(msg, ConfigScript):
+                return chain_from_xml(msg.xml, "CONFIG_SCRIPT")
+            elif isinstance(msg, Header):
+                raise ProtocolError("received the ISMRMRD header (3) before the config")
             else:
-                raise InputError(f"unexpected message {type(item).__name__} in the acquisition stream")
-        for out in session.close():
-            self.send(out)
+                raise ProtocolError(f"expected CONFIG_FILE (1) or CONFIG_SCRIPT (2) first, got {_kind(msg)}")
+
+    def _read_header(self) -> bytes | None:
+        """The HEADER, or None when CLOSE comes first (``-q``: the chain runs on nothing)."""
+        while True:
+            msg = self._next()
+            if isinstance(msg, Query):
+                self._answer(msg)
+            elif isinstance(msg, Text):
+                log.info("client text: %s", msg.text[:500])
+            elif isinstance(msg, Header):
+                return msg.xml
+            elif isinstance(msg, Close):
+                self.client_closed = True
+                return None
+            elif isinstance(msg, (ConfigFile, ConfigScript)):
+                raise ProtocolError("received a second config; only one is allowed")
+            else:
+                raise ProtocolError(f"expected HEADER (3) after the config, got {_kind(msg)}")
+
+    def _stream(self, on_acquisition) -> None:
+        """Messages after the header, up to the client's CLOSE."""
+        while True:
+            msg = self._next()
+            if isinstance(msg, ismrmrd.Acquisition):
+                on_acquisition(msg)
+            elif isinstance(msg, ismrmrd.Waveform):
+                self.waveforms += 1
+            elif isinstance(msg, Close):
+                self.client_closed = True
+                return
+            elif isinstance(msg, Query):
+                self._answer(msg)
+            elif isinstance(msg, Text):
+                log.info("client text: %s", msg.text[:500])
+            elif isinstance(msg, Header):
+                raise ProtocolError("received a second ISMRMRD header; only one is allowed")
+            else:
+                raise ProtocolError("received a second config; only one is allowed")
+
+    # ------------------------------------------------------------ the three chains
+
+    def _serve_query(self, chain: Chain, header: bytes | None) -> None:
+        if header is not None:
+            self._stream(lambda acq: None)  # NoiseSummaryGadget ignores data
+        record = self.server.store.get(chain.target) if chain.target else None
+        log.info("dependency query for '%s': %s", chain.target, "found" if record is not None else "not stored")
+        self._send(dependency_query_message(summary_meta(record)))
+
+    def _serve_noise(self, chain: Chain, header: bytes | None) -> None:
+        if header is None:
+            return
+        h = parse_header(header, source="HEADER")
+        noise = NoiseAdjust(h, enabled=True, store=None)
+        self._stream(lambda acq: noise.noise(acq) if acq.is_flag_set(ismrmrd.ACQ_IS_NOISE_MEASUREMENT) else None)
+        mid = measurement_id(h)
+        if not noise.has_noise:
+            log.info("noise chain %s: the stream has no noise lines; nothing stored", chain.source)
+            return
+        if not mid:
+            self.send_text("crunet serve: noise measurement not stored: its header has no measurementID")
+            return
+        try:
+            self.server.store.put(mid, noise.record())
+        except InputError as exc:
+            self.send_text(f"crunet serve: noise measurement '{mid}' not stored: {exc}")
+
+    def _serve_recon(self, chain: Chain, header: bytes | None) -> None:
+        if header is None:
+            return  # -q: nothing to reconstruct
+        h = parse_header(header, source="HEADER")
+        self.recon = SliceReconstructor(h, chain.settings)
+        self.assembler = ChainAssembler(h, chain.settings, self.server.store)
+        self.worker = Worker(name=f"crunet-slices-{self.peer}")
+        log.info("session: %s, method %s, device %s", chain.source, chain.settings.method,
+                 self.recon.config.torch_device())
+        self._stream(lambda acq: self._dispatch(self.assembler.acquisition(acq)))
+        self._dispatch(self.assembler.close())
+        self.worker.finish()
+        self._await_worker()
         log.info("session done: %d acquisitions, %d images, %d errors, %d waveforms ignored, "
-                 "%d auxiliary lines ignored", session.received, self.images, self.errors, waveforms,
-                 session.ignored)
+                 "%d auxiliary lines ignored", self.assembler.received, self.images, self.errors,
+                 self.waveforms, self.assembler.ignored)
+
+    # ------------------------------------------------------------ reconstruction (worker thread)
+
+    def _dispatch(self, items: list) -> None:
+        for item in items:
+            if isinstance(item, Bucket):
+                slices = tuple(sorted({int(a.idx.slice) for a in list(item.data) + list(item.ref)}))
+                self.submitted.append(slices)
+                sigma = self.assembler.noise_sigma
+                self.worker.submit(self._job(lambda b=item, s=sigma, sl=slices: self._reconstruct(b, s, sl)))
+            else:
+                self.worker.submit(self._job(lambda e=item: self._report(e)))
+
+    def _job(self, fn):
+        def run() -> None:
+            if self.lost is not None or self.sealed:
+                return
+            try:
+                fn()
+            except OSError as exc:
+                self.lost = self.lost or f"sending to the client failed ({exc})"
+                self.worker.cancel(interrupt=False)
+        return run
+
+    def _reconstruct(self, bucket: Bucket, sigma: float | None, slices: tuple[int, ...]) -> None:
+        self.recon.noise_sigma = sigma
+        for out in self.recon.safe_bucket(bucket):
+            if isinstance(out, ChainError):
+                self._report(out)
+            else:
+                self.send_image(out)
+        self.finished.append(slices)
+
+    def _report(self, error: ChainError) -> None:
+        self.errors += 1
+        self.send_text(error.message)
+        if error.slices and self.recon.settings.error_reporting == "image":
+            self.send_image(self.recon.failure_image(error))
+
+    def _await_worker(self) -> None:
+        """Wait for the slices to finish, watching the client (gone?) and the server (stopping?)."""
+        while not self.worker.wait(0):
+            if self.lost is not None:
+                raise PeerGone(self.lost)
+            if self.server.stopping.is_set():
+                raise Stopped()
+            self.reader.watch(0.25)
+        if self.lost is not None:
+            raise PeerGone(self.lost)
+
+    def _not_reconstructed(self) -> list[int]:
+        done = {s for sl in self.finished for s in sl}
+        left = {s for sl in self.submitted for s in sl} - done
+        if self.assembler is not None:
+            left |= set(self.assembler.trigger.open_slices())
+        return sorted(left)
+
+    def _stopped(self) -> str | None:
+        """Server stopping: finish the slice in progress within the grace period, drop the rest."""
+        w = self.worker
+        if w is not None:
+            w.cancel(interrupt=False)  # no slice starts any more
+            try:
+                while not w.wait(0) and time.monotonic() < self.server.grace_deadline:
+                    self.reader.watch(0.25)
+            except PeerGone as exc:
+                self._gone(str(exc))
+                return None
+            if not w.wait(0):
+                w.cancel()
+                w.wait(10)
+        left = self._not_reconstructed()
+        if not left:
+            return "crunet serve: server shutting down; closing the connection"
+        return (f"crunet serve: server shutting down; slice(s) {', '.join(map(str, left))} not reconstructed"
+                + (" (one interrupted)" if w is not None and w.interrupted_job else ""))
 
 
-class _Handler(socketserver.BaseRequestHandler):
-    def handle(self) -> None:
-        log.info("client %s connected", self.client_address)
-        _Session(self.request, self.server.idle_timeout).run()
+class CrunetServer:
+    """Accepts connections and runs a :class:`_Session` thread for each.
 
+    ``serve_forever()`` runs until :meth:`request_stop`; :meth:`shutdown` stops and
+    waits for the sessions; :meth:`server_close` releases the port.
+    """
 
-class CrunetServer(socketserver.ThreadingTCPServer):
-    """Threaded TCP server; ``serve_forever()`` to run, ``shutdown()`` to stop."""
-
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, host: str = "127.0.0.1", port: int = DEFAULT_PORT, idle_timeout: float = 600.0):
-        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.idle_timeout = idle_timeout
-        super().__init__((host, port), _Handler)
+    def __init__(self, host: str = "127.0.0.1", port: int = DEFAULT_PORT, idle_timeout: float = 600.0, *,
+                 limits: Limits | None = None, max_connections: int = 16, shutdown_grace: float = 30.0,
+                 store: NoiseStore | None = None):
+        self.limits = limits or Limits(idle_timeout=idle_timeout)
+        self.max_connections = max_connections
+        self.shutdown_grace = shutdown_grace
+        self.store = store if store is not None else NoiseStore()
+        self.listeners = bind_listeners(host, port)
+        self.stopping = threading.Event()
+        self.grace_deadline = math.inf
+        self._sessions: set[threading.Thread] = set()
+        self._refusing = 0
+        self._lock = threading.Lock()
+        self._serving = threading.Event()
+        self._stopped = threading.Event()
 
     @property
     def port(self) -> int:
-        return self.server_address[1]
+        return self.listeners[0].getsockname()[1]
+
+    @property
+    def server_address(self) -> tuple:
+        return self.listeners[0].getsockname()[:2]
+
+    def describe(self) -> str:
+        return describe(self.listeners)
+
+    def active(self) -> int:
+        with self._lock:
+            return len(self._sessions)
+
+    def serve_forever(self, poll: float = 0.25) -> None:
+        self._serving.set()
+        try:
+            while not self.stopping.is_set():
+                accepted = accept_any(self.listeners, poll)
+                if accepted is not None:
+                    self._admit(*accepted)
+        finally:
+            self._stopped.set()
+
+    def _admit(self, sock: socket.socket, addr) -> None:
+        with self._lock:
+            busy = len(self._sessions) >= self.max_connections
+            if not busy:
+                thread = threading.Thread(target=self._run_session, args=(sock, addr), daemon=True,
+                                          name=f"crunet-session-{addr}")
+                self._sessions.add(thread)
+        if busy:
+            self._refuse(sock, f"crunet serve: busy: {self.max_connections} connections at once "
+                               "(--max-connections); try again later")
+        else:
+            log.info("client %s connected", addr)
+            thread.start()
+
+    def _run_session(self, sock: socket.socket, addr) -> None:
+        try:
+            _Session(sock, self, addr).run()
+        finally:
+            with self._lock:
+                self._sessions.discard(threading.current_thread())
+
+    def _refuse(self, sock: socket.socket, message: str) -> None:
+        """TEXT + CLOSE, then close after a short linger, in a thread (bounded in number)."""
+        log.warning("%s", message)
+        with self._lock:
+            if self._refusing >= 4 * self.max_connections:
+                sock.close()
+                return
+            self._refusing += 1
+
+        def run() -> None:
+            try:
+                sock.settimeout(5)
+                sock.sendall(text_message(message) + close_message())
+                sock.shutdown(socket.SHUT_WR)
+                MessageReader(sock, self.limits).discard(LINGER)
+            except OSError:
+                pass
+            finally:
+                sock.close()
+                with self._lock:
+                    self._refusing -= 1
+
+        threading.Thread(target=run, daemon=True, name="crunet-refuse").start()
+
+    def request_stop(self, grace: float | None = None) -> None:
+        """Stop accepting; sessions finish their slice in progress within ``grace`` seconds.
+
+        A second call (a second signal) ends the grace period at once.
+        """
+        if self.stopping.is_set():
+            self.grace_deadline = time.monotonic()
+            return
+        self.grace_deadline = time.monotonic() + (self.shutdown_grace if grace is None else grace)
+        self.stopping.set()
+
+    def wait_sessions(self, timeout: float) -> int:
+        """Wait up to ``timeout`` s for every session to end; returns how many are left."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            with self._lock:
+                threads = list(self._sessions)
+            if not threads:
+                return 0
+            threads[0].join(min(0.25, max(end - time.monotonic(), 0)))
+        return self.active()
+
+    def shutdown(self, grace: float | None = None) -> None:
+        """Stop serving and wait for the sessions (graceful, see :meth:`request_stop`)."""
+        self.request_stop(grace)
+        if self._serving.is_set():
+            self._stopped.wait(10)
+        self.wait_sessions((self.shutdown_grace if grace is None else grace) + 15)
+
+    def server_close(self) -> None:
+        for lst in self.listeners:
+            lst.close()
 
 
-def start_background(host: str = "127.0.0.1", port: int = 0, idle_timeout: float = 600.0
+def start_background(host: str = "127.0.0.1", port: int = 0, idle_timeout: float = 600.0, **kwargs
                      ) -> tuple[CrunetServer, threading.Thread]:
     """Start a server in a daemon thread (port 0 picks a free port); for tests and the demo."""
-    server = CrunetServer(host, port, idle_timeout)
+    server = CrunetServer(host, port, idle_timeout, **kwargs)
     thread = threading.Thread(target=server.serve_forever, daemon=True, name="crunet-serve")
     thread.start()
     return server, thread

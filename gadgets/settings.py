@@ -14,7 +14,7 @@ value=".."/>`` children (Gadgetron's usual form) or from plain child elements
 | series_index | 1 | image_series_index of the output images |
 | noise_adjust | true | pre-whiten with the noise scan when one arrives (crunet serve / crunet recon) |
 | weights | (empty) | for method ``model`` only: a trained weights directory (``crunet train`` output ``weights/``) or the name of installed weights |
-| error_reporting | log | a slice that fails inside Gadgetron: ``log`` (logged to Gadgetron's log, the other slices go on) or ``text`` (also a TEXT message, for peers that accept one; Gadgetron 4 treats TEXT from an external gadget as an illegal message and ends the stream) |
+| error_reporting | image | a slice that fails (always logged, to Gadgetron's log under Gadgetron; the other slices go on): ``image`` also sends a marker image (zeros, series ``series_index + 1000``, meta ``CrunetStatus=failed``, ``CrunetError`` and ``ImageComment`` naming the slice and the reason), ``text`` a TEXT message instead (for peers that accept one; Gadgetron 4 treats TEXT from an external gadget as an illegal message and ends the stream), ``log`` nothing more |
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ from dataclasses import dataclass, fields
 
 from recon.errors import InputError
 from recon.pipeline import DEFAULT_METHOD, ReconConfig
+
+#: How a failed slice is reported besides the log line (see the table above).
+ERROR_REPORTING = ("image", "text", "log")
 
 
 def _bool(name: str, value: str) -> bool:
@@ -43,7 +46,7 @@ class GadgetSettings:
     image_type: str = "magnitude"
     series_index: int = 1
     noise_adjust: bool = True
-    error_reporting: str = "log"
+    error_reporting: str = "image"
     weights: str = ""
 
     @classmethod
@@ -65,8 +68,9 @@ class GadgetSettings:
             else:
                 kwargs[name] = raw.strip()
         settings = cls(**kwargs)
-        if settings.error_reporting not in ("log", "text"):
-            raise InputError(f"setting 'error_reporting' must be log or text, got '{settings.error_reporting}'")
+        if settings.error_reporting not in ERROR_REPORTING:
+            raise InputError(f"setting 'error_reporting' must be one of {', '.join(ERROR_REPORTING)}, "
+                             f"got '{settings.error_reporting}'")
         settings.recon_config()  # validates method, coil method, device, image type
         return settings
 

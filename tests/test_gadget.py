@@ -155,23 +155,36 @@ def _bad_bucket(bucket):
     return Bucket(data, [])
 
 
-@pytest.mark.parametrize("reporting", ["log", "text"])
+@pytest.mark.parametrize("reporting", [None, "image", "log", "text"])
 def test_bad_slice_reported_and_others_continue(stream, reporting):
-    """Default (Gadgetron, where TEXT is illegal): logged; with error_reporting=text: TEXT too."""
+    """Always logged. Default (image): a marker image Gadgetron passes on; text: TEXT; log: nothing more."""
     xml, _, buckets = stream
     peer = GadgetronPeer()
-    peer.start(configuration(method="zf", device="cpu", error_reporting=reporting), xml)
+    settings = dict(method="zf", device="cpu", series_index=7)
+    if reporting:
+        settings["error_reporting"] = reporting
+    peer.start(configuration(**settings), xml)
     for b in (buckets[0], _bad_bucket(buckets[1]), buckets[2]):
         peer.raw(bucket_message(b))
     got = peer.close()
     assert got.closed and not got.errors
-    assert sorted({im.slice for im in got.images}) == [0, 2]
-    assert len(got.images) == 2 * N_PHASES
+    good = [im for im in got.images if im.image_series_index == 7]
+    markers = [im for im in got.images if im.image_series_index == 1007]
+    assert sorted({im.slice for im in good}) == [0, 2] and len(good) == 2 * N_PHASES
     assert "slice [1]: bucket: slice 1 has no calibration lines" in peer.output()
+    assert len(got.texts) == (reporting == "text")
+    assert len(markers) == (reporting in (None, "image"))
     if reporting == "text":
-        assert len(got.texts) == 1 and "slice 1" in got.texts[0] and "calibration" in got.texts[0]
-    else:
-        assert not got.texts
+        assert "slice 1" in got.texts[0] and "calibration" in got.texts[0]
+    if markers:
+        m = markers[0]
+        assert m.slice == 1 and m.data.shape == (1, 1, 40, 32) and not m.data.any()
+        meta = ismrmrd.Meta.deserialize(m.attribute_string)
+        assert meta["CrunetStatus"] == "failed" and "no calibration lines" in meta["CrunetError"]
+        assert meta["ImageComment"].startswith("crunet FAILED slice 1: bucket: slice 1 has no calibration")
+        first = buckets[1].data[0]
+        np.testing.assert_allclose(m.position, first.position)
+        np.testing.assert_allclose(m.slice_dir, first.slice_dir)
 
 
 def test_bad_configuration_sent_as_error(stream):
@@ -233,10 +246,10 @@ def test_listen_binds_loopback_and_serves(stream):
     assert len(images) == N_PHASES and {im.slice for im in images} == {2}
 
 
-def _connect_session(port, xml, bucket):
+def _connect_session(port, xml, bucket, host="127.0.0.1"):
     from ismrmrd.serialization import ConfigText, ProtocolDeserializer, ProtocolSerializer
 
-    with socket.create_connection(("127.0.0.1", port), timeout=120) as sock:
+    with socket.create_connection((host, port), timeout=120) as sock:
         w = sock.makefile("wb")
         out = ProtocolSerializer(w)
         out.serialize(ConfigText(configuration(method="zf", device="cpu")))
@@ -270,6 +283,53 @@ def test_serve_many_connections_like_distributed_workers(stream):
     t.join(10)
     for i, images in enumerate(results):
         assert images is not None and len(images) == N_PHASES and {im.slice for im in images} == {i}
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "::1"])
+def test_listen_accepts_on_both_loopback_addresses(stream, address):
+    """Gadgetron connects <connect> chains to `localhost` and tries only the first address it
+    resolves (::1 or 127.0.0.1 depending on the hosts file): the listener takes both."""
+    xml, _, buckets = stream
+    ports, ready = [], threading.Event()
+    t = threading.Thread(target=listen, args=(0, reconstruct),
+                         kwargs={"ready": lambda p: (ports.append(p), ready.set())}, daemon=True)
+    t.start()
+    assert ready.wait(10)
+    images = _connect_session(ports[0], xml, buckets[0], host=address)
+    t.join(30)
+    assert not t.is_alive() and len(images) == N_PHASES
+
+
+def test_serve_listens_dual_stack(stream):
+    from gadgets.external import serve
+
+    xml, _, buckets = stream
+    ports, stop, ready = [], threading.Event(), threading.Event()
+    t = threading.Thread(target=serve, args=(0, reconstruct),
+                         kwargs={"ready": lambda p: (ports.append(p), ready.set()), "stop": stop}, daemon=True)
+    t.start()
+    assert ready.wait(10)
+    try:
+        for host in ("::1", "127.0.0.1", "localhost"):
+            assert len(_connect_session(ports[0], xml, buckets[0], host=host)) == N_PHASES
+    finally:
+        stop.set()
+        t.join(10)
+
+
+def test_bind_listeners_shapes():
+    from gadgets.net import bind_listeners
+
+    both = bind_listeners("localhost", 0)
+    try:
+        assert [s.getsockname()[0] for s in both] == ["127.0.0.1", "::1"]
+        assert len({s.getsockname()[1] for s in both}) == 1
+    finally:
+        for s in both:
+            s.close()
+    one = bind_listeners("127.0.0.1", 0)
+    assert len(one) == 1 and one[0].getsockname()[0] == "127.0.0.1"
+    one[0].close()
 
 
 def test_array_writer_numpy2_guard():

@@ -87,7 +87,14 @@ def test_bad_slice_text_and_other_slices(bad_slice_raw, server, tmp_path):
     res = replay(bad_slice_raw, tmp_path / "o.h5", port=server.port, config_script=CHAIN_ZF)
     assert res.closed
     assert len(res.texts) == 1 and "slice 0" in res.texts[0] and "calibration" in res.texts[0]
-    assert {im.slice for im in res.images} == {1} and len(res.images) == N_PHASES
+    good = [im for im in res.images if im.image_series_index == 1]
+    assert {im.slice for im in good} == {1} and len(good) == N_PHASES
+    # the marker image the gadget sends under Gadgetron (error_reporting=image, the default)
+    marker = [im for im in res.images if im.image_series_index == 1001]
+    assert len(marker) == 1 and marker[0].slice == 0 and not marker[0].data.any()
+    meta = ismrmrd.Meta.deserialize(marker[0].attribute_string)
+    assert meta["CrunetStatus"] == "failed" and "calibration" in meta["CrunetError"]
+    assert meta["ImageComment"].startswith("crunet FAILED slice 0: bucket: slice 0 has no calibration lines")
 
 
 def test_several_clients_at_once(raw, server):

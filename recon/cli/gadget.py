@@ -7,7 +7,9 @@ import argparse
 
 def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=18000, help="port named in the chain's <connect> (default 18000)")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--host", default="localhost",
+                   help="address to bind (default localhost: both 127.0.0.1 and ::1, since Gadgetron "
+                        "connects <connect> chains to localhost and tries only the first address it resolves)")
     p.add_argument("--once", action="store_true", help="serve one connection, then exit")
     p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 
@@ -22,7 +24,8 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     def ready(port: int) -> None:
-        print(f"crunet gadget: waiting for Gadgetron on {args.host}:{port}; default method "
+        where = "127.0.0.1 and ::1" if args.host.lower() in ("localhost", "loopback") else args.host
+        print(f"crunet gadget: waiting for Gadgetron on {where}, port {port}; default method "
               f"{weights_status()}", flush=True)
 
     if args.once:
