@@ -238,7 +238,8 @@ class NoiseAdjust:
         if acq.data.shape[0] != w.shape[0]:
             return ChainError(f"crunet: acquisition {acq.scan_counter} has {acq.data.shape[0]} channels, "
                               f"the noise scan {w.shape[0]}; acquisition not reconstructed")
-        acq.data[:] = noise_scale(acq.sample_time_us, self.dwell_us) * (w @ acq.data)
+        with np.errstate(over="ignore", invalid="ignore"):  # non-finite data are refused per slice later
+            acq.data[:] = noise_scale(acq.sample_time_us, self.dwell_us) * (w @ acq.data)
         return None
 
 

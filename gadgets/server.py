@@ -399,6 +399,7 @@ class CrunetServer:
         self.shutdown_grace = shutdown_grace
         self.store = store if store is not None else NoiseStore()
         self.listeners = bind_listeners(host, port)
+        self._address = self.listeners[0].getsockname()[:2]
         self.stopping = threading.Event()
         self.grace_deadline = math.inf
         self._sessions: set[threading.Thread] = set()
@@ -409,11 +410,11 @@ class CrunetServer:
 
     @property
     def port(self) -> int:
-        return self.listeners[0].getsockname()[1]
+        return self._address[1]
 
     @property
     def server_address(self) -> tuple:
-        return self.listeners[0].getsockname()[:2]
+        return self._address
 
     def describe(self) -> str:
         return describe(self.listeners)
@@ -430,6 +431,7 @@ class CrunetServer:
                 if accepted is not None:
                     self._admit(*accepted)
         finally:
+            self.server_close()  # new connections are refused at once from here on
             self._stopped.set()
 
     def _admit(self, sock: socket.socket, addr) -> None:

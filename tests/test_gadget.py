@@ -396,3 +396,24 @@ def test_missing_default_weights_is_one_error_line(stream, monkeypatch, tmp_path
     assert message.startswith("crunet gadget error: method 'crunet_ca': trained weights 'crunet_ca' not found")
     assert "crunet_sense.xml" in message and "\n" not in message
     assert not any(rec.exc_info for rec in caplog.records)
+
+
+def test_readme_lists_every_setting_with_its_default():
+    """xml_configs/README.md's settings table = gadgets/settings.py (names and defaults)."""
+    import dataclasses
+    import re
+    from pathlib import Path
+
+    from gadgets.settings import GadgetSettings
+
+    text = (Path(__file__).resolve().parents[1] / "xml_configs" / "README.md").read_text()
+    table = text.split("## Settings (", 1)[1].split("\n## ", 1)[0]
+    rows = dict(re.findall(r"^\| `(\w+)` \| ([^|]+) \|", table, flags=re.M))
+    fields = {f.name: f.default for f in dataclasses.fields(GadgetSettings)}
+    assert set(rows) == set(fields)
+    for name, default in fields.items():
+        shown = rows[name].strip()
+        want = "(empty)" if default == "" else f"`{str(default).lower() if isinstance(default, bool) else default}`"
+        assert shown == want, (name, shown, want)
+    assert f"There are {['zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine'][len(fields)]} " \
+           "settings" in text
