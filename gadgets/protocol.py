@@ -231,7 +231,7 @@ class MessageReader:
         return ConfigScript(self._utf8(self._sized("<I"), "the CONFIG_SCRIPT"))
 
     def _header(self) -> Header:
-        return Header(self._sized("<I"))
+        return Header(self._sized("<I").rstrip(b"\0"))  # MRD clients send it NUL-terminated
 
     def _text(self) -> Text:
         return Text(self._utf8(self._sized("<I"), "a TEXT message"))

@@ -30,12 +30,15 @@ def file_acquisitions(path) -> tuple[bytes, list[ismrmrd.Acquisition]]:
 
 
 def slice_buckets(acqs: list[ismrmrd.Acquisition]):
-    """One bucket per slice, as AcquisitionAccumulateTriggerGadget (trigger on slice) makes them."""
-    by_slice: dict[int, list] = {}
+    """The buckets AcquisitionAccumulateTriggerGadget (trigger_dimension=slice) makes: one each time
+    idx.slice changes, and one at the end of the stream; noise lines skipped."""
+    from gadgets.chain import SliceTrigger
+
+    trigger, groups = SliceTrigger(), []
     for a in acqs:
         if not a.is_flag_set(ismrmrd.ACQ_IS_NOISE_MEASUREMENT):
-            by_slice.setdefault(a.idx.slice, []).append(a)
-    return [split_for_bucket(by_slice[s]) for s in sorted(by_slice)]
+            groups += trigger.add(a)
+    return [split_for_bucket(g) for g in groups + trigger.flush()]
 
 
 def configuration(**settings) -> str:

@@ -20,7 +20,6 @@ from gadgets.client import partial_path, replay
 from gadgets.protocol import Limits
 from gadgets.server import start_background
 from recon.cli import main
-from recon.io.raw import read_acquisitions
 from recon.simulate.cine import SimulationConfig, simulate_to_file
 from tests.gadgetron_harness import StockClient
 

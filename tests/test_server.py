@@ -194,3 +194,25 @@ def test_cli_recon_default_chain_and_method_override(raw, tmp_path, tiny_weights
     assert "(model)" in capsys.readouterr().out
     with h5py.File(tmp_path / "dir.h5") as f:
         assert f["dataset/image_10/data"].shape[0] == N_PHASES * N_SLICES
+
+
+def test_mrd_client_flow_nul_header_and_json_text(raw, server):
+    """python-ismrmrd-server's client: header NUL-terminated, JSON parameters as TEXT after it (logged)."""
+    from ismrmrd.serialization import ProtocolSerializer
+
+    from gadgets.bucket import arrays_to_acquisitions
+
+    _, xml, headers, data = read_acquisitions(raw)
+    xml0 = xml + b"\0"
+    params = b'{"version": "1.0", "parameters": {}}'
+    with socket.create_connection(("127.0.0.1", server.port), timeout=60) as s:
+        w = s.makefile("wb")
+        w.write(struct.pack("<H", 1) + b"crunet_zf.xml".ljust(1024, b"\0"))
+        w.write(struct.pack("<HI", 3, len(xml0)) + xml0 + struct.pack("<HI", 5, len(params)) + params)
+        out = ProtocolSerializer(w)
+        for acq in arrays_to_acquisitions(headers, data):
+            out.serialize(acq)
+        out.close()
+        items = list(ProtocolDeserializer(s.makefile("rb")).deserialize())
+    assert len([i for i in items if isinstance(i, ismrmrd.Image)]) == N_PHASES * N_SLICES
+    assert not [i for i in items if isinstance(i, str)]
