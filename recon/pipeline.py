@@ -69,7 +69,7 @@ class ReconConfig:
             raise InputError(f"device must be cpu, cuda or auto, got '{self.device}'")
         if self.device == "cuda" and not torch.cuda.is_available():
             raise InputError("device 'cuda' requested but CUDA is not available on this machine "
-                             "(use --device cpu or auto)")
+                             "(choose device cpu or auto)")
         check_index("series_index", self.series_index)
         return self
 

@@ -423,3 +423,21 @@ def test_truncated_file(tmp_path, rng):
         p.write_bytes(blob[:keep])
         with pytest.raises(InputError, match="damaged or truncated|cannot open|not an HDF5"):
             read_raw(p)
+
+
+def test_zeroed_global_heap_object_is_refused_not_spun_on(tmp_path, rng):
+    """libhdf5 loops forever on a heap object header of index 0 and size 0 (a zeroed block):
+    the reader finds it first (run in a subprocess so that a regression cannot hang the suite)."""
+    import subprocess
+    import sys
+
+    header, headers, data, _ = _synthetic(rng, n_slices=1)
+    p = write_raw(tmp_path / "r.h5", header, headers, data)
+    blob = bytearray(p.read_bytes())
+    first = blob.find(b"GCOL")
+    blob[first + 16:first + 32] = bytes(16)  # the first object header of the first collection
+    p.write_bytes(bytes(blob))
+    code = ("import sys\nfrom recon.errors import InputError\nfrom recon.io.raw import read_raw\n"
+            "try:\n    read_raw(sys.argv[1])\nexcept InputError as e:\n    print(e)\n")
+    r = subprocess.run([sys.executable, "-c", code, str(p)], capture_output=True, text=True, timeout=60)
+    assert f"global heap collection at byte {first} has an empty object header at byte {first + 16}" in r.stdout

@@ -27,6 +27,7 @@ from ismrmrd.hdf5 import acquisition_dtype
 from recon.errors import InputError
 from recon.io.acquisitions import assemble_slices, split_noise
 from recon.io.flags import is_noise
+from recon.io.h5guard import check_vlen_heaps
 from recon.io.header import EncodingInfo, encoding_info, header_to_xml, parse_header
 from recon.io.limits import MAX_ACQUISITIONS, MAX_LIST_ITEMS, MAX_TABLE_BYTES, MAX_XML_BYTES, one_line
 from recon.noise import NOISE_SIGMA_KEY, sigma_from_noise_scan
@@ -159,6 +160,7 @@ def _read_xml(g: h5py.Group, path: Path) -> bytes:
     if d.dtype.itemsize * min(d.size, 1) > MAX_XML_BYTES:
         raise InputError(f"{path}: XML header declared as {d.dtype.itemsize} bytes, more than the "
                          f"supported {MAX_XML_BYTES}")
+    check_vlen_heaps(d, path)
     value = d[()] if d.ndim == 0 else d[(0,) * d.ndim]
     if isinstance(value, np.ndarray):
         value = value.tobytes()
@@ -176,6 +178,7 @@ def _read_table(g: h5py.Group, path: Path) -> np.ndarray:
     if d.shape[0] > MAX_ACQUISITIONS or d.shape[0] * d.dtype.itemsize > MAX_TABLE_BYTES:
         raise InputError(f"{path}: {d.shape[0]} acquisitions of {d.dtype.itemsize} bytes declared, more than "
                          f"the supported {MAX_ACQUISITIONS} / {MAX_TABLE_BYTES} bytes")
+    check_vlen_heaps(d, path)
     return d[()]
 
 
