@@ -441,3 +441,13 @@ def test_zeroed_global_heap_object_is_refused_not_spun_on(tmp_path, rng):
             "try:\n    read_raw(sys.argv[1])\nexcept InputError as e:\n    print(e)\n")
     r = subprocess.run([sys.executable, "-c", code, str(p)], capture_output=True, text=True, timeout=60)
     assert f"global heap collection at byte {first} has an empty object header at byte {first + 16}" in r.stdout
+
+
+def test_recon_grid_is_bounded_too(tmp_path, rng):
+    edit = lambda x: x.replace("<x>20</x>", "<x>4096</x>", 1).replace("<y>32</y>", "<y>4096</y>", 1)  # noqa: E731
+    header, headers, data, _ = _synthetic(rng, n_slices=1, n_t=3, n_c=8)
+    xml = header_to_xml(header)
+    recon = xml.index("<reconSpace>")
+    p = write_raw(tmp_path / "r.h5", xml[:recon] + edit(xml[recon:]), headers, data)
+    with pytest.raises(InputError, match="3 frames x 8 coils x 4096 x 4096"):
+        read_raw(p)

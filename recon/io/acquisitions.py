@@ -313,7 +313,8 @@ def assemble_slices(
         )
     n_t = int(limit.maximum + 1) if limit.maximum > 0 else int(frames.max() + 1)
     n_t = max(n_t, int(frames.max() + 1))
-    check_slice_samples(n_t, n_c, n_ky, n_kx, source)
+    rx, ry = encoding.recon_matrix[0], encoding.recon_matrix[1]
+    check_slice_samples(n_t, n_c, max(n_ky, ry), max(n_kx, rx), source)  # the encoded and the recon grid
     grid = _Grid(headers, data, encoding, header, fdim, frames, ky_values, offsets, n_samples,
                  n_t, n_c, n_ky, n_kx, where, source)
 
