@@ -114,6 +114,15 @@ def _args(*extra, input_garbage: bool = False):
     return build
 
 
+def _output_taken(base, d):
+    """``recon-file`` into an output whose series 1 holds images of another size."""
+    import ismrmrd
+
+    with ismrmrd.Dataset(str(d / "taken.h5"), "dataset", create_if_needed=True) as ds:
+        ds.append_image("image_1", ismrmrd.Image.from_array(np.zeros((1, 1, 8, 8), np.float32), transpose=False))
+    return ["recon-file", str(base["raw"]), str(d / "taken.h5"), "--method", "zf"]
+
+
 def _mat(make):
     """``convert`` of a CMRxRecon-like file written by ``make(base, folder) -> (kspace, [extra args])``."""
     def build(base, d):
@@ -443,6 +452,8 @@ CASES = [
          2, "the output is the input file"),
     Case("output folder missing", lambda base, d: ["recon-file", str(base["raw"]), str(d / "no" / "o.h5"), "--method", "zf"],
          2, "does not exist"),
+    Case("output series holds images of another size", _output_taken, 2,
+         "series image_1 of group 'dataset' holds 8 x 8 float32 images, these are 40 x 32 float32"),
     Case("--series not a number", _args("--method", "zf", "--series", "one"), 2, "invalid int value"),
     # CMRxRecon files
     Case("CMRxRecon dataset never written (1.5 KB declaring 2.7 GB)", _mat(_mat_unwritten), 2,
@@ -456,6 +467,8 @@ CASES = [
     Case("CMRxRecon fully sampled without mask", _mat(_mat_full_no_mask), 2, "fully sampled; give --mask"),
     Case("CMRxRecon all zero", _mat(_mat_zero), 2, "holds only zeros"),
     Case("CMRxRecon not a .mat file", _mat(_mat_not_mat), 2, "neither an HDF5"),
+    Case("CMRxRecon output folder missing", lambda base, d: ["convert", str(_mat_good(base, d)[0]),
+                                                             str(d / "no" / "raw.h5")], 2, "does not exist"),
     Case("control: CMRxRecon file converts", _mat(_mat_good), 0, '"acquisitions"'),
 ]
 

@@ -21,8 +21,23 @@ def add_parser(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from recon.io.cmrxrecon import ConvertOptions, convert_cmrx
 
+    check_output(args.output, [args.kspace, args.mask, args.full])
     view = args.view or ("lax" if "lax" in Path(args.kspace).name.lower() else "sax")
     summary = convert_cmrx(args.kspace, args.output, mask_path=args.mask, full_path=args.full,
                            options=ConvertOptions(view=view, fov_mm=tuple(args.fov)))
     print(json.dumps(summary, indent=2))
     return 0
+
+
+def check_output(output: str, inputs: list[str | None]) -> None:
+    """The output can be written (its folder exists, it is not a folder) and is none of the inputs."""
+    from recon.errors import InputError
+
+    out = Path(output)
+    if out.is_dir():
+        raise InputError(f"{out}: is a directory; give a file name for the raw data")
+    if not (out.parent if str(out.parent) else Path(".")).is_dir():
+        raise InputError(f"{out}: folder {out.parent} does not exist")
+    for name in filter(None, inputs):
+        if out.exists() and Path(name).exists() and out.resolve() == Path(name).resolve():
+            raise InputError(f"{out}: the output is an input file; write the raw data elsewhere")

@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     """Exit status: 0 every slice written, 1 some slices failed and the others were
     written, 2 (an :class:`InputError` from here) nothing written or bad arguments."""
     from recon.errors import InputError
-    from recon.io.images import write_images
+    from recon.io.images import check_appendable, write_images
     from recon.io.limits import one_line, short_list
     from recon.io.raw import read_raw
     from recon.pipeline import DEFAULT_METHOD, ReconConfig, slice_to_images
@@ -37,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
     check_paths(args.input, args.output)
     cfg.check_ready()  # device and weights, before the file is read
     raw = read_raw(args.input, skip_bad_slices=True)
+    rx, ry = raw.encoding.recon_matrix[:2]
+    check_appendable(args.output, args.group, cfg.series_index, (ry, rx), cfg.image_type)
     failed, index = [], 1
     for z, message in sorted((raw.slice_errors or {}).items()):  # slices that could not be assembled
         failed.append(z)

@@ -114,9 +114,38 @@ def slice_images(
     return images
 
 
+def check_appendable(path: str | Path, group: str, series: int, shape: tuple[int, int], image_type: str) -> None:
+    """Images ``[y, x]`` of ``image_type`` can be appended to ``/<group>/image_<series>/`` of ``path``
+    (absent, or holding images of that size and type); else an :class:`InputError` saying what to change."""
+    import h5py
+
+    path = Path(path)
+    if not path.exists():
+        return
+    dtype = np.dtype(np.float32 if image_type == "magnitude" else np.complex64)
+    try:
+        with h5py.File(path, "r") as f:
+            data = f.get(f"{group}/image_{series}/data")
+            if data is None or not isinstance(data, h5py.Dataset):
+                return
+            have_shape, have_dtype = tuple(data.shape[1:]), data.dtype
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the existing output file ({exc})") from None
+    if have_shape != (1, 1, *shape) or have_dtype != dtype:
+        raise InputError(
+            f"{path}: series image_{series} of group '{group}' holds {have_shape[-2]} x {have_shape[-1]} "
+            f"{have_dtype} images, these are {shape[0]} x {shape[1]} {dtype}; choose another output file, "
+            "group or series"
+        )
+
+
 def write_images(path: str | Path, images: list[ismrmrd.Image], group: str = "dataset") -> Path:
     """Append images to ``/<group>/image_<series>/`` of an HDF5 file (created if needed)."""
     path = Path(path)
+    if images:
+        first = images[0]
+        image_type = "magnitude" if first.data.dtype == np.float32 else "complex"
+        check_appendable(path, group, first.image_series_index, first.data.shape[-2:], image_type)
     with ismrmrd.Dataset(str(path), group, create_if_needed=True) as ds:
         for img in images:
             ds.append_image(f"image_{img.image_series_index}", img)
