@@ -379,6 +379,8 @@ CASES = [
     Case("truncated by 100 bytes", _truncated(0.999), 2, "damaged or truncated|cannot open|not an HDF5"),
     Case("HDF5 without ISMRMRD group", _h5_with(lambda f: f.move("dataset", "other") or f["other"].__delitem__("xml")),
          2, "not an ISMRMRD file"),
+    Case("--group names a dataset", lambda base, d: ["inspect", str(base["raw"]), "--group", "dataset/data"], 2,
+         "'dataset/data' is a Dataset, not a group"),
     # header
     Case("no XML header", _h5_with(lambda f: f.__delitem__("dataset/xml")), 2, "no XML header"),
     Case("empty XML dataset", _h5_with(_replace_dataset("xml", data=np.zeros(0, "S4"))), 2, "no XML header"),
@@ -454,6 +456,8 @@ CASES = [
          2, "does not exist"),
     Case("output series holds images of another size", _output_taken, 2,
          "series image_1 of group 'dataset' holds 8 x 8 float32 images, these are 40 x 32 float32"),
+    Case("--group empty", _args("--method", "zf", "--group", "", input_garbage=True), 2,
+         "--group must name an HDF5 group"),
     Case("--series not a number", _args("--method", "zf", "--series", "one"), 2, "invalid int value"),
     # CMRxRecon files
     Case("CMRxRecon dataset never written (1.5 KB declaring 2.7 GB)", _mat(_mat_unwritten), 2,

@@ -35,6 +35,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = ReconConfig(method=method, coil_method=args.coil_method, device=args.device,
                       image_type=args.image_type, series_index=args.series, options=options)
     check_paths(args.input, args.output)
+    if not args.group.strip("/ "):
+        raise InputError(f"--group must name an HDF5 group for the images, got {args.group!r}")
     cfg.check_ready()  # device and weights, before the file is read
     raw = read_raw(args.input, skip_bad_slices=True)
     rx, ry = raw.encoding.recon_matrix[:2]

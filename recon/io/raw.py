@@ -121,6 +121,8 @@ def _find_group(f: h5py.File, path: Path, group: str | None) -> str:
     if group is not None:
         if group not in f:
             raise InputError(f"{path}: no group '{group}' (groups: {_names(f)})")
+        if not isinstance(f[group], h5py.Group):
+            raise InputError(f"{path}: '{group}' is a {type(f[group]).__name__}, not a group")
         return group
     if "dataset" in f:
         return "dataset"
@@ -142,7 +144,7 @@ def _names(names) -> str:
 def _dataset(g: h5py.Group, name: str, path: Path, what: str) -> h5py.Dataset:
     """``g[name]`` as a dataset that holds written data."""
     if name not in g:
-        raise InputError(f"{path}: group '{g.name.lstrip('/')}' has no {what} ('{name}' dataset missing)")
+        raise InputError(f"{path}: group '{g.name}' has no {what} ('{name}' dataset missing)")
     d = g[name]
     if not isinstance(d, h5py.Dataset):
         raise InputError(f"{path}: '{d.name.lstrip('/')}' is a {type(d).__name__}, not a dataset")
