@@ -142,7 +142,8 @@ def _replace_once(old, new):
 
 
 def _phase_max(value):
-    return _replace_once("<maximum>2</maximum>\n    <center>1</center>", f"<maximum>{value}</maximum>\n    <center>1</center>")
+    return _replace_once("<maximum>2</maximum>\n    <center>1</center>",
+                         f"<maximum>{value}</maximum>\n    <center>1</center>")
 
 
 def _imaging(headers, slice_index=None):
@@ -387,7 +388,8 @@ CASES = [
     Case("XML header of the wrong dtype", _h5_with(_replace_dataset("xml", data=np.int64(3))), 2,
          "not a valid ISMRMRD XML header"),
     Case("broken XML", _raw_with(edit_xml=lambda x: x[:len(x) // 2]), 2, "not a valid ISMRMRD XML header"),
-    Case("no encoding section", _raw_with(edit_xml=lambda x: x[:x.index("<encoding>")] + x[x.index("</encoding>") + 11:]),
+    Case("no encoding section",
+         _raw_with(edit_xml=lambda x: x[:x.index("<encoding>")] + x[x.index("</encoding>") + 11:]),
          2, "no <encoding> section"),
     Case("radial trajectory", _raw_with(edit_xml=_replace_once("<trajectory>cartesian", "<trajectory>radial")),
          2, "trajectory is 'radial'"),
@@ -402,15 +404,18 @@ CASES = [
          "one slice would hold 65536 frames x 2 coils x 40 x 64 .* more than the supported"),
     Case("phase limit 3999 (short message)", _raw_with(edit_xml=_phase_max(3999)), 2,
          "no acquisitions for phase 3..3999 \\(of 4000 frames declared\\)"),
-    Case("phase limit not a number", _raw_with(edit_xml=_phase_max("many")), 2, "encodingLimits.phase must hold integer"),
+    Case("phase limit not a number", _raw_with(edit_xml=_phase_max("many")), 2,
+         "encodingLimits.phase must hold integer"),
     Case("phase limit beyond 16 bits", _raw_with(edit_xml=_phase_max(99999)), 2,
          "encodingLimits.phase = \\[0, 99999\\] .* not a range"),
     Case("limit minimum above maximum", _raw_with(edit_xml=_replace_once(
         "<minimum>0</minimum>\n    <maximum>2</maximum>", "<minimum>2</minimum>\n    <maximum>1</maximum>")),
         2, "not a range"),
-    Case("receiverChannels disagrees", _raw_with(edit_xml=_replace_once("<receiverChannels>2<", "<receiverChannels>8<")),
+    Case("receiverChannels disagrees",
+         _raw_with(edit_xml=_replace_once("<receiverChannels>2<", "<receiverChannels>8<")),
          2, "inconsistent coil counts: header says receiverChannels = 8"),
-    Case("receiverChannels absurd", _raw_with(edit_xml=_replace_once("<receiverChannels>2<", "<receiverChannels>60000<")),
+    Case("receiverChannels absurd",
+         _raw_with(edit_xml=_replace_once("<receiverChannels>2<", "<receiverChannels>60000<")),
          2, "receiverChannels = 60000, outside the supported 1..1024"),
     # acquisition table
     Case("acquisition table of the wrong dtype", _h5_with(_replace_dataset("data", data=np.arange(12.0))), 2,
@@ -429,17 +434,20 @@ CASES = [
     Case("ky index beyond the limits", _raw_with(_idx("kspace_encode_step_1", 5000)), 2,
          "kspace_encode_step_1 = 5000, outside encodingLimits"),
     Case("slice index beyond the limits", _raw_with(_idx("slice", 9)), 2, "slice = 9, outside encodingLimits"),
-    Case("phase and repetition both vary", _raw_with(_idx("repetition", 1)), 2, "both idx.phase and idx.repetition vary"),
+    Case("phase and repetition both vary", _raw_with(_idx("repetition", 1)), 2,
+         "both idx.phase and idx.repetition vary"),
     Case("noise scan only", _raw_with(_noise_only), 2, "holds only a noise scan \\(\\d+ noise acquisitions\\)"),
     # slice data: through recon-file (1 = some slices written, 2 = none)
     Case("no calibration lines, undersampled", _recon_with(_strip_calibration()), 2, "has no calibration lines"),
-    Case("no calibration lines in slice 0 only", _recon_with(_strip_calibration((0,))), 1, "slice 0 has no calibration"),
+    Case("no calibration lines in slice 0 only", _recon_with(_strip_calibration((0,))), 1,
+         "slice 0 has no calibration"),
     Case("NaN in an imaging line", _recon_with(_set_sample(np.nan)), 1, "slice 0: acquisition\\(s\\) \\d+ hold NaN"),
     Case("Inf in a calibration line", _recon_with(_set_sample(np.inf, 1, calibration=True)), 1,
          "slice 1: acquisition\\(s\\) \\d+ hold NaN or infinite"),
     Case("overflowing samples in every slice", _recon_with(_every_slice(3e38)), 2, "beyond \\+-1e\\+12 \\(overflow\\)"),
     Case("a frame missing in slice 1", _recon_with(_drop_phase(1, 2)), 1, "slice 1 has no acquisitions for phase 2"),
-    Case("control: fully sampled without calibration flags", _recon_with(_fully_sampled_unflagged), 0, "wrote 3 images"),
+    Case("control: fully sampled without calibration flags", _recon_with(_fully_sampled_unflagged), 0,
+         "wrote 3 images"),
     # arguments, checked before the file is read
     Case("--weights missing", _args("--weights", "{d}/nothing", input_garbage=True), 2, "weights directory not found"),
     Case("--weights not a weights folder", _args("--weights", "{d}", input_garbage=True), 2, "manifest missing"),
@@ -452,7 +460,8 @@ CASES = [
          "series_index must be an integer in 0..65535"),
     Case("output is the input", lambda base, d: ["recon-file", str(base["raw"]), str(base["raw"]), "--method", "zf"],
          2, "the output is the input file"),
-    Case("output folder missing", lambda base, d: ["recon-file", str(base["raw"]), str(d / "no" / "o.h5"), "--method", "zf"],
+    Case("output folder missing",
+         lambda base, d: ["recon-file", str(base["raw"]), str(d / "no" / "o.h5"), "--method", "zf"],
          2, "does not exist"),
     Case("output series holds images of another size", _output_taken, 2,
          "series image_1 of group 'dataset' holds 8 x 8 float32 images, these are 40 x 32 float32"),

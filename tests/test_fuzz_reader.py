@@ -135,7 +135,8 @@ def test_reader_survives_damaged_files(variants):
     records = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
     started = [x["start"] for x in records if "start" in x]
     results = [x for x in records if "case" in x]
-    assert r.returncode == 0, f"worker died (rc {r.returncode}) on {started[-1] if started else '?'}: {r.stderr[-2000:]}"
+    last = started[-1] if started else "?"
+    assert r.returncode == 0, f"worker died (rc {r.returncode}) on {last}: {r.stderr[-2000:]}"
     assert len(results) == N_BYTE_CASES + N_FIELD_CASES
     bad = [x for x in results if x["outcome"] not in ("ok", "InputError")]
     assert not bad, bad[:3]
