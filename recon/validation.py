@@ -84,27 +84,31 @@ def oracle_row(rows: list[dict], grid_labels: list[str]) -> dict:
 def run_validation(out_dir: str | Path, methods: tuple[str, ...], weights: tuple[str, ...] = (),
                    cfg: DataConfig = DataConfig(), accelerations=CMRX_ACCELERATIONS, cases: int = 3,
                    device: str = "auto", figures: bool = False, sense_grid: tuple[float, ...] = SENSE_GRID,
-                   log=print) -> dict:
+                   oracle_accelerations: tuple[int, ...] = (8,), log=print) -> dict:
     """Write the cases, evaluate ``methods`` (+ ``weights`` dirs) per set and R, write the report.
 
-    With a ``sense_grid``, CG-SENSE also runs at each of its weights and the table gains
-    the row :data:`ORACLE`: per case the best of them against the ground truth."""
+    With a ``sense_grid``, CG-SENSE also runs at each of its weights at the R values of
+    ``oracle_accelerations`` (each weight costs a SENSE run per case) and those tables
+    gain the row :data:`ORACLE`: per case the best of them against the ground truth."""
     from recon.evaluate import EvalConfig, evaluate
 
     out = Path(out_dir)
     files = write_cases(out, cfg, accelerations, cases, log)
     grid = [f"sense:lam={lam:g}" for lam in sense_grid]
-    ecfg = EvalConfig(methods=tuple(methods) + tuple(grid), weights=tuple(weights), device=device,
-                      figures=figures, reference_method=(list(methods) + [Path(w).name for w in weights])[-1])
+    reference = (list(methods) + [Path(w).name for w in weights])[-1]
+    plain = EvalConfig(methods=tuple(methods), weights=tuple(weights), device=device, figures=figures,
+                       reference_method=reference)
+    with_grid = replace(plain, methods=tuple(methods) + tuple(grid))
     results: dict = {"methods": list(methods) + [Path(w).name for w in weights] + ([ORACLE] if grid else []),
                      "cases": cases, "sense_grid": list(sense_grid), "sets": {}}
     for name, by_r in files.items():
         results["sets"][name] = {}
         for r, paths in by_r.items():
             log(f"== {name} ({SETS[name]}), R = {r}")
-            res = evaluate(paths, out / name / f"r{r}", ecfg, log=log)
+            oracle = bool(grid) and r in oracle_accelerations
+            res = evaluate(paths, out / name / f"r{r}", with_grid if oracle else plain, log=log)
             rows = {row["method"]: row for row in res["summary"] if row["method"] not in grid}
-            if grid:
+            if oracle:
                 rows[ORACLE] = oracle_row(res["rows"], grid)
             for m, row in rows.items():  # per-case PSNR, in case order, for the worst-case checks
                 if m != ORACLE:

@@ -26,7 +26,7 @@ def test_cases_are_the_same_slice_at_every_r(tmp_path):
 
 def test_validation_report(tmp_path):
     res = run_validation(tmp_path, ("zf", "sense"), cfg=CFG, accelerations=(4,), cases=2, device="cpu",
-                         sense_grid=(0.0, 0.1), log=lambda *_: None)
+                         sense_grid=(0.0, 0.1), oracle_accelerations=(4,), log=lambda *_: None)
     for s in SETS:
         rows = res["sets"][s][4]
         assert set(rows) == {"zf", "sense", ORACLE} and rows["zf"]["n_slices"] == 2
