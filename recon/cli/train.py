@@ -27,6 +27,8 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
                    help="override train.device (auto: CUDA when available)")
     p.add_argument("--epochs", type=int, default=None, help="override train.epochs (changes the lr schedule)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="override train.threads (CPU threads for torch; the machine's free cores)")
     p.add_argument("--steps-per-epoch", type=int, default=None, help="override train.steps_per_epoch")
     p.add_argument("--max-minutes", type=float, default=None,
                    help="wall-time budget: after the first epoch, plan as many epochs as fit (train.max_minutes)")
@@ -57,7 +59,7 @@ def _resolve_config(args: argparse.Namespace):
             raise InputError("--config is required for a new run")
         cfg = load_run_config(args.config)
     cfg = with_overrides(cfg, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, device=args.device,
-                         max_minutes=args.max_minutes)
+                         max_minutes=args.max_minutes, threads=args.threads)
     return cfg, out
 
 

@@ -205,10 +205,12 @@ def load_run_config(path: str | Path) -> RunConfig:
 
 
 def with_overrides(cfg: RunConfig, *, epochs: int | None = None, steps_per_epoch: int | None = None,
-                   device: str | None = None, max_minutes: float | None = None) -> RunConfig:
+                   device: str | None = None, max_minutes: float | None = None,
+                   threads: int | None = None) -> RunConfig:
     """A copy of ``cfg`` with command-line overrides applied and validated."""
     changes = {k: v for k, v in (("epochs", epochs), ("steps_per_epoch", steps_per_epoch),
-                                 ("device", device), ("max_minutes", max_minutes)) if v is not None}
+                                 ("device", device), ("max_minutes", max_minutes),
+                                 ("threads", threads)) if v is not None}
     if not changes:
         return cfg
     train = replace(cfg.train, **changes)
