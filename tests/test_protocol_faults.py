@@ -354,3 +354,36 @@ def test_replay_complete_run_is_unmarked(raw, tmp_path):
     with h5py.File(tmp_path / "ok.h5") as f:
         assert "crunet_replay_errors" not in f["g"].attrs and "crunet_replay_incomplete" not in f["g"].attrs
     assert not partial_path(tmp_path / "ok.h5").exists()
+
+
+def test_replay_gives_up_on_a_silent_server_after_the_idle_timeout(raw, tmp_path):
+    """A server that accepts, reads everything and never answers: the replay ends after
+    --timeout seconds of silence (not after an hour), keeping what arrived in a partial file."""
+    done = threading.Event()
+
+    def silent(conn):
+        conn.settimeout(30)
+        try:
+            while conn.recv(65536):
+                pass
+        except OSError:
+            pass
+        done.wait(30)
+
+    def one_then_silent(conn):
+        conn.settimeout(30)
+        conn.recv(4096)
+        conn.sendall(_image_bytes(_one_image()))
+        done.wait(30)
+
+    try:
+        t0 = time.monotonic()
+        res = replay(raw, tmp_path / "silent.h5", port=_fake_server(silent), config=ZF, group="g", timeout=1.0)
+        assert time.monotonic() - t0 < 20
+        assert not res.closed and any("no message" in p and "1 s" in p for p in res.problems)
+        res = replay(raw, tmp_path / "one.h5", port=_fake_server(one_then_silent), config=ZF, group="g",
+                     timeout=1.0)
+        assert len(res.images) == 1 and not res.closed
+        assert partial_path(tmp_path / "one.h5").exists() and not (tmp_path / "one.h5").exists()
+    finally:
+        done.set()

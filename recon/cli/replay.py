@@ -15,7 +15,9 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", "-c", default="default.xml", help="chain name on the server (default default.xml)")
     p.add_argument("--config-script", "-C", help="send this local chain XML file as CONFIG_SCRIPT instead")
     p.add_argument("--group", "-G", default=None, help="output group (default: local date and time)")
-    p.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for the server's CLOSE")
+    p.add_argument("--timeout", type=float, default=600.0,
+                   help="give up after this many seconds without a byte from the server (default 600, the "
+                        "server's own idle timeout); a server that keeps sending images is waited for")
 
 
 def run(args: argparse.Namespace) -> int:
