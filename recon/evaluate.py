@@ -18,7 +18,8 @@ maps, x-t profile through the heart).
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,12 @@ class EvalConfig:
         by folder name.
     reference_method : label the others are tested against (default: the last one).
     device : ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+    reuse : keep every row in ``<out>/rows.jsonl`` and reuse the rows of a (file, slice,
+        method) already there instead of reconstructing again. A row is keyed by the
+        method's full settings and, for a learned method, its weights hash, so new
+        weights or options run again; the files themselves are keyed by path and
+        modification time. Figures need every reconstruction, so ``figures`` runs the
+        methods whatever is stored.
     """
 
     methods: tuple[str, ...] = COMPARED_METHODS
@@ -54,6 +61,7 @@ class EvalConfig:
     alpha: float = 0.05
     figures: bool = True
     device: str = "auto"
+    reuse: bool = False
 
     def configs(self) -> dict[str, ReconConfig]:
         """Label -> validated ReconConfig, in table order."""
@@ -85,6 +93,7 @@ def evaluate(paths: list[str | Path], out_dir: str | Path, cfg: EvalConfig = Eva
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows, figures = [], []
+    stored = _stored_rows(out) if cfg.reuse else {}
     for path in paths:
         raw = read_raw(path)
         for s in raw.slices:
@@ -93,13 +102,21 @@ def evaluate(paths: list[str | Path], out_dir: str | Path, cfg: EvalConfig = Eva
                 raise InputError(f"{path}: no ground truth for slice {s.slice_index} "
                                  "(/dataset/ground_truth); evaluate needs it")
             crop = cmrxrecon_crop_size(ref.shape[-2:]) if cfg.crop else None
-            recs, seconds, t_maps = run_methods(s, configs)
-            for m, rec in recs.items():
-                row = {"file": str(path), "slice": s.slice_index, "method": m, "seconds": seconds[m],
-                       "seconds_maps": t_maps, **_scores(ref, rec, crop)}
+            keys = {m: _row_key(path, s.slice_index, rc, crop) for m, rc in configs.items()}
+            todo = {m: rc for m, rc in configs.items() if cfg.figures or keys[m] not in stored}
+            recs, seconds, t_maps = run_methods(s, todo) if todo else ({}, {}, 0.0)
+            for m in configs:
+                if m in recs:
+                    row = {"file": str(path), "slice": s.slice_index, "method": m, "seconds": seconds[m],
+                           "seconds_maps": t_maps, **_scores(ref, recs[m], crop)}
+                    if cfg.reuse:
+                        _store_row(out, keys[m], row)
+                else:
+                    row = dict(stored[keys[m]])
                 rows.append(row)
                 log(f"{Path(path).name} slice {s.slice_index}: {LABELS.get(m, m):<12} "
-                    f"PSNR {row['psnr']:6.2f} dB  SSIM {row['ssim']:.4f}  {seconds[m]:6.2f} s")
+                    f"PSNR {row['psnr']:6.2f} dB  SSIM {row['ssim']:.4f}  {row['seconds']:6.2f} s"
+                    + ("" if m in recs else "  (stored)"))
             if cfg.figures:
                 fig = out / f"{Path(path).stem}_slice{s.slice_index}.png"
                 comparison_figure(ref, {LABELS.get(m, m): r for m, r in recs.items()}, fig, frame=0,
@@ -115,6 +132,39 @@ def evaluate(paths: list[str | Path], out_dir: str | Path, cfg: EvalConfig = Eva
     log("PSNR ordering (low -> high): " + " < ".join(LABELS.get(m, m) for m in ordering))
     return {"rows": rows, "summary": summary, "stats": stats, "figures": figures,
             "ordering": ordering, "table": str(out / "table.md")}
+
+
+ROWS = "rows.jsonl"
+
+
+def _row_key(path: str | Path, slice_index: int, rc: ReconConfig, crop) -> str:
+    """What decides a row: the file (path, size, mtime), the slice, the crop and the method's
+    settings, with the weights hash for a learned one."""
+    from recon.weights import weights_info
+
+    st = Path(path).stat()
+    weights = rc.weights()
+    sha = weights_info(weights).sha256 if weights else ""
+    return json.dumps([str(Path(path).resolve()), st.st_size, st.st_mtime_ns, int(slice_index), crop,
+                       repr(replace(rc, series_index=0)), sha], default=str)
+
+
+def _stored_rows(out: Path) -> dict[str, dict]:
+    rows = {}
+    path = out / ROWS
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+                rows[entry["key"]] = entry["row"]
+            except (ValueError, KeyError, TypeError):  # a line cut by an interrupted run
+                continue
+    return rows
+
+
+def _store_row(out: Path, key: str, row: dict) -> None:
+    with open(out / ROWS, "a") as f:
+        f.write(json.dumps({"key": key, "row": row}, default=float) + "\n")
 
 
 def _scores(ref: np.ndarray, rec: np.ndarray, crop) -> dict[str, float]:

@@ -89,7 +89,9 @@ def run_validation(out_dir: str | Path, methods: tuple[str, ...], weights: tuple
 
     With a ``sense_grid``, CG-SENSE also runs at each of its weights at the R values of
     ``oracle_accelerations`` (each weight costs a SENSE run per case) and those tables
-    gain the row :data:`ORACLE`: per case the best of them against the ground truth."""
+    gain the row :data:`ORACLE`: per case the best of them against the ground truth.
+    Rows already computed in ``out_dir`` (same file, method settings and weights hash)
+    are reused, so adding a method to a finished validation runs only that method."""
     from recon.evaluate import EvalConfig, evaluate
 
     out = Path(out_dir)
@@ -97,7 +99,7 @@ def run_validation(out_dir: str | Path, methods: tuple[str, ...], weights: tuple
     grid = [f"sense:lam={lam:g}" for lam in sense_grid]
     reference = (list(methods) + [Path(w).name for w in weights])[-1]
     plain = EvalConfig(methods=tuple(methods), weights=tuple(weights), device=device, figures=figures,
-                       reference_method=reference)
+                       reference_method=reference, reuse=True)
     with_grid = replace(plain, methods=tuple(methods) + tuple(grid))
     results: dict = {"methods": list(methods) + [Path(w).name for w in weights] + ([ORACLE] if grid else []),
                      "cases": cases, "sense_grid": list(sense_grid), "sets": {}}

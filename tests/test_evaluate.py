@@ -131,3 +131,35 @@ def test_recon_file_missing_default_weights_one_line(raw, tmp_path, monkeypatch,
     err = capsys.readouterr().err
     assert err.startswith("crunet recon-file: error: method 'crunet_ca': trained weights 'crunet_ca' not found")
     assert err.count("\n") == 1 and "--method sense" in err and "Traceback" not in err
+
+
+def test_evaluate_reuse_runs_only_what_is_not_stored(raw, tmp_path, tiny_weights, monkeypatch):
+    """With reuse, a second run with one more method reconstructs only that method; rows
+    of other weights (another hash) or other options are not taken for it."""
+    import recon.evaluate as E
+
+    calls = []
+    real = E.reconstruct_slice
+
+    def counting(s, cfg, maps=None):
+        calls.append((cfg.method, dict(cfg.options)))
+        return real(s, cfg, maps=maps)
+
+    monkeypatch.setattr(E, "reconstruct_slice", counting)
+    out = tmp_path / "eval"
+    cfg = E.EvalConfig(methods=("zf", "crunet_ca"), figures=False, device="cpu", reuse=True)
+    first = E.evaluate([raw], out, cfg, log=lambda *_: None)
+    assert [m for m, _ in calls] == ["zf", "crunet_ca"] * 2
+    calls.clear()
+    second = E.evaluate([raw], out, E.EvalConfig(methods=("zf", "crunet_ca", "sense:lam=0"), figures=False,
+                                                 device="cpu", reuse=True), log=lambda *_: None)
+    assert [m for m, _ in calls] == ["sense"] * 2 and calls[0][1] == {"lam": 0.0}
+    assert [r["psnr"] for r in second["rows"] if r["method"] != "sense:lam=0"] == [r["psnr"] for r in first["rows"]]
+    calls.clear()
+    E.evaluate([raw], out, E.EvalConfig(methods=("sense:lam=0.01",), figures=False, device="cpu", reuse=True),
+               log=lambda *_: None)
+    assert [m for m, _ in calls] == ["sense"] * 2
+    calls.clear()
+    E.evaluate([raw], out, E.EvalConfig(methods=("zf",), weights=(str(tiny_weights / "crunet_conv"),),
+                                        figures=False, device="cpu", reuse=True), log=lambda *_: None)
+    assert [m for m, _ in calls] == ["model"] * 2  # other weights: run; zf: stored
