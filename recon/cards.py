@@ -17,7 +17,6 @@ The card is regenerated from files, never typed by hand, so its numbers are the 
 from __future__ import annotations
 
 import json
-import platform
 import shutil
 from pathlib import Path
 
@@ -50,6 +49,17 @@ def _model_line(model: dict) -> str:
             "ca": "feature bank fused by channel attention + 3x3 projection"}[c["fusion"]]
     depth = "" if c["fusion"] == "none" else f" (bank depth {c['bank_depth'] or 'all earlier cascades'})"
     return f"CRUNet-MR, {c['channels']} channels, {c['cascades']} cascades, {bank}{depth}"
+
+
+def _machines(metrics: dict, train: dict) -> str:
+    """The machines the run recorded (one per resume on another machine), or that it recorded none."""
+    from recon.machine import machine_line
+
+    recorded = metrics.get("machines") or []
+    if recorded:
+        return "trained on " + "; then ".join(machine_line(m) for m in recorded)
+    return (f"the run did not record its machine (runs before the machine record); config threads "
+            f"{train.get('threads') or 'default'}")
 
 
 def _export_checkpoint(run: Path, dest: Path) -> None:
@@ -88,9 +98,9 @@ def card_markdown(name: str, run: Path, manifest: dict, validation: dict | None 
         f"{t['steps_per_epoch']} steps), batch {t['batch_size']}, AdamW lr {t['lr']:g} -> {t['min_lr']:g} "
         f"(warm-up {t['warmup_epochs']} epochs, cosine), weight decay {t['weight_decay']:g}; "
         f"loss {t['loss']}.",
-        f"- Wall time: {hours:.2f} h on {metrics.get('device', '?')} ({platform.machine()}, "
-        f"{torch.get_num_threads()} torch threads available here; the run used {t.get('threads') or 'default'}), "
-        f"{(epochs[-1]['seconds_per_step'] if epochs else float('nan')):.2f} s/step in the last epoch.",
+        f"- Wall time: {hours:.2f} h on {metrics.get('device', '?')}, "
+        f"{(epochs[-1]['seconds_per_step'] if epochs else float('nan')):.2f} s/step in the last epoch; "
+        f"{_machines(metrics, t)}.",
         f"- Data: simulated on the fly ({data['source']}, images {data['images']}, maps {data['maps']}): "
         f"acquisitions from the training space (coil families {', '.join(data['train_space']['coil_families'])}, "
         f"{min(data['train_space']['coil_counts'])}-{max(data['train_space']['coil_counts'])} coils, image SNR "

@@ -46,6 +46,9 @@ def test_ship_writes_weights_and_card(run, tmp_path, capsys):
     card = (dest / "CARD.md").read_text()
     assert "channel attention" in card and "Steps: 2 of 2 planned" in card and "sha256" in card
     assert "held-out patient, held-out acquisitions" in card and "| 4 | zf |" in card
+    from recon.machine import cpu_model
+
+    assert f"trained on {cpu_model()}" in card and "1 threads" in card  # the run's machine, not the shipper's
     for f in ("train_config.yaml", "loss_curve.png", "metrics.csv"):
         assert (dest / f).is_file(), f
 

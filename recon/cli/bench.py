@@ -36,7 +36,6 @@ def add_parser(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import json
-    import platform
     import time
     from pathlib import Path
 
@@ -44,11 +43,10 @@ def run(args: argparse.Namespace) -> int:
 
     from recon.pipeline import compared_methods, method_configs
 
-    result = {"created": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": platform.machine(),
-              "processor": platform.processor(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-              "cpu_count": __import__("os").cpu_count(), "coils": [], "methods": []}
-    if args.device in ("cuda", "auto") and torch.cuda.is_available():
-        result["gpu"] = torch.cuda.get_device_name(0)
+    from recon.machine import describe_machine
+
+    device = "cuda" if args.device in ("cuda", "auto") and torch.cuda.is_available() else "cpu"
+    result = {"created": time.strftime("%Y-%m-%dT%H:%M:%S"), **describe_machine(device), "coils": [], "methods": []}
     methods = compared_methods(args.methods, args.weights)
     if "methods" in args.what:
         method_configs(methods, args.weights, device=args.device)  # unknown methods / missing weights: fail now

@@ -295,6 +295,12 @@ class Trainer:
             w.writeheader()
             for row in epochs:
                 w.writerow({k: row.get(k, "") for k in EPOCH_FIELDS})
+        from recon.machine import describe_machine
+
+        here = describe_machine(str(self.device))
+        machines = self.history.setdefault("machines", [])  # every machine the run (and its resumes) used
+        if here not in machines:
+            machines.append(here)
         info = {"parameters": self.n_params, "world_size": self.ctx.world_size, "device": str(self.device),
                 **{k: v for k, v in self.history.items()}}
         (self.out / "metrics.json").write_text(json.dumps(info, indent=1) + "\n")

@@ -1,0 +1,39 @@
+"""What machine a result was measured on: one description for benchmarks, training runs and cards."""
+
+from __future__ import annotations
+
+import os
+import platform
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name from ``/proc/cpuinfo`` (Linux), else ``platform.processor()``."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def describe_machine(device: str | None = None) -> dict:
+    """``{"cpu", "cpu_count", "arch", "torch", "threads", "gpu"?}`` of this process's machine.
+
+    ``device`` (``cuda...``) adds the GPU's name; ``threads`` is torch's intra-op count now.
+    """
+    import torch
+
+    info = {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "arch": platform.machine(), "torch": torch.__version__,
+            "threads": torch.get_num_threads()}
+    if device is not None and str(device).startswith("cuda") and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return info
+
+
+def machine_line(info: dict) -> str:
+    """E.g. ``Intel(R) Xeon(R) ... (2 CPUs, x86_64), torch 2.13.0, 2 threads``."""
+    gpu = f"{info['gpu']}, " if info.get("gpu") else ""
+    return (f"{gpu}{info.get('cpu', '?')} ({info.get('cpu_count', '?')} CPUs, {info.get('arch', '?')}), "
+            f"torch {info.get('torch', '?')}, {info.get('threads', '?')} threads")
