@@ -51,6 +51,14 @@ def _model_line(model: dict) -> str:
     return f"CRUNet-MR, {c['channels']} channels, {c['cascades']} cascades, {bank}{depth}"
 
 
+def _loss_line(loss: dict) -> str:
+    """``{"image_l1": 0.5, "ssim": 0.5, "ssim_window": 7}`` -> ``0.5 image_l1 + 0.5 ssim (window 7)``."""
+    terms = " + ".join(f"{w:g} {k}" for k, w in loss.items() if isinstance(w, (int, float)) and w
+                       and not k.endswith("_window"))
+    extras = ", ".join(f"{k.replace('ssim_', '')} {v}" for k, v in loss.items() if k.endswith("_window"))
+    return terms + (f" (SSIM {extras})" if extras else "")
+
+
 def _machines(metrics: dict, train: dict) -> str:
     """The machines the run recorded (one per resume on another machine), or that it recorded none."""
     from recon.machine import machine_line
@@ -97,7 +105,7 @@ def card_markdown(name: str, run: Path, manifest: dict, validation: dict | None 
         f"- Steps: {steps:,} of {planned:,} planned ({len(epochs)} of {t['epochs']} epochs x "
         f"{t['steps_per_epoch']} steps), batch {t['batch_size']}, AdamW lr {t['lr']:g} -> {t['min_lr']:g} "
         f"(warm-up {t['warmup_epochs']} epochs, cosine), weight decay {t['weight_decay']:g}; "
-        f"loss {t['loss']}.",
+        f"loss {_loss_line(t['loss'])}.",
         f"- Wall time: {hours:.2f} h on {metrics.get('device', '?')}, "
         f"{(epochs[-1]['seconds_per_step'] if epochs else float('nan')):.2f} s/step in the last epoch; "
         f"{_machines(metrics, t)}.",
