@@ -1,9 +1,11 @@
 """The XML chains shipped in ``xml_configs/`` and the gadget settings inside them.
 
 ``crunet serve`` accepts a CONFIG_FILE only by the name of a file in this folder
-(never a path), or a CONFIG_SCRIPT holding a whole chain. The settings of the
-chain's crunet external gadget (``<external><execute name="gadgets.gadget" ...>``
-or a ``<connect>`` block) come from its ``<configuration>`` element.
+(never a path), with or without ``.xml`` (MRD App clients such as
+python-ismrmrd-server's ``client.py`` send ``-c crunet``), or a CONFIG_SCRIPT holding
+a whole chain. The settings of the chain's crunet external gadget
+(``<external><execute name="gadgets.gadget" ...>`` or a ``<connect>`` block) come
+from its ``<configuration>`` element.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from recon.errors import InputError
 #: CONFIG_FILE names the stock client sends that mean "our default chain".
 ALIASES = {"default.xml": "crunet.xml"}
 GADGET_MODULE = "gadgets.gadget"
+#: Config names other clients send by default, with the hint their refusal carries.
+CLIENT_DEFAULTS = {"invertcontrast": "the default of python-ismrmrd-server's client.py; give -c crunet"}
 
 
 def config_dir() -> Path:
@@ -37,21 +41,37 @@ def available() -> list[str]:
     return sorted(p.name for p in config_dir().glob("*.xml"))
 
 
+def known() -> str:
+    """The chain names for an error message: ``crunet.xml (crunet), ...``."""
+    return ", ".join(f"{n} ({n[:-4]})" for n in available())
+
+
 def resolve(name: str) -> Path:
-    """The file for a CONFIG_FILE name; names with a path or unknown names are an error."""
+    """The file for a CONFIG_FILE name (``crunet.xml`` or ``crunet``); names with a path or unknown
+    names are an :class:`InputError` naming the known chains."""
     name = name.strip().strip("\0")
+    given = name
+    if is_app_name(name):
+        name += ".xml"  # MRD App clients name a config without its extension
     name = ALIASES.get(name, name)
     if not name or "/" in name or "\\" in name or name.startswith(".") or not name.endswith(".xml"):
-        raise InputError(f"config '{name}' refused: give the name of a chain in xml_configs/ "
-                         f"({', '.join(available())})")
+        raise InputError(f"config '{given}' refused: give the name of a chain in xml_configs/, with or "
+                         f"without .xml: {known()}")
     path = config_dir() / name
     if not path.is_file():
-        raise InputError(f"unknown config '{name}'; available: {', '.join(available())}")
+        hint = f" ({CLIENT_DEFAULTS[given]})" if given in CLIENT_DEFAULTS else ""
+        raise InputError(f"unknown config '{given}'{hint}; known chains, with or without .xml: {known()}")
     return path
 
 
-def gadget_settings(chain_xml: str | bytes, source: str = "config") -> GadgetSettings:
-    """Settings of the crunet external gadget in a chain XML."""
+def is_app_name(name: str) -> bool:
+    """A config name without an extension, as MRD App clients send (``crunet``, ``invertcontrast``)."""
+    name = name.strip().strip("\0")
+    return bool(name) and "." not in name and "/" not in name and "\\" not in name
+
+
+def gadget_values(chain_xml: str | bytes, source: str = "config") -> dict[str, str]:
+    """The settings (``{name: text}``, not yet validated) of the crunet external gadget in a chain XML."""
     try:
         root = ET.fromstring(chain_xml)
     except ET.ParseError as exc:
@@ -60,6 +80,11 @@ def gadget_settings(chain_xml: str | bytes, source: str = "config") -> GadgetSet
         execute = ext.find("execute")
         if execute is not None and execute.get("name") != GADGET_MODULE:
             continue
-        return GadgetSettings.from_element(ext.find("configuration"))
+        return GadgetSettings.values_from_element(ext.find("configuration"))
     raise InputError(f"{source}: the chain has no crunet external gadget "
                      f"(<external><execute name=\"{GADGET_MODULE}\" .../>)")
+
+
+def gadget_settings(chain_xml: str | bytes, source: str = "config") -> GadgetSettings:
+    """Settings of the crunet external gadget in a chain XML, validated."""
+    return GadgetSettings.from_mapping(gadget_values(chain_xml, source))

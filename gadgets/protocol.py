@@ -227,14 +227,16 @@ class MessageReader:
         raw = self._exactly(CONFIG_FILE_BYTES).split(b"\0", 1)[0]
         return ConfigFile(self._utf8(raw, "the CONFIG_FILE name").strip())
 
+    # MRD App clients (python-ismrmrd-server's connection.py) NUL-terminate every text they send.
+
     def _config_script(self) -> ConfigScript:
-        return ConfigScript(self._utf8(self._sized("<I"), "the CONFIG_SCRIPT"))
+        return ConfigScript(self._utf8(self._sized("<I").rstrip(b"\0"), "the CONFIG_SCRIPT"))
 
     def _header(self) -> Header:
-        return Header(self._sized("<I").rstrip(b"\0"))  # MRD clients send it NUL-terminated
+        return Header(self._sized("<I").rstrip(b"\0"))
 
     def _text(self) -> Text:
-        return Text(self._utf8(self._sized("<I"), "a TEXT message"))
+        return Text(self._utf8(self._sized("<I").rstrip(b"\0"), "a TEXT message"))
 
     def _query(self) -> Query:
         reserved, corr = struct.unpack("<QQ", self._exactly(16))

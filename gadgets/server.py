@@ -20,6 +20,15 @@ modes, answered as Gadgetron 4 answers them (apps/gadgetron/connection/*.cpp):
 * ``-q`` (a config, then CLOSE, no header): the chain runs on nothing; CLOSE.
 * ``-Q <query>`` (QUERY 6, then CLOSE): RESPONSE (7) from :mod:`gadgets.queries`.
 
+MRD App clients (python-ismrmrd-server's ``client.py``, FIRE, OpenRecon) work too:
+their NUL-terminated header and texts are read, a config name may come without
+``.xml`` (``crunet``), and a TEXT (5) right after the header is their JSON
+"configAdditional", whose parameters override the chain's gadget settings or name
+the chain (:mod:`gadgets.mrdapp`). An unknown config name with ``.xml`` is refused
+at once; one without an extension (``invertcontrast``, ``client.py``'s default) only
+after the header and that TEXT, since the JSON may name a chain. The settings are
+validated once, after the JSON, by the validator of the XML properties.
+
 Every connection ends with CLOSE; failures reach the client as TEXT first — never
 ERROR (8), which makes the stock client abort. Limits (:class:`gadgets.protocol.Limits`):
 each message within a size cap and a whole-message deadline, an idle timeout
@@ -44,15 +53,16 @@ import math
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import ismrmrd
 
-from gadgets import configs
+from gadgets import configs, mrdapp
 from gadgets.bucket import Bucket
 from gadgets.chain import ChainAssembler, ChainError, NoiseAdjust, SliceReconstructor
 from gadgets.dependencies import (NOISE_CHAIN_NAMES, NoiseStore, is_noise_chain, measurement_id, parse_chain,
                                   query_target, summary_meta)
+from gadgets.mrdapp import ConfigAdditional, parse_config_additional
 from gadgets.net import accept_any, bind_listeners, describe
 from gadgets.protocol import (Close, ConfigFile, ConfigScript, Header, Limits, MessageReader, PeerGone,
                               ProtocolError, Query, Stopped, Text, close_message, dependency_query_message,
@@ -71,12 +81,20 @@ LINGER = 2.0
 
 @dataclass(frozen=True)
 class Chain:
-    """What a config asks for: a reconstruction, storing a noise measurement, or a dependency query."""
+    """What a config asks for: a reconstruction, storing a noise measurement, or a dependency query.
 
-    kind: str  # "recon" | "noise" | "query"
+    ``values`` are the crunet gadget's settings as the chain writes them (text, not yet validated);
+    :func:`configure` validates them, with the JSON parameters on top, into ``settings``. Kind
+    ``unknown``: an MRD App config name (no extension) that is no chain; refused with ``error``
+    unless the JSON parameters name a chain.
+    """
+
+    kind: str  # "recon" | "noise" | "query" | "unknown"
     source: str
     settings: GadgetSettings | None = None
     target: str = ""  # measurement id a query asks for
+    values: dict | None = None
+    error: str = ""
 
 
 def chain_from_xml(xml: str | bytes, source: str) -> Chain:
@@ -86,15 +104,48 @@ def chain_from_xml(xml: str | bytes, source: str) -> Chain:
         return Chain("query", source, target=target)
     if is_noise_chain(root):
         return Chain("noise", source)
-    return Chain("recon", source, configs.gadget_settings(xml, source=source))
+    return Chain("recon", source, values=configs.gadget_values(xml, source=source))
 
 
 def chain_from_name(name: str) -> Chain:
-    """A CONFIG_FILE name: Gadgetron's noise-dependency chains, or a chain in ``xml_configs/``."""
+    """A CONFIG_FILE name: Gadgetron's noise-dependency chains, or a chain in ``xml_configs/`` (with or
+    without ``.xml``). An unknown name is an :class:`InputError` at once, except an MRD App name (no
+    extension, e.g. ``invertcontrast``), which the JSON parameters after the header may still replace."""
     if name.strip() in NOISE_CHAIN_NAMES:
         return Chain("noise", name.strip())
-    path = configs.resolve(name)
+    try:
+        path = configs.resolve(name)
+    except InputError as exc:
+        if not configs.is_app_name(name):
+            raise
+        return Chain("unknown", name.strip(), error=str(exc))
     return chain_from_xml(path.read_bytes(), path.name)
+
+
+def configure(chain: Chain, extra: ConfigAdditional | None = None) -> Chain:
+    """The chain to run: the JSON parameters' ``config`` (if any) replaces the chain, then the settings are
+    validated with the JSON's on top (:func:`gadgets.mrdapp.chain_settings`). Errors: :class:`InputError`."""
+    if extra is not None:
+        if extra.ignored:
+            log.info("configAdditional: ignoring parameter(s) %s (not crunet settings; crunet reads config, "
+                     "customconfig, %s, or their ids without '_')", ", ".join(extra.ignored),
+                     ", ".join(mrdapp.setting_names()))
+        if extra.config:
+            log.info("configAdditional: config '%s' replaces '%s'", extra.config, chain.source)
+            try:
+                chain = chain_from_name(extra.config)
+            except InputError as exc:
+                raise InputError(f"configAdditional parameter 'config': {exc}") from None
+            if chain.kind == "unknown":
+                raise InputError(f"configAdditional parameter 'config': {chain.error}")
+    if chain.kind == "unknown":
+        raise InputError(chain.error)
+    if chain.kind != "recon":
+        if extra is not None and extra.values:
+            log.info("configAdditional: %s takes no crunet settings; ignoring %s", chain.source,
+                     ", ".join(extra.keys.values()))
+        return chain
+    return replace(chain, settings=mrdapp.chain_settings(chain.values or {}, extra))
 
 
 def _kind(msg) -> str:
@@ -117,6 +168,7 @@ class _Session:
         self.worker: Worker | None = None
         self.recon: SliceReconstructor | None = None
         self.assembler: ChainAssembler | None = None
+        self._unread = None  # a message read ahead (after the header, when it was not the JSON TEXT)
         self.submitted: list[tuple[int, ...]] = []
         self.finished: list[tuple[int, ...]] = []
         self.images = self.errors = self.waveforms = 0
@@ -193,6 +245,9 @@ class _Session:
     def _next(self):
         if self.lost is not None:
             raise PeerGone(self.lost)
+        if self._unread is not None:
+            msg, self._unread = self._unread, None
+            return msg
         return self.reader.next()
 
     def _answer(self, q: Query) -> None:
@@ -205,8 +260,18 @@ class _Session:
         if chain is None:  # CLOSE before a config (e.g. after -Q's QUERY)
             return
         header = self._read_header()
+        chain = configure(chain, self._config_additional() if header is not None else None)
         {"query": self._serve_query, "noise": self._serve_noise, "recon": self._serve_recon}[chain.kind](
             chain, header)
+
+    def _config_additional(self) -> ConfigAdditional | None:
+        """The MRD App JSON parameters: a TEXT right after the header (else that message is kept for later)."""
+        msg = self._next()
+        if not isinstance(msg, Text):
+            self._unread = msg
+            return None
+        log.info("configAdditional: %s", " ".join(msg.text.split())[:2000])
+        return parse_config_additional(msg.text)
 
     def _read_config(self) -> Chain | None:
         while True:

@@ -74,13 +74,11 @@ class GadgetSettings:
         settings.recon_config()  # validates method, coil method, device, image type
         return settings
 
-    @classmethod
-    def from_element(cls, element: ET.Element | None) -> "GadgetSettings":
-        """Settings from a ``<configuration>`` element (``None`` or empty gives the defaults)."""
-        if element is None:
-            return cls()
+    @staticmethod
+    def values_from_element(element: ET.Element | None) -> dict[str, str]:
+        """The ``{name: text}`` a ``<configuration>`` element sets, not yet validated (``None``: ``{}``)."""
         values = {}
-        for child in element:
+        for child in element if element is not None else ():
             if child.tag == "property":
                 name, value = child.get("name"), child.get("value")
                 if name is None or value is None:
@@ -88,7 +86,14 @@ class GadgetSettings:
                 values[name] = value
             elif len(child) == 0:
                 values[child.tag] = (child.text or "").strip()
-        return cls.from_mapping(values)
+        return values
+
+    @classmethod
+    def from_element(cls, element: ET.Element | None) -> "GadgetSettings":
+        """Settings from a ``<configuration>`` element (``None`` or empty gives the defaults)."""
+        if element is None:
+            return cls()
+        return cls.from_mapping(cls.values_from_element(element))
 
     @classmethod
     def from_xml(cls, text: str | bytes) -> "GadgetSettings":

@@ -66,9 +66,21 @@ def test_distributed_splits_on_slice():
 
 def test_resolve_aliases_and_refusals():
     assert resolve("default.xml").name == ALIASES["default.xml"]
-    for bad in ("../crunet.xml", "/etc/passwd", "crunet", "missing.xml", ".hidden.xml"):
+    for bad in ("../crunet.xml", "/etc/passwd", "missing.xml", ".hidden.xml", "crunet.txt", "../crunet"):
         with pytest.raises(InputError):
             resolve(bad)
+
+
+def test_resolve_mrd_app_names_without_extension():
+    """python-ismrmrd-server's client.py sends -c crunet; its default 'invertcontrast' names the known chains."""
+    assert resolve("crunet").name == "crunet.xml"
+    assert resolve("crunet_sense").name == "crunet_sense.xml"
+    assert resolve("default").name == ALIASES["default.xml"]
+    with pytest.raises(InputError) as err:
+        resolve("invertcontrast")
+    msg = str(err.value)
+    assert "unknown config 'invertcontrast'" in msg and "client.py" in msg and "-c crunet" in msg
+    assert all(f"{n} ({n[:-4]})" in msg for n in available())
 
 
 def test_settings_errors():
