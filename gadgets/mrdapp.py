@@ -262,11 +262,12 @@ def label(version: str | None = None) -> dict:
         from recon import __version__ as version
     return {
         "general": {
-            "name": {"en": "CRUNet-MR cardiac cine"},
+            "name": {"en": "crunet"},  # OpenRecon packaging puts vendor, name and version in file names
             "version": version,
             "vendor": "crunet-gadgetron",
-            "information": {"en": "Accelerated 2D cardiac cine reconstruction: ESPIRiT coil maps from the ACS "
-                                  "lines, then CRUNet-MR (trained) or CG-SENSE, L+S, zero-filled. Research use."},
+            "information": {"en": "CRUNet-MR: accelerated 2D cardiac cine reconstruction. ESPIRiT coil maps from "
+                                  "the ACS lines, then the trained CRUNet-MR or CG-SENSE, L+S, zero-filled. "
+                                  "Research use only."},
             "id": "crunet",
             "regulatory_information": {
                 "device_trade_name": "crunet", "production_identifier": version, "manufacturer_address": "",

@@ -287,3 +287,17 @@ def test_label_has_the_openrecon_layout():
                 "int": {"minimum", "maximum", "default"}}
     for p in lab["parameters"]:
         assert {"id", "label", "type"} | required[p["type"]] <= set(p), p
+
+
+def test_mrdapp_dockerfile_serves_what_the_label_declares():
+    """Static checks of files no test can build here: entry point, port and copied files agree with the label."""
+    text = (DOCKER / "mrdapp.Dockerfile").read_text()
+    port = mrdapp.label()["reconstruction"]["port"]
+    entry = next(line for line in text.splitlines() if line.startswith("ENTRYPOINT"))
+    assert json.loads(entry.split(None, 1)[1]) == ["crunet", "serve", "--host", "0.0.0.0", "--port", str(port)]
+    assert f"EXPOSE {port}" in text and mrdapp.LABEL_KEY in text
+    for name in ("mrdapp_start.sh", mrdapp.LABEL_FILE, mrdapp.PARAMETERS_FILE):
+        assert f"docker/{name}" in text and (DOCKER / name).is_file()
+    start = (DOCKER / "mrdapp_start.sh").read_text()
+    assert f"crunet serve --host 0.0.0.0 --port {port}" in start and os.access(DOCKER / "mrdapp_start.sh", os.X_OK)
+    assert subprocess.run(["bash", "-n", str(DOCKER / "mrdapp_start.sh")]).returncode == 0

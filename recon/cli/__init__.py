@@ -32,7 +32,8 @@ COMMANDS = {
     "validate": ("recon.cli.validate", "every method on held-out patients with training and held-out acquisitions, per R"),
     "ship": ("recon.cli.ship", "copy a training run's weights into weights/NAME with their card (CARD.md)"),
     "train": ("recon.cli.train", "train a learned reconstruction (CRUNet-MR, CRNN-MRI) from a YAML run config"),
-    "serve": ("recon.cli.serve", "serve Gadgetron's client protocol (gadgetron_ismrmrd_client works unchanged)"),
+    "serve": ("recon.cli.serve", "serve Gadgetron's client protocol: gadgetron_ismrmrd_client and MRD App clients "
+              "(python-ismrmrd-server's client.py, FIRE, OpenRecon) work unchanged"),
     "replay": ("recon.cli.replay", "send a raw file to Gadgetron or crunet serve and store the images"),
     "gadget": ("recon.cli.gadget", "run the external gadget for chains that <connect> to it (debugging, workers)"),
     "recon": ("recon.cli.recon_chain", "run the Gadgetron chain in-process on a raw file (no network)"),

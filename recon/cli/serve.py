@@ -1,4 +1,4 @@
-"""``crunet serve``: a server speaking Gadgetron's client protocol (for gadgetron_ismrmrd_client)."""
+"""``crunet serve``: a server speaking Gadgetron's client protocol (gadgetron_ismrmrd_client, MRD App clients)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     import logging
     import signal
 
-    from gadgets.configs import available
+    from gadgets.configs import known
     from gadgets.protocol import MiB, Limits
     from gadgets.server import CrunetServer
     from recon.errors import InputError
@@ -53,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    print(f"crunet serve: listening on {server.describe()}; chains: {', '.join(available())}", flush=True)
+    print(f"crunet serve: listening on {server.describe()}; chains (name, or MRD App name): {known()}",
+          flush=True)
     print(f"crunet serve: default method (crunet.xml, default.xml) {weights_status()}", flush=True)
     try:
         server.serve_forever()
