@@ -3,7 +3,9 @@
 Gadgetron sends the ``<configuration>`` element of the ``<external>`` block to the
 Python process (CONFIG message). Settings are read from ``<property name=".."
 value=".."/>`` children (Gadgetron's usual form) or from plain child elements
-(``<method>sense</method>``); unknown names are an error.
+(``<method>sense</method>``); unknown names are an error. ``crunet serve`` also takes
+them from an MRD App's JSON parameters (:mod:`gadgets.mrdapp`), over the chain's, and
+validates the result with the same :meth:`GadgetSettings.from_mapping`.
 
 | name | default | meaning |
 |---|---|---|
