@@ -40,6 +40,7 @@ from ismrmrd.serialization import ConfigFile, ConfigText, ProtocolDeserializer, 
 from gadgets.bucket import arrays_to_acquisitions
 from gadgets.dependencies import LEGACY_PREFIX, noise_dependency
 from recon.errors import CrunetError, InputError
+from recon.io.h5guard import HDF5_LOCK
 from recon.io.header import parse_header
 from recon.io.images import write_images
 from recon.io.raw import read_acquisitions
@@ -136,7 +137,8 @@ def replay(
     rule as the server's own idle timeout. A server that keeps sending keeps the
     replay alive however long the series takes.
     """
-    dataset_group, xml, headers, data = read_acquisitions(raw_path)
+    with HDF5_LOCK:
+        dataset_group, xml, headers, data = read_acquisitions(raw_path)
     result = ReplayResult(group=group or time.strftime("%Y-%m-%d %H:%M:%S"))
     dependency = noise_dependency(parse_header(xml, source=str(raw_path)))
     if dependency:
@@ -208,6 +210,11 @@ def _finish(sock: socket.socket, *files) -> None:
 
 def _store(result: ReplayResult, output: str | Path | None) -> None:
     """Write the images: complete -> ``output``; no CLOSE -> the ``.partial`` file; mark problems."""
+    with HDF5_LOCK:
+        _store_unlocked(result, output)
+
+
+def _store_unlocked(result: ReplayResult, output: str | Path | None) -> None:
     if output is None or not result.images:
         return
     images = list(result.images)

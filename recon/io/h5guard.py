@@ -23,6 +23,7 @@ bytes) plus a 4-byte index.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,6 +31,11 @@ import h5py
 import numpy as np
 
 from recon.errors import InputError
+
+#: Held while a thread reads or writes a whole HDF5 file in a process that does so from
+#: several threads (replays run side by side): a crash inside libhdf5 2.0 was seen once
+#: with three threads reading the same raw file at once, although h5py serialises its calls.
+HDF5_LOCK = threading.RLock()
 
 def _is_vlen(tid) -> bool:
     """A variable-length sequence or a variable-length string."""
