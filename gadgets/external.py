@@ -1,6 +1,6 @@
 """Hardened use of the ``gadgetron`` package's external-gadget connection.
 
-Guards for the package's known defects (design.md §6), each tested:
+Guards for the package's known defects (docs/design.md §6), each tested:
 
 * a peer that drops without CLOSE makes its socket reader spin at 100 % CPU
   (``recv`` returns ``b""`` forever): :class:`SafeSocket` raises instead;

@@ -2,7 +2,7 @@
 
 Gadgetron connects a ``<connect port=".."/>`` chain to ``localhost`` and tries only
 the first address the name resolves to, which is ``::1`` on many hosts files and
-``127.0.0.1`` on others (design.md §9). A listener for it must therefore accept on
+``127.0.0.1`` on others (docs/design.md §9). A listener for it must therefore accept on
 both loopback addresses: the host ``localhost`` (or ``loopback``) binds
 ``127.0.0.1`` and ``::1`` on one port. Any other host binds that address alone.
 """

@@ -1,6 +1,6 @@
 """Centred, orthonormal Fourier transforms: the one FFT of the project.
 
-Convention (design.md §3): k-space is centred, so every transform is
+Convention (docs/design.md §3): k-space is centred, so every transform is
 ``fftshift(fft(ifftshift(x), norm="ortho"))`` over the chosen axes. The shift
 order matters on odd sizes (``ifftshift`` before, ``fftshift`` after); with it,
 ``ifftc(fftc(x)) == x`` and the DC sample sits at index ``n // 2`` for every

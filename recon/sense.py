@@ -10,7 +10,7 @@ Shapes (batched, torch complex tensors):
   broadcasts to ``[b, t, 1, y, x]``; boolean or 0/1 real.
 
 Forward ``A x = M F (S x)``, adjoint ``A^H k = sum_c conj(S_c) F^H (M k)``
-(design.md §3), with the project's centred orthonormal FFT.
+(docs/design.md §3), with the project's centred orthonormal FFT.
 """
 
 from __future__ import annotations

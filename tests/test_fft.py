@@ -1,4 +1,4 @@
-"""Centred orthonormal FFT conventions (design.md §3), on even and odd sizes."""
+"""Centred orthonormal FFT conventions (docs/design.md §3), on even and odd sizes."""
 
 import numpy as np
 import pytest

@@ -62,7 +62,7 @@ from recon.sense import SenseOperator
 #: Default thresholds: ``"auto"``, derived from the noise (:func:`auto_thresholds`).
 DEFAULT_LAMBDA_L = "auto"
 DEFAULT_LAMBDA_S = "auto"
-#: The relative thresholds of Otazo's cine demo (design.md §4), the former defaults.
+#: The relative thresholds of Otazo's cine demo (docs/design.md §4), the former defaults.
 OTAZO_LAMBDA_L = 0.01
 OTAZO_LAMBDA_S = 0.0025
 DEFAULT_ITERATIONS = 50

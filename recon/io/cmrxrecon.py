@@ -1,6 +1,6 @@
 """CMRxRecon2023 cine files (``cine_sax.mat`` / ``cine_lax.mat``) -> ISMRMRD raw data.
 
-Format (design.md §5): MATLAB v7.3 (HDF5) files holding one complex array, read by
+Format (docs/design.md §5): MATLAB v7.3 (HDF5) files holding one complex array, read by
 h5py in the order ``(t, sz, sc, ky, kx)`` = (frames, slices, coils, phase encode,
 readout) as a compound of ``real``/``imag``; k-space is centred; the readout
 carries 2x oversampling (e.g. 246 x 512). Fully sampled files hold

@@ -1,6 +1,6 @@
 """CRUNet-MR (cascaded convolutional-recurrent UNet) with the cross-cascade feature bank.
 
-Architecture (design.md §1, §4; learned from github dong845/CRUNet, models/CRUNet_MR.py,
+Architecture (docs/design.md §1, §4; learned from github dong845/CRUNet, models/CRUNet_MR.py,
 re-implemented here, batched and with every non-recurrent convolution run over all
 frames at once):
 

@@ -31,7 +31,7 @@ raw file, so there is no train/inference mismatch:
 5. target ``sum_c conj(maps_c) S_c x`` (noise free; ``S`` the true sensitivities): the
    part of the object a reconstruction with these maps can represent; with the true maps
    it is ``x * sqrt(sum_c |S_c|^2)``, the reference stored in simulated raw files;
-6. training samples only: a readout strip (design.md §4) cut in image space on the recon
+6. training samples only: a readout strip (docs/design.md §4) cut in image space on the recon
    grid (every ky line kept, so the aliasing of the mask is that of the full FOV), as
    wide as ``pixels_per_sample / (frames * ny)`` (multiple of 8, at least 16): the
    compute per step stays about constant whatever the matrix and frame count; its
