@@ -57,8 +57,10 @@ def write_cases(out_dir: str | Path, cfg: DataConfig = DataConfig(), acceleratio
 
 
 #: Tikhonov weights tried for the oracle-tuned CG-SENSE row (the best per case, chosen with
-#: the ground truth: an upper bound for SENSE that no user can reach without it).
-SENSE_GRID = (0.0, 1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+#: the ground truth: an upper bound for SENSE that no user can reach without it). It spans
+#: the automatic weight's range (0 .. ``MAX_LAM`` = 1): at very low or very high SNR the
+#: best weight is above 0.1.
+SENSE_GRID = (0.0, 1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
 ORACLE = "sense (oracle lam)"
 
 

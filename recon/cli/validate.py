@@ -22,7 +22,7 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
     p.add_argument("--figures", action="store_true", help="write the per-slice figures too")
     p.add_argument("--oracle-r", nargs="*", type=int, default=[8], metavar="R",
-                   help="R values with the oracle-tuned CG-SENSE row (SENSE at 7 Tikhonov weights, the best "
+                   help="R values with the oracle-tuned CG-SENSE row (SENSE at 9 Tikhonov weights, 0 to 1, the best "
                         "per case against the ground truth); none: no oracle row (default 8)")
 
 
