@@ -261,10 +261,14 @@ class WeightsInfo:
 
 
 def describe_model(cfg: ModelConfig) -> str:
-    """Architecture in a few words: ``CRUNet-MR 16ch x5 fusion ca (bank all)``, ``CRNN-MRI 64ch x5 (5 layers)``."""
+    """Architecture in a few words: ``CRUNet-MR 16ch x5 fusion ca (bank all)``, ``CRNN-MRI 64ch x5 (5 layers)``,
+    ``PromptMR 12ch x5 (5 adjacent frames)``."""
     if cfg.name == "crnn":
         c = cfg.crnn
         return f"CRNN-MRI {c.channels}ch x{c.cascades} ({c.layers} layers)"
+    if cfg.name == "promptmr":
+        c = cfg.promptmr
+        return f"PromptMR {c.channels}ch x{c.cascades} ({c.adjacent_frames} adjacent frames)"
     c = cfg.crunet
     text = f"CRUNet-MR {c.channels}ch x{c.cascades} fusion {c.fusion}"
     if c.fusion != "none":

@@ -10,7 +10,7 @@ from recon.errors import InputError
 
 @dataclass(frozen=True)
 class CRUNetConfig:
-    """CRUNet-MR (design.md §1, §4) and its cross-cascade feature bank.
+    """CRUNet-MR (docs/design.md §1, §4) and its cross-cascade feature bank.
 
     channels : feature width at every UNet level (paper: 64).
     cascades : unrolled iterations, each followed by hard data consistency (paper: 5).
@@ -58,9 +58,65 @@ class CRNNConfig:
 
 
 @dataclass(frozen=True)
-class ModelConfig:
-    """Which model, with its settings: ``name`` selects ``crunet`` or ``crnn``."""
+class PromptMRConfig:
+    """PromptMR (Xin et al., STACOM 2023; :mod:`recon.models.promptmr`). Defaults: the paper's size.
 
-    name: Literal["crunet", "crnn"] = "crunet"
+    cascades : unrolled cascades, each a soft k-space DC step and a PromptUNet (paper: 12).
+    adjacent_frames : frames stacked as channels around each target frame, odd (paper: 5).
+    channels : features of the first convolution, the full-resolution level (``n_feat0``, 48).
+    feature_dims : channels after each of the three 2x downsamplings (72, 96, 120).
+    prompt_dims : prompt channels of the decoder levels, full- to low-resolution (24, 48, 72).
+    prompt_components : learned prompt components per decoder level (5, 5, 5).
+    prompt_sizes : spatial size (square) of the prompt components per decoder level (64, 32, 16).
+    encoder_blocks, decoder_blocks, skip_blocks : channel-attention blocks (CABs) per level
+        ((2, 3, 3), (2, 2, 3), (1, 1, 1)); ``bottleneck_blocks`` CABs at the lowest level (3).
+    ca_reduction : squeeze ratio of the channel attention (4).
+    channel_attention : False drops the attention from every CAB (the reference's ``no_use_ca``).
+    learnable_prompt : True trains the prompt components (the paper's description); False
+        keeps them at their random initialisation, as the reference code does by default.
+    checkpoint : recompute each cascade in the backward pass (saves memory in training; the
+        reference's ``use_checkpoint``); no effect on results or at inference.
+    """
+
+    cascades: int = 12
+    adjacent_frames: int = 5
+    channels: int = 48
+    feature_dims: tuple[int, int, int] = (72, 96, 120)
+    prompt_dims: tuple[int, int, int] = (24, 48, 72)
+    prompt_components: tuple[int, int, int] = (5, 5, 5)
+    prompt_sizes: tuple[int, int, int] = (64, 32, 16)
+    encoder_blocks: tuple[int, int, int] = (2, 3, 3)
+    decoder_blocks: tuple[int, int, int] = (2, 2, 3)
+    skip_blocks: tuple[int, int, int] = (1, 1, 1)
+    bottleneck_blocks: int = 3
+    ca_reduction: int = 4
+    channel_attention: bool = True
+    learnable_prompt: bool = True
+    checkpoint: bool = False
+
+    def validate(self) -> None:
+        if self.cascades < 1 or self.channels < 1:
+            raise InputError(f"cascades and channels must be >= 1, got {self.cascades}, {self.channels}")
+        if self.adjacent_frames < 1 or self.adjacent_frames % 2 == 0:
+            raise InputError(f"adjacent_frames must be odd and >= 1 (the target frame in the middle), "
+                             f"got {self.adjacent_frames}")
+        for name in ("feature_dims", "prompt_dims", "prompt_components", "prompt_sizes", "encoder_blocks",
+                     "decoder_blocks", "skip_blocks"):
+            values = tuple(getattr(self, name))
+            least = 0 if name == "skip_blocks" else 1
+            if len(values) != 3 or min(values) < least:
+                raise InputError(f"{name} must hold 3 values (one per level) >= {least}, got {values}")
+        if self.bottleneck_blocks < 0:
+            raise InputError(f"bottleneck_blocks must be >= 0, got {self.bottleneck_blocks}")
+        if self.ca_reduction < 1:
+            raise InputError(f"ca_reduction must be >= 1, got {self.ca_reduction}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which model, with its settings: ``name`` selects ``crunet``, ``crnn`` or ``promptmr``."""
+
+    name: Literal["crunet", "crnn", "promptmr"] = "crunet"
     crunet: CRUNetConfig = field(default_factory=CRUNetConfig)
     crnn: CRNNConfig = field(default_factory=CRNNConfig)
+    promptmr: PromptMRConfig = field(default_factory=PromptMRConfig)

@@ -12,14 +12,15 @@ from torch import nn
 from recon.errors import InputError
 from recon.models.config import ModelConfig
 
-MODEL_NAMES: tuple[str, ...] = ("crunet", "crnn")
+MODEL_NAMES: tuple[str, ...] = ("crunet", "crnn", "promptmr")
 
 
 def build_model(cfg: ModelConfig, **kwargs) -> nn.Module:
     """The network named by ``cfg.name``, built from its section of ``cfg``.
 
     ``crunet`` -> :class:`recon.models.crunet.CRUNetMR` (``cfg.crunet``);
-    ``crnn`` -> :class:`recon.models.crnn.CRNNMRI` (``cfg.crnn``).
+    ``crnn`` -> :class:`recon.models.crnn.CRNNMRI` (``cfg.crnn``);
+    ``promptmr`` -> :class:`recon.models.promptmr.PromptMR` (``cfg.promptmr``).
     ``kwargs`` go to the model's constructor (e.g. ``checkpoint=True`` for CRUNet-MR).
     """
     if cfg.name == "crunet":
@@ -30,4 +31,8 @@ def build_model(cfg: ModelConfig, **kwargs) -> nn.Module:
         from recon.models.crnn import CRNNMRI
 
         return CRNNMRI(cfg.crnn, **kwargs)
+    if cfg.name == "promptmr":
+        from recon.models.promptmr import PromptMR
+
+        return PromptMR(cfg.promptmr, **kwargs)
     raise InputError(f"unknown model {cfg.name!r}; known models: {', '.join(MODEL_NAMES)}")
