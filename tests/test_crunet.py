@@ -385,7 +385,7 @@ def test_channel_attention_has_no_dead_units_at_init(channels):
 # ---------------------------------------------------------------------------- registry, sizes
 
 def test_registry_builds_crunet():
-    assert set(MODEL_NAMES) == {"crunet", "crnn"}
+    assert set(MODEL_NAMES) == {"crunet", "crnn", "promptmr"}
     model = build_model(ModelConfig(name="crunet", crunet=CRUNetConfig(channels=4, cascades=2, fusion="ca")),
                         checkpoint=True)
     assert isinstance(model, CRUNetMR) and model.checkpoint and model.cfg.fusion == "ca"
