@@ -239,7 +239,7 @@ class PromptUNet(nn.Module):
 
 class PromptMRCascade(nn.Module):
     """One cascade, ``k <- k - lambda M (k - k0) - F S R(S^H F^H k)``, on the image pair ``(u, w)``
-    that stands for ``k = k0 + F S u + M F S w`` (see :class:`PromptMR`).
+    that stands for ``k = k0 + F S u + M F S w`` (see the module docstring).
 
     ``first=True`` builds no ``lambda``: the first cascade starts at ``k = k0``, where the
     soft-DC term is zero.
