@@ -44,6 +44,10 @@ def _model_line(model: dict) -> str:
     if model["name"] == "crnn":
         c = model["crnn"]
         return f"CRNN-MRI, {c['channels']} channels, {c['cascades']} cascades x {c['layers']} layers"
+    if model["name"] == "promptmr":
+        c = model["promptmr"]
+        return (f"PromptMR, {c['cascades']} cascades of PromptUNets ({c['channels']} / "
+                f"{' / '.join(str(d) for d in c['feature_dims'])} channels), {c['adjacent_frames']} adjacent frames")
     c = model["crunet"]
     bank = {"none": "no feature bank", "conv": "feature bank fused by a 3x3 conv",
             "ca": "feature bank fused by channel attention + 3x3 projection"}[c["fusion"]]

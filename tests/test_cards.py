@@ -86,3 +86,15 @@ def test_large_weights_ship_in_bfloat16(run, tmp_path, monkeypatch):
     dest = cards.ship(run, "tiny", tmp_path / "w")
     assert read_manifest(dest)["dtype"] == "bfloat16" and "stored as bfloat16" in (dest / "CARD.md").read_text()
     load_weights(dest)
+
+
+def test_model_line_names_every_architecture():
+    from recon.cards import _model_line
+    from recon.config import to_dict
+    from recon.train.config import load_run_config
+
+    lines = {name: _model_line(to_dict(load_run_config(f"configs/cpu/{name}.yaml"))["model"])
+             for name in ("crunet_ca", "crunet_conv", "crunet", "crnn", "promptmr")}
+    assert lines["crunet_ca"].startswith("CRUNet-MR") and "channel attention" in lines["crunet_ca"]
+    assert "3x3 conv" in lines["crunet_conv"] and "no feature bank" in lines["crunet"]
+    assert lines["crnn"].startswith("CRNN-MRI") and lines["promptmr"].startswith("PromptMR, 3 cascades")
