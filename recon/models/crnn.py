@@ -35,8 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recon.errors import InputError
 from recon.models.config import CRNNConfig
+from recon.models.layers import check_model_inputs
 from recon.sense import SenseOperator, data_consistency
 
 __all__ = ["CRNNMRI"]
@@ -111,18 +111,6 @@ class CRNNMRI(nn.Module):
         self.conv_h = nn.ModuleList(_conv(nf, nf, ks) for _ in range(config.layers - 2))
         self.conv_out = _conv(nf, 2, ks)
 
-    @staticmethod
-    def _check(k: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor) -> None:
-        if not (torch.is_tensor(k) and k.is_complex() and k.ndim == 5):
-            raise InputError(f"k must be complex [b, t, c, y, x], got {getattr(k, 'shape', type(k))}")
-        b, t, c, ny, nx = k.shape
-        if not (torch.is_tensor(maps) and maps.is_complex() and tuple(maps.shape) == (b, c, ny, nx)):
-            raise InputError(f"maps must be complex [b, c, y, x] = {(b, c, ny, nx)}, "
-                             f"got {getattr(maps, 'shape', type(maps))}")
-        if not (torch.is_tensor(mask) and tuple(mask.shape) == (b, t, ny)):
-            raise InputError(f"mask must be [b, t, y] = {(b, t, ny)}, "
-                             f"got {getattr(mask, 'shape', type(mask))}")
-
     def forward(self, k: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
         """Reconstruct images from undersampled multi-coil k-space.
 
@@ -137,7 +125,7 @@ class CRNNMRI(nn.Module):
         -------
         Complex images ``[b, t, y, x]`` in the dtype of ``k``.
         """
-        self._check(k, mask, maps)
+        check_model_inputs(k, mask, maps)
         b, t, _, ny, nx = k.shape
         rdtype = self.conv_out.weight.dtype
 

@@ -61,6 +61,7 @@ from recon.models.layers import (
     SpatioTemporalConv,
     channels_last,
     channels_to_complex,
+    check_model_inputs,
     crop_to,
     denormalize,
     normalize_cine,
@@ -194,16 +195,6 @@ class CRUNetMR(nn.Module):
         k = self.cfg.bank_depth
         return min(cascade, k) if k else cascade
 
-    def _check(self, k: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor) -> None:
-        if not k.is_complex() or k.ndim != 5:
-            raise InputError(f"k-space must be complex [b, t, c, y, x], got {k.dtype} {tuple(k.shape)}")
-        b, t, c, ny, nx = k.shape
-        if not maps.is_complex() or tuple(maps.shape) != (b, c, ny, nx):
-            raise InputError(f"coil maps must be complex [b, c, y, x] = {(b, c, ny, nx)}, "
-                             f"got {maps.dtype} {tuple(maps.shape)}")
-        if tuple(mask.shape) != (b, t, ny):
-            raise InputError(f"mask must be [b, t, y] = {(b, t, ny)}, got {tuple(mask.shape)}")
-
     def _cascade(self, i: int, x: torch.Tensor, k: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor,
                  states: tuple[torch.Tensor, ...] | None, banked: list[list[torch.Tensor]] | None):
         """Cascade ``i``: (fuse ``banked[j]``, the features to fuse per level,) normalise, UNet,
@@ -234,7 +225,7 @@ class CRUNetMR(nn.Module):
         -------
         Complex images ``[b, t, y, x]`` (dtype of ``k``), data-consistent after every cascade.
         """
-        self._check(k, mask, maps)
+        check_model_inputs(k, mask, maps)
         m = expand_mask(mask).to(k.real.dtype)
         x = reduce(ifft2c(m * k), maps)  # SENSE adjoint: zero-filled, coil-combined
         k0 = m * k

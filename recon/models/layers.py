@@ -127,6 +127,21 @@ def channels_last(x: torch.Tensor) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last)
 
 
+def check_model_inputs(k: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor) -> None:
+    """The inputs every learned model takes, checked: complex k-space ``[b, t, c, y, x]``,
+    complex maps ``[b, c, y, x]``, line mask ``[b, t, y]``; an :class:`InputError` naming
+    the first that does not fit."""
+    if not (torch.is_tensor(k) and k.is_complex() and k.ndim == 5):
+        raise InputError(f"k-space must be complex [b, t, c, y, x], got {getattr(k, 'dtype', type(k))} "
+                         f"{tuple(getattr(k, 'shape', ()))}")
+    b, t, c, ny, nx = k.shape
+    if not (torch.is_tensor(maps) and maps.is_complex() and tuple(maps.shape) == (b, c, ny, nx)):
+        raise InputError(f"coil maps must be complex [b, c, y, x] = {(b, c, ny, nx)}, "
+                         f"got {getattr(maps, 'dtype', type(maps))} {tuple(getattr(maps, 'shape', ()))}")
+    if not (torch.is_tensor(mask) and tuple(mask.shape) == (b, t, ny)):
+        raise InputError(f"mask must be [b, t, y] = {(b, t, ny)}, got {tuple(getattr(mask, 'shape', ()))}")
+
+
 def _shift_frames(v: torch.Tensor, step: int, padding: Padding) -> torch.Tensor:
     """``out[:, t] = v[:, t - step]`` along axis 1 (``step`` = +1 or -1), wrapped or zero-filled."""
     if padding == "circular":

@@ -104,9 +104,16 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
-from recon.errors import InputError
 from recon.models.config import PromptMRConfig
-from recon.models.layers import ChannelAttention, channels_last, crop_to, denormalize, normalize, pad_to_multiple
+from recon.models.layers import (
+    ChannelAttention,
+    channels_last,
+    check_model_inputs,
+    crop_to,
+    denormalize,
+    normalize,
+    pad_to_multiple,
+)
 from recon.sense import SenseOperator
 
 __all__ = ["PromptMR", "PromptMRCascade", "PromptUNet", "PromptBlock", "ChannelAttentionBlock", "adjacent_frame_index",
@@ -313,17 +320,6 @@ class PromptMR(nn.Module):
         self.checkpoint = cfg.checkpoint if checkpoint is None else checkpoint
         self.cascades = nn.ModuleList(PromptMRCascade(cfg, first=(i == 0)) for i in range(cfg.cascades))
 
-    @staticmethod
-    def _check(k: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor) -> None:
-        if not (torch.is_tensor(k) and k.is_complex() and k.ndim == 5):
-            raise InputError(f"k-space must be complex [b, t, c, y, x], got {getattr(k, 'shape', type(k))}")
-        b, t, c, ny, nx = k.shape
-        if not (torch.is_tensor(maps) and maps.is_complex() and tuple(maps.shape) == (b, c, ny, nx)):
-            raise InputError(f"coil maps must be complex [b, c, y, x] = {(b, c, ny, nx)}, "
-                             f"got {getattr(maps, 'shape', type(maps))}")
-        if not (torch.is_tensor(mask) and tuple(mask.shape) == (b, t, ny)):
-            raise InputError(f"mask must be [b, t, y] = {(b, t, ny)}, got {getattr(mask, 'shape', type(mask))}")
-
     def _frames(self, x0: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor,
                 targets: torch.Tensor) -> torch.Tensor:
         """Target frames ``targets`` (indices ``[s]``) of every sample -> ``[b, s, y, x]``, from the
@@ -362,7 +358,7 @@ class PromptMR(nn.Module):
         Complex images ``[b, t, y, x]`` (dtype of ``k``): frame ``s`` is the SENSE-combined
         centre frame of the sample built from frames ``s - A//2 .. s + A//2`` (mod ``t``).
         """
-        self._check(k, mask, maps)
+        check_model_inputs(k, mask, maps)
         t = k.shape[1]
         x0 = SenseOperator(maps, mask).adjoint(k)  # A^H k0 of every frame, once (shared by its neighbours)
         step = t if torch.is_grad_enabled() else max(1, int(self.frames_per_pass))
