@@ -46,6 +46,16 @@ def configuration(**settings) -> str:
     return f"<configuration>{props}</configuration>"
 
 
+def chain_script(**settings) -> str:
+    """A whole chain XML (CONFIG_SCRIPT) running our external gadget with ``settings``."""
+    return ('<configuration><stream><external><execute name="gadgets.gadget" target="reconstruct" '
+            f'type="python"/>{configuration(**settings)}</external></stream></configuration>')
+
+
+#: The zero-filled chain on the CPU, sent as a script.
+CHAIN_ZF = chain_script(method="zf", device="cpu")
+
+
 @dataclass
 class Received:
     images: list = field(default_factory=list)

@@ -20,13 +20,11 @@ from gadgets.server import start_background
 from gadgets.settings import GadgetSettings
 from recon.errors import InputError
 from recon.simulate.cine import SimulationConfig, simulate_to_file
+from tests.gadgetron_harness import CHAIN_ZF
 from tests.mrd_client_harness import MrdAppClient
 
 N_PHASES, N_SLICES, SHAPE = 3, 2, (40, 32)
 DOCKER = Path(__file__).resolve().parents[1] / "docker"
-CHAIN_ZF = ('<configuration><stream><external><execute name="gadgets.gadget" target="reconstruct" '
-            'type="python"/><configuration><property name="method" value="zf"/>'
-            '<property name="device" value="cpu"/></configuration></external></stream></configuration>')
 
 
 @pytest.fixture(scope="module")

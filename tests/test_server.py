@@ -16,11 +16,9 @@ from recon.cli import main
 from recon.io import flags as F
 from recon.io.raw import read_acquisitions, write_raw
 from recon.simulate.cine import SimulationConfig, simulate_to_file
+from tests.gadgetron_harness import CHAIN_ZF
 
 N_PHASES, N_SLICES = 3, 2
-CHAIN_ZF = ('<configuration><stream><external><execute name="gadgets.gadget" target="reconstruct" '
-            'type="python"/><configuration><property name="method" value="zf"/>'
-            '<property name="device" value="cpu"/></configuration></external></stream></configuration>')
 
 
 @pytest.fixture(scope="module")
