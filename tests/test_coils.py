@@ -206,9 +206,12 @@ def test_odd_sizes_espirit_and_walsh(ny, nx, n_lines):
 def test_exact_and_coarse_eigen_agree():
     kspace, truth, support = _synthetic(96, 100)
     calib = kspace[:, 48 - 12:48 + 12, 50 - 12:50 + 12]
-    exact = espirit_maps(calib, (96, 100), coarse=1)
-    fast = espirit_maps(calib, (96, 100), coarse=4)
+    exact = espirit_maps(calib, (96, 100), coarse=1, soft_crop=False)  # the eigenvectors themselves
+    fast = espirit_maps(calib, (96, 100), coarse=4, soft_crop=False)
     assert compare_maps(fast, exact, support)["rel_rms"] < 2e-3
+    # the default soft crop weights by an S-curve of the (interpolated) eigenvalue: a little more spread
+    soft = compare_maps(espirit_maps(calib, (96, 100), coarse=4), espirit_maps(calib, (96, 100), coarse=1), support)
+    assert soft["rel_rms"] < 5e-3
     t = espirit_maps(torch.from_numpy(np.ascontiguousarray(calib)), (96, 100))
     assert torch.is_tensor(t) and t.dtype == torch.complex64
 

@@ -69,9 +69,10 @@ def bart_executable() -> str | None:
 
 
 def bart_ecalib(kspace: np.ndarray, kernel: tuple[int, int] = (6, 6), calib_size: tuple[int, int] = (24, 24),
-                threshold: float = 0.001, crop: float = 0.8, soft_crop: bool = False,
+                threshold: float = 0.001, crop: float = 0.8, soft_crop: bool = True,
                 workdir: str | Path | None = None) -> dict:
-    """Run ``bart ecalib -m1`` on zero-filled k-space holding the calibration lines.
+    """Run ``bart ecalib -m1`` (with ``-S`` by default, as our ESPIRiT) on zero-filled k-space holding the
+    calibration lines.
 
     Parameters
     ----------

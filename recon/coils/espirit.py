@@ -44,7 +44,17 @@ from recon.errors import InputError
 
 @dataclass(frozen=True)
 class EspiritOptions:
-    """Options of :func:`espirit_maps` (defaults: BART ``ecalib -m1``).
+    """Options of :func:`espirit_maps` (defaults: BART ``ecalib -m1 -S``).
+
+    The default weights the maps by BART's S-curve of the eigenvalue (``soft_crop``)
+    instead of zeroing them where the eigenvalue is below ``crop``: a hard crop blanked
+    13.9 % of the demo's second slice (the lateral wall of the left ventricle, under a
+    coil array with a weak region) in every method's image. Measured on the held-out
+    validation cases at R = 8 (``crunet validate`` files, 3 cases per set), soft against
+    hard: training acquisitions unchanged (within 0.01 dB for every method); held-out
+    acquisitions zero-filled +0.05..+0.18 dB, SENSE -0.04..+0.37, L+S -0.08..+0.46,
+    crunet_ca +0.17..+0.57 dB and SSIM +0.018..+0.031 (its weights were trained on
+    hard-cropped maps).
 
     Attributes
     ----------
@@ -62,7 +72,7 @@ class EspiritOptions:
     calib_size: tuple[int, int] = (24, 24)
     threshold: float = 0.001
     crop: float = 0.8
-    soft_crop: bool = False
+    soft_crop: bool = True
     coarse: int | None = None
     refine: int = 3
 
