@@ -26,6 +26,7 @@ import pytest
 
 from recon.io import flags as F
 from recon.io.raw import read_acquisitions, write_raw
+from tests.h5damage import grown_table, replace_dataset
 
 #: Address-space limit of each command (a torch import and a small reconstruction need < 1 GiB).
 MEMORY_LIMIT = 2 * 2 ** 30
@@ -239,24 +240,6 @@ def _fully_sampled_unflagged(headers, data):
     return h, d
 
 
-def _replace_dataset(name, **spec):
-    def damage(f):
-        del f[f"dataset/{name}"]
-        if spec:
-            f.create_dataset(f"dataset/{name}", **spec)
-        else:
-            f.create_group(f"dataset/{name}")
-    return damage
-
-
-def _grown_table(rows):
-    def damage(f):
-        first = f["dataset/data"][0]
-        del f["dataset/data"]
-        f.create_dataset("dataset/data", shape=(rows,), dtype=first.dtype, chunks=(16,))[0] = first
-    return damage
-
-
 def _unwritten_table(f):
     """The acquisition table replaced by one of 500 rows that were never written."""
     dtype = f["dataset/data"].dtype
@@ -384,8 +367,8 @@ CASES = [
          "'dataset/data' is a Dataset, not a group"),
     # header
     Case("no XML header", _h5_with(lambda f: f.__delitem__("dataset/xml")), 2, "no XML header"),
-    Case("empty XML dataset", _h5_with(_replace_dataset("xml", data=np.zeros(0, "S4"))), 2, "no XML header"),
-    Case("XML header of the wrong dtype", _h5_with(_replace_dataset("xml", data=np.int64(3))), 2,
+    Case("empty XML dataset", _h5_with(replace_dataset("xml", data=np.zeros(0, "S4"))), 2, "no XML header"),
+    Case("XML header of the wrong dtype", _h5_with(replace_dataset("xml", data=np.int64(3))), 2,
          "not a valid ISMRMRD XML header"),
     Case("broken XML", _raw_with(edit_xml=lambda x: x[:len(x) // 2]), 2, "not a valid ISMRMRD XML header"),
     Case("no encoding section",
@@ -418,12 +401,12 @@ CASES = [
          _raw_with(edit_xml=_replace_once("<receiverChannels>2<", "<receiverChannels>60000<")),
          2, "receiverChannels = 60000, outside the supported 1..1024"),
     # acquisition table
-    Case("acquisition table of the wrong dtype", _h5_with(_replace_dataset("data", data=np.arange(12.0))), 2,
+    Case("acquisition table of the wrong dtype", _h5_with(replace_dataset("data", data=np.arange(12.0))), 2,
          "not an ISMRMRD acquisition table"),
-    Case("acquisition table is a group", _h5_with(_replace_dataset("data")), 2, "is a Group, not a dataset"),
+    Case("acquisition table is a group", _h5_with(replace_dataset("data")), 2, "is a Group, not a dataset"),
     Case("empty acquisition table", _h5_with(lambda f: f["dataset/data"].resize((0,))), 2, "holds no acquisitions"),
     Case("acquisition table never written", _h5_with(_unwritten_table), 2, "holds no data \\(never written\\)"),
-    Case("a billion acquisitions declared", _h5_with(_grown_table(10 ** 9)), 2, "declared, more than the supported"),
+    Case("a billion acquisitions declared", _h5_with(grown_table(10 ** 9)), 2, "declared, more than the supported"),
     Case("header fields renamed", _h5_with(_renamed_header_fields), 2, "not those of an ISMRMRD AcquisitionHeader"),
     Case("acquisition stores fewer samples", _h5_with(_short_row), 2, "acquisition 12 stores 5 complex samples"),
     Case("mismatched coil counts", _raw_with(_one_fewer_coil), 2, "inconsistent coil counts: acquisition"),

@@ -13,6 +13,7 @@ from recon.io.header import CineProtocol, build_cine_header, encoding_info, head
 from recon.io.raw import read_acquisitions, read_raw, read_reference, write_raw
 from recon.masks import acs_indices, cine_mask
 from recon.slicedata import Geometry
+from tests.h5damage import grown_table, replace_dataset
 
 GEOM = Geometry((1.0, -2.0, 3.5), (1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0), (0.0, 0.0, -10.0))
 
@@ -379,32 +380,13 @@ def test_noise_only_file(tmp_path, rng):
         read_raw(write_raw(tmp_path / "noise.h5", header, h, d))
 
 
-def _replace(name, **dataset):
-    """A damage: ``dataset/<name>`` replaced by ``create_dataset(**dataset)`` (a group when none given)."""
-    def damage(f):
-        del f[f"dataset/{name}"]
-        if dataset:
-            f.create_dataset(f"dataset/{name}", **dataset)
-        else:
-            f.create_group(f"dataset/{name}")
-    return damage
-
-
-def _huge_table(f):
-    """The acquisition table grown to a billion rows (one chunk written): a tiny file declaring 360 GB."""
-    first = f["dataset/data"][0]
-    del f["dataset/data"]
-    d = f.create_dataset("dataset/data", shape=(10 ** 9,), dtype=first.dtype, chunks=(16,))
-    d[0] = first
-
-
 @pytest.mark.parametrize("damage,match", [
-    (_replace("data", data=np.arange(10.0)), "not an ISMRMRD acquisition table"),
-    (_huge_table, "declared, more than the supported"),
-    (_replace("data", shape=(100,), dtype=ismrmrd.hdf5.acquisition_dtype), "holds no data \\(never written\\)"),
-    (_replace("data"), "is a Group, not a dataset"),
-    (_replace("xml", data=np.zeros(0, "S10")), "no XML header"),
-    (_replace("xml", data=np.int32(7)), "not a valid ISMRMRD XML header"),
+    (replace_dataset("data", data=np.arange(10.0)), "not an ISMRMRD acquisition table"),
+    (grown_table(10 ** 9), "declared, more than the supported"),
+    (replace_dataset("data", shape=(100,), dtype=ismrmrd.hdf5.acquisition_dtype), "holds no data \\(never written\\)"),
+    (replace_dataset("data"), "is a Group, not a dataset"),
+    (replace_dataset("xml", data=np.zeros(0, "S10")), "no XML header"),
+    (replace_dataset("xml", data=np.int32(7)), "not a valid ISMRMRD XML header"),
 ])
 def test_damaged_tables_and_headers(tmp_path, rng, damage, match):
     header, headers, data, _ = _synthetic(rng, n_slices=1)
