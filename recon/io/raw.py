@@ -27,7 +27,7 @@ from ismrmrd.hdf5 import acquisition_dtype
 from recon.errors import InputError
 from recon.io.acquisitions import assemble_slices, split_noise
 from recon.io.flags import is_noise
-from recon.io.h5guard import check_vlen_heaps
+from recon.io.h5guard import HDF5_LOCK, check_vlen_heaps
 from recon.io.header import EncodingInfo, encoding_info, header_to_xml, parse_header
 from recon.io.limits import MAX_ACQUISITIONS, MAX_LIST_ITEMS, MAX_TABLE_BYTES, MAX_XML_BYTES, one_line
 from recon.noise import NOISE_SIGMA_KEY, sigma_from_noise_scan
@@ -222,10 +222,11 @@ def read_acquisitions(path: str | Path, group: str | None = None):
 
     Returns ``(group, xml_bytes, headers, data)``; ``data`` is a list of complex64
     ``[c, samples]``. Declared sizes are checked before anything is read
-    (:mod:`recon.io.limits`); a damaged file raises :class:`InputError`.
+    (:mod:`recon.io.limits`); a damaged file raises :class:`InputError`. Threads of one
+    process read one file at a time (:data:`recon.io.h5guard.HDF5_LOCK`).
     """
     path = Path(path)
-    with _open(path) as f, _unreadable_as_input_error(path, "the acquisitions"):
+    with HDF5_LOCK, _open(path) as f, _unreadable_as_input_error(path, "the acquisitions"):
         group = _find_group(f, path, group)
         g = f[group]
         xml = _read_xml(g, path)
