@@ -25,7 +25,8 @@ def describe_machine(device: str | None = None) -> dict:
     """
     import torch
 
-    info = {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "arch": platform.machine(), "torch": torch.__version__,
+    info = {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "arch": platform.machine(),
+            "torch": str(torch.__version__),  # a plain str: checkpoints are loaded with weights_only
             "threads": torch.get_num_threads()}
     if device is not None and str(device).startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))

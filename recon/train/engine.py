@@ -295,12 +295,6 @@ class Trainer:
             w.writeheader()
             for row in epochs:
                 w.writerow({k: row.get(k, "") for k in EPOCH_FIELDS})
-        from recon.machine import describe_machine
-
-        here = describe_machine(str(self.device))
-        machines = self.history.setdefault("machines", [])  # every machine the run (and its resumes) used
-        if here not in machines:
-            machines.append(here)
         info = {"parameters": self.n_params, "world_size": self.ctx.world_size, "device": str(self.device),
                 **{k: v for k, v in self.history.items()}}
         (self.out / "metrics.json").write_text(json.dumps(info, indent=1) + "\n")
@@ -320,6 +314,12 @@ class Trainer:
 
         Returns the last epoch's metrics; writes the final weights when the run is complete.
         """
+        from recon.machine import describe_machine
+
+        here = describe_machine(str(self.device))
+        machines = self.history.setdefault("machines", [])  # every machine the run (and its resumes) used
+        if here not in machines:
+            machines.append(here)
         t = self.cfg.train
         end = t.epochs if max_epochs is None else min(t.epochs, self.start_epoch + max_epochs)
         last: dict = self.history["epochs"][-1] if self.history["epochs"] else {}
