@@ -102,8 +102,8 @@ def evaluate(paths: list[str | Path], out_dir: str | Path, cfg: EvalConfig = Eva
                 raise InputError(f"{path}: no ground truth for slice {s.slice_index} "
                                  "(/dataset/ground_truth); evaluate needs it")
             crop = cmrxrecon_crop_size(ref.shape[-2:]) if cfg.crop else None
-            keys = {m: _row_key(path, s.slice_index, rc, crop) for m, rc in configs.items()}
-            todo = {m: rc for m, rc in configs.items() if cfg.figures or keys[m] not in stored}
+            keys = {m: _row_key(path, s.slice_index, rc, crop) for m, rc in configs.items()} if cfg.reuse else {}
+            todo = {m: rc for m, rc in configs.items() if cfg.figures or keys.get(m) not in stored}
             recs, seconds, t_maps = run_methods(s, todo) if todo else ({}, {}, 0.0)
             for m in configs:
                 if m in recs:
@@ -140,9 +140,8 @@ ROWS = "rows.jsonl"
 def _row_key(path: str | Path, slice_index: int, rc: ReconConfig, crop) -> str:
     """What decides a row: the file (path, size, mtime), the slice, the crop, the method's
     settings with the weights hash for a learned one, and the coil-map estimator's defaults."""
-    from recon.weights import weights_info
-
     from recon.coils.espirit import EspiritOptions
+    from recon.weights import weights_info
 
     st = Path(path).stat()
     weights = rc.weights()
