@@ -56,7 +56,7 @@ def _model_line(model: dict) -> str:
 
 
 def _loss_line(loss: dict) -> str:
-    """``{"image_l1": 0.5, "ssim": 0.5, "ssim_window": 7}`` -> ``0.5 image_l1 + 0.5 ssim (window 7)``."""
+    """``{"image_l1": 0.5, "ssim": 0.5, "ssim_window": 7}`` -> ``0.5 image_l1 + 0.5 ssim (SSIM window 7)``."""
     terms = " + ".join(f"{w:g} {k}" for k, w in loss.items() if isinstance(w, (int, float)) and w
                        and not k.endswith("_window"))
     extras = ", ".join(f"{k.replace('ssim_', '')} {v}" for k, v in loss.items() if k.endswith("_window"))
