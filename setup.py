@@ -29,7 +29,7 @@ setup(
     long_description=(HERE / "README.md").read_text(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["recon", "recon.*", "gadgets", "gadgets.*"]),
+    packages=find_packages(include=["recon", "recon.*", "gadgets", "gadgets.*", "crunet", "crunet.*"]),
     install_requires=[
         # torch is installed first by the Makefile (torch==2.13.0, CPU wheel); any
         # release in this range works, so pip keeps the one that is there.
@@ -47,12 +47,12 @@ setup(
     extras_require={
         "dev": ["pytest>=7", "scikit-image>=0.21"],
     },
-    entry_points={"console_scripts": ["crunet = recon.cli:main"]},
+    entry_points={"console_scripts": ["crunet = crunet.cli:main"]},
     include_package_data=True,
     # the Gadgetron chains, found by gadgets.configs.config_dir() in an installed copy, and the
     # trained weights (weights/<name>/...), found by name by recon.weights.weights_search_path()
     data_files=[("share/crunet-gadgetron/xml_configs", [str(p.relative_to(HERE)) for p in sorted(HERE.glob("xml_configs/*.xml"))]),
-                # the real series the demo runs on (gadgets.demo.demo_series)
+                # the real series the demo runs on (crunet.demo.demo_series)
                 ("share/crunet-gadgetron/data", [str(p.relative_to(HERE)) for p in sorted(HERE.glob("data/*"))])]
     + _weights_data_files(),
     zip_safe=False,

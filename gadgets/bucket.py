@@ -32,8 +32,7 @@ import numpy as np
 from recon.errors import InputError
 from recon.io import flags as F
 from recon.io.acquisitions import assemble_slices
-from recon.io.header import EncodingInfo
-from recon.slicedata import ACQ_HEADER_DTYPE, SliceData
+from recon.slicedata import ACQ_HEADER_DTYPE, EncodingInfo, SliceData
 
 MESSAGE_BUCKET = 1050
 _U64 = struct.Struct("<Q")

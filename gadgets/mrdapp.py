@@ -208,7 +208,7 @@ UI_TEXT = {
 
 def choices() -> dict[str, list[str]]:
     """The values the UI offers for each choice setting (each accepted by the settings validator)."""
-    from recon.baselines.registry import CLASSICAL
+    from recon.methods import CLASSICAL
     from recon.io.images import IMAGE_TYPES
     from recon.pipeline import COIL_METHODS
     from recon.weights import SHIPPED_WEIGHTS

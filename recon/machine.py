@@ -1,4 +1,5 @@
-"""What machine a result was measured on: one description for benchmarks, training runs and cards."""
+"""The machine: the one device resolver (where to compute) and one description of what a
+result was measured on (benchmarks, training runs, cards)."""
 
 from __future__ import annotations
 
@@ -38,3 +39,27 @@ def machine_line(info: dict) -> str:
     gpu = f"{info['gpu']}, " if info.get("gpu") else ""
     return (f"{gpu}{info.get('cpu', '?')} ({info.get('cpu_count', '?')} CPUs, {info.get('arch', '?')}), "
             f"torch {info.get('torch', '?')}, {info.get('threads', '?')} threads")
+
+
+#: Device names every settings object accepts.
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(name: str):
+    """The torch device of a device setting: ``auto`` -> CUDA when available, else CPU.
+
+    An :class:`recon.errors.InputError` for a name not in :data:`DEVICES` and for ``cuda``
+    on a machine without CUDA.
+    """
+    import torch
+
+    from recon.errors import InputError
+
+    if name not in DEVICES:
+        raise InputError(f"device must be one of {', '.join(DEVICES)}, got {name!r}")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("device 'cuda' requested but CUDA is not available on this machine "
+                         "(choose device cpu or auto)")
+    return torch.device(name)

@@ -21,7 +21,10 @@ import torch
 
 from recon.errors import InputError
 from recon.io.images import IMAGE_TYPES, check_index, slice_images
-from recon.problem import prepare
+from recon.kspace import to_recon_grid
+from recon.machine import resolve_device
+from recon.noise import NOISE_SIGMA_KEY, check_sigma
+from recon.problem import SliceProblem
 from recon.slicedata import SliceData
 from recon.weights import DEFAULT_WEIGHTS
 
@@ -37,7 +40,7 @@ class ReconConfig:
     method : ``crunet_ca`` (default: CRUNet-MR with the channel-attention feature bank)
         or another installed weights name (``crunet``, ``crunet_conv``, ``crnn``), a
         classical method (``zf``, ``sense``, ``lps``), or ``model`` with
-        ``options={"weights": <directory or name>}``; see :mod:`recon.baselines.registry`.
+        ``options={"weights": <directory or name>}``; see :mod:`recon.methods`.
     coil_method : ``espirit`` or ``walsh`` (maps from the ACS, time-averaged).
     device : ``auto`` (CUDA when available, else CPU), ``cpu`` or ``cuda``.
     image_type : ``magnitude`` or ``complex`` images out.
@@ -54,7 +57,7 @@ class ReconConfig:
 
     def validate(self) -> "ReconConfig":
         """Check every field; a learned method must resolve to installed weights. Returns self."""
-        from recon.baselines.registry import check_method, check_options
+        from recon.methods import check_method, check_options
 
         check_method(self.method)
         check_options(self.method, self.options)
@@ -65,11 +68,7 @@ class ReconConfig:
             raise InputError(f"unknown coil method '{self.coil_method}'; choose one of {COIL_METHODS}")
         if self.image_type not in IMAGE_TYPES:
             raise InputError(f"unknown image type '{self.image_type}'; choose one of {sorted(IMAGE_TYPES)}")
-        if self.device not in ("cpu", "cuda", "auto"):
-            raise InputError(f"device must be cpu, cuda or auto, got '{self.device}'")
-        if self.device == "cuda" and not torch.cuda.is_available():
-            raise InputError("device 'cuda' requested but CUDA is not available on this machine "
-                             "(choose device cpu or auto)")
+        resolve_device(self.device)
         check_index("series_index", self.series_index)
         return self
 
@@ -86,15 +85,12 @@ class ReconConfig:
         return self
 
     def torch_device(self) -> torch.device:
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        if self.device == "cuda" and not torch.cuda.is_available():
-            raise InputError("device 'cuda' requested but CUDA is not available on this machine")
-        return torch.device(self.device)
+        """The device to compute on (:func:`recon.machine.resolve_device`)."""
+        return resolve_device(self.device)
 
     def weights(self) -> str | None:
         """The weights (directory or name) of a learned method, None for a classical one."""
-        from recon.baselines.registry import CLASSICAL
+        from recon.methods import CLASSICAL
 
         if self.method in CLASSICAL:
             return None
@@ -129,7 +125,7 @@ COMPARED_METHODS = ("zf", "sense", "lps", DEFAULT_METHOD)
 def compared_methods(methods: Sequence[str] | None, weights: Sequence[str | Path] = ()) -> tuple[str, ...]:
     """The method names to compare: ``methods`` when given, else :data:`COMPARED_METHODS`
     (only its classical ones when ``weights`` directories bring the learned methods)."""
-    from recon.baselines.registry import CLASSICAL
+    from recon.methods import CLASSICAL
 
     if methods is not None:
         return tuple(methods)
@@ -207,7 +203,7 @@ def reconstruct_slice(s: SliceData, cfg: ReconConfig = ReconConfig(), maps: np.n
         estimate); None estimates them with ``cfg.coil_method`` (``seconds_maps`` is 0
         when they are given).
     """
-    from recon.baselines.registry import run_method
+    from recon.methods import run_method
     from recon.coils import estimate_maps
 
     cfg.validate()
@@ -242,3 +238,51 @@ def slice_to_images(s: SliceData, cfg: ReconConfig = ReconConfig(), start_index:
     images = slice_images(result.frames, s, series_index=cfg.series_index, image_type=cfg.image_type,
                           comment=cfg.comment(), start_index=start_index, extra_meta=seconds)
     return images, result
+
+
+def prepare(
+    s: SliceData,
+    maps: np.ndarray | torch.Tensor | None = None,
+    coil_method: str = "espirit",
+    device: str | torch.device = "cpu",
+    **coil_options,
+) -> SliceProblem:
+    """Build the problem of one slice.
+
+    Parameters
+    ----------
+    s : assembled slice (encoded grid).
+    maps : coil maps ``[c, y, x]`` on the recon grid; estimated from the ACS with
+        ``coil_method`` (see :func:`recon.coils.estimate_maps`) when None.
+    device : torch device of the returned tensors.
+
+    The problem's ``noise_sigma`` is the slice's noise-scan value when it carries one
+    (``s.extra[NOISE_SIGMA_KEY]``, set by :func:`recon.io.raw.read_raw` and the chain),
+    else None: methods that need the noise level call :func:`noise_level`, which then
+    estimates it, so zero-filling and the learned models pay nothing for it.
+    """
+    k = to_recon_grid(s.kspace, s.encoding.recon_matrix)
+    if k.shape[-2] != s.mask.shape[-1]:
+        raise InputError(
+            f"slice {s.slice_index}: phase-encode oversampling ({s.mask.shape[-1]} encoded lines, "
+            f"{k.shape[-2]} recon lines) is not supported by line masks"
+        )
+    if maps is None:
+        from recon.coils import estimate_maps
+
+        maps = estimate_maps(s, method=coil_method, **coil_options)
+    maps_t = torch.as_tensor(np.asarray(maps) if not torch.is_tensor(maps) else maps).to(torch.complex64)
+    if tuple(maps_t.shape) != (k.shape[1],) + tuple(k.shape[-2:]):
+        raise InputError(f"coil maps shape {tuple(maps_t.shape)} does not match k-space coils/grid "
+                         f"{(k.shape[1],) + tuple(k.shape[-2:])}")
+    return SliceProblem(
+        kspace=torch.from_numpy(np.ascontiguousarray(k, dtype=np.complex64)).to(device),
+        mask=torch.from_numpy(np.ascontiguousarray(s.mask)).to(device),
+        maps=maps_t.to(device),
+        noise_sigma=_scan_sigma(s),
+    )
+
+
+def _scan_sigma(s: SliceData) -> float | None:
+    scan = s.extra.get(NOISE_SIGMA_KEY)
+    return None if scan is None else check_sigma(scan, f"slice {s.slice_index}: noise sigma of the noise scan")

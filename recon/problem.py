@@ -1,8 +1,10 @@
 """One slice as a reconstruction problem: k-space, mask and coil maps on the recon grid.
 
-Every method (classical or learned) starts from a :class:`SliceProblem`, built
-from a :class:`recon.slicedata.SliceData` by :func:`prepare`, so readout
-oversampling removal, coil estimation and the noise level happen in exactly one place.
+Every method (classical or learned) starts from a :class:`SliceProblem`: tensors only,
+no ISMRMRD. :func:`recon.pipeline.prepare` builds one from an assembled
+:class:`recon.slicedata.SliceData` (readout oversampling removal, coil estimation and
+the noise scan's level in exactly one place); training samples are built by the same
+function.
 """
 
 from __future__ import annotations
@@ -10,13 +12,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from recon.errors import InputError
-from recon.kspace import to_recon_grid
-from recon.noise import NOISE_SIGMA_KEY, calibration_inconsistency, check_sigma, estimate_sigma
-from recon.slicedata import SliceData
+from recon.noise import calibration_inconsistency, check_sigma, estimate_sigma
 
 log = logging.getLogger("crunet.problem")
 
@@ -93,51 +92,3 @@ def inconsistency_level(p: SliceProblem) -> float:
     except InputError as exc:  # a calibration block too small to measure it: the noise alone
         log.info("no model-inconsistency measure (%s); using the noise level", exc)
         return sigma
-
-
-def prepare(
-    s: SliceData,
-    maps: np.ndarray | torch.Tensor | None = None,
-    coil_method: str = "espirit",
-    device: str | torch.device = "cpu",
-    **coil_options,
-) -> SliceProblem:
-    """Build the problem of one slice.
-
-    Parameters
-    ----------
-    s : assembled slice (encoded grid).
-    maps : coil maps ``[c, y, x]`` on the recon grid; estimated from the ACS with
-        ``coil_method`` (see :func:`recon.coils.estimate_maps`) when None.
-    device : torch device of the returned tensors.
-
-    The problem's ``noise_sigma`` is the slice's noise-scan value when it carries one
-    (``s.extra[NOISE_SIGMA_KEY]``, set by :func:`recon.io.raw.read_raw` and the chain),
-    else None: methods that need the noise level call :func:`noise_level`, which then
-    estimates it, so zero-filling and the learned models pay nothing for it.
-    """
-    k = to_recon_grid(s.kspace, s.encoding.recon_matrix)
-    if k.shape[-2] != s.mask.shape[-1]:
-        raise InputError(
-            f"slice {s.slice_index}: phase-encode oversampling ({s.mask.shape[-1]} encoded lines, "
-            f"{k.shape[-2]} recon lines) is not supported by line masks"
-        )
-    if maps is None:
-        from recon.coils import estimate_maps
-
-        maps = estimate_maps(s, method=coil_method, **coil_options)
-    maps_t = torch.as_tensor(np.asarray(maps) if not torch.is_tensor(maps) else maps).to(torch.complex64)
-    if tuple(maps_t.shape) != (k.shape[1],) + tuple(k.shape[-2:]):
-        raise InputError(f"coil maps shape {tuple(maps_t.shape)} does not match k-space coils/grid "
-                         f"{(k.shape[1],) + tuple(k.shape[-2:])}")
-    return SliceProblem(
-        kspace=torch.from_numpy(np.ascontiguousarray(k, dtype=np.complex64)).to(device),
-        mask=torch.from_numpy(np.ascontiguousarray(s.mask)).to(device),
-        maps=maps_t.to(device),
-        noise_sigma=_scan_sigma(s),
-    )
-
-
-def _scan_sigma(s: SliceData) -> float | None:
-    scan = s.extra.get(NOISE_SIGMA_KEY)
-    return None if scan is None else check_sigma(scan, f"slice {s.slice_index}: noise sigma of the noise scan")

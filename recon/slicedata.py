@@ -12,10 +12,48 @@ import numpy as np
 import ismrmrd.xsd as xsd
 from ismrmrd.hdf5 import acquisition_header_dtype
 
-from recon.io.header import EncodingInfo
-
 #: Structured dtype of one ISMRMRD acquisition header (as stored in HDF5 files).
 ACQ_HEADER_DTYPE = acquisition_header_dtype
+
+
+@dataclass(frozen=True)
+class Limit:
+    """One ``encodingLimits`` entry (inclusive minimum/maximum, centre)."""
+
+    minimum: int
+    maximum: int
+    center: int
+
+    @property
+    def size(self) -> int:
+        return self.maximum - self.minimum + 1
+
+
+@dataclass(frozen=True)
+class EncodingInfo:
+    """What the reconstruction needs from ``encoding[0]`` of a header.
+
+    Matrix sizes are ``(x, y, z)`` as in the XML; ``encoded_matrix[0]`` includes
+    readout oversampling, ``recon_matrix[0]`` does not.
+    """
+
+    encoded_matrix: tuple[int, int, int]
+    recon_matrix: tuple[int, int, int]
+    encoded_fov_mm: tuple[float, float, float]
+    recon_fov_mm: tuple[float, float, float]
+    trajectory: str
+    ky: Limit
+    phase: Limit
+    slice: Limit
+    repetition: Limit
+    acceleration: tuple[int, int]
+    calibration_mode: str | None
+    receiver_channels: int | None
+
+    @property
+    def readout_oversampling(self) -> float:
+        """Encoded over recon readout size (2.0 for the usual 2x oversampling)."""
+        return self.encoded_matrix[0] / self.recon_matrix[0]
 
 
 @dataclass(frozen=True)

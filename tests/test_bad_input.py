@@ -1,7 +1,7 @@
 """Bad input, table-driven: one row per malformed file or argument, through the real command line.
 
 Every row builds its input from one small valid raw file (or CMRxRecon .mat file), runs
-``python -m recon.cli ...`` in a subprocess under an address-space limit
+``python -m crunet ...`` in a subprocess under an address-space limit
 (:data:`MEMORY_LIMIT`) and a wall-clock timeout (:data:`TIMEOUT_S`), and checks what
 the README promises: the documented exit status (2 bad input, 1 when some slices
 failed and the others were written, 0 for the control rows), an error line naming the
@@ -474,7 +474,7 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
-    from recon.cli import main
+    from crunet.cli import main
 
     d = tmp_path_factory.mktemp("base")
     raw = d / "raw.h5"
@@ -488,9 +488,9 @@ def _limit_memory():
 
 
 def run_cli(argv: list[str], cwd: Path) -> tuple[int, str, str, float]:
-    """``python -m recon.cli argv`` under the memory and time limits: ``(rc, stdout, stderr, seconds)``."""
+    """``python -m crunet argv`` under the memory and time limits: ``(rc, stdout, stderr, seconds)``."""
     t0 = time.perf_counter()
-    r = subprocess.run([sys.executable, "-m", "recon.cli", *argv], capture_output=True, text=True, cwd=cwd,
+    r = subprocess.run([sys.executable, "-m", "crunet", *argv], capture_output=True, text=True, cwd=cwd,
                        timeout=TIMEOUT_S, preexec_fn=_limit_memory)
     return r.returncode, r.stdout, r.stderr, time.perf_counter() - t0
 

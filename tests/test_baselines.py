@@ -13,7 +13,7 @@ import torch
 
 from recon.baselines.lps import (OTAZO_LAMBDA_L, OTAZO_LAMBDA_S, auto_thresholds, lps, noise_edge_threshold,
                                   singular_value_threshold, soft_threshold, sure_threshold)
-from recon.baselines.registry import METHODS, method_options, run_method
+from recon.methods import METHODS, method_options, run_method
 from recon.baselines.sense import MAX_LAM, auto_lam, sense
 from recon.baselines.zero_filled import zero_filled
 from recon.errors import InputError
@@ -389,7 +389,7 @@ def test_psnr_ordering_on_simulated_sax(acceleration, seed):
 
 
 def test_bench_defaults_runs_on_tiny_cases(tmp_path):
-    from recon.bench_defaults import PAD, Case, format_table, run_bench
+    from crunet.bench.defaults import PAD, Case, format_table, run_bench
 
     series = tmp_path / "series.npz"
     np.savez(series, cine=np.random.default_rng(0).uniform(0, 1, (3, 40, 40)).astype(np.float32))

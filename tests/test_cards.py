@@ -5,13 +5,13 @@ from dataclasses import replace
 import pytest
 import torch
 
-from recon.cli import main
+from crunet.cli import main
 from recon.errors import InputError
 from recon.models.config import CRUNetConfig, ModelConfig
 from recon.simulate.acquisition import HELDOUT_SPACE, TRAIN_SPACE
 from recon.train.config import DataConfig, RunConfig, TrainConfig
 from recon.train.engine import train
-from recon.validation import run_validation
+from crunet.validation import run_validation
 from recon.weights import load_weights
 
 TINY = dict(matrix=(32, 32), phase_fraction=(1.0, 1.0), frames=(3, 3), coil_counts=(3,), n_acs=8, accelerations=(4,))
@@ -54,7 +54,7 @@ def test_ship_writes_weights_and_card(run, tmp_path, capsys):
 
 
 def test_ship_refuses_a_folder_without_weights_or_checkpoint(tmp_path):
-    from recon.cards import ship
+    from crunet.cards import ship
 
     (tmp_path / "config.yaml").write_text("{}")
     with pytest.raises(InputError, match="no weights"):
@@ -65,7 +65,7 @@ def test_a_run_still_going_ships_its_last_checkpoint(run, tmp_path):
     """Without run/weights (the run is not finished), the model of checkpoint.pt is shipped."""
     import shutil
 
-    from recon.cards import ship
+    from crunet.cards import ship
 
     partial = tmp_path / "partial"
     shutil.copytree(run, partial)
@@ -79,7 +79,7 @@ def test_a_run_still_going_ships_its_last_checkpoint(run, tmp_path):
 
 
 def test_large_weights_ship_in_bfloat16(run, tmp_path, monkeypatch):
-    import recon.cards as cards
+    import crunet.cards as cards
     from recon.weights import read_manifest
 
     monkeypatch.setattr(cards, "BF16_ABOVE_BYTES", 1000)  # the tiny model counts as large here
@@ -89,7 +89,7 @@ def test_large_weights_ship_in_bfloat16(run, tmp_path, monkeypatch):
 
 
 def test_model_line_names_every_architecture():
-    from recon.cards import _model_line
+    from crunet.cards import _model_line
     from recon.config import to_dict
     from recon.train.config import load_run_config
 

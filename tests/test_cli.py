@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from recon.cli import COMMANDS, main
+from crunet.cli import COMMANDS, main
 
 
 def test_help_lists_subcommands(capsys):
@@ -42,7 +42,7 @@ def test_simulate_then_inspect(tmp_path, capsys):
 def test_bad_file_exit_code_and_message(tmp_path):
     bad = tmp_path / "bad.h5"
     bad.write_bytes(b"\x00" * 100)
-    r = subprocess.run([sys.executable, "-m", "recon.cli", "inspect", str(bad)], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "crunet", "inspect", str(bad)], capture_output=True, text=True)
     assert r.returncode == 2
     assert "not an HDF5 file" in r.stderr and "Traceback" not in r.stderr
 
@@ -58,7 +58,7 @@ def test_no_command_prints_help(capsys):
 
 
 def _option(command: str, flag: str):
-    from recon.cli import build_parser
+    from crunet.cli import build_parser
 
     sub = next(a for a in build_parser()._actions if a.dest == "command").choices[command]
     return next(a for a in sub._actions if flag in a.option_strings)
@@ -180,7 +180,7 @@ def test_recon_file_output_checks(small_raw, tmp_path, capsys):
 
 
 def test_out_of_memory_is_one_line(tmp_path, capsys, monkeypatch):
-    import recon.cli.inspect as inspect_cmd
+    import crunet.cli.inspect as inspect_cmd
 
     def explode(_args):
         raise MemoryError()

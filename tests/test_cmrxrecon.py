@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy.io import savemat
 
-from recon.cli import main
+from crunet.cli import main
 from recon.errors import InputError
 from recon.fft import ifft2c
 from recon.io.cmrxrecon import convert_cmrx

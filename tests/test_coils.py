@@ -297,7 +297,7 @@ def test_cfl_round_trip(tmp_path, rng):
 def test_bench_reports_timings_and_agreement(tmp_path):
     import json
 
-    from recon.bench_coils import bench_coil_maps, write_bench
+    from crunet.bench.coils import bench_coil_maps, write_bench
 
     res = bench_coil_maps(shape=(48, 40), n_coils=4, repeats=1)
     assert res["ours"]["seconds"] > 0

@@ -5,7 +5,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from gadgets.demo import CHAINS, DEFAULT_CONFIG, demo_series, run_demo
+from crunet.demo import CHAINS, DEFAULT_CONFIG, demo_series, run_demo
 
 
 def test_demo_series_is_shipped_with_its_licence():

@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
-from recon.cli import main
+from crunet.cli import main
 from recon.io import flags as F
 from recon.io.raw import read_acquisitions, write_raw
 from recon.simulate.cine import SimulationConfig, simulate_to_file
@@ -46,7 +46,7 @@ def test_evaluate_prints_ordering_and_writes_outputs(raw, tmp_path, capsys):
 
 def test_evaluate_several_weights_through_the_pipeline(raw, tmp_path, tiny_weights, monkeypatch, capsys):
     """Named weights and weights directories side by side, every run through reconstruct_slice."""
-    import recon.evaluate as E
+    import crunet.evaluate as E
 
     calls = []
     real = E.reconstruct_slice
@@ -136,7 +136,7 @@ def test_recon_file_missing_default_weights_one_line(raw, tmp_path, monkeypatch,
 def test_evaluate_reuse_runs_only_what_is_not_stored(raw, tmp_path, tiny_weights, monkeypatch):
     """With reuse, a second run with one more method reconstructs only that method; rows
     of other weights (another hash) or other options are not taken for it."""
-    import recon.evaluate as E
+    import crunet.evaluate as E
 
     calls = []
     real = E.reconstruct_slice

@@ -110,7 +110,7 @@ def _field_damage(raw: Path, out: Path, rng: np.random.Generator) -> None:
 
 @pytest.fixture(scope="module")
 def variants(tmp_path_factory) -> Path:
-    from recon.cli import main
+    from crunet.cli import main
 
     d = tmp_path_factory.mktemp("fuzz")
     raw = d / "valid.h5"

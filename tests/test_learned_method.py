@@ -11,11 +11,11 @@ import ismrmrd
 import pytest
 import torch
 
-from recon.baselines.registry import available_methods, method_options, run_method
+from recon.methods import available_methods, method_options, run_method
 from recon.errors import InputError
 from recon.io.raw import read_raw
 from recon.pipeline import ReconConfig, reconstruct_slice, slice_to_images
-from recon.problem import prepare
+from recon.pipeline import prepare
 from recon.simulate.cine import SimulationConfig, simulate_to_file
 from tests.conftest import TINY_MODELS
 

@@ -206,7 +206,7 @@ def raw_files(tmp_path_factory):
 
 def test_read_raw_attaches_noise_scan_sigma_and_prepare_uses_it(raw_files):
     from recon.io.raw import read_raw
-    from recon.problem import prepare
+    from recon.pipeline import prepare
 
     path, sim_sigma = raw_files[True]
     raw = read_raw(path)
@@ -224,7 +224,8 @@ def test_without_noise_scan_the_level_is_estimated_when_needed(raw_files):
     """prepare() leaves the noise level unknown (zero-filling and learned models do not
     need it); noise_level() estimates it from the data for the methods that do."""
     from recon.io.raw import read_raw
-    from recon.problem import noise_level, prepare
+    from recon.pipeline import prepare
+    from recon.problem import noise_level
 
     path, sim_sigma = raw_files[False]
     raw = read_raw(path)
@@ -269,7 +270,8 @@ def test_unusable_noise_scan_is_left_out(raw_files):
 
 def test_a_noise_scan_the_data_contradict_is_kept_and_logged(raw_files, caplog):
     from recon.io.raw import read_raw
-    from recon.problem import noise_level, prepare
+    from recon.pipeline import prepare
+    from recon.problem import noise_level
 
     path, sim_sigma = raw_files[False]
     p = prepare(read_raw(path).slices[0])

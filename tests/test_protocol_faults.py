@@ -19,7 +19,7 @@ import gadgets.chain as chain
 from gadgets.client import partial_path, replay
 from gadgets.protocol import Limits
 from gadgets.server import start_background
-from recon.cli import main
+from crunet.cli import main
 from recon.simulate.cine import SimulationConfig, simulate_to_file
 from tests.gadgetron_harness import StockClient
 
@@ -250,7 +250,7 @@ def test_sigterm_on_crunet_serve(stream, tmp_path):
     """The real command: SIGTERM -> each client gets TEXT + CLOSE, the process exits 0."""
     parts, _ = stream
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "recon.cli", "serve", "--port", "0", "--shutdown-grace", "5"],
+    proc = subprocess.Popen([sys.executable, "-m", "crunet", "serve", "--port", "0", "--shutdown-grace", "5"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
     try:
         line = ""

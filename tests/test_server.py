@@ -12,7 +12,7 @@ from ismrmrd.serialization import ProtocolDeserializer
 
 from gadgets.client import replay
 from gadgets.server import start_background
-from recon.cli import main
+from crunet.cli import main
 from recon.io import flags as F
 from recon.io.raw import read_acquisitions, write_raw
 from recon.simulate.cine import SimulationConfig, simulate_to_file

@@ -441,7 +441,7 @@ def test_resume_is_exact(tmp_path, one_thread):
 
 
 def test_cli_run_folder_and_resume(tmp_path, capsys, one_thread):
-    from recon.cli.train import main
+    from crunet.cli.train import main
     from recon.config import dump_yaml
     from recon.weights import load_weights
 

@@ -22,9 +22,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _entry() -> list[str]:
-    from recon.cli import COMMANDS
+    from crunet.cli import COMMANDS
 
-    return ["-m", "recon.cli", "train"] if "train" in COMMANDS else ["-m", "recon.cli.train"]
+    return ["-m", "crunet", "train"] if "train" in COMMANDS else ["-m", "crunet.cli.train"]
 
 
 #: 32 x 32, 4 frames, 3 coils, R = 4: every sample has the same shape (batches of 2 collate)

@@ -5,7 +5,7 @@ from dataclasses import replace
 from recon.io.raw import read_raw
 from recon.simulate.acquisition import HELDOUT_SPACE, TRAIN_SPACE
 from recon.train.config import DataConfig
-from recon.validation import ORACLE, SETS, run_validation, write_cases
+from crunet.validation import ORACLE, SETS, run_validation, write_cases
 
 TINY = dict(matrix=(32, 32), phase_fraction=(1.0, 1.0), frames=(3, 3), coil_counts=(3,), n_acs=8,
             readout_oversampling=(2,))

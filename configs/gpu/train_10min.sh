@@ -8,6 +8,6 @@ here="$(cd "$(dirname "$0")/../.." && pwd)"
 py="${PYTHON:-$here/.venv/bin/python}"
 "$py" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else "no CUDA device: this script trains on a GPU")'
 mkdir -p "$out"
-"$py" -m recon.cli train --config "$here/configs/gpu/crunet_ca.yaml" --out "$out/run" --no-progress --max-minutes 9
-"$py" -m recon.cli ship "$out/run" crunet_ca_paper --dest "$out/weights"
+"$py" -m crunet train --config "$here/configs/gpu/crunet_ca.yaml" --out "$out/run" --no-progress --max-minutes 9
+"$py" -m crunet ship "$out/run" crunet_ca_paper --dest "$out/weights"
 echo "weights: $out/weights/crunet_ca_paper (bfloat16 above 16 MiB; CARD.md beside them)"

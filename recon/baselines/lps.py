@@ -23,7 +23,7 @@ lines): the singular-value threshold at the noise edge of the Casorati matrix, t
 sparse threshold by SURE on the temporal-FFT coefficients. Otazo's constants
 (``lambda_L = 0.01``, ``lambda_S = 0.0025``, the former defaults, tuned to the demo
 data's noise) are :data:`OTAZO_LAMBDA_L` / :data:`OTAZO_LAMBDA_S` and still accepted
-as numbers. Measured (:mod:`recon.bench_defaults`, see :func:`auto_thresholds`):
+as numbers. Measured (:mod:`crunet.bench.defaults`, see :func:`auto_thresholds`):
 auto beats them by 2-7 dB at SNR 10; at SNR 30-1000 it is at most 0.3 dB below
 them (up to 5 dB above) when the anatomy lies inside the simulated coil array, and up
 to 1.4 dB below them where coil-map error dominates (a real series reaching the coils).
@@ -180,7 +180,7 @@ def auto_thresholds(p: SliceProblem, m: torch.Tensor | None = None, lambda_l: fl
 
     ``m`` : ``E^H d`` ``[t, y, x]`` when already computed.
 
-    Measured by :mod:`recon.bench_defaults` (ESPIRiT maps, 128 x 128, 12 phases,
+    Measured by :mod:`crunet.bench.defaults` (ESPIRiT maps, 128 x 128, 12 phases,
     50 iterations), PSNR of ``auto`` minus Otazo's relative constants, in dB::
 
         sunnybrook_SCD0000401:

@@ -41,7 +41,7 @@ def auto_lam(p: SliceProblem) -> float:
     which the centre of k-space dominates (5-14x larger on our cine data). With
     ``mean |x|^2`` the weight came out 4-10x below the best of a grid at SNR 10-40
     (64-96 matrix, R = 4, true maps: 25.3 against 26.9 dB at SNR 10); with the outer
-    power it is within 0.1 dB of it there. Measured by :mod:`recon.bench_defaults`
+    power it is within 0.1 dB of it there. Measured by :mod:`crunet.bench.defaults`
     (ESPIRiT maps, 128 x 128, 12 phases; SCD0000401 is a real series as the simulator
     fits it, anatomy reaching the coils; ``pad 1.6`` the same series inside the coil
     ring), PSNR of ``auto`` minus the best of ``lam`` in {0, 1e-4, ..., 0.1} / minus

@@ -2,24 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
-from recon.fft import ifft2c
-from recon.kspace import rss, to_recon_grid
 from recon.problem import SliceProblem
 from recon.sense import SenseOperator
-from recon.slicedata import SliceData
-
-
-def zero_filled_rss(s: SliceData) -> np.ndarray:
-    """Zero-filled, root-sum-of-squares coil combination.
-
-    Needs no coil maps. Returns complex64 ``[t, y, x]`` (real, non-negative values):
-    the magnitude baseline every method must beat.
-    """
-    k = to_recon_grid(s.kspace, s.encoding.recon_matrix)
-    return rss(ifft2c(k)).astype(np.complex64)
 
 
 def zero_filled(p: SliceProblem) -> torch.Tensor:
@@ -27,7 +13,7 @@ def zero_filled(p: SliceProblem) -> torch.Tensor:
 
     ``x = sum_c conj(S_c) F^H (M d_c)`` with the problem's coil maps ``S [c, y, x]``,
     k-space ``d [t, c, y, x]`` (zeros where not sampled) and line mask ``M [t, y]``.
-    Unlike :func:`zero_filled_rss` it keeps the phase.
+    It keeps the phase (unlike a root-sum-of-squares combination).
 
     Parameters
     ----------

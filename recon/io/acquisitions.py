@@ -22,9 +22,8 @@ import ismrmrd.xsd as xsd
 
 from recon.errors import InputError
 from recon.io import flags as F
-from recon.io.header import EncodingInfo, Limit
 from recon.io.limits import MAX_SAMPLE_MAGNITUDE, bad_sample_arrays, check_coils, check_slice_samples, short_list
-from recon.slicedata import ACQ_HEADER_DTYPE, Geometry, SliceData
+from recon.slicedata import ACQ_HEADER_DTYPE, EncodingInfo, Geometry, Limit, SliceData
 
 #: ISMRMRD time stamps count ticks of 2.5 ms (the convention of Siemens and Gadgetron).
 TICK_MS = 2.5

@@ -1,7 +1,8 @@
 """ISMRMRD XML header: build one for a cine protocol, parse and validate any.
 
-:class:`EncodingInfo` is the one place where the numbers the reconstruction needs
-(matrix sizes, limits, acceleration, coils) are read out of an ``ismrmrdHeader``;
+:func:`encoding_info` is the one place where the numbers the reconstruction needs
+(matrix sizes, limits, acceleration, coils) are read out of an ``ismrmrdHeader`` into
+an :class:`recon.slicedata.EncodingInfo`;
 the raw-file reader, the converter and the Gadgetron gadgets all use it.
 """
 
@@ -14,49 +15,10 @@ import ismrmrd.xsd as xsd
 
 from recon.errors import InputError
 from recon.io.limits import MAX_COILS, MAX_XML_BYTES, check_matrix, one_line
+from recon.slicedata import EncodingInfo, Limit
 
 #: ``encodingLimits`` values are unsigned 16-bit in the ISMRMRD schema.
 LIMIT_RANGE = (0, 65535)
-
-
-@dataclass(frozen=True)
-class Limit:
-    """One ``encodingLimits`` entry (inclusive minimum/maximum, centre)."""
-
-    minimum: int
-    maximum: int
-    center: int
-
-    @property
-    def size(self) -> int:
-        return self.maximum - self.minimum + 1
-
-
-@dataclass(frozen=True)
-class EncodingInfo:
-    """What the reconstruction needs from ``encoding[0]`` of a header.
-
-    Matrix sizes are ``(x, y, z)`` as in the XML; ``encoded_matrix[0]`` includes
-    readout oversampling, ``recon_matrix[0]`` does not.
-    """
-
-    encoded_matrix: tuple[int, int, int]
-    recon_matrix: tuple[int, int, int]
-    encoded_fov_mm: tuple[float, float, float]
-    recon_fov_mm: tuple[float, float, float]
-    trajectory: str
-    ky: Limit
-    phase: Limit
-    slice: Limit
-    repetition: Limit
-    acceleration: tuple[int, int]
-    calibration_mode: str | None
-    receiver_channels: int | None
-
-    @property
-    def readout_oversampling(self) -> float:
-        """Encoded over recon readout size (2.0 for the usual 2x oversampling)."""
-        return self.encoded_matrix[0] / self.recon_matrix[0]
 
 
 def parse_header(xml: str | bytes, source: str = "header") -> xsd.ismrmrdHeader:

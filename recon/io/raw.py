@@ -28,10 +28,10 @@ from recon.errors import InputError
 from recon.io.acquisitions import assemble_slices, split_noise
 from recon.io.flags import is_noise
 from recon.io.h5guard import HDF5_LOCK, check_vlen_heaps
-from recon.io.header import EncodingInfo, encoding_info, header_to_xml, parse_header
+from recon.io.header import encoding_info, header_to_xml, parse_header
 from recon.io.limits import MAX_ACQUISITIONS, MAX_LIST_ITEMS, MAX_TABLE_BYTES, MAX_XML_BYTES, one_line
 from recon.noise import NOISE_SIGMA_KEY, sigma_from_noise_scan
-from recon.slicedata import ACQ_HEADER_DTYPE, SliceData
+from recon.slicedata import ACQ_HEADER_DTYPE, EncodingInfo, SliceData
 
 REFERENCE_ARRAYS = ("ground_truth", "csm", "phantom", "coil_images")
 

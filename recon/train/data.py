@@ -25,7 +25,7 @@ raw file, so there is no train/inference mismatch:
 3. the forward model :func:`recon.simulate.cine.simulate_slice` (the one ``crunet simulate``
    uses): background phase, the coil array's maps, FFT, noise, mask;
 4. :func:`recon.simulate.cine.to_slice_data`: the lines become ISMRMRD acquisitions and are
-   assembled back by the raw-data assembler, then :func:`recon.problem.prepare` removes the
+   assembled back by the raw-data assembler, then :func:`recon.pipeline.prepare` removes the
    readout oversampling and estimates ESPIRiT maps from the ACS (``maps: espirit``, as at
    inference; ``maps: true`` gives the simulated maps instead, for ablations);
 5. target ``sum_c conj(maps_c) S_c x`` (noise free; ``S`` the true sensitivities): the
@@ -277,7 +277,7 @@ def scene_sample(cfg: DataConfig, scene: Scene, acq: Acquisition, rng: np.random
     """Steps 4-7 of the module docstring: ``scene`` acquired with ``acq``'s mask (R, ACS,
     shifted), through the raw-data path; a training strip (position from ``rng``) when
     ``strip``, else the whole recon matrix."""
-    from recon.problem import prepare
+    from recon.pipeline import prepare
 
     mask = cine_mask(acq.matrix[0], acq.acceleration, acq.n_acs, acq.frames, acq.shifted_mask)
     s = to_slice_data(replace(scene.sim, mask=mask), acq)
@@ -422,7 +422,7 @@ class RawFileSlices:
     """Slices of ISMRMRD raw files that carry a ``ground_truth`` reference.
 
     k-space, mask and maps come from :func:`recon.io.raw.read_raw` and
-    :func:`recon.problem.prepare` (readout oversampling removed). Maps: the file's
+    :func:`recon.pipeline.prepare` (readout oversampling removed). Maps: the file's
     ``csm`` reference normalised to unit sum of squares (``maps: true``) or ESPIRiT
     from the ACS. With ESPIRiT maps and a ``csm`` reference, the target is re-projected
     onto the ESPIRiT maps (``sum_c conj(E_c) S_c gt``) so its phase matches what a
@@ -451,7 +451,7 @@ class RawFileSlices:
         if entry in self._cache:
             return self._cache[entry]
         from recon.io.raw import read_raw, read_reference
-        from recon.problem import prepare
+        from recon.pipeline import prepare
 
         path, i = entry
         raw = read_raw(path)

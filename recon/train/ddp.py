@@ -1,6 +1,6 @@
 """``torch.distributed`` data-parallel training set up from ``torchrun``'s environment.
 
-``torchrun --nproc_per_node N -m recon.cli train --config X.yaml`` starts N processes
+``torchrun --nproc_per_node N -m crunet train --config X.yaml`` starts N processes
 with ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, ``MASTER_ADDR`` and ``MASTER_PORT`` set;
 :func:`init_distributed` reads them and joins the process group (``gloo`` on CPU,
 ``nccl`` on CUDA, one GPU per local rank). Without those variables (or with

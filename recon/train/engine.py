@@ -36,6 +36,7 @@ import torch
 
 from recon.config import dump_yaml, to_dict
 from recon.errors import CrunetError, InputError
+from recon.machine import resolve_device
 from recon.train.config import RunConfig
 from recon.train.data import epoch_loader, make_source, validation_set
 from recon.train.ddp import DistContext, init_distributed, process_device, wrap_model
@@ -56,17 +57,6 @@ VAL_SETS = ("val", "xval")
 
 class TrainingError(CrunetError):
     """Training cannot go on (e.g. the loss became non-finite)."""
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cuda`` without CUDA is an InputError."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("device 'cuda' requested but CUDA is not available on this machine")
-    if name not in ("cpu", "cuda"):
-        raise InputError(f"device must be auto, cpu or cuda, got {name!r}")
-    return torch.device(name)
 
 
 def _rng_state(device: torch.device) -> dict:

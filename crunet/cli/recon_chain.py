@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from gadgets.configs import gadget_settings, resolve
     from recon.io.header import parse_header
     from recon.io.images import write_images
-    from recon.cli.recon_file import method_and_options
+    from crunet.cli.recon_file import method_and_options
     from recon.io.raw import read_acquisitions
 
     path = resolve(args.config)

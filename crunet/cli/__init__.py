@@ -24,21 +24,21 @@ from recon.errors import CrunetError
 
 #: subcommand -> (module, one-line help). Order is the order of ``crunet --help``.
 COMMANDS = {
-    "simulate": ("recon.cli.simulate", "simulate a multi-coil cine scan and write ISMRMRD raw data"),
-    "inspect": ("recon.cli.inspect", "read an ISMRMRD raw file and summarise it per slice"),
-    "convert": ("recon.cli.convert", "convert CMRxRecon2023 cine .mat files to ISMRMRD raw data"),
-    "recon-file": ("recon.cli.recon_file", "reconstruct every slice of a raw file into ISMRMRD images"),
-    "evaluate": ("recon.cli.evaluate", "compare methods on data with ground truth: table, statistics, figures"),
-    "validate": ("recon.cli.validate", "every method on held-out patients with training and held-out acquisitions, per R"),
-    "ship": ("recon.cli.ship", "copy a training run's weights into weights/NAME with their card (CARD.md)"),
-    "train": ("recon.cli.train", "train a learned reconstruction (CRUNet-MR, CRNN-MRI) from a YAML run config"),
-    "serve": ("recon.cli.serve", "serve Gadgetron's client protocol: gadgetron_ismrmrd_client and MRD App clients "
+    "simulate": ("crunet.cli.simulate", "simulate a multi-coil cine scan and write ISMRMRD raw data"),
+    "inspect": ("crunet.cli.inspect", "read an ISMRMRD raw file and summarise it per slice"),
+    "convert": ("crunet.cli.convert", "convert CMRxRecon2023 cine .mat files to ISMRMRD raw data"),
+    "recon-file": ("crunet.cli.recon_file", "reconstruct every slice of a raw file into ISMRMRD images"),
+    "evaluate": ("crunet.cli.evaluate", "compare methods on data with ground truth: table, statistics, figures"),
+    "validate": ("crunet.cli.validate", "every method on held-out patients with training and held-out acquisitions, per R"),
+    "ship": ("crunet.cli.ship", "copy a training run's weights into weights/NAME with their card (CARD.md)"),
+    "train": ("crunet.cli.train", "train a learned reconstruction (CRUNet-MR, CRNN-MRI) from a YAML run config"),
+    "serve": ("crunet.cli.serve", "serve Gadgetron's client protocol: gadgetron_ismrmrd_client and MRD App clients "
               "(python-ismrmrd-server's client.py, FIRE, OpenRecon) work unchanged"),
-    "replay": ("recon.cli.replay", "send a raw file to Gadgetron or crunet serve and store the images"),
-    "gadget": ("recon.cli.gadget", "run the external gadget for chains that <connect> to it (debugging, workers)"),
-    "recon": ("recon.cli.recon_chain", "run the Gadgetron chain in-process on a raw file (no network)"),
-    "bench": ("recon.cli.bench", "measure speed: coil maps vs BART ecalib, methods per slice; writes JSON"),
-    "demo": ("recon.cli.demo", "simulate, reconstruct and report on an embedded default dataset"),
+    "replay": ("crunet.cli.replay", "send a raw file to Gadgetron or crunet serve and store the images"),
+    "gadget": ("crunet.cli.gadget", "run the external gadget for chains that <connect> to it (debugging, workers)"),
+    "recon": ("crunet.cli.recon_chain", "run the Gadgetron chain in-process on a raw file (no network)"),
+    "bench": ("crunet.cli.bench", "measure speed: coil maps vs BART ecalib, methods per slice; writes JSON"),
+    "demo": ("crunet.cli.demo", "simulate, reconstruct and report on an embedded default dataset"),
 }
 
 

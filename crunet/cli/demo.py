@@ -10,7 +10,7 @@ def add_parser(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gadgets.demo import run_demo
+    from crunet.demo import run_demo
 
     report = run_demo(args.out)
     for r in report["results"]:

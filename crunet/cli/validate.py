@@ -29,7 +29,7 @@ def add_parser(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from recon.errors import InputError
     from recon.pipeline import compared_methods
-    from recon.validation import run_validation
+    from crunet.validation import run_validation
 
     if args.cases < 1:
         raise InputError(f"--cases must be >= 1, got {args.cases}")

@@ -25,7 +25,7 @@ def add_parser(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from recon.evaluate import EvalConfig, evaluate
+    from crunet.evaluate import EvalConfig, evaluate
     from recon.pipeline import compared_methods
 
     cfg = EvalConfig(methods=compared_methods(args.methods, args.weights), weights=tuple(args.weights),

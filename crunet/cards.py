@@ -24,8 +24,8 @@ import torch
 
 from recon.config import load_yaml
 from recon.errors import InputError
-from recon.validation import load_results
-from recon.validation import markdown as validation_markdown
+from crunet.validation import load_results
+from crunet.validation import markdown as validation_markdown
 from recon.weights import CONFIG_FILE, MANIFEST_FILE, WEIGHTS_FILE, read_manifest
 
 CARD_FILE = "CARD.md"

@@ -2,7 +2,7 @@
 
 Two sets, both on the held-out patients (``DataConfig.holdout``) and written as ISMRMRD
 raw files, so that every method runs through the same reader and pipeline as a user's
-data (:func:`recon.evaluate.evaluate`):
+data (:func:`crunet.evaluate.evaluate`):
 
 * ``val``: acquisitions from the training space (in distribution);
 * ``xval``: acquisitions from the held-out space (a coil model, coil counts, a noise band
@@ -94,7 +94,7 @@ def run_validation(out_dir: str | Path, methods: tuple[str, ...], weights: tuple
     gain the row :data:`ORACLE`: per case the best of them against the ground truth.
     Rows already computed in ``out_dir`` (same file, method settings and weights hash)
     are reused, so adding a method to a finished validation runs only that method."""
-    from recon.evaluate import EvalConfig, evaluate
+    from crunet.evaluate import EvalConfig, evaluate
 
     out = Path(out_dir)
     files = write_cases(out, cfg, accelerations, cases, log)

@@ -52,14 +52,14 @@ def run(args: argparse.Namespace) -> int:
         method_configs(methods, args.weights, device=args.device)  # unknown methods / missing weights: fail now
     for size in args.sizes:
         if "coils" in args.what:
-            from recon.bench_coils import bench_coil_maps
+            from crunet.bench.coils import bench_coil_maps
 
             r = bench_coil_maps(size, n_coils=args.coils, repeats=args.repeats)
             result["coils"].append(r)
             print(f"coil maps {size[0]}x{size[1]}: ours {r['ours']['seconds']:.3f} s, bart "
                   f"{r['bart']['seconds'] if isinstance(r.get('bart'), dict) else r.get('bart')}", flush=True)
         if "methods" in args.what:
-            from recon.bench_methods import bench_methods
+            from crunet.bench.methods import bench_methods
 
             r = bench_methods(size, n_coils=args.coils, methods=tuple(methods), repeats=max(1, args.repeats // 2),
                               device=args.device, weights=tuple(args.weights))

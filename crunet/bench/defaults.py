@@ -4,7 +4,7 @@ For simulated raw files (:class:`recon.simulate.cine.SimulationConfig` +
 :func:`recon.simulate.cine.simulate_to_file`, from a real cine series or the
 built-in phantom) over SNR, coil count and acceleration, every slice goes the way of
 the pipeline: read the file (:func:`recon.io.raw.read_raw`, noise scan included),
-ESPIRiT maps from the ACS, :func:`recon.problem.prepare`; then PSNR
+ESPIRiT maps from the ACS, :func:`recon.pipeline.prepare`; then PSNR
 (:func:`recon.metrics.psnr`, mean over frames) against the file's
 ``/dataset/ground_truth`` of
 
@@ -22,7 +22,7 @@ against that model error, not against noise. A case with ``pad > 1`` therefore a
 runs the series zero-padded by :data:`PAD` (the anatomy inside the ring: ESPIRiT
 49 dB at ``lam = 0``, true maps 63 dB).
 
-Run ``python -m recon.bench_defaults --out DIR`` (60 cases, 615 s on one core at the
+Run ``python -m crunet.bench.defaults --out DIR`` (60 cases, 615 s on one core at the
 default sizes); :func:`run_bench` takes small sizes for tests.
 
 Measured (this module, once, 128 x 128, 12 phases, seed 0; PSNR in dB, mean over
@@ -188,7 +188,7 @@ def load_problem(path: Path):
     from recon.coils import estimate_maps
     from recon.io.raw import read_raw, read_reference
     from recon.noise import estimate_sigma
-    from recon.problem import prepare
+    from recon.pipeline import prepare
 
     s = read_raw(path).slices[0]
     p = prepare(s, maps=estimate_maps(s, method="espirit"))

@@ -6,11 +6,11 @@ Single process::
 
 Data parallel (one process per GPU, or CPU processes with gloo)::
 
-    torchrun --nproc_per_node 2 -m recon.cli train --config configs/paper/crunet_ca.yaml
+    torchrun --nproc_per_node 2 -m crunet train --config configs/paper/crunet_ca.yaml
 
 ``--resume`` continues the run in ``--out`` from its last checkpoint, with the config
 saved there (``--config`` may be omitted; if given it must match it). The module also
-runs on its own: ``python -m recon.cli.train ...``.
+runs on its own: ``python -m crunet.cli.train ...``.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry point (``python -m recon.cli.train``), same options as ``crunet train``."""
+    """Stand-alone entry point (``python -m crunet.cli.train``), same options as ``crunet train``."""
     from recon.errors import CrunetError
 
     parser = argparse.ArgumentParser(prog="crunet train", description=__doc__.splitlines()[0])

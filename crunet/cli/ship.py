@@ -20,7 +20,7 @@ def add_parser(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from recon.cards import ship
+    from crunet.cards import ship
     from recon.weights import builtin_weights_dirs
 
     dest = Path(args.dest) if args.dest else builtin_weights_dirs()[0]

@@ -1,5 +1,5 @@
 import sys
 
-from recon.cli import main
+from crunet.cli import main
 
 sys.exit(main())
