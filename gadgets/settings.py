@@ -5,7 +5,8 @@ Python process (CONFIG message). Settings are read from ``<property name=".."
 value=".."/>`` children (Gadgetron's usual form) or from plain child elements
 (``<method>sense</method>``); unknown names are an error. ``crunet serve`` also takes
 them from an MRD App's JSON parameters (:mod:`gadgets.mrdapp`), over the chain's, and
-validates the result with the same :meth:`GadgetSettings.from_mapping`.
+validates the result with the same :meth:`GadgetSettings.from_mapping` (the one
+mechanism of :mod:`recon.config`, as for YAML configs).
 
 | name | default | meaning |
 |---|---|---|
@@ -22,59 +23,44 @@ validates the result with the same :meth:`GadgetSettings.from_mapping`.
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
+from typing import Literal, get_args
 
+from recon.coils.estimate import CoilMethod
+from recon.config import Settings, validated
 from recon.errors import InputError
+from recon.io.images import ImageType
+from recon.machine import Device
 from recon.pipeline import DEFAULT_METHOD, ReconConfig
 
 #: How a failed slice is reported besides the log line (see the table above).
-ERROR_REPORTING = ("image", "text", "log")
-
-
-def _bool(name: str, value: str) -> bool:
-    v = value.strip().lower()
-    if v in ("1", "true", "yes", "on"):
-        return True
-    if v in ("0", "false", "no", "off"):
-        return False
-    raise InputError(f"setting '{name}': expected true/false, got '{value}'")
+ErrorReporting = Literal["image", "text", "log"]
+ERROR_REPORTING: tuple[str, ...] = get_args(ErrorReporting)
 
 
 @dataclass(frozen=True)
-class GadgetSettings:
+class GadgetSettings(Settings):
+    """The gadget's settings (the table above), validated by the one mechanism of
+    :mod:`recon.config`: text values from XML or JSON are parsed to the field types."""
+
+    WHERE = "gadget settings"
+
     method: str = DEFAULT_METHOD
-    coil_method: str = "espirit"
-    device: str = "auto"
-    image_type: str = "magnitude"
+    coil_method: CoilMethod = "espirit"
+    device: Device = "auto"
+    image_type: ImageType = "magnitude"
     series_index: int = 1
     noise_adjust: bool = True
-    error_reporting: str = "image"
+    error_reporting: ErrorReporting = "image"
     weights: str = ""
+
+    def check(self) -> None:
+        self.recon_config()  # method, its weights, CUDA, series index
 
     @classmethod
     def from_mapping(cls, values: dict[str, str]) -> "GadgetSettings":
-        known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise InputError(f"unknown gadget setting(s) {unknown}; valid: {sorted(known)}")
-        kwargs = {}
-        for name, raw in values.items():
-            default = getattr(cls, name)
-            if isinstance(default, bool):
-                kwargs[name] = _bool(name, raw)
-            elif isinstance(default, int):
-                try:
-                    kwargs[name] = int(raw)
-                except ValueError:
-                    raise InputError(f"setting '{name}': expected an integer, got '{raw}'") from None
-            else:
-                kwargs[name] = raw.strip()
-        settings = cls(**kwargs)
-        if settings.error_reporting not in ERROR_REPORTING:
-            raise InputError(f"setting 'error_reporting' must be one of {', '.join(ERROR_REPORTING)}, "
-                             f"got '{settings.error_reporting}'")
-        settings.recon_config()  # validates method, coil method, device, image type
-        return settings
+        """Settings from ``{name: text}`` (XML properties, JSON parameters), converted and validated."""
+        return cls.from_dict(values, text=True)
 
     @staticmethod
     def values_from_element(element: ET.Element | None) -> dict[str, str]:
@@ -116,6 +102,6 @@ class GadgetSettings:
         if self.weights and self.method != "model":
             raise InputError(f"setting 'weights' goes only with method 'model', not '{self.method}' "
                              "(installed weights are chosen by name alone, e.g. method=crunet_ca)")
-        return ReconConfig(method=self.method, coil_method=self.coil_method, device=self.device,
-                           image_type=self.image_type, series_index=self.series_index,
-                           options=options).validate()
+        return validated(ReconConfig(method=self.method, coil_method=self.coil_method, device=self.device,
+                                     image_type=self.image_type, series_index=self.series_index,
+                                     options=options), self.WHERE)

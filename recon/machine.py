@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import platform
+from typing import Literal, get_args
 
 
 def cpu_model() -> str:
@@ -41,8 +42,9 @@ def machine_line(info: dict) -> str:
             f"torch {info.get('torch', '?')}, {info.get('threads', '?')} threads")
 
 
-#: Device names every settings object accepts.
-DEVICES = ("auto", "cpu", "cuda")
+#: Device names every settings object accepts (``auto``: CUDA when available, else CPU).
+Device = Literal["auto", "cpu", "cuda"]
+DEVICES: tuple[str, ...] = get_args(Device)
 
 
 def resolve_device(name: str):

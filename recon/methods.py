@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, get_type_hints
 
 import torch
 
 from recon.baselines.lps import lps
 from recon.baselines.sense import sense
 from recon.baselines.zero_filled import zero_filled
+from recon.config import check_keys, convert
 from recon.errors import InputError
 from recon.models.inference import learned
 from recon.problem import SliceProblem
@@ -84,12 +85,15 @@ def method_options(name: str) -> dict[str, Any]:
 
 
 def check_options(name: str, options: dict[str, Any]) -> None:
-    """An :class:`InputError` for options that method ``name`` does not take (the message lists the valid ones)."""
-    valid = method_options(name)
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        listed = ", ".join(valid) if valid else "none"
-        raise InputError(f"method '{name}': unknown option(s) {', '.join(unknown)}; valid options: {listed}")
+    """An :class:`InputError` for options that method ``name`` does not take (the message lists the valid
+    ones) or whose value does not fit the method's annotation, by the one mechanism of :mod:`recon.config`."""
+    where = f"method '{name}'"
+    check_keys(where, options, method_options(name))
+    if name in METHODS:
+        hints = get_type_hints(METHODS[name])
+        for key, value in options.items():
+            if key in hints:
+                convert(value, hints[key], f"{where}.{key}")
 
 
 def run_method(name: str, p: SliceProblem, **options: Any) -> torch.Tensor:

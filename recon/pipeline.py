@@ -20,21 +20,23 @@ import numpy as np
 import torch
 
 from recon.errors import InputError
-from recon.io.images import IMAGE_TYPES, check_index, slice_images
+from recon.coils.estimate import METHODS as COIL_METHODS
+from recon.coils.estimate import CoilMethod
+from recon.config import Settings
+from recon.io.images import ImageType, check_index, slice_images
 from recon.kspace import to_recon_grid
-from recon.machine import resolve_device
+from recon.machine import Device, resolve_device
 from recon.noise import NOISE_SIGMA_KEY, check_sigma
 from recon.problem import SliceProblem
 from recon.slicedata import SliceData
 from recon.weights import DEFAULT_WEIGHTS
 
-COIL_METHODS = ("espirit", "walsh")
 #: The default method everywhere: trained CRUNet-MR w/ CA, weights by name (recon.weights).
 DEFAULT_METHOD = DEFAULT_WEIGHTS
 
 
 @dataclass(frozen=True)
-class ReconConfig:
+class ReconConfig(Settings):
     """How to reconstruct a slice.
 
     method : ``crunet_ca`` (default: CRUNet-MR with the channel-attention feature bank)
@@ -48,15 +50,18 @@ class ReconConfig:
     options : method options (e.g. ``{"n_iter": 50}``).
     """
 
+    WHERE = "reconstruction settings"
+
     method: str = DEFAULT_METHOD
-    coil_method: str = "espirit"
-    device: str = "auto"
-    image_type: str = "magnitude"
+    coil_method: CoilMethod = "espirit"
+    device: Device = "auto"
+    image_type: ImageType = "magnitude"
     series_index: int = 1
     options: dict = field(default_factory=dict)
 
-    def validate(self) -> "ReconConfig":
-        """Check every field; a learned method must resolve to installed weights. Returns self."""
+    def check(self) -> None:
+        """A learned method must resolve to installed weights; a method's options must be its own;
+        ``cuda`` needs CUDA here (types are checked by :meth:`validate`)."""
         from recon.methods import check_method, check_options
 
         check_method(self.method)
@@ -64,13 +69,8 @@ class ReconConfig:
         if self.method == "model" and not self.options.get("weights"):
             raise InputError("method 'model' needs weights (a trained weights directory or the name "
                              "of installed weights)")
-        if self.coil_method not in COIL_METHODS:
-            raise InputError(f"unknown coil method '{self.coil_method}'; choose one of {COIL_METHODS}")
-        if self.image_type not in IMAGE_TYPES:
-            raise InputError(f"unknown image type '{self.image_type}'; choose one of {sorted(IMAGE_TYPES)}")
         resolve_device(self.device)
         check_index("series_index", self.series_index)
-        return self
 
     def check_ready(self) -> "ReconConfig":
         """:meth:`validate`, then load a learned method's weights on the device (cached for the

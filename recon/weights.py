@@ -228,20 +228,25 @@ def missing_weights_message(name: str) -> str:
 def resolve_weights(ref: str | Path) -> Path:
     """A weights directory from a path or a name.
 
-    An existing directory is used as is; otherwise a bare name is looked up in
-    :func:`weights_search_path`. Raises :class:`InputError` (naming the searched
-    folders and the available names) when neither works. The files are checked
-    (SHA-256) when they are loaded, by :func:`load_weights`.
+    A directory holding a manifest, or any existing directory given as a path (with a
+    separator), is used as is; a bare name is looked up in :func:`weights_search_path`
+    first, so that a folder of the same name in the working directory (the ``crunet``
+    package of a checkout, for ``weights=crunet``) does not shadow installed weights.
+    Raises :class:`InputError` (naming the searched folders and the available names)
+    when nothing is found. The files are checked (SHA-256) when they are loaded, by
+    :func:`load_weights`.
     """
     text = str(ref).strip()
     if not text:
         raise InputError("no weights given: pass a weights directory or the name of installed weights")
     path = Path(text).expanduser()
-    if path.is_dir():
+    if path.is_dir() and ((path / MANIFEST_FILE).is_file() or not is_weights_name(text)):
         return path
     found = find_weights(text)
     if found is not None:
         return found
+    if path.is_dir():  # a bare name, no such weights installed: load_weights says what the folder lacks
+        return path
     if not is_weights_name(text):
         raise InputError(f"{path}: weights directory not found")
     raise InputError(missing_weights_message(text))

@@ -525,5 +525,6 @@ def test_cuda_without_cuda(base, tmp_path):
     rc, _, err, _ = run_cli(["recon-file", str(garbage), str(tmp_path / "o.h5"), "--device", "cuda",
                              "--method", "zf"], tmp_path)
     assert rc == 2 and err.strip().splitlines() == [
-        "crunet recon-file: error: device 'cuda' requested but CUDA is not available on this machine "
+        "crunet recon-file: error: reconstruction settings: device 'cuda' requested but CUDA is not "
+        "available on this machine "
         "(choose device cpu or auto)"]

@@ -107,7 +107,7 @@ def test_registry_unknown_option():
     p, _ = _random_problem()
     with pytest.raises(InputError, match="lambda_x"):
         run_method("lps", p, lambda_x=0.1)
-    with pytest.raises(InputError, match="valid options: none"):
+    with pytest.raises(InputError, match="valid keys: none"):
         run_method("zf", p, lam=0.1)
     with pytest.raises(InputError, match="lam"):
         run_method("sense", p, n_iters=3)

@@ -244,9 +244,9 @@ def test_bad_inputs_raise_input_error():
     acs = kspace[:, lines]
     with pytest.raises(InputError, match="unknown coil-map method"):
         maps_from_acs(acs, lines, 64, method="sense")
-    with pytest.raises(InputError, match="unknown ESPIRiT option"):
+    with pytest.raises(InputError, match="ESPIRiT options: unknown key"):
         maps_from_acs(acs, lines, 64, kernal=5)
-    with pytest.raises(InputError, match="unknown Walsh option"):
+    with pytest.raises(InputError, match="Walsh options: unknown key"):
         maps_from_acs(acs, lines, 64, method="walsh", kernel=5)
     with pytest.raises(InputError, match="crop"):
         maps_from_acs(acs, lines, 64, crop=1.5)

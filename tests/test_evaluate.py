@@ -129,7 +129,8 @@ def test_recon_file_missing_default_weights_one_line(raw, tmp_path, monkeypatch,
     monkeypatch.setenv(W.WEIGHTS_ENV, str(tmp_path))
     assert main(["recon-file", str(raw), str(tmp_path / "x.h5")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("crunet recon-file: error: method 'crunet_ca': trained weights 'crunet_ca' not found")
+    assert err.startswith("crunet recon-file: error: reconstruction settings: method 'crunet_ca': trained weights "
+                          "'crunet_ca' not found")
     assert err.count("\n") == 1 and "--method sense" in err and "Traceback" not in err
 
 

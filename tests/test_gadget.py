@@ -393,7 +393,8 @@ def test_missing_default_weights_is_one_error_line(stream, monkeypatch, tmp_path
         (close,) = struct.unpack("<H", r.read(2))
     t.join(30)
     assert (mid, close) == (8, 4)  # ERROR, then CLOSE
-    assert message.startswith("crunet gadget error: method 'crunet_ca': trained weights 'crunet_ca' not found")
+    assert message.startswith("crunet gadget error: gadget settings: method 'crunet_ca': trained weights 'crunet_ca' "
+                              "not found")
     assert "crunet_sense.xml" in message and "\n" not in message
     assert not any(rec.exc_info for rec in caplog.records)
 

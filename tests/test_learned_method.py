@@ -60,11 +60,11 @@ def test_options_of_learned_and_classical_methods(raw):
     p = prepare(raw)
     assert method_options("crunet_ca") == {}
     assert set(method_options("model")) == {"weights"}
-    with pytest.raises(InputError, match=r"method 'crunet_ca': unknown option\(s\) weights; valid options: none"):
+    with pytest.raises(InputError, match=r"method 'crunet_ca': unknown key\(s\) weights; valid keys: none"):
         run_method("crunet_ca", p, weights="x")
-    with pytest.raises(InputError, match=r"method 'sense': unknown option\(s\) bogus; valid options: lam"):
+    with pytest.raises(InputError, match=r"method 'sense': unknown key\(s\) bogus; valid keys: lam"):
         run_method("sense", p, bogus=1)
-    with pytest.raises(InputError, match="unknown option"):
+    with pytest.raises(InputError, match="unknown key"):
         ReconConfig(method="crunet_ca", options={"n_iter": 3}).validate()
 
 

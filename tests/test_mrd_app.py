@@ -137,7 +137,7 @@ def test_client_local_chain_file(raw, server, tmp_path):
     ('["crunet"]', "expected a JSON object"),
     ('{"parameters": ["method", "zf"]}', "'parameters' must be an object"),
     ('{"parameters": {"config": "crunet_zf", "seriesindex": "abc"}}',
-     "configAdditional parameter 'seriesindex' = 'abc': setting 'series_index': expected an integer"),
+     "configAdditional parameter 'seriesindex' = 'abc': gadget settings.series_index: expected an integer"),
     ('{"parameters": {"config": "crunet_zf", "seriesindex": 70000}}', "configAdditional parameter 'seriesindex'"),
     ('{"parameters": {"config": "crunet_zf", "method": "nope"}}', "configAdditional parameter 'method' = 'nope'"),
     ('{"parameters": {"config": "crunet_zf", "device": ["cpu"]}}',

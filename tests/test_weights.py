@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -172,6 +173,19 @@ def test_name_found_in_env_folders_first_wins(only_env, tmp_path):
     assert resolve_weights("crunet_ca") == a / "crunet_ca"
     assert resolve_weights("crnn") == b / "crnn"
     assert available_weights() == ["crnn", "crunet_ca"]
+
+
+def test_bare_name_prefers_installed_weights_over_a_folder_of_that_name(only_env, tmp_path, monkeypatch):
+    """``weights=crunet`` run from a checkout, where ``crunet/`` is the application package."""
+    from recon.weights import WEIGHTS_ENV, resolve_weights
+    from tests.conftest import save_tiny_weights
+
+    save_tiny_weights(tmp_path / "installed" / "crunet", "crunet")
+    only_env.setenv(WEIGHTS_ENV, str(tmp_path / "installed"))
+    (tmp_path / "cwd" / "crunet").mkdir(parents=True)  # a folder without a manifest
+    monkeypatch.chdir(tmp_path / "cwd")
+    assert resolve_weights("crunet") == tmp_path / "installed" / "crunet"
+    assert resolve_weights("./crunet") == Path("crunet")  # a path is taken as a path
 
 
 def test_unknown_name_names_folders_and_available(only_env, tmp_path):

@@ -84,7 +84,7 @@ def test_resolve_mrd_app_names_without_extension():
 
 
 def test_settings_errors():
-    with pytest.raises(InputError, match="unknown gadget setting"):
+    with pytest.raises(InputError, match="gadget settings: unknown key"):
         GadgetSettings.from_xml('<configuration><property name="methd" value="zf"/></configuration>')
     with pytest.raises(InputError, match="unknown method"):
         GadgetSettings.from_xml('<configuration><property name="method" value="x"/></configuration>')

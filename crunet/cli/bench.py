@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from recon.machine import DEVICES
+
 
 def _shape(text: str) -> tuple[int, int]:
     parts = text.lower().split("x")
@@ -30,7 +32,7 @@ def add_parser(p: argparse.ArgumentParser) -> None:
                         "--weights is given")
     p.add_argument("--weights", nargs="+", default=[], metavar="DIR",
                    help="trained weights directories, each timed as a method (labelled by folder name)")
-    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto",
+    p.add_argument("--device", choices=DEVICES, default="auto",
                    help="auto (default): CUDA when available, else CPU")
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from recon.machine import DEVICES
+
 
 def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", help="ISMRMRD raw files with /dataset/ground_truth "
@@ -16,7 +18,7 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", nargs="+", default=[], metavar="DIR",
                    help="trained weights directories, each a method (labelled by folder name) after --methods")
     p.add_argument("--coil-method", choices=("espirit", "walsh"), default="espirit")
-    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto",
+    p.add_argument("--device", choices=DEVICES, default="auto",
                    help="auto (default): CUDA when available, else CPU")
     p.add_argument("--reference-method", default=None,
                    help="method the others are tested against (default: the last one)")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from recon.machine import DEVICES
+
 
 def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", help="ISMRMRD raw file (.h5)")
@@ -16,7 +18,7 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", help="a trained weights directory (or name) to run as method model")
     p.add_argument("--coil-method", choices=("espirit", "walsh"), default="espirit")
     p.add_argument("--image-type", choices=("magnitude", "complex"), default="magnitude")
-    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto",
+    p.add_argument("--device", choices=DEVICES, default="auto",
                    help="auto (default): CUDA when available, else CPU")
     p.add_argument("--group", default="dataset", help="output group (default dataset)")
     p.add_argument("--series", type=int, default=1, help="image_series_index (default 1)")

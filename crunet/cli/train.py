@@ -19,12 +19,14 @@ import argparse
 import sys
 from pathlib import Path
 
+from recon.machine import DEVICES
+
 
 def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="run config YAML (model, data, train); see configs/")
     p.add_argument("--out", help="run folder (default runs/<config name>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
+    p.add_argument("--device", choices=DEVICES, default=None,
                    help="override train.device (auto: CUDA when available)")
     p.add_argument("--epochs", type=int, default=None, help="override train.epochs (changes the lr schedule)")
     p.add_argument("--threads", type=int, default=None,

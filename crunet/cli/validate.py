@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 
+from recon.machine import DEVICES
+
 
 def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="validation", help="output folder (default validation)")
@@ -19,7 +21,7 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", nargs="+", default=[], metavar="DIR", help="trained weights directories as methods")
     p.add_argument("--accelerations", nargs="+", type=int, default=[4, 8, 10, 24], help="R values (default 4 8 10 24)")
     p.add_argument("--cases", type=int, default=3, help="slices per set and R (default 3)")
-    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
+    p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--figures", action="store_true", help="write the per-slice figures too")
     p.add_argument("--oracle-r", nargs="*", type=int, default=[8], metavar="R",
                    help="R values with the oracle-tuned CG-SENSE row (SENSE at 9 Tikhonov weights, 0 to 1, the best "

@@ -39,11 +39,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from recon.config import Settings, check_keys, from_dict, to_dict
 from recon.errors import InputError
 
 
 @dataclass(frozen=True)
-class EspiritOptions:
+class EspiritOptions(Settings):
     """Options of :func:`espirit_maps` (defaults: BART ``ecalib -m1 -S``).
 
     The default weights the maps by BART's S-curve of the eigenvalue (``soft_crop``)
@@ -76,40 +77,29 @@ class EspiritOptions:
     coarse: int | None = None
     refine: int = 3
 
-    def validate(self) -> "EspiritOptions":
+    WHERE = "ESPIRiT options"
+
+    def check(self) -> None:
         for name in ("kernel", "calib_size"):
-            v = getattr(self, name)
-            if (not isinstance(v, (tuple, list)) or len(v) != 2
-                    or any(isinstance(a, bool) or not isinstance(a, (int, np.integer)) or a < 1 for a in v)):
-                raise InputError(f"ESPIRiT option {name} must be two integers >= 1, got {v!r}")
-        if not (isinstance(self.threshold, (int, float)) and 0 <= self.threshold < 1):
-            raise InputError(f"ESPIRiT option threshold must lie in [0, 1), got {self.threshold!r}")
-        if not (isinstance(self.crop, (int, float)) and 0 <= self.crop < 1):
-            raise InputError(f"ESPIRiT option crop must lie in [0, 1), got {self.crop!r}")
-        if self.coarse is not None and (isinstance(self.coarse, bool) or not isinstance(self.coarse, (int, np.integer))
-                                        or self.coarse < 1):
-            raise InputError(f"ESPIRiT option coarse must be None or an integer >= 1, got {self.coarse!r}")
-        if isinstance(self.refine, bool) or not isinstance(self.refine, (int, np.integer)) or self.refine < 0:
-            raise InputError(f"ESPIRiT option refine must be an integer >= 0, got {self.refine!r}")
-        return self
+            if min(getattr(self, name)) < 1:
+                raise InputError(f"{name} must be two integers >= 1, got {getattr(self, name)!r}")
+        for name in ("threshold", "crop"):
+            if not 0 <= getattr(self, name) < 1:
+                raise InputError(f"{name} must lie in [0, 1), got {getattr(self, name)!r}")
+        if self.coarse is not None and self.coarse < 1:
+            raise InputError(f"coarse must be None or an integer >= 1, got {self.coarse!r}")
+        if self.refine < 0:
+            raise InputError(f"refine must be an integer >= 0, got {self.refine!r}")
 
     @classmethod
-    def from_dict(cls, options: dict, base: "EspiritOptions | None" = None) -> "EspiritOptions":
-        """Options from keyword values (an int kernel/calib size means a square one),
-        validated; unknown names raise :class:`InputError`."""
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise InputError(f"unknown ESPIRiT option(s) {unknown}; known: {sorted(known)}")
-        fixed = {}
-        for k, v in options.items():
-            if k in ("kernel", "calib_size"):
-                if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
-                    v = (int(v), int(v))
-                elif isinstance(v, list):
-                    v = tuple(v)
-            fixed[k] = v
-        return cls(**{**(base or cls()).__dict__, **fixed}).validate()
+    def from_dict(cls, data: dict | None, where: str | None = None, text: bool = False,
+                  base: "EspiritOptions | None" = None) -> "EspiritOptions":
+        """Options from keyword values over ``base`` (default: the defaults), by the one
+        mechanism (:func:`recon.config.from_dict`); an int kernel / calib size means a square one."""
+        fixed = {k: (int(v), int(v)) if k in ("kernel", "calib_size") and isinstance(v, (int, np.integer))
+                 and not isinstance(v, bool) else v for k, v in (data or {}).items()}
+        check_keys(where or cls.WHERE, fixed, cls.__dataclass_fields__)
+        return from_dict(cls, {**to_dict(base or cls()), **fixed}, where or cls.WHERE, text=text)
 
 
 def _as_complex_tensor(x) -> tuple[torch.Tensor, bool]:
@@ -401,7 +391,7 @@ def espirit_maps(calib, shape: tuple[int, int], options: EspiritOptions | None =
         :class:`EigenSolverError` when an eigen-decomposition fails or the maps
         come out NaN/Inf.
     """
-    opts = EspiritOptions.from_dict(kwargs, options) if kwargs else (options or EspiritOptions()).validate()
+    opts = EspiritOptions.from_dict(kwargs, base=options) if kwargs else (options or EspiritOptions()).validate()
     t, was_numpy = _as_complex_tensor(calib)
     if t.ndim != 3:
         raise InputError(f"calibration data must be [coils, ky, kx], got shape {tuple(t.shape)}")

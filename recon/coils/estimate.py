@@ -16,15 +16,20 @@ the lines without a ``SliceData``.
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import numpy as np
 
 from recon.coils.espirit import EigenSolverError, EspiritOptions, auto_coarse, espirit_maps
 from recon.coils.walsh import walsh_maps
+from recon.config import check_keys
 from recon.errors import InputError
 from recon.fft import ifft2c
 from recon.kspace import center_crop, remove_readout_oversampling
 
-METHODS = ("espirit", "walsh")
+#: Coil-map estimators by name (a setting typed ``CoilMethod`` names one).
+CoilMethod = Literal["espirit", "walsh"]
+METHODS: tuple[str, ...] = get_args(CoilMethod)
 WALSH_OPTIONS = ("window", "coarse", "refine", "taper")
 
 
@@ -161,9 +166,7 @@ def maps_from_acs(acs: np.ndarray, acs_lines: np.ndarray, n_ky: int, shape: tupl
 
 
 def _walsh(acs, lines, block, n_ky, n_grid, options) -> np.ndarray:
-    unknown = sorted(set(options) - set(WALSH_OPTIONS))
-    if unknown:
-        raise InputError(f"unknown Walsh option(s) {unknown}; known: {list(WALSH_OPTIONS)}")
+    check_keys("Walsh options", options, WALSH_OPTIONS)
     lines = lines[block]
     sub = acs[:, block]
     n_lines = len(lines)

@@ -17,6 +17,7 @@ Gadgetron gadget; the HDF5 layout written by :func:`write_images` is the one of
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal, get_args
 
 import ismrmrd
 import numpy as np
@@ -25,7 +26,9 @@ from recon.errors import InputError
 from recon.io.limits import short_list
 from recon.slicedata import SliceData
 
-IMAGE_TYPES = {"magnitude": ismrmrd.IMTYPE_MAGNITUDE, "complex": ismrmrd.IMTYPE_COMPLEX}
+#: Output image types a setting may name (``ImageType``), and their ISMRMRD image type.
+ImageType = Literal["magnitude", "complex"]
+IMAGE_TYPES = dict(zip(get_args(ImageType), (ismrmrd.IMTYPE_MAGNITUDE, ismrmrd.IMTYPE_COMPLEX)))
 #: ``image_index`` and ``image_series_index`` are unsigned 16-bit in the ISMRMRD image header.
 MAX_INDEX = 65535
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from recon.config import Settings
 from recon.errors import InputError
 
 
 @dataclass(frozen=True)
-class CRUNetConfig:
+class CRUNetConfig(Settings):
     """CRUNet-MR (docs/design.md §1, §4) and its cross-cascade feature bank.
 
     channels : feature width at every UNet level (paper: 64).
@@ -23,15 +24,17 @@ class CRUNetConfig:
     temporal_padding : ``circular`` (cine is periodic) or ``zeros``.
     """
 
+    WHERE = "model.crunet"
+
     channels: int = 64
     cascades: int = 5
     fusion: Literal["none", "conv", "ca"] = "none"
     bank_depth: int = 0
     ca_reduction: int = 4
-    dilations: tuple[int, ...] = (1, 2, 4)
+    dilations: tuple[int, int, int] = (1, 2, 4)
     temporal_padding: Literal["circular", "zeros"] = "circular"
 
-    def validate(self) -> None:
+    def check(self) -> None:
         if self.channels < 1 or self.cascades < 1:
             raise InputError(f"channels and cascades must be >= 1, got {self.channels}, {self.cascades}")
         if self.bank_depth < 0:
@@ -40,17 +43,21 @@ class CRUNetConfig:
             raise InputError("bank_depth needs a feature bank (fusion 'conv' or 'ca')")
         if self.ca_reduction < 1:
             raise InputError(f"ca_reduction must be >= 1, got {self.ca_reduction}")
+        if min(self.dilations) < 1:
+            raise InputError(f"dilations must be >= 1 (level 0, level 1, bottleneck), got {self.dilations}")
 
 
 @dataclass(frozen=True)
-class CRNNConfig:
+class CRNNConfig(Settings):
     """CRNN-MRI (Qin et al. 2018): ``nf`` features, ``cascades`` (nc), ``layers`` (nd)."""
+
+    WHERE = "model.crnn"
 
     channels: int = 64
     cascades: int = 5
     layers: int = 5
 
-    def validate(self) -> None:
+    def check(self) -> None:
         if min(self.channels, self.cascades, self.layers) < 1:
             raise InputError("channels, cascades and layers must be >= 1")
         if self.layers < 3:
@@ -58,7 +65,7 @@ class CRNNConfig:
 
 
 @dataclass(frozen=True)
-class PromptMRConfig:
+class PromptMRConfig(Settings):
     """PromptMR (Xin et al., STACOM 2023; :mod:`recon.models.promptmr`). Defaults: the paper's size.
 
     cascades : unrolled cascades, each a soft k-space DC step and a PromptUNet (paper: 12).
@@ -78,6 +85,8 @@ class PromptMRConfig:
         reference's ``use_checkpoint``); no effect on results or at inference.
     """
 
+    WHERE = "model.promptmr"
+
     cascades: int = 12
     adjacent_frames: int = 5
     channels: int = 48
@@ -94,7 +103,7 @@ class PromptMRConfig:
     learnable_prompt: bool = True
     checkpoint: bool = False
 
-    def validate(self) -> None:
+    def check(self) -> None:
         if self.cascades < 1 or self.channels < 1:
             raise InputError(f"cascades and channels must be >= 1, got {self.cascades}, {self.channels}")
         if self.adjacent_frames < 1 or self.adjacent_frames % 2 == 0:
@@ -113,8 +122,10 @@ class PromptMRConfig:
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(Settings):
     """Which model, with its settings: ``name`` selects ``crunet``, ``crnn`` or ``promptmr``."""
+
+    WHERE = "model"
 
     name: Literal["crunet", "crnn", "promptmr"] = "crunet"
     crunet: CRUNetConfig = field(default_factory=CRUNetConfig)

@@ -12,14 +12,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-from recon.config import from_dict, load_yaml
+from recon.config import Settings, from_dict, load_yaml, validated
 from recon.errors import InputError
 from recon.models.config import ModelConfig
 from recon.simulate.acquisition import HELDOUT_SPACE, TRAIN_SPACE, AcquisitionSpace
 
 
 @dataclass(frozen=True)
-class DataConfig:
+class DataConfig(Settings):
     """Where training samples come from and how they are made (:mod:`recon.train.data`).
 
     source : ``simulated`` (on the fly: real magnitude series or the phantom, through
@@ -63,6 +63,8 @@ class DataConfig:
     workers : DataLoader worker processes making samples (0 = in the training process).
     """
 
+    WHERE = "data"
+
     source: Literal["simulated", "ismrmrd"] = "simulated"
     images: Literal["auto", "real", "phantom"] = "auto"
     data_dir: str | None = None
@@ -83,9 +85,7 @@ class DataConfig:
     val_seed: int = 1_000_003
     workers: int = 0
 
-    def validate(self) -> None:
-        self.train_space.validate()
-        self.heldout_space.validate()
+    def check(self) -> None:
         if self.val_acceleration < 1:
             raise InputError(f"val_acceleration must be >= 1, got {self.val_acceleration}")
         if self.pixels_per_sample is not None and self.pixels_per_sample < 16:
@@ -108,12 +108,14 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
-class LossConfig:
+class LossConfig(Settings):
     """Weights of the loss terms (:mod:`recon.train.loss`); 0 switches a term off.
 
     Defaults are the reference's: ``0.25 * kspace_mse + 0.5 * (image_mse + image_l1)
     + 0.5 * ((1 - SSIM(real)) + (1 - SSIM(imag)))``.
     """
+
+    WHERE = "train.loss"
 
     kspace_mse: float = 0.25
     image_mse: float = 0.5
@@ -121,7 +123,7 @@ class LossConfig:
     ssim: float = 0.5
     ssim_window: int = 7
 
-    def validate(self) -> None:
+    def check(self) -> None:
         weights = (self.kspace_mse, self.image_mse, self.image_l1, self.ssim)
         if any(w < 0 for w in weights) or not any(w > 0 for w in weights):
             raise InputError(f"loss weights must be >= 0 and not all 0, got {weights}")
@@ -130,7 +132,7 @@ class LossConfig:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Settings):
     """Optimisation (paper: AdamW lr 3e-4, weight decay 1e-3, batch 1, 144 epochs,
     cosine annealing to 1e-4 after 10 linear warm-up epochs).
 
@@ -145,6 +147,8 @@ class TrainConfig:
     max_minutes : a wall-time budget: after the first epoch the run plans as many epochs
         as fit it (at most ``epochs``), so the schedule still ends at ``min_lr``; null = none.
     """
+
+    WHERE = "train"
 
     epochs: int = 144
     steps_per_epoch: int = 1000
@@ -162,7 +166,7 @@ class TrainConfig:
     max_minutes: float | None = None
     loss: LossConfig = field(default_factory=LossConfig)
 
-    def validate(self) -> None:
+    def check(self) -> None:
         for name in ("epochs", "steps_per_epoch", "batch_size", "val_every"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -191,8 +195,10 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
-class RunConfig:
+class RunConfig(Settings):
     """One training run: which model, which data, how to optimise."""
+
+    WHERE = "run config"
 
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -213,8 +219,4 @@ def with_overrides(cfg: RunConfig, *, epochs: int | None = None, steps_per_epoch
                                  ("threads", threads)) if v is not None}
     if not changes:
         return cfg
-    train = replace(cfg.train, **changes)
-    if device is not None and device not in ("auto", "cpu", "cuda"):
-        raise InputError(f"device must be auto, cpu or cuda, got {device!r}")
-    train.validate()
-    return replace(cfg, train=train)
+    return replace(cfg, train=validated(replace(cfg.train, **changes), "command-line options"))
