@@ -19,7 +19,7 @@ $(STAMP): setup.py
 	# piq for HaarPSI, without its torchvision dependency (HaarPSI does not use it;
 	# PyPI's torchvision does not load beside the CPU torch wheel)
 	$(PY) -m pip install -q --no-deps 'piq>=0.8'
-	# DISTS alpha/beta weights (its code needs torchvision; recon/dists.py has its own VGG16)
+	# DISTS alpha/beta weights (its code needs torchvision; recon/metrics/dists.py has its own VGG16)
 	$(PY) -m pip install -q --no-deps 'DISTS_pytorch==0.1'
 	touch $(STAMP)
 

@@ -1,4 +1,4 @@
-"""DISTS (recon/dists.py) with a random VGG16 in torchvision's state-dict format.
+"""DISTS (recon.metrics.dists) with a random VGG16 in torchvision's state-dict format.
 
 The real ImageNet VGG16 is not available here, so the invariants are checked with seeded
 random weights, and the arithmetic is checked against the authors' own DISTS_pt.py
@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import math
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -20,9 +21,11 @@ import pytest
 import torch
 import torch.nn as nn
 
-from recon import dists as dm
 from recon import metrics
 from recon.errors import InputError
+from recon.metrics import dists as dm
+from recon.metrics import dists_weights as dw
+from recon.metrics.frames import prepare
 
 
 @functools.lru_cache(maxsize=1)
@@ -85,8 +88,18 @@ def test_alpha_beta_found_with_expected_shape() -> None:
     assert "DISTS_pytorch.DISTS_pt" not in sys.modules and "torchvision" not in sys.modules
 
 
+def test_importing_metrics_loads_no_dists() -> None:
+    """``import recon.metrics`` leaves the DISTS network code (and torchvision) unloaded."""
+    code = ("import sys, recon.metrics; "
+            "print(sorted(m for m in sys.modules if 'dists' in m.lower() or m.split('.')[0] == 'torchvision'))")
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]", f"loaded by import recon.metrics: {r.stdout.strip()}"
+
+
 def test_missing_dists_package_is_reported(vgg_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dm, "DISTS_PACKAGE", "no_such_dists_package_xyz")
+    monkeypatch.setattr(dw, "DISTS_PACKAGE", "no_such_dists_package_xyz")
     with pytest.raises(dm.DistsUnavailable, match="pip install --no-deps"):
         dm.dists_weights_path()
 
@@ -163,7 +176,7 @@ def test_matches_the_authors_implementation(vgg_file: Path, rng: np.random.Gener
 
     ref = _series(rng, 2, 48, 40)
     rec = _noisy(ref, 0.05, seed=5)
-    r, p = metrics._prepare(ref, rec, None)
+    r, p = prepare(ref, rec, None)
     with torch.no_grad():
         want = reference(r.float().unsqueeze(1).repeat(1, 3, 1, 1),
                          p.float().unsqueeze(1).repeat(1, 3, 1, 1)).double().numpy()
@@ -203,9 +216,9 @@ def test_invalid_state_dicts(mutate, message: str) -> None:
     state = dict(_random_vgg16_state())
     mutate(state)
     with pytest.raises(dm.DistsUnavailable, match=message):
-        dm._check_vgg_state(state, Path("bad.pth"))
+        dw._check_vgg_state(state, Path("bad.pth"))
     with pytest.raises(dm.DistsUnavailable, match="state dict"):
-        dm._check_vgg_state([1, 2], Path("bad.pth"))
+        dw._check_vgg_state([1, 2], Path("bad.pth"))
 
 
 def test_unreadable_and_missing_files(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from recon.metrics import (
     ssim_torch,
     summarise,
 )
+from recon.metrics import piq_haarpsi
 from recon.stats import compare_methods
 
 
@@ -271,7 +272,7 @@ def test_summarise_without_piq(rng: np.random.Generator, monkeypatch: pytest.Mon
     def missing() -> None:
         raise RuntimeError("HaarPSI needs the optional 'piq' package")
 
-    monkeypatch.setattr(metrics, "_load_piq_haarpsi", missing)
+    monkeypatch.setattr(piq_haarpsi, "load_piq_haarpsi", missing)
     ref = _structured_series(rng, 2, 24, 24)
     rec = ref + 0.5 * _complex_series(rng, 2, 24, 24) / 50
     summary = summarise(ref, rec)
