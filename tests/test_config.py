@@ -1,0 +1,102 @@
+"""The one validation mechanism (recon.config): every settings object, whatever its source,
+gives the same unknown-key and type errors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pytest
+
+from recon.config import Settings, check_keys, convert, from_dict
+from recon.errors import InputError
+
+
+@dataclass(frozen=True)
+class Inner(Settings):
+    WHERE = "inner"
+
+    size: tuple[int, int] = (6, 6)
+
+    def check(self) -> None:
+        if min(self.size) < 1:
+            raise InputError(f"size must be >= 1, got {self.size}")
+
+
+@dataclass(frozen=True)
+class Outer(Settings):
+    WHERE = "outer"
+
+    flag: bool = True
+    count: int = 1
+    rate: float = 0.5
+    mode: Literal["a", "b"] = "a"
+    limit: int | None = None
+    inner: Inner = field(default_factory=Inner)
+
+
+def test_text_values_parse_to_the_annotated_types():
+    o = Outer.from_dict({"flag": "off", "count": " 3 ", "rate": "1e-2", "mode": "b", "limit": "none",
+                         "inner": {"size": "4,5"}}, text=True)
+    assert o == Outer(False, 3, 0.01, "b", None, Inner((4, 5)))
+    assert Outer.from_dict({"limit": "7"}, text=True).limit == 7
+
+
+def test_typed_values_are_checked_not_parsed():
+    with pytest.raises(InputError, match=r"^outer\.count: expected an integer, got '3'$"):
+        Outer.from_dict({"count": "3"})
+    assert Outer.from_dict({"count": np.int64(3), "rate": 2}).rate == 2.0
+
+
+@pytest.mark.parametrize("data, text, message", [
+    ({"colour": 1}, False, "outer: unknown key(s) colour; valid keys: count, flag, inner, limit, mode, rate"),
+    ({"flag": "maybe"}, True, "outer.flag: expected true/false, got 'maybe'"),
+    ({"count": "x"}, True, "outer.count: expected an integer, got 'x'"),
+    ({"rate": "fast"}, True, "outer.rate: expected a number, got 'fast'"),
+    ({"mode": "c"}, False, "outer.mode: 'c' is not one of a, b"),
+    ({"inner": {"size": [1]}}, False, "outer.inner.size: expected 2 values, got 1"),
+    ({"inner": {"size": [0, 1]}}, False, "outer.inner: size must be >= 1, got (0, 1)"),
+    ({"inner": {"sise": [1, 1]}}, False, "outer.inner: unknown key(s) sise; valid keys: size"),
+])
+def test_errors_name_the_source_and_the_key(data, text, message):
+    with pytest.raises(InputError) as e:
+        Outer.from_dict(data, text=text)
+    assert str(e.value) == message
+
+
+def test_objects_built_in_code_get_the_same_checks():
+    assert Outer().validate() == Outer()
+    with pytest.raises(InputError, match=r"^outer\.mode: 'z' is not one of a, b$"):
+        Outer(mode="z").validate()
+    with pytest.raises(InputError, match=r"^outer\.inner: size must be >= 1"):
+        Outer(inner=Inner((0, 0))).validate()
+
+
+def test_check_keys_and_convert_alone():
+    check_keys("x", {"a": 1}, ["a", "b"])
+    with pytest.raises(InputError, match="^x: unknown key\\(s\\) c; valid keys: none$"):
+        check_keys("x", {"c": 1}, [])
+    assert convert("auto", float | str, "lam") == "auto"
+    with pytest.raises(InputError, match="^lam: expected one of float, str, got \\[1\\]$"):
+        convert([1], float | str, "lam")
+
+
+def test_every_source_uses_the_mechanism():
+    """YAML configs, XML/JSON gadget settings, ESPIRiT options, method options: one message format."""
+    from gadgets.settings import GadgetSettings
+    from recon.coils.espirit import EspiritOptions
+    from recon.methods import check_options
+    from recon.models.config import ModelConfig
+
+    for call, where in ((lambda: from_dict(ModelConfig, {"bogus": 1}, "run.yaml"), "run.yaml"),
+                        (lambda: GadgetSettings.from_mapping({"bogus": "1"}), "gadget settings"),
+                        (lambda: EspiritOptions.from_dict({"bogus": 1}), "ESPIRiT options"),
+                        (lambda: check_options("sense", {"bogus": 1}), "method 'sense'")):
+        with pytest.raises(InputError) as e:
+            call()
+        assert str(e.value).startswith(f"{where}: unknown key(s) bogus; valid keys: ")
+    with pytest.raises(InputError, match=r"^gadget settings\.series_index: expected an integer, got 'x'$"):
+        GadgetSettings.from_mapping({"series_index": "x"})
+    with pytest.raises(InputError, match=r"^method 'lps'\.n_iter: expected an integer, got 2\.5$"):
+        check_options("lps", {"n_iter": 2.5})
