@@ -9,12 +9,16 @@ DEMO_OUT ?= demo_output
 
 venv: $(STAMP)
 
-# torch first, from the local CPU wheel (any other spec pulls a multi-GB CUDA build),
-# then the package with its dev extras. Re-runs only when setup.py changes.
+# torch first (TORCH: the requirement, TORCH_INDEX: pip options choosing the build, e.g.
+# --index-url https://download.pytorch.org/whl/cpu for the CPU-only build; a torch already
+# in .venv that satisfies TORCH is kept), then the package with its dev extras. Re-runs
+# only when setup.py changes.
+TORCH       ?= torch==2.13.0
+TORCH_INDEX ?=
 $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q $(TORCH_INDEX) '$(TORCH)'
 	$(PY) -m pip install -q -e '.[dev]'
 	# piq for HaarPSI, without its torchvision dependency (HaarPSI does not use it;
 	# PyPI's torchvision does not load beside the CPU torch wheel)
@@ -28,7 +32,7 @@ $(STAMP): setup.py
 tools:
 	@if ! command -v ismrmrd_generate_cartesian_shepp_logan >/dev/null 2>&1 || ! command -v bart >/dev/null 2>&1; then \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ismrmrd-tools bart) >/dev/null \
-	    || echo "warning: could not install ismrmrd-tools/bart; the tests that need them will fail and say so"; \
+	    || echo "warning: could not install ismrmrd-tools/bart (needs root and apt); the reference tests that need them are skipped, saying why (CI=true fails them)"; \
 	fi
 
 demo: venv

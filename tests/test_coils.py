@@ -30,6 +30,7 @@ from recon.io.raw import read_raw, read_reference
 from recon.kspace import center_crop
 from recon.masks import acs_indices
 from recon.simulate.cine import SimulationConfig, simulate_scan, simulate_to_file
+from tests.conftest import missing_tool
 
 
 def _report(name, result):
@@ -39,7 +40,7 @@ def _report(name, result):
 
 def _require_bart():
     if bart_executable() is None:
-        pytest.fail("'bart' not found: install Debian's 'bart' package to compare ESPIRiT with BART ecalib")
+        missing_tool("bart", "bart")
 
 
 @pytest.fixture(scope="module")
