@@ -32,7 +32,8 @@ def write_cases(out_dir: str | Path, cfg: DataConfig = DataConfig(), acceleratio
                 cases: int = 3, log=print) -> dict[str, dict[int, list[Path]]]:
     """Raw files ``<out>/<set>/r<R>_case<i>.h5`` -> ``{set: {R: [paths]}}`` (existing files are kept)."""
     from recon.simulate.cine import write_slice_file
-    from recon.train.data import SimulatedCine, simulate_scene
+    from recon.train.data import SimulatedCine
+    from recon.train.samples import simulate_scene
 
     out = Path(out_dir)
     files: dict[str, dict[int, list[Path]]] = {}

@@ -15,10 +15,11 @@ from recon.errors import InputError
 from recon.models.config import CRUNetConfig, ModelConfig
 from recon.simulate.acquisition import HELDOUT_SPACE, TRAIN_SPACE, AcquisitionSpace
 from recon.train.config import DataConfig, LossConfig, RunConfig, TrainConfig, load_run_config
-from recon.train.data import (RawFileSlices, SimulatedCine, collate, global_index, simulate_sample,
-                              split_series, strip_start, strip_width)
+from recon.train.data import RawFileSlices, SimulatedCine, collate, global_index
 from recon.train.loss import ReconLoss, image_l1, image_mse, kspace_mse, ssim_loss
+from recon.train.samples import simulate_sample, strip_start, strip_width
 from recon.train.schedule import WarmupCosine, warmup_cosine_lr
+from recon.train.series import split_series
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "configs").rglob("*.yaml"))

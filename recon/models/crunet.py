@@ -52,7 +52,6 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from recon.errors import InputError
-from recon.fft import ifft2c
 from recon.models.config import CRUNetConfig
 from recon.models.layers import (
     ChannelAttention,
@@ -67,7 +66,7 @@ from recon.models.layers import (
     normalize_cine,
     pad_to_multiple,
 )
-from recon.sense import data_consistency, expand_mask, reduce
+from recon.sense import SenseOperator, data_consistency
 
 LEVELS = 3  # level 0 (full res), level 1 (half res), bottleneck (half res)
 DOWNSAMPLING = 2  # total spatial downsampling of the UNet (one 2x2 stride-2 step)
@@ -226,9 +225,9 @@ class CRUNetMR(nn.Module):
         Complex images ``[b, t, y, x]`` (dtype of ``k``), data-consistent after every cascade.
         """
         check_model_inputs(k, mask, maps)
-        m = expand_mask(mask).to(k.real.dtype)
-        x = reduce(ifft2c(m * k), maps)  # SENSE adjoint: zero-filled, coil-combined
-        k0 = m * k
+        op = SenseOperator(maps, mask)
+        x = op.adjoint(k)  # SENSE adjoint: zero-filled, coil-combined
+        k0 = op.mask * k
         states = None
         bank = [[] for _ in range(LEVELS)] if self.fusion is not None else None
         keep = self.cfg.bank_depth or self.cfg.cascades

@@ -20,7 +20,8 @@ from recon.simulate.acquisition import HELDOUT_SPACE, TRAIN_SPACE, AcquisitionSp
 
 @dataclass(frozen=True)
 class DataConfig(Settings):
-    """Where training samples come from and how they are made (:mod:`recon.train.data`).
+    """Where training samples come from and how they are made (:mod:`recon.train.data`,
+    :mod:`recon.train.samples`, :mod:`recon.train.series`).
 
     source : ``simulated`` (on the fly: real magnitude series or the phantom, through
         the forward model and the inference path) or ``ismrmrd`` (raw files with a
@@ -45,7 +46,7 @@ class DataConfig(Settings):
         (readout width ``pixels / (frames * ny)``, multiple of 8, >= 16); None trains on
         whole slices. 12 x 128 x 32 = 49152 keeps a CPU step near 2 s at 16 channels.
     scene_reuse : training samples cut from each simulated slice (each with its own R,
-        mask shift and strip; :mod:`recon.train.data`): the simulation costs more than a
+        mask shift and strip; :mod:`recon.train.samples`): the simulation costs more than a
         CPU training step, so it is amortised over this many steps.
     crop_scale : random crop of a real series, as a fraction ``(lo, hi)`` of the
         largest crop of the matrix's aspect ratio, before it is fitted to the matrix.

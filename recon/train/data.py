@@ -1,50 +1,20 @@
 """Training and validation samples: simulated on the fly, or read from ISMRMRD files.
 
-Every sample is a dict of tensors (no batch axis)::
+The sample sources, one per split (:data:`SPLITS`), each with ``sample(epoch, index)``
+giving a sample dict (:mod:`recon.train.samples`, which also tells how a simulated
+sample is made):
 
-    k       complex64 [t, c, y, x]  undersampled centred k-space (zeros off the mask)
-    mask    bool      [t, y]        sampled phase-encode lines
-    maps    complex64 [c, y, x]     coil maps given to the network (unit sum of squares)
-    target  complex64 [t, y, x]     ground truth a reconstruction with these maps can recover
-    acceleration  int64 []          R of the mask
-    scale   float32   []            the factor k and target were divided by
+- :class:`SimulatedCine`: on-the-fly simulated samples. It draws the acquisition from
+  the split's acquisition space (step 1) and the magnitude frames from the real series
+  of the split's patients (:mod:`recon.train.series`) or the phantom (step 2), and hands
+  them to :mod:`recon.train.samples` (steps 3-7); training samples come from *scenes*
+  reused ``scene_reuse`` times, the last scene kept;
+- :class:`RawFileSlices`: slices of ISMRMRD raw files with a ``ground_truth`` reference.
 
-Simulated samples (:class:`SimulatedCine`) go through exactly what inference does with a
-raw file, so there is no train/inference mismatch:
-
-1. an acquisition drawn from an :class:`recon.simulate.acquisition.AcquisitionSpace`
-   (``data.train_space`` for training and in-distribution validation,
-   ``data.heldout_space`` for the held-out-acquisition validation): matrix, FOV,
-   readout oversampling, frames, coil family and count, noise level and correlation,
-   R, shifted mask, phase model, intensity, line order;
-2. magnitude frames ``[t, ny, nx]``: a slice of a real cine series (training patients
-   for training, the ``holdout`` patients for validation), augmented (random 90-degree
-   rotation, flips, temporal reversal and roll), a random crop fitted to the matrix,
-   resampled to the frame count; or the dynamic phantom for a ``phantom_fraction`` of
-   the training samples (and always when there are no real series);
-3. the forward model :func:`recon.simulate.cine.simulate_slice` (the one ``crunet simulate``
-   uses): background phase, the coil array's maps, FFT, noise, mask;
-4. :func:`recon.simulate.cine.to_slice_data`: the lines become ISMRMRD acquisitions and are
-   assembled back by the raw-data assembler, then :func:`recon.pipeline.prepare` removes the
-   readout oversampling and estimates ESPIRiT maps from the ACS (``maps: espirit``, as at
-   inference; ``maps: true`` gives the simulated maps instead, for ablations);
-5. target ``sum_c conj(maps_c) S_c x`` (noise free; ``S`` the true sensitivities): the
-   part of the object a reconstruction with these maps can represent; with the true maps
-   it is ``x * sqrt(sum_c |S_c|^2)``, the reference stored in simulated raw files;
-6. training samples only: a readout strip (docs/design.md §4) cut in image space on the recon
-   grid (every ky line kept, so the aliasing of the mask is that of the full FOV), as
-   wide as ``pixels_per_sample / (frames * ny)`` (multiple of 8, at least 16): the
-   compute per step stays about constant whatever the matrix and frame count; its
-   position favours columns that hold the object (:func:`strip_start`);
-7. scale: k and target are divided by the RMS image magnitude estimated from the
-   central (ACS) k-space lines (:func:`normalisation_scale`), a number computable from
-   measured data alone whatever R is. The models normalise their input themselves, so
-   this only makes loss values comparable between samples.
-
-Training scenes: step 3 is the costliest, so one simulated slice (a *scene*: anatomy,
-acquisition, noise on every ky line) gives ``scene_reuse`` consecutive training samples,
-each with its own R, mask shift and strip (steps 4-7); the ESPIRiT maps of a scene are
-estimated once (the ACS block is the same whatever R).
+:func:`make_source` picks one by ``data.source``. Then the loader: one epoch of one
+rank as a map-style dataset (:class:`EpochView`, :func:`global_index` for the
+sharding), batches (:func:`collate`, :func:`epoch_loader`) and the fixed validation
+set (:func:`validation_set`).
 
 Reproducibility: a training sample depends only on ``(seed, epoch, index)``, a
 validation sample only on ``(val_seed, i)`` and its set, whatever the process, worker or
@@ -54,7 +24,6 @@ rank that makes it.
 from __future__ import annotations
 
 import glob
-import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -62,16 +31,16 @@ import numpy as np
 import torch
 
 from recon.errors import InputError
-from recon.kspace import normalisation_scale  # noqa: F401  (re-exported: used by the engine)
-from recon.fft import fftc, ifftc
 from recon.simulate.acquisition import Acquisition, AcquisitionSpace
-from recon.masks import cine_mask
-from recon.simulate.cine import SimulatedSlice, resample_cycle, simulate_slice, to_slice_data
+from recon.simulate.cine import resample_cycle
 from recon.simulate.phantom import cine_phantom
-from recon.simulate.realdata import default_data_dir, fit_to_matrix, list_series
+from recon.simulate.realdata import fit_to_matrix
 from recon.train.config import DataConfig
+from recon.train.samples import (KEYS, Scene, augment_series, finish_sample, project_reference, random_crop_fit,
+                                 readout_strip, scene_sample, simulate_sample, simulate_scene, strip_start,
+                                 strip_width, unit_maps)
+from recon.train.series import SeriesPool, split_series
 
-KEYS = ("k", "mask", "maps", "target", "acceleration", "scale")
 _TRAIN_STREAM, _VAL_STREAM, _XVAL_STREAM = 0, 1, 2
 
 #: Sample sources by split: ``train`` (training samples), ``val`` (held-out patients,
@@ -80,246 +49,11 @@ SPLITS = ("train", "val", "xval")
 
 
 # ---------------------------------------------------------------------------
-# building blocks
-
-
-def unit_maps(s: np.ndarray) -> np.ndarray:
-    """Maps ``S / sqrt(sum_c |S_c|^2)`` (0 where all coils are 0)."""
-    r = np.sqrt((np.abs(s) ** 2).sum(axis=0, keepdims=True))
-    return np.where(r > 0, s / np.where(r > 0, r, 1), 0).astype(np.complex64)
-
-
-def project_reference(image: np.ndarray, csm: np.ndarray, maps: np.ndarray) -> np.ndarray:
-    """``sum_c conj(maps_c) csm_c image``: the object seen through ``maps``.
-
-    image ``[t, y, x]``, csm and maps ``[c, y, x]`` -> complex64 ``[t, y, x]``.
-    """
-    weight = (np.conj(maps) * csm).sum(axis=0)
-    return (image * weight[None]).astype(np.complex64)
-
-
-def strip_width(pixels: int | None, frames: int, ny: int, nx: int) -> int:
-    """Readout width of a training strip holding about ``pixels`` pixels over all frames.
-
-    A multiple of 8, at least 16 (or ``nx`` when smaller), at most ``nx``; ``None`` = ``nx``.
-    """
-    if pixels is None:
-        return nx
-    w = 8 * int(round(pixels / (frames * ny) / 8))
-    return int(min(nx, max(16, w)))
-
-
-def strip_start(target: np.ndarray, width: int, rng: np.random.Generator, uniform_share: float = 0.2) -> int:
-    """First column of a training strip of ``width`` over ``target [t, y, x]``.
-
-    Drawn with probability ``(1 - uniform_share) * E(x0) / sum E + uniform_share / n``, ``E(x0)``
-    the target energy inside the strip: most strips hold object (strips of empty
-    background teach little), a few hold anything.
-    """
-    nx = target.shape[-1]
-    n = nx - width + 1
-    if n <= 1:
-        return 0
-    column = (np.abs(target) ** 2).sum(axis=(0, 1))
-    energy = np.convolve(column, np.ones(width), mode="valid")[:n]
-    total = energy.sum()
-    p = np.full(n, 1.0 / n) if total <= 0 else (1 - uniform_share) * energy / total + uniform_share / n
-    return int(rng.choice(n, p=p / p.sum()))
-
-
-def readout_strip(k: np.ndarray, maps: np.ndarray, target: np.ndarray, x0: int, width: int):
-    """Columns ``x0 .. x0 + width`` of k-space (cut in image space), maps and target.
-
-    k ``[t, c, y, x]`` (centred k-space), maps ``[c, y, x]``, target ``[t, y, x]``; the cut
-    is along the readout ``x``, so every ky line and the mask stay as they are.
-    """
-    if width >= k.shape[-1]:
-        return k, maps, target
-    k = fftc(ifftc(k, dims=(-1,))[..., x0:x0 + width], dims=(-1,))
-    return k, np.ascontiguousarray(maps[..., x0:x0 + width]), np.ascontiguousarray(target[..., x0:x0 + width])
-
-
-def random_crop_fit(series: np.ndarray, shape: tuple[int, int], scale: tuple[float, float],
-                    rng: np.random.Generator) -> np.ndarray:
-    """A random crop of ``series [T, H, W]`` with the aspect ratio of ``shape``, fitted to ``shape``.
-
-    The crop side is ``U(scale)`` times the largest crop of that aspect ratio.
-    """
-    _, h, w = series.shape
-    ny, nx = shape
-    if h * nx > w * ny:
-        hc, wc = w * ny / nx, float(w)
-    else:
-        hc, wc = float(h), h * nx / ny
-    s = rng.uniform(*scale)
-    hh, ww = max(1, min(h, round(hc * s))), max(1, min(w, round(wc * s)))
-    y0 = int(rng.integers(0, h - hh + 1))
-    x0 = int(rng.integers(0, w - ww + 1))
-    return fit_to_matrix(series[:, y0:y0 + hh, x0:x0 + ww], shape)
-
-
-def augment_series(series: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Random 90-degree rotation, up-down / left-right flips, temporal reversal and roll
-    of a magnitude series ``[T, H, W]`` (a cardiac cycle is periodic, so both are valid cines)."""
-    series = np.rot90(series, k=int(rng.integers(4)), axes=(1, 2))
-    if rng.random() < 0.5:
-        series = series[:, ::-1]
-    if rng.random() < 0.5:
-        series = series[:, :, ::-1]
-    if rng.random() < 0.5:
-        series = series[::-1]
-    return np.roll(series, int(rng.integers(series.shape[0])), axis=0)
-
-
-def _npz_array_shape(path: Path, name: str) -> tuple[int, ...]:
-    """Shape of array ``name`` in an ``.npz`` archive, read from its header only."""
-    try:
-        with zipfile.ZipFile(path) as z, z.open(f"{name}.npy") as f:
-            version = np.lib.format.read_magic(f)
-            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape, _, _ = read(f)
-    except KeyError:
-        raise InputError(f"{path}: no array {name!r}") from None
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise InputError(f"{path}: not a readable .npz archive ({exc})") from None
-    return tuple(shape)
-
-
-class SeriesPool:
-    """The slices of real cine series files (``cine`` arrays, see :mod:`recon.simulate.realdata`).
-
-    entries : ``(path, slice_index)`` for every slice (``None`` for a 3-D series).
-    A file is read once, on first use of one of its slices, and kept in memory as
-    stored (int16: ~130 MB for ``shared/data``); :meth:`preload` reads all of them
-    (before DataLoader workers fork, so they share the arrays).
-    """
-
-    def __init__(self, files: list[Path]):
-        self.entries: list[tuple[Path, int | None]] = []
-        for f in files:
-            shape = _npz_array_shape(f, "cine")
-            if len(shape) == 4:
-                self.entries += [(f, i) for i in range(shape[0])]
-            elif len(shape) == 3:
-                self.entries.append((f, None))
-            else:
-                raise InputError(f"{f}: 'cine' has shape {shape}; expected (slices, phases, H, W) or (phases, H, W)")
-        self._arrays: dict[Path, np.ndarray] = {}
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def _array(self, path: Path) -> np.ndarray:
-        if path not in self._arrays:
-            with np.load(path, allow_pickle=False) as z:
-                self._arrays[path] = z["cine"]
-        return self._arrays[path]
-
-    def preload(self) -> None:
-        for path, _ in self.entries:
-            self._array(path)
-
-    def frames(self, i: int) -> np.ndarray:
-        """float32 ``[T, H, W]`` of entry ``i``, divided by its maximum (as ``load_cine_series``)."""
-        path, index = self.entries[i]
-        arr = self._array(path)
-        series = (arr if index is None else arr[index]).astype(np.float32)
-        peak = float(series.max()) if series.size else 0.0
-        if not np.isfinite(series).all() or series.min() < 0 or peak <= 0:
-            raise InputError(f"{path}: slice {index} is not a valid magnitude series (negative, non-finite or all 0)")
-        return series / np.float32(peak)
-
-
-def split_series(cfg: DataConfig) -> tuple[list[Path], list[Path]]:
-    """Real series files for training and for validation (``holdout``), per ``cfg.images``."""
-    if cfg.images == "phantom":
-        return [], []
-    d = Path(cfg.data_dir) if cfg.data_dir else default_data_dir()
-    files = list_series(d) if d is not None and d.is_dir() else []
-    if cfg.images == "real" and not files:
-        raise InputError(f"data.images is 'real' but no .npz cine series were found (data_dir: {d})")
-    held = set(cfg.holdout)
-    train = [f for f in files if f.stem not in held]
-    val = [f for f in files if f.stem in held]
-    if files and not train:
-        raise InputError("every real series is held out for validation; nothing is left to train on")
-    return train, val
-
-
-# ---------------------------------------------------------------------------
-# one simulated sample
-
-
-@dataclass
-class Scene:
-    """One simulated slice (anatomy + acquisition) from which training samples are cut.
-
-    ``sim`` holds noise on every ky line, so any mask of the space can be applied;
-    ``maps`` (ESPIRiT from the ACS, the same block whatever R) and ``target`` are filled
-    by the first sample made from the scene.
-    """
-
-    sim: SimulatedSlice
-    acq: Acquisition
-    maps: np.ndarray | None = None
-    target: np.ndarray | None = None
-
-
-def simulate_scene(cfg: DataConfig, magnitude: np.ndarray, acq: Acquisition, rng: np.random.Generator,
-                   noise_everywhere: bool = True) -> Scene:
-    """Step 3 of the module docstring: the forward model on magnitude frames ``[acq.frames, *acq.matrix]``."""
-    return Scene(simulate_slice(magnitude, acq, rng, coil_grid=cfg.coil_grid, noise_everywhere=noise_everywhere),
-                 acq)
-
-
-def scene_sample(cfg: DataConfig, scene: Scene, acq: Acquisition, rng: np.random.Generator | None,
-                 strip: bool) -> dict[str, torch.Tensor]:
-    """Steps 4-7 of the module docstring: ``scene`` acquired with ``acq``'s mask (R, ACS,
-    shifted), through the raw-data path; a training strip (position from ``rng``) when
-    ``strip``, else the whole recon matrix."""
-    from recon.pipeline import prepare
-
-    mask = cine_mask(acq.matrix[0], acq.acceleration, acq.n_acs, acq.frames, acq.shifted_mask)
-    s = to_slice_data(replace(scene.sim, mask=mask), acq)
-    if scene.maps is None and cfg.maps == "true":
-        scene.maps = unit_maps(scene.sim.csm)
-    p = prepare(s, maps=scene.maps)
-    k, maps = p.kspace.numpy(), p.maps.numpy()
-    if scene.maps is None:
-        scene.maps = maps
-    if scene.target is None:
-        scene.target = project_reference(scene.sim.image, scene.sim.csm, maps)
-    target = scene.target
-    if strip:
-        t, _, ny, nx = k.shape
-        w = strip_width(cfg.pixels_per_sample, t, ny, nx)
-        k, maps, target = readout_strip(k, maps, target, strip_start(target, w, rng), w)
-    return _finish(k, mask, maps, target, acq.acceleration)
-
-
-def simulate_sample(cfg: DataConfig, magnitude: np.ndarray, acq: Acquisition, rng: np.random.Generator,
-                    strip: bool) -> dict[str, torch.Tensor]:
-    """Steps 3-7 of the module docstring for one sample of magnitude frames ``[acq.frames, *acq.matrix]``."""
-    scene = simulate_scene(cfg, magnitude, acq, rng, noise_everywhere=False)
-    return scene_sample(cfg, scene, acq, rng, strip)
-
-
-def _finish(k, mask, maps, target, acceleration: int) -> dict[str, torch.Tensor]:
-    k = torch.as_tensor(np.ascontiguousarray(k)).to(torch.complex64)
-    mask = torch.as_tensor(np.ascontiguousarray(mask)).to(torch.bool)
-    maps = torch.as_tensor(np.ascontiguousarray(maps)).to(torch.complex64)
-    target = torch.as_tensor(np.ascontiguousarray(target)).to(torch.complex64)
-    scale = normalisation_scale(k[None])[0]
-    return {"k": k / scale, "mask": mask, "maps": maps, "target": target / scale,
-            "acceleration": torch.tensor(int(acceleration)), "scale": scale.float()}
-
-
-# ---------------------------------------------------------------------------
 # sample sources
 
 
 class SimulatedCine:
-    """On-the-fly simulated samples (module docstring) of one split (:data:`SPLITS`).
+    """On-the-fly simulated samples (:mod:`recon.train.samples`) of one split (:data:`SPLITS`).
 
     ``train``: ``sample(epoch, index)``, acquisitions from ``train_space`` with R drawn
     from it, training strips, training series. ``val`` / ``xval``: ``sample(0, i)`` for
@@ -487,7 +221,7 @@ class RawFileSlices:
             t, _, ny, nx = k.shape
             width = strip_width(self.cfg.pixels_per_sample, t, ny, nx)
             k, maps, target = readout_strip(k, maps, target, strip_start(target, width, rng), width)
-        return _finish(k, item.mask, maps, target, item.acceleration)
+        return finish_sample(k, item.mask, maps, target, item.acceleration)
 
 
 def make_source(cfg: DataConfig, seed: int, split: str):

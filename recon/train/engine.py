@@ -9,7 +9,10 @@ A run folder (``--out``) holds::
                      zero-filled PSNR / SSIM of the same validation samples, timings
     metrics.json     the same plus every step's loss terms and lr
     loss_curve.png   train loss per step and validation PSNR per epoch (rewritten every epoch)
+    validation.png   the first validation sample: target, zero-filled, the model
     weights/         final weights (recon.weights: safetensors + config + SHA-256 manifest)
+
+(the tables and figures written by :mod:`recon.train.outputs`).
 
 Resume (``resume=True``) continues from the last completed epoch. Samples depend only
 on (seed, epoch, index), the learning rate only on the step, and the model, optimiser
@@ -23,8 +26,6 @@ summed; rank 0 alone writes files.
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import os
 import time
@@ -41,13 +42,11 @@ from recon.train.config import RunConfig
 from recon.train.data import epoch_loader, make_source, validation_set
 from recon.train.ddp import DistContext, init_distributed, process_device, wrap_model
 from recon.train.loss import TERMS, ReconLoss
+from recon.train.outputs import epoch_line, write_outputs
 from recon.train.schedule import WarmupCosine
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.yaml"
-EPOCH_FIELDS = ("epoch", "step", "train_loss", "lr", "val_loss", "val_psnr", "val_ssim",
-                "zf_psnr", "zf_ssim", "xval_loss", "xval_psnr", "xval_ssim", "xval_zf_psnr", "xval_zf_ssim",
-                "seconds", "seconds_per_step")
 
 #: Validation sets: ``val`` = held-out patients with training acquisitions,
 #: ``xval`` = held-out patients with held-out acquisitions (coil model, coil counts,
@@ -277,25 +276,11 @@ class Trainer:
     # ------------------------------------------------------------------ outputs
 
     def write_outputs(self) -> None:
+        """metrics.csv / .json, loss_curve.png, validation.png (:mod:`recon.train.outputs`); rank 0 only."""
         if not self.ctx.is_main:
             return
-        epochs = self.history["epochs"]
-        with open(self.out / "metrics.csv", "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=EPOCH_FIELDS, extrasaction="ignore")
-            w.writeheader()
-            for row in epochs:
-                w.writerow({k: row.get(k, "") for k in EPOCH_FIELDS})
-        info = {"parameters": self.n_params, "world_size": self.ctx.world_size, "device": str(self.device),
-                **{k: v for k, v in self.history.items()}}
-        (self.out / "metrics.json").write_text(json.dumps(info, indent=1) + "\n")
-        plot_curves(self.history, self.out / "loss_curve.png")
-        example = self._val_example
-        if example is not None and epochs:
-            from recon.figures import comparison_figure
-
-            name, target, zf, rec = example
-            comparison_figure(target, {"zero-filled": zf, self.cfg.model.name: rec}, self.out / "validation.png",
-                              title=f"validation set {name}, sample 0, epoch {epochs[-1].get('epoch', len(epochs))}")
+        info = {"parameters": self.n_params, "world_size": self.ctx.world_size, "device": str(self.device)}
+        write_outputs(self.out, self.history, info, self._val_example, self.cfg.model.name)
 
     # ------------------------------------------------------------------ the run
 
@@ -331,7 +316,7 @@ class Trainer:
             self.save_checkpoint(epoch + 1)
             self.write_outputs()
             if self.ctx.is_main:
-                print(_epoch_line(row, t.epochs), flush=True)
+                print(epoch_line(row, t.epochs), flush=True)
             last = row
             epoch += 1
         if end == t.epochs:
@@ -364,61 +349,6 @@ class Trainer:
 
     def close(self) -> None:
         self.ctx.shutdown()
-
-
-def _epoch_line(row: dict, epochs: int) -> str:
-    parts = [f"epoch {row['epoch']}/{epochs}", f"step {row['step']}", f"loss {row['train_loss']:.4g}",
-             f"lr {row['lr']:.3g}", f"{row['seconds_per_step']:.2f} s/step"]
-    if "val_psnr" in row:
-        parts += [f"val PSNR {row['val_psnr']:.2f} dB (zero-filled {row['zf_psnr']:.2f})",
-                  f"SSIM {row['val_ssim']:.4f} (zero-filled {row['zf_ssim']:.4f})"]
-    if "xval_psnr" in row:
-        parts += [f"held-out acq. PSNR {row['xval_psnr']:.2f} dB (zero-filled {row['xval_zf_psnr']:.2f})",
-                  f"SSIM {row['xval_ssim']:.4f}"]
-    return " | ".join(parts)
-
-
-def plot_curves(history: dict, path: str | Path) -> Path:
-    """Train loss per step (log scale) and validation PSNR per epoch, as a PNG (Agg, no GUI)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(10, 4), dpi=100)
-    FigureCanvasAgg(fig)
-    ax1, ax2 = fig.subplots(1, 2)
-    steps = history.get("steps", [])
-    if steps:
-        x = np.array([s["step"] for s in steps])
-        y = np.array([s["loss"] for s in steps])
-        ax1.plot(x, y, lw=0.6, alpha=0.5, label="per step")
-        w = max(5, len(y) // 50)
-        if len(y) >= 2 * w:
-            ax1.plot(x[w - 1:], np.convolve(y, np.ones(w) / w, mode="valid"), lw=1.5, label=f"mean of {w}")
-        ax1.set_yscale("log")
-        ax1.legend()
-    ax1.set_xlabel("step")
-    ax1.set_ylabel("loss")
-    ax1.set_title("training loss")
-    ax1.grid(True, alpha=0.3)
-    epochs = history.get("epochs", [])
-    for key, zf_key, label, colour in (("val_psnr", "zf_psnr", "held-out patient", "C0"),
-                                       ("xval_psnr", "xval_zf_psnr", "held-out patient + acquisition", "C1")):
-        val = [e for e in epochs if key in e]
-        if val:
-            ax2.plot([e["epoch"] for e in val], [e[key] for e in val], "o-", color=colour, label=label)
-            ax2.axhline(val[-1][zf_key], color=colour, ls="--", lw=0.8, label=f"{label}: zero-filled")
-    if any("val_psnr" in e for e in epochs):
-        ax2.legend(fontsize=7)
-    ax2.set_xlabel("epoch")
-    ax2.set_ylabel("PSNR (dB)")
-    ax2.set_title("validation PSNR")
-    ax2.grid(True, alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp)
-    os.replace(tmp, path)
-    return path
 
 
 def train(cfg: RunConfig, out_dir: str | Path, resume: bool = False, progress: bool = True,

@@ -1,0 +1,237 @@
+"""How one training or validation sample is made (the sources of :mod:`recon.train.data`
+draw what goes in: the acquisition, the magnitude frames, the random streams).
+
+Every sample is a dict of tensors (no batch axis; keys :data:`KEYS`)::
+
+    k       complex64 [t, c, y, x]  undersampled centred k-space (zeros off the mask)
+    mask    bool      [t, y]        sampled phase-encode lines
+    maps    complex64 [c, y, x]     coil maps given to the network (unit sum of squares)
+    target  complex64 [t, y, x]     ground truth a reconstruction with these maps can recover
+    acceleration  int64 []          R of the mask
+    scale   float32   []            the factor k and target were divided by
+
+Simulated samples (:class:`recon.train.data.SimulatedCine`) go through exactly what
+inference does with a raw file, so there is no train/inference mismatch:
+
+1. an acquisition drawn from an :class:`recon.simulate.acquisition.AcquisitionSpace`
+   (``data.train_space`` for training and in-distribution validation,
+   ``data.heldout_space`` for the held-out-acquisition validation): matrix, FOV,
+   readout oversampling, frames, coil family and count, noise level and correlation,
+   R, shifted mask, phase model, intensity, line order;
+2. magnitude frames ``[t, ny, nx]``: a slice of a real cine series (training patients
+   for training, the ``holdout`` patients for validation; :mod:`recon.train.series`),
+   augmented (random 90-degree rotation, flips, temporal reversal and roll:
+   :func:`augment_series`), a random crop fitted to the matrix (:func:`random_crop_fit`),
+   resampled to the frame count; or the dynamic phantom for a ``phantom_fraction`` of
+   the training samples (and always when there are no real series);
+3. the forward model :func:`recon.simulate.cine.simulate_slice` (the one ``crunet simulate``
+   uses): background phase, the coil array's maps, FFT, noise, mask;
+4. :func:`recon.simulate.cine.to_slice_data`: the lines become ISMRMRD acquisitions and are
+   assembled back by the raw-data assembler, then :func:`recon.pipeline.prepare` removes the
+   readout oversampling and estimates ESPIRiT maps from the ACS (``maps: espirit``, as at
+   inference; ``maps: true`` gives the simulated maps instead, for ablations);
+5. target ``sum_c conj(maps_c) S_c x`` (noise free; ``S`` the true sensitivities): the
+   part of the object a reconstruction with these maps can represent; with the true maps
+   it is ``x * sqrt(sum_c |S_c|^2)``, the reference stored in simulated raw files;
+6. training samples only: a readout strip (docs/design.md §4) cut in image space on the recon
+   grid (every ky line kept, so the aliasing of the mask is that of the full FOV), as
+   wide as ``pixels_per_sample / (frames * ny)`` (multiple of 8, at least 16): the
+   compute per step stays about constant whatever the matrix and frame count; its
+   position favours columns that hold the object (:func:`strip_start`);
+7. scale: k and target are divided by the RMS image magnitude estimated from the
+   central (ACS) k-space lines (:func:`recon.kspace.normalisation_scale`), a number
+   computable from measured data alone whatever R is. The models normalise their input
+   themselves, so this only makes loss values comparable between samples.
+
+Steps 1-2 are :meth:`recon.train.data.SimulatedCine.acquisition` and
+:meth:`~recon.train.data.SimulatedCine.magnitude`; steps 3-7 are here
+(:func:`simulate_scene`, :func:`scene_sample`, :func:`simulate_sample`).
+
+Training scenes: step 3 is the costliest, so one simulated slice (a *scene*: anatomy,
+acquisition, noise on every ky line) gives ``scene_reuse`` consecutive training samples,
+each with its own R, mask shift and strip (steps 4-7); the ESPIRiT maps of a scene are
+estimated once (the ACS block is the same whatever R).
+
+Nothing here draws a random number of its own: every draw comes from the generator it
+is given, so a sample depends only on the streams its source seeds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from recon.fft import fftc, ifftc
+from recon.kspace import normalisation_scale
+from recon.masks import cine_mask
+from recon.simulate.acquisition import Acquisition
+from recon.simulate.cine import SimulatedSlice, simulate_slice, to_slice_data
+from recon.simulate.realdata import fit_to_matrix
+from recon.train.config import DataConfig
+
+#: The keys of every sample (and batch), in order.
+KEYS = ("k", "mask", "maps", "target", "acceleration", "scale")
+
+
+# ---------------------------------------------------------------------------
+# building blocks
+
+
+def unit_maps(s: np.ndarray) -> np.ndarray:
+    """Maps ``S / sqrt(sum_c |S_c|^2)`` (0 where all coils are 0)."""
+    r = np.sqrt((np.abs(s) ** 2).sum(axis=0, keepdims=True))
+    return np.where(r > 0, s / np.where(r > 0, r, 1), 0).astype(np.complex64)
+
+
+def project_reference(image: np.ndarray, csm: np.ndarray, maps: np.ndarray) -> np.ndarray:
+    """``sum_c conj(maps_c) csm_c image``: the object seen through ``maps``.
+
+    image ``[t, y, x]``, csm and maps ``[c, y, x]`` -> complex64 ``[t, y, x]``.
+    """
+    weight = (np.conj(maps) * csm).sum(axis=0)
+    return (image * weight[None]).astype(np.complex64)
+
+
+def strip_width(pixels: int | None, frames: int, ny: int, nx: int) -> int:
+    """Readout width of a training strip holding about ``pixels`` pixels over all frames.
+
+    A multiple of 8, at least 16 (or ``nx`` when smaller), at most ``nx``; ``None`` = ``nx``.
+    """
+    if pixels is None:
+        return nx
+    w = 8 * int(round(pixels / (frames * ny) / 8))
+    return int(min(nx, max(16, w)))
+
+
+def strip_start(target: np.ndarray, width: int, rng: np.random.Generator, uniform_share: float = 0.2) -> int:
+    """First column of a training strip of ``width`` over ``target [t, y, x]``.
+
+    Drawn with probability ``(1 - uniform_share) * E(x0) / sum E + uniform_share / n``, ``E(x0)``
+    the target energy inside the strip: most strips hold object (strips of empty
+    background teach little), a few hold anything.
+    """
+    nx = target.shape[-1]
+    n = nx - width + 1
+    if n <= 1:
+        return 0
+    column = (np.abs(target) ** 2).sum(axis=(0, 1))
+    energy = np.convolve(column, np.ones(width), mode="valid")[:n]
+    total = energy.sum()
+    p = np.full(n, 1.0 / n) if total <= 0 else (1 - uniform_share) * energy / total + uniform_share / n
+    return int(rng.choice(n, p=p / p.sum()))
+
+
+def readout_strip(k: np.ndarray, maps: np.ndarray, target: np.ndarray, x0: int, width: int):
+    """Columns ``x0 .. x0 + width`` of k-space (cut in image space), maps and target.
+
+    k ``[t, c, y, x]`` (centred k-space), maps ``[c, y, x]``, target ``[t, y, x]``; the cut
+    is along the readout ``x``, so every ky line and the mask stay as they are.
+    """
+    if width >= k.shape[-1]:
+        return k, maps, target
+    k = fftc(ifftc(k, dims=(-1,))[..., x0:x0 + width], dims=(-1,))
+    return k, np.ascontiguousarray(maps[..., x0:x0 + width]), np.ascontiguousarray(target[..., x0:x0 + width])
+
+
+def random_crop_fit(series: np.ndarray, shape: tuple[int, int], scale: tuple[float, float],
+                    rng: np.random.Generator) -> np.ndarray:
+    """A random crop of ``series [T, H, W]`` with the aspect ratio of ``shape``, fitted to ``shape``.
+
+    The crop side is ``U(scale)`` times the largest crop of that aspect ratio.
+    """
+    _, h, w = series.shape
+    ny, nx = shape
+    if h * nx > w * ny:
+        hc, wc = w * ny / nx, float(w)
+    else:
+        hc, wc = float(h), h * nx / ny
+    s = rng.uniform(*scale)
+    hh, ww = max(1, min(h, round(hc * s))), max(1, min(w, round(wc * s)))
+    y0 = int(rng.integers(0, h - hh + 1))
+    x0 = int(rng.integers(0, w - ww + 1))
+    return fit_to_matrix(series[:, y0:y0 + hh, x0:x0 + ww], shape)
+
+
+def augment_series(series: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Random 90-degree rotation, up-down / left-right flips, temporal reversal and roll
+    of a magnitude series ``[T, H, W]`` (a cardiac cycle is periodic, so both are valid cines)."""
+    series = np.rot90(series, k=int(rng.integers(4)), axes=(1, 2))
+    if rng.random() < 0.5:
+        series = series[:, ::-1]
+    if rng.random() < 0.5:
+        series = series[:, :, ::-1]
+    if rng.random() < 0.5:
+        series = series[::-1]
+    return np.roll(series, int(rng.integers(series.shape[0])), axis=0)
+
+
+# ---------------------------------------------------------------------------
+# one simulated sample
+
+
+@dataclass
+class Scene:
+    """One simulated slice (anatomy + acquisition) from which training samples are cut.
+
+    ``sim`` holds noise on every ky line, so any mask of the space can be applied;
+    ``maps`` (ESPIRiT from the ACS, the same block whatever R) and ``target`` are filled
+    by the first sample made from the scene.
+    """
+
+    sim: SimulatedSlice
+    acq: Acquisition
+    maps: np.ndarray | None = None
+    target: np.ndarray | None = None
+
+
+def simulate_scene(cfg: DataConfig, magnitude: np.ndarray, acq: Acquisition, rng: np.random.Generator,
+                   noise_everywhere: bool = True) -> Scene:
+    """Step 3 of the module docstring: the forward model on magnitude frames ``[acq.frames, *acq.matrix]``."""
+    return Scene(simulate_slice(magnitude, acq, rng, coil_grid=cfg.coil_grid, noise_everywhere=noise_everywhere),
+                 acq)
+
+
+def scene_sample(cfg: DataConfig, scene: Scene, acq: Acquisition, rng: np.random.Generator | None,
+                 strip: bool) -> dict[str, torch.Tensor]:
+    """Steps 4-7 of the module docstring: ``scene`` acquired with ``acq``'s mask (R, ACS,
+    shifted), through the raw-data path; a training strip (position from ``rng``) when
+    ``strip``, else the whole recon matrix."""
+    from recon.pipeline import prepare
+
+    mask = cine_mask(acq.matrix[0], acq.acceleration, acq.n_acs, acq.frames, acq.shifted_mask)
+    s = to_slice_data(replace(scene.sim, mask=mask), acq)
+    if scene.maps is None and cfg.maps == "true":
+        scene.maps = unit_maps(scene.sim.csm)
+    p = prepare(s, maps=scene.maps)
+    k, maps = p.kspace.numpy(), p.maps.numpy()
+    if scene.maps is None:
+        scene.maps = maps
+    if scene.target is None:
+        scene.target = project_reference(scene.sim.image, scene.sim.csm, maps)
+    target = scene.target
+    if strip:
+        t, _, ny, nx = k.shape
+        w = strip_width(cfg.pixels_per_sample, t, ny, nx)
+        k, maps, target = readout_strip(k, maps, target, strip_start(target, w, rng), w)
+    return finish_sample(k, mask, maps, target, acq.acceleration)
+
+
+def simulate_sample(cfg: DataConfig, magnitude: np.ndarray, acq: Acquisition, rng: np.random.Generator,
+                    strip: bool) -> dict[str, torch.Tensor]:
+    """Steps 3-7 of the module docstring for one sample of magnitude frames ``[acq.frames, *acq.matrix]``."""
+    scene = simulate_scene(cfg, magnitude, acq, rng, noise_everywhere=False)
+    return scene_sample(cfg, scene, acq, rng, strip)
+
+
+def finish_sample(k, mask, maps, target, acceleration: int) -> dict[str, torch.Tensor]:
+    """The sample dict (:data:`KEYS`) of numpy or torch arrays, k and target divided by
+    the normalisation scale (step 7)."""
+    k = torch.as_tensor(np.ascontiguousarray(k)).to(torch.complex64)
+    mask = torch.as_tensor(np.ascontiguousarray(mask)).to(torch.bool)
+    maps = torch.as_tensor(np.ascontiguousarray(maps)).to(torch.complex64)
+    target = torch.as_tensor(np.ascontiguousarray(target)).to(torch.complex64)
+    scale = normalisation_scale(k[None])[0]
+    return {"k": k / scale, "mask": mask, "maps": maps, "target": target / scale,
+            "acceleration": torch.tensor(int(acceleration)), "scale": scale.float()}
