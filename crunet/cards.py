@@ -120,7 +120,7 @@ def card_markdown(name: str, run: Path, manifest: dict, validation: dict | None 
         f"{data['train_space']['frames']}, R {data['train_space']['accelerations']}), strips of "
         f"{data['pixels_per_sample']} pixels, {data['scene_reuse']} samples per simulated slice.",
         f"- Held-out patients (never trained on): {', '.join(data['holdout'])}; see `weights/SPLIT.md`.",
-        f"- Full configuration: `train_config.yaml` beside this card (the run's resolved config).", "",
+        "- Full configuration: `train_config.yaml` beside this card (the run's resolved config).", "",
     ]
     val = [e for e in epochs if "val_psnr" in e]
     if val:

@@ -208,15 +208,16 @@ UI_TEXT = {
 
 def choices() -> dict[str, list[str]]:
     """The values the UI offers for each choice setting (each accepted by the settings validator)."""
-    from recon.methods import CLASSICAL
+    from recon.coils.estimate import METHODS as COIL_METHODS
     from recon.io.images import IMAGE_TYPES
-    from recon.pipeline import COIL_METHODS
+    from recon.machine import DEVICES
+    from recon.methods import CLASSICAL
     from recon.weights import SHIPPED_WEIGHTS
 
     return {
         "method": list(SHIPPED_WEIGHTS) + list(CLASSICAL) + ["model"],
         "coil_method": list(COIL_METHODS),
-        "device": ["auto", "cpu", "cuda"],
+        "device": list(DEVICES),
         "image_type": list(IMAGE_TYPES),
         "error_reporting": list(ERROR_REPORTING),
     }

@@ -20,7 +20,6 @@ import numpy as np
 import torch
 
 from recon.errors import InputError
-from recon.coils.estimate import METHODS as COIL_METHODS
 from recon.coils.estimate import CoilMethod
 from recon.config import Settings
 from recon.io.images import ImageType, check_index, slice_images

@@ -50,7 +50,6 @@ def missing_tool(executable: str, package: str) -> None:
 def shepp_logan_file(tmp_path_factory):
     """`ismrmrd_generate_cartesian_shepp_logan -m 128 -c 8 -a 4 -w 24 -C`: an independent ISMRMRD file
     (interleaved R=4 over 4 repetitions, 24 calibration lines, noise scan, true maps in dataset/csm)."""
-    import shutil
     import subprocess
 
     exe = require_tool("ismrmrd_generate_cartesian_shepp_logan", "ismrmrd-tools")

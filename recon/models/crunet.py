@@ -51,7 +51,6 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
-from recon.errors import InputError
 from recon.models.config import CRUNetConfig
 from recon.models.layers import (
     ChannelAttention,
@@ -163,14 +162,7 @@ class CRUNetMR(nn.Module):
     def __init__(self, cfg: CRUNetConfig | None = None, checkpoint: bool = False):
         super().__init__()
         cfg = cfg if cfg is not None else CRUNetConfig()
-        cfg.validate()
-        if cfg.fusion not in ("none", "conv", "ca"):
-            raise InputError(f"fusion must be none, conv or ca, got {cfg.fusion!r}")
-        if len(cfg.dilations) != LEVELS or min(cfg.dilations) < 1:
-            raise InputError(f"CRUNet-MR needs {LEVELS} dilations >= 1 (level 0, level 1, bottleneck), "
-                             f"got {tuple(cfg.dilations)}")
-        if cfg.temporal_padding not in ("circular", "zeros"):
-            raise InputError(f"temporal_padding must be circular or zeros, got {cfg.temporal_padding!r}")
+        cfg.validate()  # fusion, padding, LEVELS dilations >= 1, widths: recon.config's checks
         self.cfg = cfg
         self.checkpoint = checkpoint
         dil = tuple(int(d) for d in cfg.dilations)
