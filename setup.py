@@ -37,8 +37,12 @@ setup(
         "numpy>=1.24",
         "scipy>=1.10",
         "h5py>=3.8",
-        "ismrmrd>=1.15",  # ismrmrd.serialization (client protocol framing) is new in 1.15
-        "gadgetron>=1.4",
+        "ismrmrd>=1.15",  # ismrmrd.serialization (the tests' stand-in clients) is new in 1.15
+        # pinned: gadgets/external.py relies on private internals of this release (Connection.SocketWrapper,
+        # Connection.Struct, Connection._default_readers/_default_writers/_read_config/_read_header, and it
+        # replaces write_array in gadgetron.external.writers and gadgetron.types.recon_data); it checks them on
+        # import and names the installed version when they are missing (GADGETRON_VERSION there)
+        "gadgetron==1.4.1",
         "pyyaml>=6",
         "matplotlib>=3.7",
         "tqdm>=4.60",

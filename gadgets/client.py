@@ -9,7 +9,9 @@ waveform (1026) of the file in order, CLOSE (4); a reader thread collects images
 (1022) and TEXT (5) until the server's CLOSE. Images are written like the stock
 client writes them: ``/<group>/image_<series>/{data,header,attributes}``, the group
 defaulting to the local time. Connecting is retried (the stock client has a small
-connect race).
+connect race). Every message from the server is read by
+:class:`gadgets.protocol.MessageReader` (within :data:`MAX_REPLY_BYTES` and the
+timeout); the messages sent are built by :mod:`gadgets.writers`.
 
 Unlike the stock client, an incomplete result is never passed off as complete:
 
@@ -26,7 +28,6 @@ Unlike the stock client, an incomplete result is never passed off as complete:
 from __future__ import annotations
 
 import socket
-import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -35,15 +36,21 @@ from pathlib import Path
 import h5py
 import ismrmrd
 import numpy as np
-from ismrmrd.serialization import ConfigFile, ConfigText, ProtocolDeserializer, ProtocolSerializer
 
 from gadgets.bucket import arrays_to_acquisitions
 from gadgets.dependencies import LEGACY_PREFIX, noise_dependency
+from gadgets.protocol import (FROM_SERVER, Close, DependencyQuery, IdleTimeout, Limits, MessageReader, PeerGone,
+                              ProtocolError, Text)
+from gadgets.writers import acquisition_message, close_message, config_file_message, config_script_message, \
+    header_message
 from recon.errors import CrunetError, InputError
 from recon.io.h5guard import HDF5_LOCK
 from recon.io.header import parse_header
 from recon.io.images import write_images
 from recon.io.raw import read_acquisitions
+
+#: largest message accepted from the server (an image of a real series is a few MiB)
+MAX_REPLY_BYTES = 1 << 30
 
 
 @dataclass
@@ -75,11 +82,10 @@ def _connect(host: str, port: int, retries: int, delay: float) -> socket.socket:
     raise CrunetError(f"cannot connect to {host}:{port}: {last}")
 
 
-def _exactly(f, n: int) -> bytes:
-    b = f.read(n)
-    if len(b) != n:
-        raise EOFError("connection ended without CLOSE")
-    return b
+def _reader(sock: socket.socket, timeout: float) -> MessageReader:
+    """The server's messages on ``sock``: each must start within ``timeout`` s and arrive whole within it."""
+    limits = Limits(max_message_bytes=MAX_REPLY_BYTES, message_timeout=timeout, idle_timeout=timeout)
+    return MessageReader(sock, limits, accept=FROM_SERVER, peer="server")
 
 
 def dependency_query_config(measurement: str) -> str:
@@ -98,23 +104,15 @@ def query_noise(host: str, port: int, measurement: str, timeout: float = 30.0, r
     """The server's noise statistics of a stored measurement (``{"status": "failed"}`` when unknown)."""
     with _connect(host, port, retries, 0.5) as sock:
         sock.settimeout(timeout)
-        w, r = sock.makefile("wb"), sock.makefile("rb")
-        data = dependency_query_config(measurement).encode()
-        w.write(struct.pack("<HI", 2, len(data)) + data + struct.pack("<H", 4))
-        w.flush()
+        sock.sendall(config_script_message(dependency_query_config(measurement)) + close_message())
         meta = None
-        while True:
-            (mid,) = struct.unpack("<H", _exactly(r, 2))
-            if mid == 4:
-                break
-            if mid == 1019:
-                (n,) = struct.unpack("<Q", _exactly(r, 8))
-                meta = dict(ismrmrd.Meta.deserialize(_exactly(r, n)))
-            elif mid == 5:
-                (n,) = struct.unpack("<I", _exactly(r, 4))
-                raise CrunetError(f"dependency query: server says: {_exactly(r, n).decode(errors='replace')}")
-            else:
-                raise CrunetError(f"dependency query: unexpected message id {mid}")
+        for msg in _reader(sock, timeout):
+            if isinstance(msg, DependencyQuery):
+                meta = msg.meta
+            elif isinstance(msg, Text):
+                raise CrunetError(f"dependency query: server says: {msg.text}")
+            elif not isinstance(msg, Close):
+                raise CrunetError(f"dependency query: unexpected message {type(msg).__name__}")
     return meta or {"status": "failed"}
 
 
@@ -137,6 +135,7 @@ def replay(
     rule as the server's own idle timeout. A server that keeps sending keeps the
     replay alive however long the series takes.
     """
+    first = config_script_message(config_script) if config_script is not None else config_file_message(config)
     dataset_group, xml, headers, data = read_acquisitions(raw_path)
     result = ReplayResult(group=group or time.strftime("%Y-%m-%d %H:%M:%S"))
     dependency = noise_dependency(parse_header(xml, source=str(raw_path)))
@@ -147,47 +146,50 @@ def replay(
             result.noise = {"status": "failed", "error": f"query failed ({exc})"}
         result.noise["measurement"] = dependency
     sock = _connect(host, port, retries, 0.5)
-    sock.settimeout(timeout)
-    rfile, wfile = sock.makefile("rb"), sock.makefile("wb")
+    sock.settimeout(timeout)  # bounds each send
+    wfile = sock.makefile("wb")
     t0 = time.perf_counter()
 
     def receive() -> None:
         try:
-            for item in ProtocolDeserializer(rfile).deserialize():
-                if isinstance(item, ismrmrd.Image):
-                    result.images.append(item)
-                elif isinstance(item, str):
-                    result.texts.append(str(item))
-            result.closed = True
-        except socket.timeout:
+            for msg in _reader(sock, timeout):
+                if isinstance(msg, ismrmrd.Image):
+                    result.images.append(msg)
+                elif isinstance(msg, Text):
+                    result.texts.append(msg.text)
+                elif isinstance(msg, Close):
+                    result.closed = True
+                else:  # a RESPONSE, a dependency query answer or an ERROR has no place here
+                    raise ProtocolError(f"unexpected message from the server: {msg}")
+        except IdleTimeout:
             result.problems.append(f"no message from {host}:{port} for {timeout:g} s (the server's silence "
                                    "exceeded --timeout)")
-        except (EOFError, OSError, ValueError) as exc:
+        except (ProtocolError, PeerGone, OSError) as exc:
             result.problems.append(f"connection ended without the server's CLOSE ({exc})")
 
     reader = threading.Thread(target=receive, daemon=True)
     reader.start()
     try:
         try:
-            out = ProtocolSerializer(wfile)
-            out.serialize(ConfigText(config_script) if config_script is not None else ConfigFile(config))
-            wfile.write(struct.pack("<HI", 3, len(xml)) + xml)  # HEADER: the file's XML as is
+            wfile.write(first)
+            wfile.write(header_message(xml))  # the file's XML as is
             for acq in arrays_to_acquisitions(headers, data, copy=False):
-                out.serialize(acq)
-            out.close()  # CLOSE
+                wfile.write(acquisition_message(acq))
+            wfile.write(close_message())
+            wfile.flush()
         except OSError as exc:
             result.problems.append(f"sending failed ({exc})")
-        while reader.is_alive():  # each read is bounded by the socket's timeout
+        while reader.is_alive():  # each read is bounded by the timeout
             reader.join(1.0)
     except KeyboardInterrupt:
         result.problems.append("interrupted")
-        _finish(sock, rfile, wfile)
+        _finish(sock, wfile)
         reader.join(5)
         result.seconds = time.perf_counter() - t0
         _store(result, output)
         raise
     result.seconds = time.perf_counter() - t0
-    _finish(sock, rfile, wfile)
+    _finish(sock, wfile)
     _store(result, output)
     if not result.images and not result.texts and result.closed:
         raise InputError(f"{raw_path}: the server returned no images and no message")

@@ -20,27 +20,84 @@ Guards for the package's known defects (docs/design.md §6), each tested:
   message Gadgetron 4 accepts from an external gadget (its external channel turns
   it into a RemoteError naming our text; TEXT, id 5, is an illegal message there,
   see apps/gadgetron/connection/nodes/common/Serialization.cpp).
+
+These guards use internals of gadgetron 1.4.1 (:data:`GADGETRON_INTERNALS`: private
+methods and helper classes of its ``Connection``, module functions that are replaced),
+so setup.py pins that release; :func:`check_gadgetron` runs on import and names the
+installed version and what it lacks when they are missing.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
 import logging
 import socket
-import struct
 import threading
-
-import numpy as np
 from typing import Callable
 
-from gadgetron.external.connection import Connection
+import numpy as np
 
-from gadgets.bucket import MESSAGE_BUCKET, Bucket, bucket_message, read_bucket
-from gadgets.net import accept_any, bind_listeners, describe
-from recon.errors import InputError
+#: the gadgetron release whose internals this module uses (setup.py pins it)
+GADGETRON_VERSION = "1.4.1"
+#: module -> the internals of it used here: Connection's socket wrapper (subclassed), its Struct,
+#: default readers/writers and CONFIG/HEADER readers (rebuilt by :func:`connect`), and the array
+#: writers replaced by :func:`patch_array_writer` (``write_array`` is imported by name into recon_data)
+GADGETRON_INTERNALS = {
+    "gadgetron.external.connection": ("Connection.SocketWrapper", "Connection.Struct", "Connection._default_readers",
+                                      "Connection._default_writers", "Connection._read_config",
+                                      "Connection._read_header", "Connection.add_reader"),
+    "gadgetron.external.writers": ("write_vector", "write_array"),
+    "gadgetron.types.recon_data": ("write_array",),
+}
 
-MESSAGE_TEXT = 5
-MESSAGE_CLOSE = 4
-MESSAGE_ERROR = 8
+
+class GadgetronVersionError(ImportError):
+    """The installed ``gadgetron`` package lacks internals this module relies on."""
+
+
+def installed_gadgetron_version() -> str:
+    try:
+        return importlib.metadata.version("gadgetron")
+    except importlib.metadata.PackageNotFoundError:
+        try:
+            return str(importlib.import_module("gadgetron").__version__)
+        except (ImportError, AttributeError):
+            return "not installed"
+
+
+def check_gadgetron() -> None:
+    """Raise :class:`GadgetronVersionError` unless every name of :data:`GADGETRON_INTERNALS` is there."""
+    missing, absent = [], object()
+    for module, names in GADGETRON_INTERNALS.items():
+        try:
+            mod = importlib.import_module(module)
+        except ImportError as exc:
+            missing.append(f"module {module} ({exc})")
+            continue
+        for dotted in names:
+            obj = mod
+            for part in dotted.split("."):
+                obj = getattr(obj, part, absent)
+                if obj is absent:
+                    missing.append(f"{module}.{dotted}")
+                    break
+    if missing:
+        raise GadgetronVersionError(
+            f"gadgets.external relies on internals of gadgetron {GADGETRON_VERSION}; the installed gadgetron "
+            f"({installed_gadgetron_version()}) lacks {', '.join(missing)}. "
+            f"Install gadgetron=={GADGETRON_VERSION} (pip install 'gadgetron=={GADGETRON_VERSION}').")
+
+
+check_gadgetron()
+
+from gadgetron.external.connection import Connection  # noqa: E402
+
+from gadgets.bucket import MESSAGE_BUCKET, Bucket, bucket_message, read_bucket  # noqa: E402
+from gadgets.net import accept_any, bind_listeners, describe  # noqa: E402
+from gadgets.writers import error_message, text_message  # noqa: E402
+from recon.errors import InputError  # noqa: E402
+
 log = logging.getLogger("crunet.external")
 
 
@@ -77,13 +134,11 @@ class Error(str):
 
 
 def _write_text(destination, text: str) -> None:
-    data = str(text).encode()
-    destination.write(struct.pack("<HI", MESSAGE_TEXT, len(data)) + data)
+    destination.write(text_message(str(text)))
 
 
 def _write_error(destination, text: str) -> None:
-    data = str(text).encode()
-    destination.write(struct.pack("<HQ", MESSAGE_ERROR, len(data)) + data)
+    destination.write(error_message(str(text)))
 
 
 def _write_bucket(destination, bucket: Bucket) -> None:

@@ -38,11 +38,9 @@ import os
 # (before torch is imported by the pipeline), or torch runs several times slower.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from gadgetron.external.connection import Connection  # noqa: E402
-
-from gadgets.bucket import Bucket
+from gadgets.bucket import Bucket  # noqa: E402
 from gadgets.chain import ChainError, SliceReconstructor
-from gadgets.external import Text, run_handler
+from gadgets.external import Connection, Text, run_handler  # checks the installed gadgetron package first
 from gadgets.settings import GadgetSettings
 
 log = logging.getLogger("crunet.gadget")

@@ -1,4 +1,4 @@
-"""Gadgetron's client protocol, server side: bounded reading of messages, and the replies.
+"""Gadgetron's client protocol: message ids, limits, and the one reader of its messages.
 
 Messages (uint16 id, little-endian, as Gadgetron 4's ``core/MessageID.h`` and the
 stock client define them):
@@ -12,10 +12,21 @@ stock client define them):
 | 5 | TEXT | uint32 length + text |
 | 6 | QUERY | uint64 reserved (0), uint64 correlation id, uint64 length + query |
 | 7 | RESPONSE | uint64 correlation id, uint64 length + answer (server to client) |
+| 8 | ERROR | uint64 length + text (to Gadgetron from an external gadget; the stock client aborts on it) |
 | 1008 | acquisition | ISMRMRD acquisition header, trajectory, data |
 | 1019 | dependency query | uint64 length + ISMRMRD Meta XML (server to client) |
-| 1022 | image | ISMRMRD image (server to client) |
+| 1022 | image | ISMRMRD image header, uint64 length + attributes, data (server to client) |
 | 1026 | waveform | ISMRMRD waveform header, uint32 data |
+
+Every message of this protocol that :mod:`gadgets` reads is read by :class:`MessageReader`,
+which returns typed messages: the dataclasses below, ``ismrmrd.Acquisition``,
+``ismrmrd.Waveform`` and ``ismrmrd.Image``. The server (:mod:`gadgets.session`, MRD App
+clients included) reads what a client sends (:data:`FROM_CLIENT`, the default); the
+replay client (:mod:`gadgets.client`: the images and texts of a replay, the dependency
+query's answer) reads what a server sends (:data:`FROM_SERVER`). Any other id is a
+:class:`ProtocolError`. The bytes of the messages sent are built in
+:mod:`gadgets.writers`. (The external gadget's connection to Gadgetron is the
+``gadgetron`` package's, hardened in :mod:`gadgets.external`.)
 
 :class:`MessageReader` never trusts a declared size: every message must fit
 :attr:`Limits.max_message_bytes` (checked before anything is allocated) and
@@ -28,15 +39,19 @@ steps, so a server that is stopping is noticed at once.
 from __future__ import annotations
 
 import ctypes
+import io
+import math
 import select
 import socket
 import struct
 import threading
 import time
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
 import ismrmrd
 import numpy as np
+from ismrmrd.image import get_dtype_from_data_type
 
 from recon.errors import InputError
 
@@ -49,6 +64,10 @@ CONFIG_FILE_BYTES = 1024
 MiB = 1 << 20
 _ACQ_HEADER_BYTES = ctypes.sizeof(ismrmrd.AcquisitionHeader)
 _WAVEFORM_HEADER_BYTES = ctypes.sizeof(ismrmrd.WaveformHeader)
+_IMAGE_HEADER_BYTES = ctypes.sizeof(ismrmrd.ImageHeader)
+#: what a client sends (the server's reader) and what a server sends back (the replay client's reader)
+FROM_CLIENT = frozenset({CONFIG_FILE, CONFIG_SCRIPT, HEADER, CLOSE, TEXT, QUERY, ACQUISITION, WAVEFORM})
+FROM_SERVER = frozenset({CLOSE, TEXT, RESPONSE, ERROR, DEPENDENCY_QUERY, IMAGE})
 
 
 def name(msg_id: int) -> str:
@@ -57,13 +76,13 @@ def name(msg_id: int) -> str:
 
 @dataclass(frozen=True)
 class Limits:
-    """What one connection may cost the server."""
+    """What one connection may cost the side that reads it."""
 
     #: largest message body accepted (bytes); a real acquisition is well under 8 MiB
     max_message_bytes: int = 64 * MiB
     #: seconds from a message's first byte to its last
     message_timeout: float = 60.0
-    #: seconds the server waits for the next message (and for a send to complete)
+    #: seconds the reader waits for the next message (the server's sessions: also for a send to complete)
     idle_timeout: float = 600.0
 
 
@@ -102,19 +121,41 @@ class Query:
     query: str
 
 
+@dataclass(frozen=True)
+class Response:
+    correlation_id: int
+    answer: str
+
+
+@dataclass(frozen=True)
+class Error:
+    text: str
+
+
+@dataclass(frozen=True)
+class DependencyQuery:
+    """The answer to a dependency query: the ISMRMRD Meta of a stored noise measurement."""
+
+    meta: dict
+
+
 # ----------------------------------------------------------------- errors
 
 
 class ProtocolError(InputError):
-    """The client broke the protocol or a limit: report it (TEXT), then close."""
+    """The peer broke the protocol or a limit (the server reports it as TEXT, then closes)."""
 
 
 class MessageTimeout(ProtocolError):
     """A message did not arrive whole in time, or no message came for too long."""
 
 
+class IdleTimeout(MessageTimeout):
+    """No message started within :attr:`Limits.idle_timeout`."""
+
+
 class PeerGone(ConnectionError):
-    """The client closed or reset the connection without CLOSE."""
+    """The peer closed or reset the connection without CLOSE."""
 
 
 class Stopped(Exception):
@@ -127,17 +168,23 @@ class Stopped(Exception):
 class MessageReader:
     """Reads one message at a time from a connected socket, within :class:`Limits`.
 
-    ``stop`` (an Event) set by the server ends the wait for the next message with
-    :class:`Stopped`. The socket keeps its own timeout for sends; reads wait in
+    :meth:`next` returns the next message; iterating yields the messages up to and
+    including :class:`Close`. ``accept``: the message ids this side may receive
+    (:data:`FROM_CLIENT` or :data:`FROM_SERVER`); ``peer`` names the other side in
+    messages. ``stop`` (an Event) set by the server ends the wait for the next message
+    with :class:`Stopped`. The socket keeps its own timeout for sends; reads wait in
     ``select`` so that the deadlines here are the only ones that apply.
     """
 
     POLL = 0.25
 
-    def __init__(self, sock: socket.socket, limits: Limits = Limits(), stop: threading.Event | None = None):
+    def __init__(self, sock: socket.socket, limits: Limits = Limits(), stop: threading.Event | None = None, *,
+                 accept: frozenset[int] = FROM_CLIENT, peer: str = "client"):
         self.sock = sock
         self.limits = limits
         self.stop = stop or threading.Event()
+        self.accept = accept
+        self.peer = peer
         self._buf = bytearray()
         self._deadline = 0.0
         self._what = ""
@@ -160,7 +207,7 @@ class MessageReader:
         except OSError as exc:
             raise PeerGone(f"connection lost ({exc})") from None
         if not chunk:
-            raise PeerGone("client closed the connection without CLOSE")
+            raise PeerGone(f"{self.peer} closed the connection without CLOSE")
         self._buf += chunk
         self.bytes_read += len(chunk)
         return True
@@ -185,7 +232,7 @@ class MessageReader:
                 raise Stopped()
             left = end - time.monotonic()
             if left <= 0:
-                raise MessageTimeout(f"client idle: no message for {self.limits.idle_timeout:g} s")
+                raise IdleTimeout(f"{self.peer} idle: no message for {self.limits.idle_timeout:g} s")
             self._recv(min(left, self.POLL))
         if self.stop.is_set():
             raise Stopped()
@@ -209,19 +256,28 @@ class MessageReader:
     # -- messages
 
     def next(self):
-        """The next message: one of the dataclasses above, an ``ismrmrd.Acquisition`` or ``ismrmrd.Waveform``.
+        """The next message: a dataclass above, an ``ismrmrd.Acquisition``, ``ismrmrd.Waveform`` or ``ismrmrd.Image``.
 
-        Raises ProtocolError (bad message or limit), MessageTimeout, PeerGone or Stopped.
+        Raises ProtocolError (bad message or limit), MessageTimeout (IdleTimeout), PeerGone or Stopped.
         """
         self._wait_for_message()
         self._deadline = time.monotonic() + self.limits.message_timeout
         self._what = "message id"
         (msg_id,) = struct.unpack("<H", self._exactly(2))
         self._what = f"message {name(msg_id)}"
-        reader = _BODY.get(msg_id)
-        if reader is None:
+        if msg_id not in self.accept:
+            if msg_id in NAMES:
+                raise ProtocolError(f"unexpected message {name(msg_id)}: not one a {self.peer} sends")
             raise ProtocolError(f"unknown message id {msg_id}")
-        return reader(self)
+        return _BODY[msg_id](self)
+
+    def __iter__(self):
+        """The messages up to and including the peer's :class:`Close`."""
+        while True:
+            msg = self.next()
+            yield msg
+            if isinstance(msg, Close):
+                return
 
     def _config_file(self) -> ConfigFile:
         raw = self._exactly(CONFIG_FILE_BYTES).split(b"\0", 1)[0]
@@ -249,6 +305,37 @@ class MessageReader:
         traj = np.frombuffer(self._exactly(4 * ns * nt), np.float32).reshape(ns, nt)
         data = np.frombuffer(self._exactly(8 * ns * nc), np.complex64).reshape(nc, ns)
         return ismrmrd.Acquisition(head, data.copy(), traj.copy())
+
+    def _response(self) -> Response:
+        (corr,) = struct.unpack("<Q", self._exactly(8))
+        return Response(corr, self._utf8(self._sized("<Q"), "the RESPONSE"))
+
+    def _error(self) -> Error:
+        return Error(self._utf8(self._sized("<Q").rstrip(b"\0"), "an ERROR message"))
+
+    def _dependency_query(self) -> DependencyQuery:
+        xml = self._utf8(self._sized("<Q").rstrip(b"\0"), "the dependency query answer")
+        try:
+            return DependencyQuery(dict(ismrmrd.Meta.deserialize(xml)))
+        except (ET.ParseError, AssertionError, AttributeError, TypeError) as exc:
+            raise ProtocolError(f"the dependency query answer is not ISMRMRD Meta XML ({exc})") from None
+
+    def _image(self) -> ismrmrd.Image:
+        head_bytes = self._exactly(_IMAGE_HEADER_BYTES)
+        head = ismrmrd.ImageHeader.from_buffer_copy(head_bytes)
+        try:
+            itemsize = get_dtype_from_data_type(int(head.data_type)).itemsize
+        except TypeError:
+            raise ProtocolError(f"{self._what}: unknown image data type {int(head.data_type)}") from None
+        n_attr_bytes = self._exactly(8)
+        (n_attr,) = struct.unpack("<Q", n_attr_bytes)
+        n_data = int(head.channels) * math.prod(int(m) for m in head.matrix_size) * itemsize
+        self._check_size(_IMAGE_HEADER_BYTES + 8 + n_attr + n_data)
+        whole = io.BytesIO(head_bytes + n_attr_bytes + self._exactly(n_attr) + self._exactly(n_data))
+        try:
+            return ismrmrd.Image.deserialize_from(whole.read)
+        except UnicodeDecodeError as exc:
+            raise ProtocolError(f"{self._what}: the attributes are not UTF-8 text (byte {exc.start})") from None
 
     def _waveform(self) -> ismrmrd.Waveform:
         head = ismrmrd.WaveformHeader.from_buffer_copy(self._exactly(_WAVEFORM_HEADER_BYTES))
@@ -286,34 +373,10 @@ _BODY = {
     CLOSE: _close,
     TEXT: MessageReader._text,
     QUERY: MessageReader._query,
+    RESPONSE: MessageReader._response,
+    ERROR: MessageReader._error,
     ACQUISITION: MessageReader._acquisition,
+    DEPENDENCY_QUERY: MessageReader._dependency_query,
+    IMAGE: MessageReader._image,
     WAVEFORM: MessageReader._waveform,
 }
-
-
-# ----------------------------------------------------------------- writing
-
-
-def text_message(text: str) -> bytes:
-    data = text.encode("utf-8", errors="replace")
-    return struct.pack("<HI", TEXT, len(data)) + data
-
-
-def close_message() -> bytes:
-    return struct.pack("<H", CLOSE)
-
-
-def response_message(correlation_id: int, answer: str) -> bytes:
-    data = answer.encode("utf-8", errors="replace")
-    return struct.pack("<HQQ", RESPONSE, correlation_id, len(data)) + data
-
-
-def dependency_query_message(meta_xml: str) -> bytes:
-    data = meta_xml.encode("utf-8")
-    return struct.pack("<HQ", DEPENDENCY_QUERY, len(data)) + data
-
-
-def image_message(image: ismrmrd.Image) -> bytes:
-    parts = [struct.pack("<H", IMAGE)]
-    image.serialize_into(parts.append)
-    return b"".join(bytes(p) for p in parts)

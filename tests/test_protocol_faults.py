@@ -301,7 +301,7 @@ def _one_image():
 
 
 def _image_bytes(img):
-    from gadgets.protocol import image_message
+    from gadgets.writers import image_message
 
     return image_message(img)
 

@@ -1,0 +1,381 @@
+"""One client connection of ``crunet serve``: the protocol of a session, from config to CLOSE.
+
+The stock ``gadgetron_ismrmrd_client`` works against it unchanged, in each of its
+modes, answered as Gadgetron 4 answers them (apps/gadgetron/connection/*.cpp):
+
+* **Replay** (``-f raw.h5 -c <chain>``): CONFIG_FILE (1; the name of a chain in
+  ``xml_configs/``) or CONFIG_SCRIPT (2; the chain XML), HEADER (3), acquisitions
+  (1008) and waveforms (1026, ignored), CLOSE (4). The server plays the chain itself
+  (:mod:`gadgets.chain`: noise adjustment, a bucket per slice on a change of
+  ``idx.slice`` or at the end of the stream, the same gadget code) and streams the
+  images (1022) back as slices complete. A failed slice is sent as TEXT (5) and,
+  with ``error_reporting=image`` (the default), as the marker image the gadget
+  sends under Gadgetron.
+* **Noise dependencies** (:mod:`gadgets.dependencies`): a stream's noise scan is
+  stored under its ``measurementID`` (a noise-only stream with
+  ``-c default_measurement_dependencies.xml`` or any crunet chain); a later stream
+  whose header depends on it is whitened with it. The client's dependency query (a
+  CONFIG_SCRIPT naming NoiseSummaryGadget, then CLOSE) gets message 1019 with the
+  noise statistics, or ``status=failed``.
+* ``-q`` (a config, then CLOSE, no header): the chain runs on nothing; CLOSE.
+* ``-Q <query>`` (QUERY 6, then CLOSE): RESPONSE (7) from :mod:`gadgets.queries`.
+
+MRD App clients (python-ismrmrd-server's ``client.py``, FIRE, OpenRecon) work too:
+their NUL-terminated header and texts are read, a config name may come without
+``.xml`` (``crunet``), and a TEXT (5) right after the header is their JSON
+"configAdditional", whose parameters override the chain's gadget settings or name
+the chain (:mod:`gadgets.mrdapp`). An unknown config name with ``.xml`` is refused
+at once; one without an extension (``invertcontrast``, ``client.py``'s default) only
+after the header and that TEXT, since the JSON may name a chain. The settings are
+validated once, after the JSON, by the validator of the XML properties
+(:func:`gadgets.configs.configure`).
+
+Every message is read by :class:`gadgets.protocol.MessageReader`, within the
+server's limits. Failures reach the client as TEXT, then CLOSE; a refused
+connection (bad chain name, broken limit, protocol error) is closed after a short
+linger (:data:`LINGER`).
+
+Each connection has a reader (its own thread) and a reconstruction worker
+(:class:`gadgets.worker.Worker`). The reader keeps reading while slices
+reconstruct, so a client that goes away (connection closed or reset without
+CLOSE, or a failed send) is seen at once and the work for its slices is
+cancelled. When the server stops, the slice in progress may finish within the
+grace period (else it is interrupted), the slices not started are dropped, and
+the client is told which slices were not reconstructed (TEXT) before its CLOSE.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from typing import TYPE_CHECKING
+
+import ismrmrd
+
+from gadgets.bucket import Bucket
+from gadgets.chain import ChainAssembler, ChainError, NoiseAdjust, SliceReconstructor
+from gadgets.configs import Chain, chain_from_name, chain_from_xml, configure
+from gadgets.dependencies import measurement_id, summary_meta
+from gadgets.mrdapp import ConfigAdditional, parse_config_additional
+from gadgets.protocol import (Close, ConfigFile, ConfigScript, Header, MessageReader, PeerGone, ProtocolError, Query,
+                              Stopped, Text)
+from gadgets.queries import answer
+from gadgets.worker import Worker
+from gadgets.writers import close_message, dependency_query_message, image_message, response_message, text_message
+from recon.errors import InputError
+from recon.io.header import parse_header
+
+if TYPE_CHECKING:
+    from gadgets.server import CrunetServer
+
+log = logging.getLogger("crunet.server")
+#: seconds a refused client may keep sending after our CLOSE before the socket is closed
+LINGER = 2.0
+
+
+def _kind(msg) -> str:
+    return type(msg).__name__
+
+
+class Session:
+    """One client connection: reader (this thread) and reconstruction worker.
+
+    ``server`` gives the connection's :class:`~gadgets.protocol.Limits` (``limits``), the
+    stop event (``stopping``) and its grace period (``grace_deadline``), and the noise
+    store (``store``).
+    """
+
+    def __init__(self, sock: socket.socket, server: CrunetServer, peer=None):
+        self.server = server
+        self.sock = sock
+        self.peer = peer
+        sock.settimeout(server.limits.message_timeout)  # bounds each send; reads wait in select
+        self.reader = MessageReader(sock, server.limits, server.stopping)
+        self._send_lock = threading.Lock()
+        self.sealed = False  # CLOSE sent: nothing more goes out
+        self.client_closed = False  # the client's CLOSE arrived
+        self.lost: str | None = None  # why the client is gone
+        self.worker: Worker | None = None
+        self.recon: SliceReconstructor | None = None
+        self.assembler: ChainAssembler | None = None
+        self._unread = None  # a message read ahead (after the header, when it was not the JSON TEXT)
+        self.submitted: list[tuple[int, ...]] = []
+        self.finished: list[tuple[int, ...]] = []
+        self.images = self.errors = self.waveforms = 0
+
+    # ------------------------------------------------------------ sending
+
+    def _send(self, data: bytes) -> None:
+        with self._send_lock:
+            if self.sealed:
+                raise OSError("connection already closed by the server")
+            self.sock.sendall(data)
+
+    def send_image(self, image: ismrmrd.Image) -> None:
+        self._send(image_message(image))
+        self.images += 1
+
+    def send_text(self, text: str) -> None:
+        log.warning("%s", text)
+        self._send(text_message(text))
+
+    # ------------------------------------------------------------ the connection
+
+    def run(self) -> None:
+        message = None
+        try:
+            self._protocol()
+        except Stopped:
+            message = self._stopped()
+        except PeerGone as exc:
+            self._gone(str(exc))
+        except ProtocolError as exc:
+            message = f"crunet serve: {exc}; closing the connection"
+        except InputError as exc:
+            message = f"crunet serve: {exc}"
+        except OSError as exc:  # a send failed: the client is gone
+            self._gone(f"sending failed ({exc})")
+        except Exception as exc:  # noqa: BLE001 - the client always gets TEXT + CLOSE
+            log.exception("session failed")
+            message = f"crunet serve: internal error: {type(exc).__name__}: {exc}"
+        self._end(message)
+
+    def _end(self, message: str | None) -> None:
+        """Stop the worker, then (client still there) TEXT + CLOSE, linger if refused, close."""
+        if self.worker is not None and not self.worker.wait(0):
+            self.worker.cancel()
+            self.worker.wait(10)
+        try:
+            if self.lost is None:
+                if message is not None:
+                    self.send_text(message)
+                with self._send_lock:
+                    self.sealed = True
+                    self.sock.sendall(close_message())
+                if message is not None and not self.client_closed:
+                    self.sock.shutdown(socket.SHUT_WR)
+                    self.reader.discard(LINGER)
+        except OSError:
+            pass
+        finally:
+            self.sealed = True
+            self.sock.close()
+
+    def _gone(self, reason: str) -> None:
+        self.lost = self.lost or reason
+        log.warning("client %s went away (%s)", self.peer, self.lost)
+        if self.worker is not None:
+            running = self.worker.busy()
+            self.worker.cancel()
+            self.worker.wait(10)
+            left = self._not_reconstructed()
+            log.warning("client %s: work cancelled; %d slice(s) not reconstructed%s", self.peer, len(left),
+                        " (one interrupted)" if running or self.worker.interrupted_job else "")
+
+    def _next(self):
+        if self.lost is not None:
+            raise PeerGone(self.lost)
+        if self._unread is not None:
+            msg, self._unread = self._unread, None
+            return msg
+        return self.reader.next()
+
+    def _answer(self, q: Query) -> None:
+        if q.reserved:
+            raise ProtocolError("Unsupported value in reserved bytes of the QUERY")
+        self._send(response_message(q.correlation_id, answer(q.query)))
+
+    def _protocol(self) -> None:
+        chain = self._read_config()
+        if chain is None:  # CLOSE before a config (e.g. after -Q's QUERY)
+            return
+        header = self._read_header()
+        chain = configure(chain, self._config_additional() if header is not None else None)
+        {"query": self._serve_query, "noise": self._serve_noise, "recon": self._serve_recon}[chain.kind](
+            chain, header)
+
+    def _config_additional(self) -> ConfigAdditional | None:
+        """The MRD App JSON parameters: a TEXT right after the header (else that message is kept for later)."""
+        msg = self._next()
+        if not isinstance(msg, Text):
+            self._unread = msg
+            return None
+        log.info("configAdditional: %s", " ".join(msg.text.split())[:2000])
+        return parse_config_additional(msg.text)
+
+    def _read_config(self) -> Chain | None:
+        while True:
+            msg = self._next()
+            if isinstance(msg, Query):
+                self._answer(msg)
+            elif isinstance(msg, Close):
+                self.client_closed = True
+                return None
+            elif isinstance(msg, ConfigFile):
+                return chain_from_name(msg.name)
+            elif isinstance(msg, ConfigScript):
+                return chain_from_xml(msg.xml, "CONFIG_SCRIPT")
+            elif isinstance(msg, Header):
+                raise ProtocolError("received the ISMRMRD header (3) before the config")
+            else:
+                raise ProtocolError(f"expected CONFIG_FILE (1) or CONFIG_SCRIPT (2) first, got {_kind(msg)}")
+
+    def _read_header(self) -> bytes | None:
+        """The HEADER, or None when CLOSE comes first (``-q``: the chain runs on nothing)."""
+        while True:
+            msg = self._next()
+            if isinstance(msg, Query):
+                self._answer(msg)
+            elif isinstance(msg, Text):
+                log.info("client text: %s", msg.text[:500])
+            elif isinstance(msg, Header):
+                return msg.xml
+            elif isinstance(msg, Close):
+                self.client_closed = True
+                return None
+            elif isinstance(msg, (ConfigFile, ConfigScript)):
+                raise ProtocolError("received a second config; only one is allowed")
+            else:
+                raise ProtocolError(f"expected HEADER (3) after the config, got {_kind(msg)}")
+
+    def _stream(self, on_acquisition) -> None:
+        """Messages after the header, up to the client's CLOSE."""
+        while True:
+            msg = self._next()
+            if isinstance(msg, ismrmrd.Acquisition):
+                on_acquisition(msg)
+            elif isinstance(msg, ismrmrd.Waveform):
+                self.waveforms += 1
+            elif isinstance(msg, Close):
+                self.client_closed = True
+                return
+            elif isinstance(msg, Query):
+                self._answer(msg)
+            elif isinstance(msg, Text):
+                log.info("client text: %s", msg.text[:500])
+            elif isinstance(msg, Header):
+                raise ProtocolError("received a second ISMRMRD header; only one is allowed")
+            else:
+                raise ProtocolError("received a second config; only one is allowed")
+
+    # ------------------------------------------------------------ the three chains
+
+    def _serve_query(self, chain: Chain, header: bytes | None) -> None:
+        if header is not None:
+            self._stream(lambda acq: None)  # NoiseSummaryGadget ignores data
+        record = self.server.store.get(chain.target) if chain.target else None
+        log.info("dependency query for '%s': %s", chain.target, "found" if record is not None else "not stored")
+        self._send(dependency_query_message(summary_meta(record)))
+
+    def _serve_noise(self, chain: Chain, header: bytes | None) -> None:
+        if header is None:
+            return
+        h = parse_header(header, source="HEADER")
+        noise = NoiseAdjust(h, enabled=True, store=None)
+        self._stream(lambda acq: noise.noise(acq) if acq.is_flag_set(ismrmrd.ACQ_IS_NOISE_MEASUREMENT) else None)
+        mid = measurement_id(h)
+        if not noise.has_noise:
+            log.info("noise chain %s: the stream has no noise lines; nothing stored", chain.source)
+            return
+        if not mid:
+            self.send_text("crunet serve: noise measurement not stored: its header has no measurementID")
+            return
+        try:
+            self.server.store.put(mid, noise.record())
+        except InputError as exc:
+            self.send_text(f"crunet serve: noise measurement '{mid}' not stored: {exc}")
+
+    def _serve_recon(self, chain: Chain, header: bytes | None) -> None:
+        if header is None:
+            return  # -q: nothing to reconstruct
+        h = parse_header(header, source="HEADER")
+        self.recon = SliceReconstructor(h, chain.settings)
+        self.assembler = ChainAssembler(h, chain.settings, self.server.store)
+        self.worker = Worker(name=f"crunet-slices-{self.peer}")
+        log.info("session: %s, method %s, device %s", chain.source, chain.settings.method,
+                 self.recon.config.torch_device())
+        self._stream(lambda acq: self._dispatch(self.assembler.acquisition(acq)))
+        self._dispatch(self.assembler.close())
+        self.worker.finish()
+        self._await_worker()
+        log.info("session done: %d acquisitions, %d images, %d errors, %d waveforms ignored, "
+                 "%d auxiliary lines ignored", self.assembler.received, self.images, self.errors,
+                 self.waveforms, self.assembler.ignored)
+
+    # ------------------------------------------------------------ reconstruction (worker thread)
+
+    def _dispatch(self, items: list) -> None:
+        for item in items:
+            if isinstance(item, Bucket):
+                slices = tuple(sorted({int(a.idx.slice) for a in list(item.data) + list(item.ref)}))
+                self.submitted.append(slices)
+                sigma = self.assembler.noise_sigma
+                self.worker.submit(self._job(lambda b=item, s=sigma, sl=slices: self._reconstruct(b, s, sl)))
+            else:
+                self.worker.submit(self._job(lambda e=item: self._report(e)))
+
+    def _job(self, fn):
+        def run() -> None:
+            if self.lost is not None or self.sealed:
+                return
+            try:
+                fn()
+            except OSError as exc:
+                self.lost = self.lost or f"sending to the client failed ({exc})"
+                self.worker.cancel(interrupt=False)
+        return run
+
+    def _reconstruct(self, bucket: Bucket, sigma: float | None, slices: tuple[int, ...]) -> None:
+        self.recon.noise_sigma = sigma
+        for out in self.recon.safe_bucket(bucket):
+            if isinstance(out, ChainError):
+                self._report(out)
+            else:
+                self.send_image(out)
+        self.finished.append(slices)
+
+    def _report(self, error: ChainError) -> None:
+        self.errors += 1
+        self.send_text(error.message)
+        if error.slices and self.recon.settings.error_reporting == "image":
+            self.send_image(self.recon.failure_image(error))
+
+    def _await_worker(self) -> None:
+        """Wait for the slices to finish, watching the client (gone?) and the server (stopping?)."""
+        while not self.worker.wait(0):
+            if self.lost is not None:
+                raise PeerGone(self.lost)
+            if self.server.stopping.is_set():
+                raise Stopped()
+            self.reader.watch(0.25)
+        if self.lost is not None:
+            raise PeerGone(self.lost)
+
+    def _not_reconstructed(self) -> list[int]:
+        done = {s for sl in self.finished for s in sl}
+        left = {s for sl in self.submitted for s in sl} - done
+        if self.assembler is not None:
+            left |= set(self.assembler.trigger.open_slices())
+        return sorted(left)
+
+    def _stopped(self) -> str | None:
+        """Server stopping: finish the slice in progress within the grace period, drop the rest."""
+        w = self.worker
+        if w is not None:
+            w.cancel(interrupt=False)  # no slice starts any more
+            try:
+                while not w.wait(0) and time.monotonic() < self.server.grace_deadline:
+                    self.reader.watch(0.25)
+            except PeerGone as exc:
+                self._gone(str(exc))
+                return None
+            if not w.wait(0):
+                w.cancel()
+                w.wait(10)
+        left = self._not_reconstructed()
+        if not left:
+            return "crunet serve: server shutting down; closing the connection"
+        return (f"crunet serve: server shutting down; slice(s) {', '.join(map(str, left))} not reconstructed"
+                + (" (one interrupted)" if w is not None and w.interrupted_job else ""))
