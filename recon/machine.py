@@ -65,3 +65,26 @@ def resolve_device(name: str):
         raise InputError("device 'cuda' requested but CUDA is not available on this machine "
                          "(choose device cpu or auto)")
     return torch.device(name)
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags from ``/proc/cpuinfo`` (Linux; empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def native_bf16(device) -> bool:
+    """True where bfloat16 arithmetic is native: a CUDA GPU that supports it, or a CPU with
+    AVX512-BF16 or AMX-BF16 (elsewhere bf16 is emulated and slower than fp32)."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    return device.type == "cpu" and bool({"avx512_bf16", "amx_bf16"} & cpu_flags())

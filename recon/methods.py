@@ -9,7 +9,8 @@
 
 Every method maps a :class:`recon.problem.SliceProblem` to complex64 images
 ``[t, y, x]``; options are keyword arguments of the method function (a named
-learned method has none: the name fixes the weights).
+learned method takes those of :func:`recon.models.inference.learned` but ``weights``:
+the name fixes the weights, e.g. ``crunet_ca:precision=bf16``).
 """
 
 from __future__ import annotations
@@ -78,10 +79,14 @@ def check_method(name: str) -> str:
 
 def method_options(name: str) -> dict[str, Any]:
     """Options of method ``name`` with their defaults (every parameter after the problem)."""
-    if check_method(name) not in METHODS:
-        return {}
-    params = list(inspect.signature(METHODS[name]).parameters.values())[1:]
-    return {q.name: q.default for q in params}
+    params = list(inspect.signature(_function(check_method(name))).parameters.values())[1:]
+    fixed = () if name in METHODS else ("weights",)  # a named learned method: the name fixes the weights
+    return {q.name: q.default for q in params if q.name not in fixed}
+
+
+def _function(name: str) -> Method:
+    """The function behind a method that runs here (installed weights names run :func:`learned`)."""
+    return METHODS.get(name, learned)
 
 
 def check_options(name: str, options: dict[str, Any]) -> None:
@@ -89,11 +94,10 @@ def check_options(name: str, options: dict[str, Any]) -> None:
     ones) or whose value does not fit the method's annotation, by the one mechanism of :mod:`recon.config`."""
     where = f"method '{name}'"
     check_keys(where, options, method_options(name))
-    if name in METHODS:
-        hints = get_type_hints(METHODS[name])
-        for key, value in options.items():
-            if key in hints:
-                convert(value, hints[key], f"{where}.{key}")
+    hints = get_type_hints(_function(name))
+    for key, value in options.items():
+        if key in hints:
+            convert(value, hints[key], f"{where}.{key}")
 
 
 def run_method(name: str, p: SliceProblem, **options: Any) -> torch.Tensor:
@@ -119,4 +123,4 @@ def run_method(name: str, p: SliceProblem, **options: Any) -> torch.Tensor:
     check_options(name, options)
     if name in METHODS:
         return METHODS[name](p, **options)
-    return learned(p, weights=str(learned_weights(name) or name))
+    return learned(p, weights=str(learned_weights(name) or name), **options)

@@ -11,11 +11,11 @@ import ismrmrd
 import pytest
 import torch
 
-from recon.methods import available_methods, method_options, run_method
 from recon.errors import InputError
 from recon.io.raw import read_raw
-from recon.pipeline import ReconConfig, reconstruct_slice, slice_to_images
-from recon.pipeline import prepare
+from recon.machine import native_bf16
+from recon.methods import available_methods, method_options, run_method
+from recon.pipeline import ReconConfig, prepare, reconstruct_slice, slice_to_images
 from recon.simulate.cine import SimulationConfig, simulate_to_file
 from tests.conftest import TINY_MODELS
 
@@ -58,9 +58,9 @@ def test_weights_name_is_a_method(raw, tiny_weights, name):
 
 def test_options_of_learned_and_classical_methods(raw):
     p = prepare(raw)
-    assert method_options("crunet_ca") == {}
-    assert set(method_options("model")) == {"weights"}
-    with pytest.raises(InputError, match=r"method 'crunet_ca': unknown key\(s\) weights; valid keys: none"):
+    assert method_options("crunet_ca") == {"precision": "auto"}
+    assert set(method_options("model")) == {"weights", "precision"}
+    with pytest.raises(InputError, match=r"method 'crunet_ca': unknown key\(s\) weights; valid keys: precision"):
         run_method("crunet_ca", p, weights="x")
     with pytest.raises(InputError, match=r"method 'sense': unknown key\(s\) bogus; valid keys: lam"):
         run_method("sense", p, bogus=1)
@@ -123,3 +123,16 @@ def test_gadget_settings_default_and_weights(tiny_weights):
         GadgetSettings.from_xml('<configuration><property name="method" value="model"/></configuration>')
     with pytest.raises(InputError, match="only with method 'model'"):
         GadgetSettings.from_xml(f'<configuration><property name="weights" value="{w}"/></configuration>')
+
+
+def test_bf16_precision_is_an_option_close_to_fp32(raw):
+    """``precision=bf16`` (autocast) gives nearly the fp32 images; a bad precision is a clear error."""
+    p = prepare(raw)
+    fp32 = run_method("crunet_ca", p, precision="fp32")
+    bf16 = run_method("crunet_ca", p, precision="bf16")
+    auto = run_method("crunet_ca", p)
+    assert torch.equal(auto, bf16 if native_bf16("cpu") else fp32)
+    assert bf16.dtype == torch.complex64 and not torch.equal(bf16, fp32)
+    assert ((bf16 - fp32).abs().norm() / fp32.abs().norm()).item() < 0.05
+    with pytest.raises(InputError, match=r"method 'crunet_ca'\.precision: 'fp16' is not one of auto, fp32, bf16"):
+        run_method("crunet_ca", p, precision="fp16")

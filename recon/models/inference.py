@@ -7,18 +7,34 @@ weights="path/to/dir")`` both end here: the weights directory written by
 :func:`recon.weights.load_weights` (SHA-256 manifest checked), k-space is scaled as
 in training (:func:`recon.kspace.normalisation_scale`), the model runs and the scale
 is undone.
+
+``precision`` (the one option of a named learned method, e.g. ``crunet_ca:precision=fp32``):
+``bf16`` runs the network's convolutions and matrix products under bfloat16 autocast
+(FFTs and data consistency stay complex64); ``auto`` (the default) does so where bf16
+is native (:func:`recon.machine.native_bf16`: AVX512-BF16 / AMX CPUs, CUDA GPUs) and
+keeps fp32 elsewhere. Measured with ``crunet validate`` on the held-out cases at R = 8
+(crunet_ca, 3 cases per set): PSNR change -0.01 dB on held-out patients (worst case
+-0.02), 0.00 dB on held-out acquisitions, SSIM within 0.0003; 1.6x faster on this
+project's AVX512-BF16 CPU (1 thread, 128 x 128, 12 frames, 10 coils).
 """
 
 from __future__ import annotations
 
 import threading
+from contextlib import nullcontext
 from pathlib import Path
+from typing import Literal
 
 import torch
 
 from recon.errors import InputError
 from recon.kspace import normalisation_scale
+from recon.machine import native_bf16
 from recon.problem import SliceProblem
+
+#: Arithmetic of the network at inference: ``fp32``, ``bf16`` autocast, or ``auto``
+#: (bf16 where it is native, see :func:`recon.machine.native_bf16`).
+Precision = Literal["auto", "fp32", "bf16"]
 
 _CACHE: dict[tuple[str, str], tuple[torch.nn.Module, object]] = {}
 _LOCK = threading.Lock()
@@ -36,17 +52,23 @@ def load_cached(weights: str | Path, device: torch.device | str):
         return _CACHE[key]
 
 
-def learned(p: SliceProblem, weights: str = "") -> torch.Tensor:
+def learned(p: SliceProblem, weights: str = "", precision: Precision = "auto") -> torch.Tensor:
     """Reconstruct ``p`` with the trained model in ``weights`` -> complex64 ``[t, y, x]``.
 
     ``weights`` : a weights directory, or the name of installed weights (``crunet_ca``).
+    ``precision`` : ``auto``, ``fp32`` or ``bf16`` (autocast of the network's real-valued layers).
     """
+    if precision not in ("auto", "fp32", "bf16"):
+        raise InputError(f"precision must be auto, fp32 or bf16, got {precision!r}")
     if not weights:
         raise InputError("method 'model' needs the option weights=<directory with model.safetensors, "
                          "config.yaml and manifest.json, or the name of installed weights such as crunet_ca>")
     model, _ = load_cached(weights, p.kspace.device)
     k, mask, maps = p.batched()
     scale = normalisation_scale(k).to(k.real.dtype)
-    with torch.inference_mode():
+    if precision == "auto":
+        precision = "bf16" if native_bf16(k.device) else "fp32"
+    cast = torch.autocast(k.device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
+    with torch.inference_mode(), cast:
         x = model(k / scale.view(-1, 1, 1, 1, 1), mask, maps) * scale.view(-1, 1, 1, 1)
     return x[0].to(torch.complex64)
