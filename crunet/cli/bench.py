@@ -28,8 +28,9 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--methods", nargs="*", default=None,
                    help="methods to time: zf, sense, lps and installed trained weights by name (crunet_ca, "
-                        "crunet, crunet_conv, crnn); default: zf sense lps crunet_ca; zf sense lps when "
-                        "--weights is given")
+                        "crunet, crunet_conv, crnn), name:key=value for options; default: zf sense lps "
+                        "crunet_ca crunet_ca:precision=fp32 (the default precision, bf16 where native, "
+                        "against fp32 in one run); zf sense lps when --weights is given")
     p.add_argument("--weights", nargs="+", default=[], metavar="DIR",
                    help="trained weights directories, each timed as a method (labelled by folder name)")
     p.add_argument("--device", choices=DEVICES, default="auto",
@@ -43,13 +44,14 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from recon.pipeline import compared_methods, method_configs
-
     from recon.machine import describe_machine
+    from recon.pipeline import DEFAULT_METHOD, compared_methods, method_configs
 
     device = "cuda" if args.device in ("cuda", "auto") and torch.cuda.is_available() else "cpu"
     result = {"created": time.strftime("%Y-%m-%dT%H:%M:%S"), **describe_machine(device), "coils": [], "methods": []}
     methods = compared_methods(args.methods, args.weights)
+    if args.methods is None and DEFAULT_METHOD in methods:
+        methods += (f"{DEFAULT_METHOD}:precision=fp32",)  # the default precision against fp32, one run
     if "methods" in args.what:
         method_configs(methods, args.weights, device=args.device)  # unknown methods / missing weights: fail now
     for size in args.sizes:
