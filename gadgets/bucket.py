@@ -31,7 +31,7 @@ import numpy as np
 
 from recon.errors import InputError
 from recon.io import flags as F
-from recon.io.acquisitions import assemble_slices
+from recon.io.assemble import assemble_slices
 from recon.slicedata import ACQ_HEADER_DTYPE, EncodingInfo, SliceData
 
 MESSAGE_BUCKET = 1050

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from recon.errors import InputError
-from recon.simulate.coils import coil_sensitivities, correlated_noise, noise_covariance
+from recon.simulate.coil_noise import correlated_noise, noise_covariance
+from recon.simulate.coils import coil_sensitivities
 from recon.simulate.phantom import cine_phantom, phantom_geometry
 
 

@@ -256,7 +256,7 @@ def _full_file(tmp_path, rng, lines=None, flagged=False, n_t=3, n_ky=32):
 
 
 def test_fully_sampled_without_flags_calibrates_from_the_centre(tmp_path, rng):
-    from recon.io.acquisitions import CALIBRATION_KEY, CENTRE_CALIBRATION_LINES
+    from recon.io.assemble import CALIBRATION_KEY, CENTRE_CALIBRATION_LINES
 
     path, k, m = _full_file(tmp_path, rng, n_ky=40)
     (s,) = read_raw(path).slices

@@ -12,8 +12,9 @@ from recon.noise import (NOISE_SIGMA_KEY, auto_or_number, calibration_block, che
                          marchenko_pastur_quantile, noise_covariance, sigma_from_noise_scan, signal_power,
                          whiten, whitened_sigma, whitening_matrix)
 from recon.problem import SliceProblem, noise_level
-from recon.simulate.coils import coil_sensitivities, correlated_noise
-from recon.simulate.coils import noise_covariance as random_covariance
+from recon.simulate.coil_noise import correlated_noise
+from recon.simulate.coil_noise import noise_covariance as random_covariance
+from recon.simulate.coils import coil_sensitivities
 from recon.simulate.phantom import cine_phantom
 
 # ---------------------------------------------------------------------------

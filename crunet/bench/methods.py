@@ -26,7 +26,7 @@ def bench_methods(shape: tuple[int, int] = (128, 128), n_phases: int = 12, n_coi
     Returns a JSON-ready dict; ``methods`` maps each label to ``seconds`` (median),
     ``ratio_to_fastest``, ``all_seconds``, ``psnr``, ``ssim`` (and ``model`` for learned ones).
     """
-    from recon.io.acquisitions import assemble_slices
+    from recon.io.assemble import assemble_slices
     from recon.io.header import build_cine_header, encoding_info
     from recon.pipeline import method_configs, reconstruct_slice
     from recon.simulate.cine import SimulationConfig, simulate_scan

@@ -15,7 +15,7 @@ def add_parser(p: argparse.ArgumentParser) -> None:
 
 def summarise(raw) -> dict:
     """A JSON-able summary of a :class:`recon.io.raw.RawFile`."""
-    from recon.io.acquisitions import CALIBRATION_KEY
+    from recon.io.assemble import CALIBRATION_KEY
     from recon.masks import effective_acceleration
 
     enc = raw.encoding

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from recon.checks import check_shape
 from recon.config import Settings, check_keys, from_dict, to_dict
 from recon.errors import InputError
 
@@ -395,7 +396,7 @@ def espirit_maps(calib, shape: tuple[int, int], options: EspiritOptions | None =
     t, was_numpy = _as_complex_tensor(calib)
     if t.ndim != 3:
         raise InputError(f"calibration data must be [coils, ky, kx], got shape {tuple(t.shape)}")
-    ny, nx = _check_shape(shape)
+    ny, nx = check_shape(shape, name="grid shape")
     t = center_block(t, opts.calib_size)
     c, cy, cx = t.shape
     ky, kx = opts.kernel
@@ -420,13 +421,3 @@ def espirit_maps(calib, shape: tuple[int, int], options: EspiritOptions | None =
     if was_numpy:
         maps, vals = maps.numpy(), vals.numpy()
     return (maps, vals) if return_eigenvalues else maps
-
-
-def _check_shape(shape) -> tuple[int, int]:
-    try:
-        ny, nx = (int(s) for s in shape)
-    except (TypeError, ValueError):
-        raise InputError(f"grid shape must be (y, x), got {shape!r}") from None
-    if ny < 1 or nx < 1:
-        raise InputError(f"grid shape must be positive, got {shape!r}")
-    return ny, nx

@@ -143,11 +143,14 @@ def encoding_info(header: xsd.ismrmrdHeader, source: str = "header") -> Encoding
 
 
 @dataclass(frozen=True)
-class CineProtocol:
-    """Parameters of a 2D multi-slice Cartesian cine protocol (for headers we write).
+class CineScan:
+    """The scan fields of a 2D multi-slice Cartesian cine, declared once.
 
-    ``matrix`` is the reconstructed ``(ny, nx)``; the encoded readout is
-    ``readout_oversampling * nx`` samples over ``readout_oversampling * fov_mm[1]``.
+    The header we write (:class:`CineProtocol`) and the simulator's configuration
+    (:class:`recon.simulate.cine.SimulationConfig`) both extend it, so each field has
+    one name, type and default. ``matrix`` is the reconstructed ``(ny, nx)``; the
+    encoded readout is ``readout_oversampling * nx`` samples over
+    ``readout_oversampling * fov_mm[1]``.
     """
 
     matrix: tuple[int, int] = (128, 128)
@@ -159,13 +162,20 @@ class CineProtocol:
     n_coils: int = 10
     acceleration: int = 8
     n_acs: int = 24
+    heart_rate_bpm: float = 60.0
+    view: str = "sax"
+
+
+@dataclass(frozen=True)
+class CineProtocol(CineScan):
+    """Parameters of a 2D multi-slice Cartesian cine protocol (for headers we write):
+    the scan fields of :class:`CineScan` and what only the header states."""
+
     calibration_mode: str = "embedded"
     field_strength_t: float = 1.5
     tr_ms: float = 3.4
     te_ms: float = 1.5
     flip_angle_deg: float = 45.0
-    heart_rate_bpm: float = 60.0
-    view: str = "sax"
     protocol_name: str = "crunet_cine"
     noise_dependency_id: str | None = None
 

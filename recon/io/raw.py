@@ -25,7 +25,7 @@ import numpy as np
 from ismrmrd.hdf5 import acquisition_dtype
 
 from recon.errors import InputError
-from recon.io.acquisitions import assemble_slices, split_noise
+from recon.io.assemble import assemble_slices, split_noise
 from recon.io.flags import is_noise
 from recon.io.h5guard import HDF5_LOCK, check_vlen_heaps
 from recon.io.header import encoding_info, header_to_xml, parse_header

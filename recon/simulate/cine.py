@@ -32,13 +32,15 @@ import numpy as np
 
 from recon.errors import InputError
 from recon.fft import fft2c
-from recon.io.acquisitions import CineTiming, assemble_slices, scan_to_acquisitions, slice_to_acquisitions
-from recon.io.header import CineProtocol, build_cine_header, encoding_info
+from recon.io.acquisitions import CineTiming, scan_to_acquisitions, slice_to_acquisitions
+from recon.io.assemble import assemble_slices
+from recon.io.header import CineProtocol, CineScan, build_cine_header, encoding_info
 from recon.io.raw import write_raw
 from recon.kspace import center_crop
 from recon.masks import acs_indices, cine_mask
 from recon.simulate.acquisition import Acquisition
-from recon.simulate.coils import coil_maps, correlated_noise, noise_covariance
+from recon.simulate.coil_noise import correlated_noise, noise_covariance
+from recon.simulate.coils import coil_maps
 from recon.simulate.phantom import cine_phantom, smooth_phase
 from recon.simulate.realdata import fit_to_matrix, load_cine_series
 from recon.slicedata import Geometry, SliceData
@@ -47,34 +49,26 @@ VIEWS = ("sax", "lax")
 
 
 @dataclass(frozen=True)
-class SimulationConfig:
+class SimulationConfig(CineScan):
     """What ``crunet simulate`` makes. ``source`` is ``"phantom"`` or a ``.npz`` cine series.
 
-    The acquisition fields (matrix, coils, noise, mask, ...) become one
+    The scan fields (matrix, field of view, slices, phases, coils, R, ACS, heart rate,
+    view, ...) are those of :class:`recon.io.header.CineScan`, which the header states
+    too (:meth:`protocol`). With the simulator's own fields (coil family, SNR, noise
+    correlation, mask shift, line order) they become one
     :class:`recon.simulate.acquisition.Acquisition` per slice (:meth:`acquisition`),
     the same description the training data are drawn as.
     """
 
-    n_slices: int = 1
-    n_phases: int = 12
-    n_coils: int = 10
-    matrix: tuple[int, int] = (128, 128)
-    fov_mm: tuple[float, float] = (320.0, 320.0)
-    slice_thickness_mm: float = 8.0
     slice_gap_mm: float = 2.0
-    readout_oversampling: int = 2
-    acceleration: int = 8
-    n_acs: int = 24
     shifted_mask: bool = False
     snr: float = 40.0
     coil_family: str = "wrap"
     noise_correlation: float = 0.1
     ordering: str = "segmented"
-    view: str = "sax"
     source: str = "phantom"
     noise_scan: bool = True
     noise_samples: int = 2048
-    heart_rate_bpm: float = 60.0
     seed: int = 0
     timing: CineTiming = field(default_factory=CineTiming)
 
@@ -105,12 +99,14 @@ class SimulationConfig:
         return self
 
     def protocol(self) -> CineProtocol:
+        """The header description of this scan (its scan fields, the line timing's TR)."""
         return protocol(self.acquisition(), n_slices=self.n_slices, slice_thickness_mm=self.slice_thickness_mm,
                         tr_ms=self.timing.tr_ms, heart_rate_bpm=self.heart_rate_bpm, view=self.view)
 
 
-def protocol(acq: Acquisition, n_slices: int = 1, slice_thickness_mm: float = 8.0, tr_ms: float = 3.4,
-             heart_rate_bpm: float = 60.0, view: str = "sax") -> CineProtocol:
+def protocol(acq: Acquisition, n_slices: int = CineScan.n_slices,
+             slice_thickness_mm: float = CineScan.slice_thickness_mm, tr_ms: float = CineProtocol.tr_ms,
+             heart_rate_bpm: float = CineScan.heart_rate_bpm, view: str = CineScan.view) -> CineProtocol:
     """The ISMRMRD header description (:class:`CineProtocol`) of an acquisition."""
     return CineProtocol(
         matrix=tuple(acq.matrix), fov_mm=tuple(acq.fov_mm), slice_thickness_mm=slice_thickness_mm,
@@ -292,7 +288,7 @@ def to_slice_data(sim: SimulatedSlice, acq: Acquisition, slice_index: int = 0) -
 
     The slice goes through the same code as a raw file's: acquisitions in the order of
     ``acq.ordering`` (:func:`recon.io.acquisitions.slice_to_acquisitions`), header from
-    :func:`protocol`, then :func:`recon.io.acquisitions.assemble_slices`, so training
+    :func:`protocol`, then :func:`recon.io.assemble.assemble_slices`, so training
     data and inference data share every step after the scanner.
     """
     prot = protocol(acq)

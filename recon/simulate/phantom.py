@@ -31,9 +31,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from recon.checks import check_shape
 from recon.errors import InputError
 
 VIEWS = ("sax", "lax")
+_MIN_SIZE = 16  # smallest phantom / heart-mask grid, pixels per side
 
 # bSSFP-like relative signal levels (before the final normalisation to max 1).
 _BLOOD = 0.92
@@ -138,26 +140,10 @@ class CineGeometry:
         return (p * shape[0], p * shape[1])
 
 
-def _as_rng(rng: np.random.Generator | int | None) -> np.random.Generator:
-    return np.random.default_rng(rng)
-
-
 def _check_view(view: str) -> str:
     if view not in VIEWS:
         raise InputError(f"unknown phantom view {view!r}; expected one of {VIEWS}")
     return view
-
-
-def _check_shape(shape: tuple[int, int], minimum: int = 16) -> tuple[int, int]:
-    try:
-        dims = tuple(int(s) for s in shape)
-    except (TypeError, ValueError):
-        raise InputError(f"shape must be a pair of integers (ny, nx), got {shape!r}") from None
-    if len(dims) != 2 or any(d != s for d, s in zip(dims, shape)):
-        raise InputError(f"shape must be a pair of integers (ny, nx), got {shape!r}")
-    if min(dims) < minimum:
-        raise InputError(f"shape {dims} too small: each dimension must be >= {minimum}")
-    return dims  # type: ignore[return-value]
 
 
 def phantom_geometry(view: str = "sax", rng: np.random.Generator | int | None = None) -> CineGeometry:
@@ -176,7 +162,7 @@ def phantom_geometry(view: str = "sax", rng: np.random.Generator | int | None = 
     CineGeometry
     """
     _check_view(view)
-    g = _as_rng(rng)
+    g = np.random.default_rng(rng)
     u = lambda lo, hi: float(g.uniform(lo, hi))  # noqa: E731
     body = (105.0 * u(0.96, 1.04), 150.0 * u(0.96, 1.04))
     shift = (u(-2.5, -0.5), u(-2.5, 0.5))
@@ -582,8 +568,8 @@ def cine_phantom(
         float32 [n_phases, ny, nx], values in [0, 1], maximum 1.
     """
     _check_view(view)
-    shape = _check_shape(shape)
-    g = _as_rng(rng)
+    shape = check_shape(shape, minimum=_MIN_SIZE)
+    g = np.random.default_rng(rng)
     cardiac_contraction(n_phases)  # validates n_phases before any work
     if geometry is None:
         geometry = phantom_geometry(view, g)
@@ -638,11 +624,11 @@ def heart_mask(
         bool [ny, nx].
     """
     _check_view(view)
-    shape = _check_shape(shape)
+    shape = check_shape(shape, minimum=_MIN_SIZE)
     if margin_mm < 0:
         raise InputError(f"margin_mm must be >= 0, got {margin_mm!r}")
     if geometry is None:
-        geometry = phantom_geometry(view, _as_rng(rng))
+        geometry = phantom_geometry(view, np.random.default_rng(rng))
     elif geometry.view != view:
         raise InputError(f"geometry.view {geometry.view!r} does not match view {view!r}")
     grid = _Grid(shape, geometry)
@@ -676,10 +662,10 @@ def smooth_phase(
     numpy.ndarray
         float32 [ny, nx], ``|phase| <= max_rad``.
     """
-    shape = _check_shape(shape, minimum=1)
+    shape = check_shape(shape)
     if not np.isfinite(max_rad) or max_rad < 0:
         raise InputError(f"max_rad must be a finite number >= 0, got {max_rad!r}")
-    g = _as_rng(rng)
+    g = np.random.default_rng(rng)
     yy, xx = np.meshgrid(
         np.linspace(-1.0, 1.0, shape[0]), np.linspace(-1.0, 1.0, shape[1]), indexing="ij"
     )
