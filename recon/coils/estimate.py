@@ -20,7 +20,8 @@ from typing import Literal, get_args
 
 import numpy as np
 
-from recon.coils.espirit import EigenSolverError, EspiritOptions, auto_coarse, espirit_maps
+from recon.coils.eigen import EigenSolverError
+from recon.coils.espirit import EspiritOptions, auto_coarse, espirit_maps
 from recon.coils.walsh import walsh_maps
 from recon.config import check_keys
 from recon.errors import InputError
@@ -126,7 +127,7 @@ def maps_from_acs(acs: np.ndarray, acs_lines: np.ndarray, n_ky: int, shape: tupl
     method : ``"espirit"`` (options: :class:`~recon.coils.espirit.EspiritOptions`
         fields) or ``"walsh"`` (options: ``window``, box size in pixels, default 7,
         the best of 5..21 on our phantoms at 128 and 256 pixels; ``coarse`` (default as ESPIRiT's) and ``refine``
-        (default 3) as in :func:`~recon.coils.espirit.dominant_eigenvectors`;
+        (default 3) as in :func:`~recon.coils.eigen.dominant_eigenvectors`;
         ``taper``: a Hann taper on the lines before the low-resolution image,
         default True).
 
@@ -137,7 +138,7 @@ def maps_from_acs(acs: np.ndarray, acs_lines: np.ndarray, n_ky: int, shape: tupl
     Raises
     ------
     InputError : unknown method or option, bad shapes or line indices, too few lines;
-        :class:`~recon.coils.espirit.EigenSolverError` when the eigen-solver fails or
+        :class:`~recon.coils.eigen.EigenSolverError` when the eigen-solver fails or
         the maps come out NaN/Inf.
     """
     if method not in METHODS:

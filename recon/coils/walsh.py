@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from recon.coils.espirit import dominant_eigenvectors, principal_coil_vector
+from recon.coils.eigen import dominant_eigenvectors, principal_coil_vector
 from recon.errors import InputError
 
 
@@ -51,7 +51,7 @@ def walsh_maps(images, window: int | tuple[int, int] = 7, coarse: int = 1, refin
         FFT of the zero-padded calibration lines.
     window : box size in pixels, odd (an even size is made odd by adding one).
     coarse, refine : eigen-decomposition on every ``coarse``-th pixel followed by
-        ``refine`` power iterations (see :func:`recon.coils.espirit.dominant_eigenvectors`).
+        ``refine`` power iterations (see :func:`recon.coils.eigen.dominant_eigenvectors`).
     reference : complex ``[c]`` phase reference; default the first principal
         component of ``images``.
 
@@ -81,7 +81,7 @@ def walsh_maps(images, window: int | tuple[int, int] = 7, coarse: int = 1, refin
     if not x.abs().amax() > 0:
         raise InputError("coil images are all zero: no signal to estimate coil maps from")
     with torch.no_grad():
-        ref = principal_coil_vector(x) if reference is None else torch.as_tensor(reference).to(torch.complex64)
+        ref = principal_coil_vector(x, "Walsh") if reference is None else torch.as_tensor(reference).to(torch.complex64)
         cov = smoothed_covariance(x, win)
-        maps, _ = dominant_eigenvectors(cov, ref, coarse=int(coarse), refine=int(refine))
+        maps, _ = dominant_eigenvectors(cov, ref, coarse=int(coarse), refine=int(refine), method="Walsh")
     return maps.numpy() if was_numpy else maps
