@@ -50,25 +50,22 @@ import logging
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import ismrmrd
 
 from gadgets.bucket import Bucket
 from gadgets.chain import ChainAssembler, ChainError, NoiseAdjust, SliceReconstructor
 from gadgets.configs import Chain, chain_from_name, chain_from_xml, configure
-from gadgets.dependencies import measurement_id, summary_meta
+from gadgets.dependencies import NoiseStore, measurement_id, summary_meta
 from gadgets.mrdapp import ConfigAdditional, parse_config_additional
-from gadgets.protocol import (Close, ConfigFile, ConfigScript, Header, MessageReader, PeerGone, ProtocolError, Query,
-                              Stopped, Text)
+from gadgets.protocol import (Close, ConfigFile, ConfigScript, Header, Limits, MessageReader, PeerGone, ProtocolError,
+                              Query, Stopped, Text)
 from gadgets.queries import answer
 from gadgets.worker import Worker
 from gadgets.writers import close_message, dependency_query_message, image_message, response_message, text_message
 from recon.errors import InputError
 from recon.io.header import parse_header
-
-if TYPE_CHECKING:
-    from gadgets.server import CrunetServer
 
 log = logging.getLogger("crunet.server")
 #: seconds a refused client may keep sending after our CLOSE before the socket is closed
@@ -79,6 +76,15 @@ def _kind(msg) -> str:
     return type(msg).__name__
 
 
+class Host(Protocol):
+    """What a session needs of the server that runs it (:class:`gadgets.server.CrunetServer`)."""
+
+    limits: Limits
+    store: NoiseStore
+    stopping: threading.Event
+    grace_deadline: float
+
+
 class Session:
     """One client connection: reader (this thread) and reconstruction worker.
 
@@ -87,7 +93,7 @@ class Session:
     store (``store``).
     """
 
-    def __init__(self, sock: socket.socket, server: CrunetServer, peer=None):
+    def __init__(self, sock: socket.socket, server: Host, peer=None):
         self.server = server
         self.sock = sock
         self.peer = peer
