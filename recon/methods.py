@@ -2,14 +2,14 @@
 
 * classical methods: ``zf``, ``sense``, ``lps`` (:data:`CLASSICAL`);
 * ``model``: a trained CRUNet-MR / CRNN-MRI from any weights directory (option
-  ``weights``, see :mod:`recon.models.inference`);
+  ``weights``, see :mod:`recon.inference`);
 * any other name: installed trained weights of that name (``crunet_ca``, ``crunet``,
   ``crunet_conv``, ``crnn``), found by :func:`recon.weights.find_weights` in the
   weights search path (``$CRUNET_WEIGHTS_DIR``, then the project's ``weights/``).
 
 Every method maps a :class:`recon.problem.SliceProblem` to complex64 images
 ``[t, y, x]``; options are keyword arguments of the method function (a named
-learned method takes those of :func:`recon.models.inference.learned` but ``weights``:
+learned method takes those of :func:`recon.inference.learned` but ``weights``:
 the name fixes the weights, e.g. ``crunet_ca:precision=bf16``).
 """
 
@@ -26,7 +26,7 @@ from recon.baselines.sense import sense
 from recon.baselines.zero_filled import zero_filled
 from recon.config import check_keys, convert
 from recon.errors import InputError
-from recon.models.inference import learned
+from recon.inference import learned
 from recon.problem import SliceProblem
 
 Method = Callable[..., torch.Tensor]

@@ -77,7 +77,7 @@ class ReconConfig(Settings):
         self.validate()
         weights = self.weights()
         if weights:
-            from recon.models.inference import load_cached
+            from recon.inference import load_cached
 
             device = torch.empty(0, device=self.torch_device()).device  # "cuda:0", as the tensors will be
             load_cached(weights, device)

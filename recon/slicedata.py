@@ -76,6 +76,26 @@ class Geometry:
         )
 
 
+def slice_geometry(view: str, slice_number: int, n_slices: int, spacing_mm: float) -> Geometry:
+    """Oblique double-angulated orientation typical of a SAX stack (``view="sax"``) or a LAX view,
+    slice ``slice_number`` of ``n_slices`` spaced ``spacing_mm`` apart: for files we write without
+    a scanner (simulation, CMRxRecon conversion)."""
+    if view == "sax":
+        normal = np.array([-0.55, 0.45, 0.70])
+        read = np.array([0.78, 0.62, 0.0])
+    else:
+        normal = np.array([0.45, 0.85, -0.27])
+        read = np.array([0.88, -0.47, 0.0])
+    normal /= np.linalg.norm(normal)
+    read = read - normal * (read @ normal)
+    read /= np.linalg.norm(read)
+    phase = np.cross(normal, read)
+    center = np.array([12.0, -35.0, 20.0])
+    pos = center + (slice_number - (n_slices - 1) / 2) * spacing_mm * normal
+    t3 = lambda v: tuple(float(np.float32(a)) for a in v)  # noqa: E731
+    return Geometry(t3(pos), t3(read), t3(phase), t3(normal), (0.0, 0.0, -1200.0))
+
+
 @dataclass
 class SliceData:
     """All acquired data of one slice, on the encoded Cartesian grid.

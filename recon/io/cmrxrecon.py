@@ -34,7 +34,7 @@ from recon.io.limits import (MAX_MAT_SAMPLES, MAX_SAMPLE_MAGNITUDE, bad_sample_a
 from recon.io.raw import write_raw
 from recon.kspace import center_crop, rss
 from recon.masks import estimate_acceleration
-from recon.simulate.cine import slice_geometry
+from recon.slicedata import slice_geometry
 
 
 def _load_mat_array(path: Path, what: str, check_shape: Callable[[tuple[int, ...]], None] | None = None

@@ -43,7 +43,7 @@ from recon.simulate.coil_noise import correlated_noise, noise_covariance
 from recon.simulate.coils import coil_maps
 from recon.simulate.phantom import cine_phantom, smooth_phase
 from recon.simulate.realdata import fit_to_matrix, load_cine_series
-from recon.slicedata import Geometry, SliceData
+from recon.slicedata import Geometry, SliceData, slice_geometry
 
 VIEWS = ("sax", "lax")
 
@@ -150,24 +150,6 @@ def resample_cycle(frames: np.ndarray, n_phases: int) -> np.ndarray:
     hi = (lo + 1) % t0
     w = (pos - np.floor(pos))[:, None, None]
     return ((1 - w) * frames[lo] + w * frames[hi]).astype(np.float32)
-
-
-def slice_geometry(view: str, slice_number: int, n_slices: int, spacing_mm: float) -> Geometry:
-    """Oblique double-angulated orientation typical of a SAX stack or a LAX view."""
-    if view == "sax":
-        normal = np.array([-0.55, 0.45, 0.70])
-        read = np.array([0.78, 0.62, 0.0])
-    else:
-        normal = np.array([0.45, 0.85, -0.27])
-        read = np.array([0.88, -0.47, 0.0])
-    normal /= np.linalg.norm(normal)
-    read = read - normal * (read @ normal)
-    read /= np.linalg.norm(read)
-    phase = np.cross(normal, read)
-    center = np.array([12.0, -35.0, 20.0])
-    pos = center + (slice_number - (n_slices - 1) / 2) * spacing_mm * normal
-    t3 = lambda v: tuple(float(np.float32(a)) for a in v)  # noqa: E731
-    return Geometry(t3(pos), t3(read), t3(phase), t3(normal), (0.0, 0.0, -1200.0))
 
 
 def _magnitude_frames(cfg: SimulationConfig, slice_number: int, rng: np.random.Generator) -> np.ndarray:
