@@ -101,3 +101,32 @@ def tiny_weights(tmp_path_factory):
         os.environ.pop(WEIGHTS_ENV, None)
     else:
         os.environ[WEIGHTS_ENV] = before
+
+
+class FedSocket:
+    """A socket whose peer sends ``data`` then EOF from a thread (``with FedSocket(data) as sock``)."""
+
+    def __init__(self, data: bytes):
+        import socket
+        import threading
+
+        self.sock, self._peer = socket.socketpair()
+        self._writer = threading.Thread(target=self._feed, args=(data,), daemon=True)
+
+    def _feed(self, data: bytes) -> None:
+        import socket
+
+        try:
+            self._peer.sendall(data)
+            self._peer.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def __enter__(self):
+        self._writer.start()
+        return self.sock
+
+    def __exit__(self, *exc) -> None:
+        self.sock.close()
+        self._writer.join(5)
+        self._peer.close()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import socket
 import struct
-import threading
 import time
 
 import ismrmrd
@@ -23,6 +22,7 @@ import pytest
 from gadgets.protocol import Close, Limits, MessageReader, PeerGone, ProtocolError
 from gadgets.server import start_background
 from recon.simulate.cine import SimulationConfig, simulate_to_file
+from tests.conftest import FedSocket
 from tests.gadgetron_harness import StockClient, file_acquisitions
 
 SEED = 20261130
@@ -79,30 +79,16 @@ def _damage(rng: np.random.Generator, messages) -> bytes:
 
 def _read_all(data: bytes) -> tuple[str, float]:
     """Feed ``data`` and EOF to a reader; how it ended and how long it took."""
-    a, b = socket.socketpair()
     t0 = time.monotonic()
-
-    def feed():
+    with FedSocket(data) as sock:
         try:
-            b.sendall(data)
-            b.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
-
-    writer = threading.Thread(target=feed, daemon=True)
-    writer.start()
-    try:
-        reader = MessageReader(a, LIMITS)
-        for _ in range(10_000):
-            if isinstance(reader.next(), Close):
-                return "close", time.monotonic() - t0
-        return "too many messages", time.monotonic() - t0
-    except (ProtocolError, PeerGone) as exc:
-        return type(exc).__name__, time.monotonic() - t0
-    finally:
-        a.close()
-        writer.join(5)
-        b.close()
+            reader = MessageReader(sock, LIMITS)
+            for _ in range(10_000):
+                if isinstance(reader.next(), Close):
+                    return "close", time.monotonic() - t0
+            return "too many messages", time.monotonic() - t0
+        except (ProtocolError, PeerGone) as exc:
+            return type(exc).__name__, time.monotonic() - t0
 
 
 def test_reader_survives_damaged_streams(messages):

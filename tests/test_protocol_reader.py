@@ -19,29 +19,15 @@ from gadgets.writers import (acquisition_message, close_message, config_file_mes
                              dependency_query_message, error_message, header_message, image_message,
                              response_message, text_message)
 from recon.errors import CrunetError, InputError
+from tests.conftest import FedSocket
 
 LIMITS = Limits(max_message_bytes=1 << 20, message_timeout=2.0, idle_timeout=2.0)
 
 
 def _read(data: bytes, **kwargs) -> list:
     """Every message of ``data`` (then EOF) read by a MessageReader over a socket pair, up to CLOSE."""
-    a, b = socket.socketpair()
-
-    def feed():
-        try:
-            b.sendall(data)
-            b.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
-
-    writer = threading.Thread(target=feed, daemon=True)
-    writer.start()
-    try:
-        return list(MessageReader(a, kwargs.pop("limits", LIMITS), **kwargs))
-    finally:
-        a.close()
-        writer.join(5)
-        b.close()
+    with FedSocket(data) as sock:
+        return list(MessageReader(sock, kwargs.pop("limits", LIMITS), **kwargs))
 
 
 def _server_side(data: bytes) -> list:
