@@ -11,8 +11,9 @@ max-normalised magnitudes; optional centre crop) plus the dynamic/static region 
 with the seconds the method took on the slice. Outputs: ``results.csv`` (per slice
 and method), ``table.md`` and ``table.csv`` (means and standard deviations),
 ``stats.csv`` (Wilcoxon signed-rank with Bonferroni correction against a reference
-method) and one paper-style figure per slice (reference, zero-filled, methods, error
-maps, x-t profile through the heart).
+method, per metric of :data:`STAT_METRICS` that every row has) and one paper-style
+figure per slice (reference, zero-filled, methods, error maps, x-t profile through the
+heart).
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from recon.stats import compare_methods
 LABELS = {"zf": "zero-filled", "sense": "SENSE", "lps": "L+S"}
 METRICS = ("psnr", "ssim", "nmse", "haarpsi", "dists", "dynamic_psnr", "static_psnr", "dynamic_ssim",
            "static_ssim", "seconds")
+#: Metrics tested against the reference method (Wilcoxon + Bonferroni), each when every row has it.
+STAT_METRICS = ("psnr", "ssim", "haarpsi", "dists")
 
 
 @dataclass(frozen=True)
@@ -198,7 +201,9 @@ def _stats(rows: list[dict], labels: tuple[str, ...], cfg: EvalConfig) -> list[d
     if len(labels) < 2:
         return []
     out = []
-    for metric in ("psnr", "ssim"):
+    for metric in STAT_METRICS:
+        if any(metric not in r for r in rows):  # e.g. DISTS without its VGG16 weights
+            continue
         scores = {m: [r[metric] for r in rows if r["method"] == m] for m in labels}
         if len(scores[ref]) < 2:
             continue

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from recon.errors import InputError
 from recon.heart import heart_box
 
 
@@ -89,6 +90,58 @@ def comparison_figure(
         bar = fig.colorbar(err_im, ax=list(axes[1, 1:]), fraction=0.025, pad=0.01)
         bar.set_label("|error| / reference max", fontsize=7)
         bar.ax.tick_params(labelsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    path = Path(path)
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def region_figure(references: dict[str, np.ndarray], path: str | Path, fraction: float | None = None,
+                  frame: int = 0, title: str = "") -> Path:
+    """The dynamic / static region split of each reference series, written as PNG.
+
+    ``references``: label -> reference ``[t, y, x]`` (complex or magnitude), one column
+    each. Row 1: the frame ``frame`` with the dynamic region
+    (:func:`recon.metrics.regions.dynamic_mask`: temporal standard deviation of the
+    max-normalised frames above ``fraction`` x its maximum; default
+    ``DEFAULT_DYNAMIC_FRACTION``) tinted red and its share of the pixels in the title;
+    row 2: that temporal standard deviation (:func:`recon.heart.motion_map`) with a
+    colour bar and the threshold drawn as a contour. The static region is the rest.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from recon.heart import motion_map
+    from recon.metrics.regions import DEFAULT_DYNAMIC_FRACTION, dynamic_mask
+
+    if not references:
+        raise InputError("region figure: no reference series given")
+    fraction = DEFAULT_DYNAMIC_FRACTION if fraction is None else fraction
+    fig = Figure(figsize=(3.0 * len(references) + 0.8, 6.4), dpi=110, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(2, len(references), squeeze=False)
+    for j, (label, reference) in enumerate(references.items()):
+        ref = _norm(reference)
+        mask = dynamic_mask(ref, fraction=fraction)
+        std = motion_map(ref)
+        vmax = max(float(np.percentile(ref[frame], 99.5)), 1e-6)
+        axes[0, j].imshow(ref[frame], cmap="gray", vmin=0, vmax=vmax)
+        tint = np.zeros(mask.shape + (4,))
+        tint[mask] = (1.0, 0.15, 0.1, 0.45)
+        axes[0, j].imshow(tint)
+        axes[0, j].set_title(f"{label}\ndynamic region (red): {100 * mask.mean():.1f} % of pixels", fontsize=8)
+        im = axes[1, j].imshow(std, cmap="viridis")
+        if 0 < mask.sum() < mask.size:
+            axes[1, j].contour(mask.astype(float), levels=[0.5], colors="white", linewidths=0.6)
+        axes[1, j].set_title(f"temporal std; threshold {fraction:g} x max (white)", fontsize=8)
+        bar = fig.colorbar(im, ax=axes[1, j], fraction=0.046, pad=0.02)
+        bar.ax.tick_params(labelsize=7)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
     if title:
         fig.suptitle(title, fontsize=10)
     path = Path(path)

@@ -29,6 +29,8 @@ COMMANDS = {
     "convert": ("crunet.cli.convert", "convert CMRxRecon2023 cine .mat files to ISMRMRD raw data"),
     "recon-file": ("crunet.cli.recon_file", "reconstruct every slice of a raw file into ISMRMRD images"),
     "evaluate": ("crunet.cli.evaluate", "compare methods on data with ground truth: table, statistics, figures"),
+    "report": ("crunet.cli.report", "the paper's evaluation on the held-out real series: tables per R, figures, "
+               "regions, bank depth (markdown + PNG)"),
     "validate": ("crunet.cli.validate", "every method on held-out patients with training and held-out acquisitions, per R"),
     "ship": ("crunet.cli.ship", "copy a training run's weights into weights/NAME with their card (CARD.md)"),
     "train": ("crunet.cli.train", "train a learned reconstruction (CRUNet-MR, CRNN-MRI) from a YAML run config"),

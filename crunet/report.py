@@ -1,0 +1,254 @@
+"""``crunet report``: the paper's evaluation reproduced in one command.
+
+Data: the held-out real series shipped in ``data/`` (Sunnybrook SCD0000401, never trained
+on: ``weights/SPLIT.md``), simulated through the project's one forward model
+(:func:`recon.simulate.cine.simulate_to_file`) with the demo's held-out acquisition
+(:data:`crunet.demo.DEFAULT_CONFIG`: 15 ``dipole`` coils, SNR 50, line-by-line order,
+fixed seed) into one ISMRMRD raw file with ground truth per R. Only the mask changes
+between the R values.
+
+Methods: ``zf``, ``sense``, ``lps`` and every learned method of :data:`LEARNED` whose
+weights are installed; the others are reported as not shipped yet (never dropped
+silently). Each R is one :func:`crunet.evaluate.evaluate` run into ``<out>/r<R>/``
+(``table.md``, ``results.csv``, ``stats.csv``, the per-slice figures: heart-centred crops,
+error maps, x-t profiles), tested against ``crunet_ca``. This module adds the data, the
+method list, the dynamic/static region figure (``<out>/regions.png``) and
+``<out>/report.json``; :mod:`crunet.report_markdown` writes the index ``<out>/README.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from recon.errors import InputError
+from recon.weights import DEFAULT_WEIGHTS
+
+CLASSICAL = ("zf", "sense", "lps")
+#: Learned methods of the paper's comparison, in table order; the reference (crunet_ca) last.
+LEARNED = ("crnn", "promptmr", "crunet", "crunet_conv", "crunet_ca_k2", "crunet_ca_k3", "crunet_ca")
+#: The method every other one is tested against (the paper: CRUNet-MR w/ CA).
+REFERENCE = DEFAULT_WEIGHTS
+#: The bank-depth ablation: K = all earlier cascades (crunet_ca), the 3 and the 2 most recent.
+BANK_DEPTH = ("crunet_ca", "crunet_ca_k3", "crunet_ca_k2")
+ACCELERATIONS = (4, 8, 24)
+QUICK_R = 8
+RAW_NAME = "heldout_r{r}.h5"
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """out : output folder (markdown, PNG, CSV, JSON).
+    accelerations : R values; None = :data:`ACCELERATIONS` (``(8,)`` with ``quick``).
+    quick : one R (the first given, else 8) and one slice: a check of the path, not a result.
+    series : ``.npz`` cine series of a held-out patient; None = the shipped ``data/`` series.
+    scan : the simulated acquisition (source, slices and R are set here); None = the demo's.
+    device : ``auto``, ``cpu`` or ``cuda``.
+    raw_dir : keep the raw files there; None = a temporary folder, removed at the end.
+    alpha : family-wise significance level (Bonferroni over the compared methods).
+    """
+
+    out: str = "docs/results"
+    accelerations: tuple[int, ...] | None = None
+    quick: bool = False
+    series: str | None = None
+    scan: object | None = None  # recon.simulate.cine.SimulationConfig
+    device: str = "auto"
+    raw_dir: str | None = None
+    alpha: float = 0.05
+
+    def rs(self) -> tuple[int, ...]:
+        """The R values this report runs."""
+        rs = tuple(int(r) for r in (self.accelerations or ((QUICK_R,) if self.quick else ACCELERATIONS)))
+        return rs[:1] if self.quick else rs
+
+    def validate(self) -> "ReportConfig":
+        from recon.machine import DEVICES
+
+        if self.accelerations is not None and not self.accelerations:
+            raise InputError("--accelerations: give at least one R")
+        rs = self.rs()
+        if any(r < 2 for r in rs) or len(set(rs)) != len(rs):
+            raise InputError(f"--accelerations: R values must be distinct integers >= 2, got {list(rs)}")
+        if self.device not in DEVICES:
+            raise InputError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        if not 0.0 < self.alpha < 1.0:
+            raise InputError(f"alpha must lie in (0, 1), got {self.alpha}")
+        if self.series is not None and not Path(self.series).is_file():
+            raise InputError(f"--series {self.series}: no such file (a .npz cine series of a held-out patient)")
+        return self
+
+    def command(self) -> str:
+        """The command line that makes this report."""
+        args = ["crunet", "report", "--out", str(self.out)]
+        if self.accelerations is not None:
+            args += ["--accelerations", *map(str, self.accelerations)]
+        args += ["--quick"] if self.quick else []
+        args += ["--series", str(self.series)] if self.series else []
+        args += ["--device", self.device] if self.device != "auto" else []
+        args += ["--raw-dir", str(self.raw_dir)] if self.raw_dir else []
+        return shlex.join(args)
+
+
+def learned_methods() -> tuple[list[str], dict[str, str], list[str]]:
+    """``(installed, missing, others)``: the :data:`LEARNED` names whose weights are installed
+    and check (manifest, SHA-256), ``name -> why not`` for the rest, and installed weights names
+    outside the paper's comparison."""
+    from recon.weights import available_weights, find_weights, weights_info
+
+    installed, missing = [], {}
+    for name in LEARNED:
+        if find_weights(name) is None:
+            missing[name] = "not shipped yet"
+            continue
+        try:
+            weights_info(name)
+        except InputError as exc:
+            missing[name] = f"installed but unusable: {exc}"
+        else:
+            installed.append(name)
+    return installed, missing, [n for n in available_weights() if n not in LEARNED]
+
+
+def read_series(series: Path) -> tuple[str, int]:
+    """``(patient_id or "", slices)`` of a ``.npz`` with ``cine`` ``(slices, phases, H, W)`` or ``(phases, H, W)``."""
+    try:
+        with np.load(series) as f:
+            if "cine" not in f.files:
+                raise InputError(f"{series}: no 'cine' array (a cine series has cine (slices, phases, H, W))")
+            patient = str(f["patient_id"]) if "patient_id" in f.files else ""
+            shape = f["cine"].shape
+    except (OSError, ValueError, AttributeError, zipfile.BadZipFile) as exc:
+        raise InputError(f"{series}: not a readable .npz cine series ({exc})") from None
+    if len(shape) not in (3, 4):
+        raise InputError(f"{series}: cine has shape {shape}, expected (slices, phases, H, W) or (phases, H, W)")
+    return patient, int(shape[0]) if len(shape) == 4 else 1
+
+
+def check_heldout(series: Path, patient: str) -> str:
+    """The held-out patient (``DataConfig.holdout``, ``weights/SPLIT.md``) that ``series`` shows:
+    its stem, or its ``patient_id`` within a held-out stem. Anything else is an InputError."""
+    from recon.train.config import DataConfig
+
+    holdout = DataConfig().holdout
+    for stem in holdout:
+        if series.stem == stem or (patient and patient in stem):
+            return patient or stem
+    raise InputError(f"{series}: not a held-out patient (held out: {', '.join(holdout)}; weights/SPLIT.md); "
+                     "the report scores only anatomy no shipped model was trained on")
+
+
+def write_raw_files(raw_dir: Path, scan, accelerations: tuple[int, ...], log=print) -> dict[int, Path]:
+    """One raw file ``raw_dir/heldout_r<R>.h5`` per R from ``scan`` (a SimulationConfig): ``{R: path}``."""
+    from recon.simulate.cine import simulate_to_file
+
+    files = {}
+    for r in accelerations:
+        path = raw_dir / RAW_NAME.format(r=r)
+        info = simulate_to_file(replace(scan, acceleration=r), path)
+        log(f"simulated R={r}: {info['slices']} slices x {info['phases']} phases, {scan.n_coils} "
+            f"{scan.coil_family} coils, SNR {scan.snr:g} -> {path}")
+        files[r] = path
+    return files
+
+
+def unavailable_metrics(summaries: list[list[dict]]) -> dict[str, str]:
+    """``metric -> reason`` for HaarPSI / DISTS when some table lacks them."""
+    from recon.metrics import dists, piq_haarpsi
+
+    rows = [row for summary in summaries for row in summary]
+    reasons = {}
+    if not all("haarpsi_mean" in r for r in rows):
+        try:
+            piq_haarpsi.load_piq_haarpsi()
+            reasons["haarpsi"] = f"frames smaller than {piq_haarpsi.HAARPSI_MIN_SIZE}x{piq_haarpsi.HAARPSI_MIN_SIZE}"
+        except RuntimeError as exc:
+            reasons["haarpsi"] = str(exc)
+    if not all("dists_mean" in r for r in rows):
+        ok, reason = dists.dists_available()
+        reasons["dists"] = f"frames smaller than {dists.MIN_SIZE}x{dists.MIN_SIZE}" if ok else reason
+    return reasons
+
+
+def bank_depths(installed: list[str]) -> dict[str, int]:
+    """``name -> K`` (0 = all earlier cascades) of the installed :data:`BANK_DEPTH` weights, from their config."""
+    from recon.weights import weights_info
+
+    return {n: int(weights_info(n).config.crunet.bank_depth) for n in BANK_DEPTH if n in installed}
+
+
+def run_report(cfg: ReportConfig = ReportConfig(), log=print) -> dict:
+    """Simulate, evaluate every R, draw the region figure and write ``report.json`` and ``README.md``."""
+    from crunet.demo import DEFAULT_CONFIG, demo_series
+    from crunet.evaluate import EvalConfig, evaluate
+    from crunet.report_markdown import write_index
+    from recon.machine import describe_machine, machine_line, resolve_device
+    from recon.weights import weights_info
+
+    cfg = cfg.validate()
+    series = Path(cfg.series) if cfg.series else demo_series()
+    patient_id, slices = read_series(series)
+    patient = check_heldout(series, patient_id)
+    n_slices = 1 if cfg.quick else slices
+    scan = replace(cfg.scan or DEFAULT_CONFIG, source=str(series), n_slices=n_slices).validate()
+    installed, missing, others = learned_methods()
+    methods = CLASSICAL + tuple(installed)
+    reference = REFERENCE if REFERENCE in installed else None
+    device = str(resolve_device(cfg.device))
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ecfg = EvalConfig(methods=methods, reference_method=reference, alpha=cfg.alpha, device=cfg.device)
+    per_r: dict[int, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="crunet_report_") as tmp:
+        raw_dir = Path(cfg.raw_dir) if cfg.raw_dir else Path(tmp)
+        raw_dir.mkdir(parents=True, exist_ok=True)
+        files = write_raw_files(raw_dir, scan, cfg.rs(), log)
+        for r, path in files.items():
+            log(f"== R = {r}: {', '.join(methods)}")
+            res = evaluate([path], out / f"r{r}", ecfg, log=log)
+            per_r[r] = {"summary": res["summary"], "stats": res["stats"] if reference else [],
+                        "n": len({(x["file"], x["slice"]) for x in res["rows"]}),
+                        "seconds_maps": float(np.mean([x["seconds_maps"] for x in res["rows"]])),
+                        "table": str(Path(res["table"]).relative_to(out)),
+                        "figures": [str(Path(f).relative_to(out)) for f in res["figures"]]}
+        regions = _regions(files[cfg.rs()[0]], n_slices, out)
+    machine = describe_machine(device)
+    report = {
+        "command": cfg.command(), "quick": cfg.quick, "created": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "machine": machine, "machine_line": machine_line(machine), "device": device,
+        "data": {"series": series.name, "patient": patient, "slices": n_slices, "phases": scan.n_phases,
+                 "matrix": list(scan.matrix), "coils": scan.n_coils, "coil_family": scan.coil_family,
+                 "snr": scan.snr, "ordering": scan.ordering, "acs_lines": scan.n_acs,
+                 "readout_oversampling": scan.readout_oversampling, "seed": scan.seed,
+                 "raw_dir": str(cfg.raw_dir) if cfg.raw_dir else None},
+        "methods": list(methods), "reference": reference, "missing": missing, "other_weights": others,
+        "table_order": [m for m in CLASSICAL + LEARNED if m in methods or m in missing],
+        "bank_names": list(BANK_DEPTH),
+        "weights": {n: weights_info(n).describe() for n in installed},
+        "bank_depths": bank_depths(installed), "alpha": cfg.alpha,
+        "unavailable": unavailable_metrics([v["summary"] for v in per_r.values()]),
+        "accelerations": per_r, "regions": regions,
+    }
+    (out / "report.json").write_text(json.dumps(report, indent=1, default=float) + "\n")
+    write_index(report, out / "README.md")
+    log(f"report: {out / 'README.md'}")
+    return report
+
+
+def _regions(path: Path, n_slices: int, out: Path) -> dict:
+    """The dynamic/static split of the ground truth ``[t, y, x]`` of every slice: figure and pixel shares."""
+    from recon.figures import region_figure
+    from recon.io.raw import read_reference
+    from recon.metrics.regions import DEFAULT_DYNAMIC_FRACTION, dynamic_mask
+
+    refs = {f"slice {s}": read_reference(path, "ground_truth", s) for s in range(n_slices)}
+    region_figure(refs, out / "regions.png", title="dynamic / static regions of the ground truth")
+    return {"figure": "regions.png", "fraction": DEFAULT_DYNAMIC_FRACTION,
+            "dynamic_share": {k: float(dynamic_mask(v).mean()) for k, v in refs.items()}}

@@ -1,0 +1,179 @@
+"""crunet report: a tiny held-out series at two R values, tiny learned stand-ins (tests/conftest.py)."""
+
+import json
+import os
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from crunet.cli import main
+from crunet.demo import DEFAULT_CONFIG
+from crunet.report import LEARNED, ReportConfig, check_heldout, learned_methods, run_report
+from crunet.report_markdown import min_pairs, power_note
+from recon.errors import InputError
+from recon.weights import SHIPPED_WEIGHTS, WEIGHTS_ENV
+
+#: The demo's held-out acquisition (dipole coils, SNR 50, linear order), shrunk to run in seconds.
+TINY_SCAN = replace(DEFAULT_CONFIG, matrix=(32, 32), fov_mm=(300.0, 300.0), n_phases=4, n_coils=4, n_acs=8)
+INSTALLED = ["crnn", "crunet", "crunet_conv", "crunet_ca"]  # the tiny weights of conftest, in table order
+
+
+def write_series(path, patient="SCD0000401", slices=2):
+    """A phantom cine ``(slices, 6, 40, 40)`` stored like the shipped series, with a patient id."""
+    from recon.simulate.phantom import cine_phantom
+
+    cine = np.stack([cine_phantom(6, (40, 40), "sax", s) for s in range(slices)])
+    np.savez(path, cine=(1000 * cine).astype(np.int16), patient_id=patient)
+    return path
+
+
+def save_bank_weights(directory, depth):
+    """Tiny CRUNet-MR w/ CA weights whose bank holds the ``depth`` most recent cascades."""
+    import torch
+
+    from recon.models.config import CRUNetConfig, ModelConfig
+    from recon.models.registry import build_model
+    from recon.weights import save_weights
+
+    cfg = ModelConfig(name="crunet", crunet=CRUNetConfig(channels=4, cascades=3, fusion="ca", bank_depth=depth))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(depth)
+        return save_weights(build_model(cfg), cfg, directory)
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    d = tmp_path_factory.mktemp("report")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("CRUNET_VGG16_WEIGHTS", raising=False)
+        cfg = ReportConfig(out=str(d / "out"), accelerations=(4, 8), scan=TINY_SCAN, device="cpu")  # data/ series
+        return run_report(cfg, log=lambda *_: None), d / "out"
+
+
+def test_outputs_exist(report):
+    res, out = report
+    for name in ("README.md", "report.json", "regions.png"):
+        assert (out / name).is_file(), name
+    for r in (4, 8):
+        for name in ("table.md", "table.csv", "results.csv", "stats.csv", f"heldout_r{r}_slice0.png",
+                     f"heldout_r{r}_slice1.png"):
+            assert (out / f"r{r}" / name).is_file(), f"r{r}/{name}"
+    saved = json.loads((out / "report.json").read_text())
+    assert saved["methods"] == ["zf", "sense", "lps"] + INSTALLED and set(saved["accelerations"]) == {"4", "8"}
+
+
+def test_table_holds_every_method_and_says_what_is_missing(report):
+    res, out = report
+    md = (out / "README.md").read_text()
+    for r in (4, 8):
+        assert f"### R = {r} (n = 2 slices)" in md
+        assert res["accelerations"][r]["n"] == 2
+    for label in ("zero-filled (`zf`)", "SENSE (`sense`)", "L+S (`lps`)", "CRNN-MRI (`crnn`)", "CRUNet-MR (`crunet`)",
+                  "CRUNet-MR w/ Conv (`crunet_conv`)", "CRUNet-MR w/ CA (`crunet_ca`)"):
+        assert md.count(f"| {label} | ") >= 3, label  # the methods list and one table row per R
+    for name in ("promptmr", "crunet_ca_k2", "crunet_ca_k3"):
+        assert f"(`{name}`) | not shipped yet | – |" in md and res["missing"][name] == "not shipped yet"
+    assert "**DISTS: n/a** — " in md and "VGG16" in md  # the reason, not a bare n/a
+    assert "| DISTS |" in md and "HaarPSI" in md and "s / slice" in md
+    # 2 slices: no test can pass its Bonferroni threshold, and the report says so
+    assert "n = 2 slices is too small for the test to reach the threshold" in md and "n >= 8 is needed" in md
+    assert not [line for line in md.splitlines() if line.startswith("| ") and "†" in line]
+    assert "Regenerate with `crunet report --out" in md and "--accelerations 4 8" in md
+    assert "Machine: " in md and "weights/SPLIT.md" in md and "`sunnybrook_SCD0000401_midventricular.npz`" in md
+    assert res["data"]["patient"] == "SCD0000401" and res["data"]["slices"] == 2
+
+
+def test_regions_and_bank_depth_sections(report):
+    res, out = report
+    md = (out / "README.md").read_text()
+    assert "![dynamic and static regions](regions.png)" in md and "| 8 | CRUNet-MR w/ CA (`crunet_ca`) |" in md
+    shares = res["regions"]["dynamic_share"]
+    assert len(shares) == 2 and all(0 < v < 0.5 for v in shares.values())
+    bank = md.split("## 4.")[1]
+    assert "crunet_ca_k2`): not shipped yet" in bank and "crunet_ca_k3`): not shipped yet" in bank
+    assert "![R = 4, heldout_r4_slice0](r4/heldout_r4_slice0.png)" in md
+
+
+def test_quick_with_bank_depth_weights(tmp_path, monkeypatch, tiny_weights):
+    """One R, one slice; installed K=2 weights join the table and the bank-depth section."""
+    save_bank_weights(tmp_path / "w" / "crunet_ca_k2", 2)
+    monkeypatch.setenv(WEIGHTS_ENV, os.pathsep.join([str(tmp_path / "w"), str(tiny_weights)]))
+    series = write_series(tmp_path / "heldout.npz")  # a phantom stands in for another held-out series
+    res = run_report(ReportConfig(out=str(tmp_path / "q"), quick=True, series=str(series), scan=TINY_SCAN,
+                                  device="cpu"), log=lambda *_: None)
+    assert list(res["accelerations"]) == [8] and res["accelerations"][8]["n"] == 1
+    assert "crunet_ca_k2" in res["methods"] and res["bank_depths"] == {"crunet_ca": 0, "crunet_ca_k2": 2}
+    md = (tmp_path / "q" / "README.md").read_text()
+    assert "quick check" in md and "n = 1 slice: no significance test" in md
+    assert "| 8 | CRUNet-MR w/ CA, K=2 (`crunet_ca_k2`) | 2 |" in md and "| 8 | CRUNet-MR w/ CA (`crunet_ca`) | all |" in md
+
+
+def test_learned_list_covers_the_shipped_names_and_reports_broken_weights(tmp_path, monkeypatch, tiny_weights):
+    assert set(SHIPPED_WEIGHTS) <= set(LEARNED) and LEARNED[-1] == "crunet_ca"
+    broken = save_bank_weights(tmp_path / "crunet_ca_k3", 3)
+    (broken / "config.yaml").write_text((broken / "config.yaml").read_text() + "\n# edited\n")
+    monkeypatch.setenv(WEIGHTS_ENV, os.pathsep.join([str(tmp_path), str(tiny_weights)]))
+    installed, missing, _ = learned_methods()
+    assert installed == INSTALLED
+    assert missing["crunet_ca_k3"].startswith("installed but unusable") and missing["promptmr"] == "not shipped yet"
+
+
+def test_only_held_out_patients(tmp_path):
+    assert check_heldout(tmp_path / "x.npz", "SCD0000401") == "SCD0000401"
+    with pytest.raises(InputError, match="not a held-out patient"):
+        check_heldout(tmp_path / "sunnybrook_SCD0000101_sax_cine.npz", "SCD0000101")
+
+
+@pytest.mark.parametrize("args,match", [
+    (["--accelerations", "1"], "R values must be distinct integers >= 2"),
+    (["--accelerations", "8", "8"], "distinct"),
+    (["--series", "/nonexistent/s.npz"], "no such file"),
+])
+def test_bad_arguments_are_one_line_errors(tmp_path, capsys, args, match):
+    assert main(["report", "--out", str(tmp_path / "o"), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and match in err and not (tmp_path / "o").exists()
+
+
+def test_training_patient_refused_before_work(tmp_path, capsys):
+    series = write_series(tmp_path / "train.npz", patient="SCD0000101", slices=1)
+    assert main(["report", "--out", str(tmp_path / "o"), "--series", str(series)]) == 2
+    assert "not a held-out patient" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_significance_needs_enough_slices():
+    assert min_pairs(0.05 / 4) == 8 and min_pairs(0.05) == 6  # 2 / 2^7 < 0.0125 <= 2 / 2^6
+    assert "too small" in power_note(7, 6, 0.05) and "n >= 8" in power_note(2, 6, 0.05)
+    assert power_note(8, 6, 0.05) is None and power_note(12, 4, 0.05) is None
+    assert "no significance test" in power_note(1, 6, 0.05) and power_note(5, 0, 0.05) is None
+
+
+def test_dagger_marks_significant_cells_and_a_missing_reference_is_said(report):
+    from crunet.report_markdown import index
+
+    res, _ = report
+    r4 = res["accelerations"][4]
+    flagged = {**res, "accelerations": {4: {**r4, "n": 9, "stats": [
+        {"metric": "psnr", "method": "zf", "significant": True},
+        {"metric": "ssim", "method": "zf", "significant": False}]}}}
+    row = next(line for line in index(flagged).splitlines() if line.startswith("| zero-filled (`zf`) | ") and "±" in line)
+    assert row.split(" | ")[1].endswith(" †") and "†" not in row.split(" | ")[2]
+    assert "too small" not in index(flagged)
+    without = {**res, "reference": None, "missing": {**res["missing"], "crunet_ca": "not shipped yet"}}
+    assert "No significance test: the reference `crunet_ca` is not shipped yet." in index(without)
+
+
+def test_cli_options_reach_the_report(tmp_path, monkeypatch, capsys):
+    import crunet.report as R
+
+    seen = []
+    monkeypatch.setattr(R, "run_report", lambda cfg: seen.append(cfg) or {"missing": {"crnn": "not shipped yet"}})
+    assert main(["report", "--out", str(tmp_path), "--accelerations", "8", "24", "--device", "cpu",
+                 "--raw-dir", str(tmp_path / "raw")]) == 0
+    cfg = seen[0]
+    assert cfg.rs() == (8, 24) and cfg.device == "cpu" and not cfg.quick and cfg.series is None
+    assert cfg.command() == f"crunet report --out {tmp_path} --accelerations 8 24 --device cpu --raw-dir {tmp_path / 'raw'}"
+    assert "crnn: not shipped yet" in capsys.readouterr().out
+    assert ReportConfig().rs() == (4, 8, 24) and ReportConfig(quick=True).rs() == (8,)
+    assert ReportConfig(quick=True, accelerations=(24, 4)).rs() == (24,)
