@@ -9,7 +9,9 @@
 * the machine and the wall time of the run, seconds per step;
 * the validation curve's last values on both validation sets (held-out patient with
   training acquisitions; with held-out acquisitions);
-* the per-R table of ``crunet validate`` (both sets, every method it compared).
+* the per-R table of ``crunet validate`` (both sets, every method it compared);
+* ``NOTES.md`` of the run folder, when there is one: what the records cannot say (a
+  schedule changed on resume, an estimator that changed mid-run).
 
 The card is regenerated from files, never typed by hand, so its numbers are the run's.
 """
@@ -29,6 +31,8 @@ from crunet.validation import markdown as validation_markdown
 from recon.weights import CONFIG_FILE, MANIFEST_FILE, WEIGHTS_FILE, read_manifest
 
 CARD_FILE = "CARD.md"
+#: Human notes on a run (in the run folder), copied into its card.
+NOTES_FILE = "NOTES.md"
 #: Shipped weights files larger than this are stored in bfloat16 (half the size).
 BF16_ABOVE_BYTES = 16 * 2**20
 
@@ -135,6 +139,9 @@ def card_markdown(name: str, run: Path, manifest: dict, validation: dict | None 
                          f"{last['xval_zf_psnr']:.2f} | {last['xval_ssim']:.3f} | {last['xval_zf_ssim']:.3f} |")
         lines += ["", "`loss_curve.png` (loss per step, validation PSNR per epoch) and `validation.png` are the "
                   "run's figures.", ""]
+    notes = run / NOTES_FILE
+    if notes.is_file():  # what the run's records cannot say (a resumed schedule, a changed estimator, ...)
+        lines += ["## Notes on this run", "", notes.read_text().strip(), ""]
     if validation is not None:
         body = validation_markdown(validation).split("\n", 1)[1]  # drop its title
         lines += [f"## `crunet validate` ({validation['cases']} cases per set and R)", "", body.strip(), ""]

@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from crunet.cli import main
+from crunet.validation import run_validation
 from recon.errors import InputError
 from recon.models.config import CRUNetConfig, ModelConfig
 from recon.simulate.acquisition import HELDOUT_SPACE, TRAIN_SPACE
 from recon.train.config import DataConfig, RunConfig, TrainConfig
 from recon.train.engine import train
-from crunet.validation import run_validation
 from recon.weights import load_weights
 
 TINY = dict(matrix=(32, 32), phase_fraction=(1.0, 1.0), frames=(3, 3), coil_counts=(3,), n_acs=8, accelerations=(4,))
@@ -51,6 +51,18 @@ def test_ship_writes_weights_and_card(run, tmp_path, capsys):
     assert f"trained on {cpu_model()}" in card and "1 threads" in card  # the run's machine, not the shipper's
     for f in ("train_config.yaml", "loss_curve.png", "metrics.csv"):
         assert (dest / f).is_file(), f
+
+
+def test_run_notes_go_into_the_card(run, tmp_path):
+    from crunet.cards import NOTES_FILE, ship
+
+    assert "## Notes on this run" not in (ship(run, "a", tmp_path) / "CARD.md").read_text()
+    (run / NOTES_FILE).write_text("Resumed at epoch 3 with soft-cropped maps.\n")
+    try:
+        card = (ship(run, "b", tmp_path) / "CARD.md").read_text()
+    finally:
+        (run / NOTES_FILE).unlink()
+    assert "## Notes on this run\n\nResumed at epoch 3 with soft-cropped maps.\n" in card
 
 
 def test_ship_refuses_a_folder_without_weights_or_checkpoint(tmp_path):
