@@ -90,13 +90,7 @@ def comparison_figure(
         bar = fig.colorbar(err_im, ax=list(axes[1, 1:]), fraction=0.025, pad=0.01)
         bar.set_label("|error| / reference max", fontsize=7)
         bar.ax.tick_params(labelsize=7)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    path = Path(path)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp)
-    os.replace(tmp, path)
-    return path
+    return _save(fig, path, title)
 
 
 def region_figure(references: dict[str, np.ndarray], path: str | Path, fraction: float | None = None,
@@ -142,6 +136,11 @@ def region_figure(references: dict[str, np.ndarray], path: str | Path, fraction:
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
+    return _save(fig, path, title)
+
+
+def _save(fig, path: str | Path, title: str | None = None) -> Path:
+    """Title the figure, write it atomically as PNG (a reader never sees half a file); the path."""
     if title:
         fig.suptitle(title, fontsize=10)
     path = Path(path)
