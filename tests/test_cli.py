@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from crunet.cli import COMMANDS, main
+from recon.errors import InputError
 
 
 def test_help_lists_subcommands(capsys):
@@ -69,6 +70,20 @@ def _option(command: str, flag: str):
 def test_method_options_take_weights_names(command, flag):
     action = _option(command, flag)
     assert action.choices is None and "crunet_ca" in action.help
+
+
+def test_recon_method_takes_options_like_evaluate():
+    """``--method name:key=value`` is parsed as evaluate and bench parse it (one parser)."""
+    from crunet.cli.recon_file import method_and_options
+
+    assert method_and_options("sense:lam=0.01", None, "crunet_ca") == ("sense", {"lam": 0.01})
+    assert method_and_options("crunet_ca:precision=fp32", None, "zf") == ("crunet_ca", {"precision": "fp32"})
+    assert method_and_options(None, None, "crunet_ca") == ("crunet_ca", {})
+    assert method_and_options(None, "w", "crunet_ca") == ("model", {"weights": "w"})
+    assert method_and_options("model:precision=bf16", "w", "crunet_ca") == ("model", {"precision": "bf16",
+                                                                                   "weights": "w"})
+    with pytest.raises(InputError, match="does not go with --method sense"):
+        method_and_options("sense", "w", "crunet_ca")
 
 
 def test_bench_learned_and_classical_side_by_side(tmp_path, tiny_weights, capsys):

@@ -14,7 +14,8 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", default=None,
                    help="crunet_ca (default: trained CRUNet-MR w/ CA) or other installed weights by name "
                         "(crunet, crunet_conv, crnn; see weights/README.md), zf, sense, lps, or model "
-                        "(implied by --weights)")
+                        "(implied by --weights); options as name:key=value,... (sense:lam=0.01, "
+                        "crunet_ca:precision=fp32)")
     p.add_argument("--weights", help="a trained weights directory (or name) to run as method model")
     p.add_argument("--coil-method", choices=("espirit", "walsh"), default="espirit")
     p.add_argument("--image-type", choices=("magnitude", "complex"), default="magnitude")
@@ -90,12 +91,15 @@ def check_paths(source: str, output: str) -> None:
 
 
 def method_and_options(method: str | None, weights: str | None, default: str) -> tuple[str, dict]:
-    """``(method, options)`` from ``--method`` / ``--weights`` (``--weights`` alone means method model)."""
+    """``(method, options)`` from ``--method`` (``name`` or ``name:key=value,...``, parsed by
+    :func:`recon.pipeline.parse_method`) and ``--weights`` (``--weights`` alone means method model)."""
     from recon.errors import InputError
+    from recon.pipeline import parse_method
 
+    name, options = parse_method(method or (default if not weights else "model"))
     if not weights:
-        return method or default, {}
-    if method not in (None, "model"):
+        return name, options
+    if name != "model":
         raise InputError(f"--weights runs method model; it does not go with --method {method} "
                          "(installed weights are chosen by name alone: --method crunet_ca)")
-    return "model", {"weights": weights}
+    return "model", {**options, "weights": weights}
