@@ -28,7 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
+from recon.config import Settings
 from recon.errors import InputError
+from recon.machine import Device
 from recon.weights import DEFAULT_WEIGHTS
 
 CLASSICAL = ("zf", "sense", "lps")
@@ -44,7 +46,7 @@ RAW_NAME = "heldout_r{r}.h5"
 
 
 @dataclass(frozen=True)
-class ReportConfig:
+class ReportConfig(Settings):
     """out : output folder (markdown, PNG, CSV, JSON).
     accelerations : R values; None = :data:`ACCELERATIONS` (``(8,)`` with ``quick``).
     quick : one R (the first given, else 8) and one slice: a check of the path, not a result.
@@ -55,12 +57,14 @@ class ReportConfig:
     alpha : family-wise significance level (Bonferroni over the compared methods).
     """
 
+    WHERE = "report settings"
+
     out: str = "docs/results"
     accelerations: tuple[int, ...] | None = None
     quick: bool = False
     series: str | None = None
     scan: object | None = None  # recon.simulate.cine.SimulationConfig
-    device: str = "auto"
+    device: Device = "auto"
     raw_dir: str | None = None
     alpha: float = 0.05
 
@@ -69,21 +73,17 @@ class ReportConfig:
         rs = tuple(int(r) for r in (self.accelerations or ((QUICK_R,) if self.quick else ACCELERATIONS)))
         return rs[:1] if self.quick else rs
 
-    def validate(self) -> "ReportConfig":
-        from recon.machine import DEVICES
-
+    def check(self) -> None:
+        """R values, alpha and the series file (types, the device included, by :meth:`validate`)."""
         if self.accelerations is not None and not self.accelerations:
             raise InputError("--accelerations: give at least one R")
         rs = self.rs()
         if any(r < 2 for r in rs) or len(set(rs)) != len(rs):
             raise InputError(f"--accelerations: R values must be distinct integers >= 2, got {list(rs)}")
-        if self.device not in DEVICES:
-            raise InputError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         if not 0.0 < self.alpha < 1.0:
             raise InputError(f"alpha must lie in (0, 1), got {self.alpha}")
         if self.series is not None and not Path(self.series).is_file():
             raise InputError(f"--series {self.series}: no such file (a .npz cine series of a held-out patient)")
-        return self
 
     def command(self) -> str:
         """The command line that makes this report."""

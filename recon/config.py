@@ -76,8 +76,6 @@ def convert(value: Any, tp: Any, where: str, text: bool = False) -> Any:
     origin = get_origin(tp)
     if tp is Any:
         return value
-    if origin is ClassVar:
-        return value
     if origin in (typing.Union, types.UnionType):
         args = get_args(tp)
         if type(None) in args and (value is None or (text and isinstance(value, str)

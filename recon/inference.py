@@ -23,7 +23,7 @@ from __future__ import annotations
 import threading
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 
@@ -58,8 +58,8 @@ def learned(p: SliceProblem, weights: str = "", precision: Precision = "auto") -
     ``weights`` : a weights directory, or the name of installed weights (``crunet_ca``).
     ``precision`` : ``auto``, ``fp32`` or ``bf16`` (autocast of the network's real-valued layers).
     """
-    if precision not in ("auto", "fp32", "bf16"):
-        raise InputError(f"precision must be auto, fp32 or bf16, got {precision!r}")
+    if precision not in get_args(Precision):
+        raise InputError(f"precision must be one of {', '.join(get_args(Precision))}, got {precision!r}")
     if not weights:
         raise InputError("method 'model' needs the option weights=<directory with model.safetensors, "
                          "config.yaml and manifest.json, or the name of installed weights such as crunet_ca>")

@@ -3,21 +3,28 @@ result was measured on (benchmarks, training runs, cards)."""
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 from typing import Literal, get_args
 
 
-def cpu_model() -> str:
-    """The CPU's marketing name from ``/proc/cpuinfo`` (Linux), else ``platform.processor()``."""
+@functools.cache
+def _cpuinfo(field: str) -> str | None:
+    """The value of the first ``field`` line of ``/proc/cpuinfo`` (Linux), None elsewhere; read once."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
+                if line.startswith(field):
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine() or "unknown CPU"
+    return None
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name from ``/proc/cpuinfo`` (Linux), else ``platform.processor()``."""
+    return _cpuinfo("model name") or platform.processor() or platform.machine() or "unknown CPU"
 
 
 def describe_machine(device: str | None = None) -> dict:
@@ -69,14 +76,7 @@ def resolve_device(name: str):
 
 def cpu_flags() -> frozenset[str]:
     """The CPU's feature flags from ``/proc/cpuinfo`` (Linux; empty elsewhere)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
+    return frozenset((_cpuinfo("flags") or "").split())
 
 
 def native_bf16(device) -> bool:

@@ -42,12 +42,10 @@ def run(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    import torch
-
-    from recon.machine import describe_machine
+    from recon.machine import describe_machine, resolve_device
     from recon.pipeline import DEFAULT_METHOD, compared_methods, method_configs
 
-    device = "cuda" if args.device in ("cuda", "auto") and torch.cuda.is_available() else "cpu"
+    device = str(resolve_device(args.device))
     result = {"created": time.strftime("%Y-%m-%dT%H:%M:%S"), **describe_machine(device), "coils": [], "methods": []}
     methods = compared_methods(args.methods, args.weights)
     if args.methods is None and DEFAULT_METHOD in methods:

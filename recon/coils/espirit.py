@@ -41,7 +41,7 @@ import torch
 
 from recon.checks import check_shape
 from recon.coils.eigen import EigenSolverError, dominant_eigenvectors, eigh_checked, principal_coil_vector
-from recon.config import Settings, check_keys, from_dict, to_dict
+from recon.config import Settings, from_dict, to_dict
 from recon.errors import InputError
 
 
@@ -100,7 +100,6 @@ class EspiritOptions(Settings):
         mechanism (:func:`recon.config.from_dict`); an int kernel / calib size means a square one."""
         fixed = {k: (int(v), int(v)) if k in ("kernel", "calib_size") and isinstance(v, (int, np.integer))
                  and not isinstance(v, bool) else v for k, v in (data or {}).items()}
-        check_keys(where or cls.WHERE, fixed, cls.__dataclass_fields__)
         return from_dict(cls, {**to_dict(base or cls()), **fixed}, where or cls.WHERE, text=text)
 
 
