@@ -60,6 +60,9 @@ class ReplayResult:
     problems: list[str] = field(default_factory=list)  # replay's own findings
     closed: bool = False  # the server's CLOSE arrived
     seconds: float = 0.0
+    arrivals: list[float] = field(default_factory=list)  # seconds from the first byte sent to each image
+    seconds_sent: float = 0.0  # seconds from the first byte sent to the CLOSE sent
+    slices_sent: dict[int, float] = field(default_factory=dict)  # idx.slice -> s to its last line sent (pace > 0)
     output: Path | None = None
     group: str = ""
     noise: dict | None = None  # dependency-query answer, when the header depends on a noise measurement
@@ -126,6 +129,7 @@ def replay(
     group: str | None = None,
     timeout: float = 600.0,
     retries: int = 10,
+    pace: float = 0.0,
 ) -> ReplayResult:
     """Replay ``raw_path`` and write the returned images to ``output`` (if any arrive).
 
@@ -155,6 +159,7 @@ def replay(
             for msg in _reader(sock, timeout):
                 if isinstance(msg, ismrmrd.Image):
                     result.images.append(msg)
+                    result.arrivals.append(time.perf_counter() - t0)
                 elif isinstance(msg, Text):
                     result.texts.append(msg.text)
                 elif isinstance(msg, Close):
@@ -175,8 +180,13 @@ def replay(
             wfile.write(header_message(xml))  # the file's XML as is
             for acq in arrays_to_acquisitions(headers, data, copy=False):
                 wfile.write(acquisition_message(acq))
+                if pace > 0:
+                    wfile.flush()
+                    result.slices_sent[acq.idx.slice] = time.perf_counter() - t0
+                    time.sleep(pace)
             wfile.write(close_message())
             wfile.flush()
+            result.seconds_sent = time.perf_counter() - t0
         except OSError as exc:
             result.problems.append(f"sending failed ({exc})")
         while reader.is_alive():  # each read is bounded by the timeout

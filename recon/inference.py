@@ -6,7 +6,9 @@ weights="path/to/dir")`` both end here: the weights directory written by
 :func:`recon.weights.save_weights` is loaded once per (directory, device) through
 :func:`recon.weights.load_weights` (SHA-256 manifest checked), k-space is scaled as
 in training (:func:`recon.kspace.normalisation_scale`), the model runs and the scale
-is undone.
+is undone. The forward runs in the device's model runner (:mod:`recon.scheduler`),
+shared by every connection of the process: bounded forwards in flight, concurrent
+slices of one shape batched on CUDA.
 
 ``precision`` (the one option of a named learned method, e.g. ``crunet_ca:precision=fp32``):
 ``bf16`` runs the network's convolutions and matrix products under bfloat16 autocast
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import threading
 from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -31,6 +34,7 @@ from recon.errors import InputError
 from recon.kspace import normalisation_scale
 from recon.machine import native_bf16
 from recon.problem import SliceProblem
+from recon.scheduler import runner_for
 
 #: Arithmetic of the network at inference: ``fp32``, ``bf16`` autocast, or ``auto``
 #: (bf16 where it is native, see :func:`recon.machine.native_bf16`).
@@ -65,10 +69,21 @@ def learned(p: SliceProblem, weights: str = "", precision: Precision = "auto") -
                          "config.yaml and manifest.json, or the name of installed weights such as crunet_ca>")
     model, _ = load_cached(weights, p.kspace.device)
     k, mask, maps = p.batched()
-    scale = normalisation_scale(k).to(k.real.dtype)
     if precision == "auto":
         precision = "bf16" if native_bf16(k.device) else "fp32"
+    key = (id(model), precision, tuple(k.shape), tuple(mask.shape), tuple(maps.shape), k.dtype, maps.dtype)
+    x = runner_for(k.device).call(key, partial(_forward, model, precision), (k, mask, maps))
+    return x.to(torch.complex64)
+
+
+def _forward(model: torch.nn.Module, precision: str, items) -> list[torch.Tensor]:
+    """The network on a batch of slices of one shape: ``[(k [1, t, c, y, x], mask, maps), ...]`` ->
+    ``[x [t, y, x], ...]``; k-space scaled per slice as in training and the scale undone."""
+    k = torch.cat([i[0] for i in items])
+    mask = torch.cat([i[1] for i in items])
+    maps = torch.cat([i[2] for i in items])
+    scale = normalisation_scale(k).to(k.real.dtype)
     cast = torch.autocast(k.device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
     with torch.inference_mode(), cast:
         x = model(k / scale.view(-1, 1, 1, 1, 1), mask, maps) * scale.view(-1, 1, 1, 1)
-    return x[0].to(torch.complex64)
+    return list(x.unbind(0))

@@ -100,6 +100,24 @@ def test_bench_learned_and_classical_side_by_side(tmp_path, tiny_weights, capsys
     assert "model" not in r["methods"]["zf"]
 
 
+def test_bench_server_concurrent_clients_lose_nothing(tmp_path, tiny_weights, capsys):
+    """crunet bench --what server: every client gets every image; slices paced as a scanner sends them
+    have their latency measured; the model runner's batches are counted."""
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--what", "server", "--sizes", "32", "--coils", "2", "--clients", "1", "3",
+                 "--slices", "2", "--pace", "0.002", "--out", str(out)]) == 0
+    assert "server 3 client(s)" in capsys.readouterr().out
+    r = json.loads(out.read_text())
+    assert r["load"] and r["server"]["chain"] == "crunet"
+    one, three = r["server"]["runs"]
+    assert (one["clients"], three["clients"], one["throughput_ratio"]) == (1, 3, 1.0)
+    for row in (one, three):
+        assert row["images"] == row["images_expected"] == row["clients"] * 2 * 12 and row["texts"] == []
+        assert len(row["slice_latency_s"]) == row["clients"] * 2 and min(row["slice_latency_s"]) > 0
+        assert len(row["before_next_slice"]) == row["clients"] and row["rss_mb_peak"] > 0
+        assert sum(int(size) * n for size, n in row["batches"].items()) == row["clients"] * 2
+
+
 def test_bench_refuses_unknown_method_before_work(tmp_path, capsys):
     assert main(["bench", "--what", "methods", "--methods", "zf", "nonsense", "--out", str(tmp_path / "b.json")]) == 2
     assert "unknown method 'nonsense'" in capsys.readouterr().err and not (tmp_path / "b.json").exists()

@@ -20,8 +20,9 @@ def _shape(text: str) -> tuple[int, int]:
 
 def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="bench.json", help="result file (default bench.json)")
-    p.add_argument("--what", nargs="+", choices=("coils", "methods"), default=["coils", "methods"],
-                   help="what to measure (default: coils methods)")
+    p.add_argument("--what", nargs="+", choices=("coils", "methods", "server"), default=["coils", "methods"],
+                   help="what to measure (default: coils methods; server: crunet serve with --clients "
+                        "concurrent clients, latency, throughput and memory)")
     p.add_argument("--sizes", nargs="+", type=_shape, default=[(128, 128), (246, 256)],
                    help="matrix sizes (default 128 246x256)")
     p.add_argument("--coils", type=int, default=10)
@@ -33,12 +34,20 @@ def add_parser(p: argparse.ArgumentParser) -> None:
                         "against fp32 in one run); zf sense lps when --weights is given")
     p.add_argument("--weights", nargs="+", default=[], metavar="DIR",
                    help="trained weights directories, each timed as a method (labelled by folder name)")
+    p.add_argument("--clients", nargs="+", type=int, default=[1, 4, 8],
+                   help="server: numbers of concurrent clients to run in turn (default 1 4 8)")
+    p.add_argument("--slices", type=int, default=3, help="server: slices in each client's series (default 3)")
+    p.add_argument("--chain", default="crunet", help="server: the chain the clients name (default crunet)")
+    p.add_argument("--pace", type=float, default=0.0,
+                   help="server: seconds between a client's acquisitions (a scanner's TR; default 0, as fast "
+                        "as possible); with pace > 0 each slice's latency after its last line is measured")
     p.add_argument("--device", choices=DEVICES, default="auto",
                    help="auto (default): CUDA when available, else CPU")
 
 
 def run(args: argparse.Namespace) -> int:
     import json
+    import os
     import time
     from pathlib import Path
 
@@ -46,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
     from recon.pipeline import DEFAULT_METHOD, compared_methods, method_configs
 
     device = str(resolve_device(args.device))
-    result = {"created": time.strftime("%Y-%m-%dT%H:%M:%S"), **describe_machine(device), "coils": [], "methods": []}
+    result = {"created": time.strftime("%Y-%m-%dT%H:%M:%S"), **describe_machine(device), "load": os.getloadavg(),
+              "coils": [], "methods": []}
     methods = compared_methods(args.methods, args.weights)
     if args.methods is None and DEFAULT_METHOD in methods:
         methods += (f"{DEFAULT_METHOD}:precision=fp32",)  # the default precision against fp32, one run
@@ -69,6 +79,19 @@ def run(args: argparse.Namespace) -> int:
             for m, v in r["methods"].items():
                 print(f"{size[0]}x{size[1]} {m:<9} {v['seconds']:.3f} s/slice (x{v['ratio_to_fastest']:.1f}) "
                       f"PSNR {v['psnr']:.2f}", flush=True)
+        Path(args.out).write_text(json.dumps(result, indent=2, default=float))
+    if "server" in args.what:
+        from crunet.bench.server import bench_server
+
+        size = args.sizes[0]
+        r = bench_server(tuple(args.clients), n_slices=args.slices, shape=size, n_coils=args.coils, chain=args.chain,
+                         pace=args.pace)
+        result["server"] = r
+        for row in r["runs"]:
+            print(f"server {row['clients']} client(s): {row['slices_per_s']:.3f} slices/s "
+                  f"(x{row['throughput_ratio']:.2f} of 1 client), first image {row['first_image_s_median']:.2f} s, "
+                  f"{row['images']}/{row['images_expected']} images, peak RSS {row['rss_mb_peak']:.0f} MiB, "
+                  f"batches {row['batches']}", flush=True)
         Path(args.out).write_text(json.dumps(result, indent=2, default=float))
     print(f"results: {args.out}")
     return 0
