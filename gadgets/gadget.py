@@ -42,6 +42,7 @@ from gadgets.bucket import Bucket  # noqa: E402
 from gadgets.chain import ChainError, SliceReconstructor
 from gadgets.external import Connection, Text, run_handler  # checks the installed gadgetron package first
 from gadgets.settings import GadgetSettings
+from recon.machine import choose_threads, threads_chosen
 
 log = logging.getLogger("crunet.gadget")
 
@@ -71,5 +72,11 @@ def _report(connection: Connection, recon: SliceReconstructor, error: ChainError
 
 
 def reconstruct(connection: Connection) -> None:
-    """Gadgetron target: ``<execute name="gadgets.gadget" target="reconstruct" type="python"/>``."""
+    """Gadgetron target: ``<execute name="gadgets.gadget" target="reconstruct" type="python"/>``.
+
+    Under ``<execute>`` Gadgetron starts a fresh Python per connection: its torch threads
+    are chosen here from the machine's load (``$CRUNET_THREADS`` overrides), as the
+    ``crunet`` command chooses them at start."""
+    if not threads_chosen():
+        choose_threads()
     run_handler(connection, _handle)

@@ -88,3 +88,54 @@ def native_bf16(device) -> bool:
     if device.type == "cuda":
         return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
     return device.type == "cpu" and bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+
+
+#: environment variable with the default intra-op thread setting (``auto`` or a count)
+THREADS_ENV = "CRUNET_THREADS"
+
+
+def free_cores() -> int:
+    """Cores this process may use that other work is not using now: the cores it may run on
+    (``sched_getaffinity``: a container's or ``taskset``'s limit) minus the 1-minute load
+    average, rounded, at least 1."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        load = os.getloadavg()[0]
+    except OSError:  # not available on this platform
+        load = 0.0
+    return max(1, min(usable, int(usable - load + 0.5)))
+
+
+def choose_threads(setting: str | int | None = None) -> int:
+    """Set torch's intra-op threads from ``setting`` (``auto``, a count, or None: ``$CRUNET_THREADS``,
+    else ``auto``) and return the count. ``auto`` = :func:`free_cores` when called: on a busy
+    machine fewer threads than cores, since threads waiting for a core make every
+    parallel region wait for its slowest thread."""
+    import torch
+
+    from recon.errors import InputError
+
+    if setting is None:
+        setting = os.environ.get(THREADS_ENV) or "auto"
+    text = str(setting).strip().lower()
+    if text == "auto":
+        n = free_cores()
+    else:
+        try:
+            n = int(text)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise InputError(f"threads must be 'auto' or a count >= 1, got {setting!r}"
+                             + (f" (from ${THREADS_ENV})" if setting == os.environ.get(THREADS_ENV) else ""))
+    torch.set_num_threads(n)
+    _CHOSEN.append(n)
+    return n
+
+
+_CHOSEN: list[int] = []  # counts set by choose_threads in this process
+
+
+def threads_chosen() -> bool:
+    """Whether :func:`choose_threads` already ran in this process (the CLI runs it at start)."""
+    return bool(_CHOSEN)

@@ -222,3 +222,8 @@ def test_out_of_memory_is_one_line(tmp_path, capsys, monkeypatch):
     assert main(["inspect", str(tmp_path / "x.h5")]) == 2
     assert capsys.readouterr().err.strip() == ("crunet inspect: error: out of memory (the input may declare "
                                                "sizes this machine cannot hold)")
+
+
+def test_threads_option_is_checked_before_work(tmp_path, capsys):
+    assert main(["recon-file", str(tmp_path / "missing.h5"), str(tmp_path / "o.h5"), "--threads", "zero"]) == 2
+    assert "threads must be 'auto' or a count >= 1, got 'zero'" in capsys.readouterr().err

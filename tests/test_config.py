@@ -100,3 +100,29 @@ def test_every_source_uses_the_mechanism():
         GadgetSettings.from_mapping({"series_index": "x"})
     with pytest.raises(InputError, match=r"^method 'lps'\.n_iter: expected an integer, got 2\.5$"):
         check_options("lps", {"n_iter": 2.5})
+
+
+def test_threads_auto_count_or_a_clear_error(monkeypatch):
+    import os
+
+    import torch
+
+    from recon.machine import THREADS_ENV, choose_threads, free_cores
+
+    before = torch.get_num_threads()
+    try:
+        usable = len(os.sched_getaffinity(0))
+        monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+        assert free_cores() == usable
+        monkeypatch.setattr(os, "getloadavg", lambda: (usable + 5.0, 0.0, 0.0))
+        assert free_cores() == 1  # a busy machine: one thread, never zero
+        assert choose_threads(1) == 1 == torch.get_num_threads()
+        monkeypatch.setenv(THREADS_ENV, "auto")
+        assert choose_threads() == 1
+        monkeypatch.setenv(THREADS_ENV, "many")
+        with pytest.raises(InputError, match=r"threads must be 'auto' or a count >= 1, got 'many' \(from \$CRUNET"):
+            choose_threads()
+        with pytest.raises(InputError, match="got '0'"):
+            choose_threads("0")
+    finally:
+        torch.set_num_threads(before)

@@ -44,6 +44,10 @@ COMMANDS = {
 }
 
 
+#: commands that compute with torch and take ``--threads`` (``crunet train`` has its own, in its run config)
+THREADED = ("recon-file", "evaluate", "report", "validate", "serve", "gadget", "recon", "bench", "demo")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="crunet",
@@ -55,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(_module=module)
         importlib.import_module(module).add_parser(p)
+        if name in THREADED:
+            p.add_argument("--threads", dest="threads_setting", default=None, metavar="auto|N",
+                           help="torch CPU threads: auto (the default, or $CRUNET_THREADS): the cores not busy "
+                                "with other work at start (cores minus the 1-minute load), or a count")
     return parser
 
 
@@ -65,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        if args.command in THREADED:
+            from recon.machine import choose_threads
+
+            choose_threads(args.threads_setting)
         return int(importlib.import_module(args._module).run(args) or 0)
     except CrunetError as exc:
         print(f"crunet {args.command}: error: {_one_line(exc)}", file=sys.stderr)
