@@ -104,11 +104,12 @@ def test_bad_inputs_raise():
 
 # ---------------------------------------------------------------------------- gradients
 
-@pytest.mark.parametrize("fusion", ["none", "conv", "ca"])
-def test_gradients_reach_every_parameter(fusion):
+@pytest.mark.parametrize("fusion,projection", [("none", "3x3"), ("conv", "3x3"), ("ca", "3x3"), ("ca", "1x1"),
+                                               ("ca", "sum"), ("conv", "1x1")])
+def test_gradients_reach_every_parameter(fusion, projection):
     g = torch.Generator().manual_seed(4)
     k, mask, maps = _problem(g, 2, 3, 2, 12, 10)
-    model = _model(seed=5, fusion=fusion, cascades=3, channels=8, ca_reduction=2)
+    model = _model(seed=5, fusion=fusion, cascades=3, channels=8, ca_reduction=2, bank_projection=projection)
     out = model(k, mask, maps)
     torch.view_as_real(out).pow(2).sum().backward()
     names = [n for n, _ in model.named_parameters()]
@@ -183,6 +184,24 @@ def test_bank_depth_limits_the_fused_cascades():
     k, mask, maps = _problem(g, 1, 2, 2, 8, 6)
     with torch.no_grad():
         assert ca(k, mask, maps).shape == (1, 2, 8, 6)
+
+
+def test_bank_projection_sizes_and_checks():
+    c = 8
+    p3, p1, ps = (_model(fusion="ca", channels=c, cascades=4, bank_projection=p) for p in ("3x3", "1x1", "sum"))
+    assert [f.project.kernel_size for f in p1.fusion[2]] == [(1, 1)] * 3
+    assert all(f.project is None for f in ps.fusion[2])
+    bank = lambda m: sum(parameter_count(f) for f in m.fusion)  # noqa: E731
+    assert bank(ps) < bank(p1) < bank(p3)
+    g = torch.Generator().manual_seed(11)
+    k, mask, maps = _problem(g, 1, 3, 2, 8, 6)
+    with torch.no_grad():
+        for m in (p1, ps):
+            assert m(k, mask, maps).shape == (1, 3, 8, 6)
+    with pytest.raises(InputError, match="bank_projection 'sum' .* needs fusion 'ca'"):
+        CRUNetMR(CRUNetConfig(fusion="conv", bank_projection="sum"))
+    with pytest.raises(InputError, match="bank_projection"):
+        CRUNetConfig(fusion="ca", bank_projection="5x5").validate()
 
 
 def test_bank_depth_is_used_in_forward():

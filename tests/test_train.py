@@ -23,7 +23,7 @@ from recon.train.series import split_series
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "configs").rglob("*.yaml"))
-VARIANTS = ("crunet", "crunet_conv", "crunet_ca", "crunet_ca_k2", "crunet_ca_k3", "crnn")
+VARIANTS = ("crunet", "crunet_conv", "crunet_ca", "crunet_ca_k2", "crunet_ca_k3", "crunet_ca_p1", "crnn")
 
 
 @pytest.fixture

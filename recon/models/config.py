@@ -19,6 +19,10 @@ class CRUNetConfig(Settings):
         bank) or ``ca`` (squeeze-and-excitation channel attention over the bank, then
         a projection to ``channels``).
     bank_depth : how many earlier cascades the bank holds: 0 = all, else the K most recent.
+    bank_projection : how the ``n*C`` bank channels become ``C``: ``3x3`` (a 3x3 conv at the
+        level's dilation, the reference's fusion conv; the default), ``1x1`` (a pointwise
+        conv, a ninth of the cost) or ``sum`` (``ca`` only: the attention-weighted features
+        of the ``n`` cascades summed, no projection weights: attention alone).
     ca_reduction : squeeze ratio r of the channel attention.
     dilations : dilation rates of (level 0, level 1, bottleneck), as in the reference (1, 2, 4).
     temporal_padding : ``circular`` (cine is periodic) or ``zeros``.
@@ -30,6 +34,7 @@ class CRUNetConfig(Settings):
     cascades: int = 5
     fusion: Literal["none", "conv", "ca"] = "none"
     bank_depth: int = 0
+    bank_projection: Literal["3x3", "1x1", "sum"] = "3x3"
     ca_reduction: int = 4
     dilations: tuple[int, int, int] = (1, 2, 4)
     temporal_padding: Literal["circular", "zeros"] = "circular"
@@ -41,6 +46,9 @@ class CRUNetConfig(Settings):
             raise InputError(f"bank_depth must be 0 (all) or a positive K, got {self.bank_depth}")
         if self.fusion == "none" and self.bank_depth:
             raise InputError("bank_depth needs a feature bank (fusion 'conv' or 'ca')")
+        if self.bank_projection == "sum" and self.fusion != "ca":
+            raise InputError(f"bank_projection 'sum' weights the bank by channel attention: it needs fusion 'ca', "
+                             f"got fusion {self.fusion!r}")
         if self.ca_reduction < 1:
             raise InputError(f"ca_reduction must be >= 1, got {self.ca_reduction}")
         if min(self.dilations) < 1:

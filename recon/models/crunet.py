@@ -36,6 +36,10 @@ frames at once):
   same 3x3 conv projection -- so ``ca`` differs from ``conv`` by the attention alone
   (a clean ablation), and the projection keeps the spatial context the reference's
   fusion conv has. ``none``: plain CRUNet-MR, no bank parameters.
+  ``bank_projection`` (the bank's cost study, issue of speed): ``1x1`` replaces the 3x3
+  projection by a pointwise conv (a ninth of its multiply-adds: the 3x3 projections
+  are what makes ``ca`` cost 1.18x ``none``, the attention itself is ~4 MFLOP), ``sum``
+  (``ca`` only) adds the ``n`` attended features with no projection at all.
 
 Differences from the reference, on purpose: any batch size (per-sample results do
 not depend on the batch), any image size (pad to even, crop back), any frame count
@@ -129,15 +133,22 @@ class CRUNetCascade(nn.Module):
 class BankFusion(nn.Module):
     """Fuses ``n`` banked features of one level, ``[b*t, n*C, y, x] -> [b*t, C, y, x]``.
 
-    ``mode='conv'``: 3x3 conv at the level's dilation; ``'ca'``: channel attention
-    over the ``n*C`` channels, then that conv.
+    ``mode='conv'``: the projection alone; ``'ca'``: channel attention over the ``n*C``
+    channels, then the projection. ``projection``: ``3x3`` (conv at the level's
+    dilation), ``1x1`` (pointwise conv) or ``sum`` (the ``n`` attended ``C``-channel
+    features added, no weights).
     """
 
-    def __init__(self, n: int, channels: int, dilation: int, mode: str, reduction: int):
+    def __init__(self, n: int, channels: int, dilation: int, mode: str, reduction: int, projection: str = "3x3"):
         super().__init__()
         self.n = n
         self.attention = ChannelAttention(n * channels, reduction) if mode == "ca" else None
-        self.project = _conv3(n * channels, channels, dilation)
+        if projection == "3x3":
+            self.project = _conv3(n * channels, channels, dilation)
+        elif projection == "1x1":
+            self.project = nn.Conv2d(n * channels, channels, 1)
+        else:
+            self.project = None
 
     def forward(self, bank: list[torch.Tensor]) -> torch.Tensor:
         if len(bank) != self.n:
@@ -145,6 +156,8 @@ class BankFusion(nn.Module):
         x = torch.cat(bank, dim=1) if self.n > 1 else bank[0]
         if self.attention is not None:
             x = self.attention(x)
+        if self.project is None:
+            return x.unflatten(1, (self.n, -1)).sum(dim=1)
         return self.project(x)
 
 
@@ -174,7 +187,8 @@ class CRUNetMR(nn.Module):
         else:
             # fusion[i - 1][j]: cascade i >= 1, level j, over the bank_size(i) most recent cascades
             self.fusion = nn.ModuleList(
-                nn.ModuleList(BankFusion(self.bank_size(i), cfg.channels, dil[j], cfg.fusion, cfg.ca_reduction)
+                nn.ModuleList(BankFusion(self.bank_size(i), cfg.channels, dil[j], cfg.fusion, cfg.ca_reduction,
+                                       cfg.bank_projection)
                               for j in range(LEVELS))
                 for i in range(1, cfg.cascades)
             )
