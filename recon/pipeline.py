@@ -212,17 +212,17 @@ def reconstruct_slice(s: SliceData, cfg: ReconConfig = ReconConfig(), maps: np.n
         maps = estimate_maps(s, method=cfg.coil_method)
     t1 = time.perf_counter()
     problem = prepare(s, maps=maps, device=device)
-    _sync(device)
+    sync_device(device)
     t2 = time.perf_counter()
     with torch.inference_mode():
         frames = run_method(cfg.method, problem, **cfg.options)
-    _sync(device)
+    sync_device(device)
     t3 = time.perf_counter()
     return SliceResult(frames.detach().cpu().numpy().astype(np.complex64), np.asarray(maps), t1 - t0, t3 - t2,
                        t2 - t1)
 
 
-def _sync(device: torch.device) -> None:
+def sync_device(device: torch.device) -> None:
     """Wait for queued CUDA work, so that wall-clock timings are the device's."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)

@@ -118,6 +118,26 @@ def test_bench_server_concurrent_clients_lose_nothing(tmp_path, tiny_weights, ca
         assert sum(int(size) * n for size, n in row["batches"].items()) == row["clients"] * 2
 
 
+def test_bench_network_variants_and_chain(tmp_path, tiny_weights, capsys):
+    """crunet bench --what network: each arithmetic timed against fp32 on the same input (TF32 n/a on a
+    CPU), a model config with random weights or installed weights, and the whole chain with maps."""
+    cfg = tmp_path / "model.yaml"
+    cfg.write_text("model:\n  name: crunet\n  crunet: {channels: 4, cascades: 2, fusion: ca, bank_projection: 1x1}\n")
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--what", "network", "--sizes", "24", "--coils", "2", "--frames", "3", "--repeats", "2",
+                 "--variants", "fp32", "tf32", "bf16", "--model-config", str(cfg), "--device", "cpu",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "tf32     n/a: TF32 is a CUDA tensor-core mode" in printed and "chain 24x24" in printed
+    r = json.loads(out.read_text())["network"][0]
+    assert r["model"]["crunet"]["bank_projection"] == "1x1" and r["device"] == "cpu"
+    assert r["variants"]["fp32"]["ratio_to_fp32"] == 1.0 and r["variants"]["bf16"]["seconds"] > 0
+    assert r["chain"]["seconds"] >= r["chain"]["seconds_method"] > 0
+    assert main(["bench", "--what", "network", "--sizes", "24", "--coils", "2", "--frames", "3", "--repeats", "1",
+                 "--variants", "fp32", "--weights", "crunet", "--device", "cpu", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["network"][0]["model"]["crunet"]["fusion"] == "none"
+
+
 def test_bench_refuses_unknown_method_before_work(tmp_path, capsys):
     assert main(["bench", "--what", "methods", "--methods", "zf", "nonsense", "--out", str(tmp_path / "b.json")]) == 2
     assert "unknown method 'nonsense'" in capsys.readouterr().err and not (tmp_path / "b.json").exists()

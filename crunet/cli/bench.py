@@ -20,9 +20,11 @@ def _shape(text: str) -> tuple[int, int]:
 
 def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="bench.json", help="result file (default bench.json)")
-    p.add_argument("--what", nargs="+", choices=("coils", "methods", "server"), default=["coils", "methods"],
+    p.add_argument("--what", nargs="+", choices=("coils", "methods", "server", "network"),
+                   default=["coils", "methods"],
                    help="what to measure (default: coils methods; server: crunet serve with --clients "
-                        "concurrent clients, latency, throughput and memory)")
+                        "concurrent clients, latency, throughput and memory; network: the model of "
+                        "--model-config alone in fp32, TF32, bf16 and compiled, and the chain with maps)")
     p.add_argument("--sizes", nargs="+", type=_shape, default=[(128, 128), (246, 256)],
                    help="matrix sizes (default 128 246x256)")
     p.add_argument("--coils", type=int, default=10)
@@ -41,6 +43,13 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pace", type=float, default=0.0,
                    help="server: seconds between a client's acquisitions (a scanner's TR; default 0, as fast "
                         "as possible); with pace > 0 each slice's latency after its last line is measured")
+    p.add_argument("--model-config", default="configs/paper/crunet_ca.yaml",
+                   help="network: run or model config whose model is timed, random weights (default "
+                        "configs/paper/crunet_ca.yaml, paper size); the first --weights instead when given")
+    p.add_argument("--frames", type=int, default=25, help="network: cardiac frames (default 25)")
+    p.add_argument("--variants", nargs="+", default=["fp32", "tf32", "bf16", "compile"],
+                   choices=("fp32", "tf32", "bf16", "compile"),
+                   help="network: arithmetic variants (default all; compile takes minutes on a CPU)")
     p.add_argument("--device", choices=DEVICES, default="auto",
                    help="auto (default): CUDA when available, else CPU")
 
@@ -80,6 +89,24 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{size[0]}x{size[1]} {m:<9} {v['seconds']:.3f} s/slice (x{v['ratio_to_fastest']:.1f}) "
                       f"PSNR {v['psnr']:.2f}", flush=True)
         Path(args.out).write_text(json.dumps(result, indent=2, default=float))
+    if "network" in args.what:
+        from crunet.bench.network import bench_network
+        from recon.train.config import load_run_config
+
+        weights = args.weights[0] if args.weights else None
+        model_config = None if weights else load_run_config(args.model_config).model
+        for size in args.sizes:
+            r = bench_network(model_config, weights, shape=size, frames=args.frames, coils=args.coils,
+                              variants=tuple(args.variants), repeats=args.repeats, device=args.device)
+            result.setdefault("network", []).append(r)
+            for v, row in r["variants"].items():
+                text = row.get("note") or (f"{row['seconds']:.3f} s/slice (x{row['ratio_to_fp32']:.2f} of fp32)"
+                                           if row.get("ratio_to_fp32") else f"{row['seconds']:.3f} s/slice")
+                print(f"network {size[0]}x{size[1]} {v:<8} {text}", flush=True)
+            c = r["chain"]
+            print(f"chain {size[0]}x{size[1]}: {c['seconds']:.3f} s/slice (maps {c['seconds_maps']:.3f} s, "
+                  f"network {c['seconds_method']:.3f} s)", flush=True)
+            Path(args.out).write_text(json.dumps(result, indent=2, default=float))
     if "server" in args.what:
         from crunet.bench.server import bench_server
 
