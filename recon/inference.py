@@ -18,6 +18,13 @@ keeps fp32 elsewhere. Measured with ``crunet validate`` on the held-out cases at
 (crunet_ca, 3 cases per set): PSNR change -0.01 dB on held-out patients (worst case
 -0.02), 0.00 dB on held-out acquisitions, SSIM within 0.0003; 1.6x faster on this
 project's AVX512-BF16 CPU (1 thread, 128 x 128, 12 frames, 10 coils).
+
+``torch.compile`` is not used: measured on the same CPU and slice (crunet_ca, bf16, 1
+thread, nothing else running), the compiled model took 0.83-0.96x the eager time per
+slice after 146 s of compilation for each new input shape (the frame loop of the
+recurrent cells is unrolled), a loss for a server that sees each series' shape a few
+times. ``crunet bench --what network`` measures it again on any machine (on a GPU with
+CUDA graphs, ``configs/gpu/bench.sh``).
 """
 
 from __future__ import annotations
