@@ -441,6 +441,22 @@ def test_resume_is_exact(tmp_path, one_thread):
         Trainer(replace(cfg, train=replace(cfg.train, lr=1e-3)), tmp_path / "part", resume=True, progress=False)
 
 
+def test_bf16_training_steps_and_differs_from_fp32(tmp_path, one_thread):
+    """train.precision bf16: the forward under autocast, finite losses, weights in fp32, and not the
+    fp32 run (the option is really used); an unknown precision is refused."""
+    from recon.train.engine import Trainer
+
+    runs = {}
+    for prec in ("fp32", "bf16"):
+        tr = Trainer(tiny_run(epochs=1, precision=prec), tmp_path / prec, progress=False)
+        tr.fit()
+        runs[prec] = [s["loss"] for s in tr.history["steps"]]
+        assert all(np.isfinite(runs[prec])) and next(tr.model.parameters()).dtype == torch.float32
+    assert runs["fp32"] != runs["bf16"]
+    with pytest.raises(InputError, match="precision"):
+        tiny_run(precision="fp16").validate()
+
+
 def test_cli_run_folder_and_resume(tmp_path, capsys, one_thread):
     from crunet.cli.train import main
     from recon.config import dump_yaml

@@ -144,6 +144,10 @@ class TrainConfig(Settings):
     seed : seeds the model initialisation and the training samples.
     device : ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
     threads : torch CPU threads; null = torch's default.
+    precision : ``fp32`` (the shipped recipe) or ``bf16``: the forward pass under bfloat16
+        autocast (loss, gradients' accumulation and optimiser in fp32). Measured on the
+        project's AVX512-BF16 CPU (crunet_ca 16 ch, one 12 x 128 x 32 strip, 1 thread):
+        0.55 s per step against 0.70 s in fp32.
     val_every : validate every N epochs (and after the last).
     max_minutes : a wall-time budget: after the first epoch the run plans as many epochs
         as fit it (at most ``epochs``), so the schedule still ends at ``min_lr``; null = none.
@@ -163,6 +167,7 @@ class TrainConfig(Settings):
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = None
+    precision: Literal["fp32", "bf16"] = "fp32"
     val_every: int = 1
     max_minutes: float | None = None
     loss: LossConfig = field(default_factory=LossConfig)

@@ -181,8 +181,9 @@ class Trainer:
         """One optimiser step on a batch; returns this rank's loss terms and the lr used."""
         b = self._to_device(batch)
         self.ddp_model.train()
-        pred = self.ddp_model(b["k"], b["mask"], b["maps"])
-        loss, terms = self.loss_fn(pred, b["target"])
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.train.precision == "bf16"):
+            pred = self.ddp_model(b["k"], b["mask"], b["maps"])
+        loss, terms = self.loss_fn(pred.to(b["target"].dtype), b["target"])
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.cfg.train.grad_clip is not None:
