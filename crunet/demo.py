@@ -44,13 +44,13 @@ DEFAULT_CONFIG = SimulationConfig(n_slices=2, n_phases=20, n_coils=15, matrix=(1
                                   acceleration=8, snr=50.0, coil_family="dipole", ordering="linear", seed=0)
 
 
-def demo_series() -> Path:
-    """The shipped real series: ``data/`` of the source tree, or the installed share folder."""
+def demo_series(name: str = DEMO_SERIES) -> Path:
+    """A shipped real series (default: the demo's): ``data/`` of the source tree, or the installed share folder."""
     here = Path(__file__).resolve().parents[1]
     for d in (here / "data", Path(sys.prefix) / "share" / "crunet-gadgetron" / "data"):
-        if (d / DEMO_SERIES).is_file():
-            return d / DEMO_SERIES
-    raise InputError(f"the demo series {DEMO_SERIES} is missing (looked in {here / 'data'} and "
+        if (d / name).is_file():
+            return d / name
+    raise InputError(f"the shipped series {name} is missing (looked in {here / 'data'} and "
                      f"{Path(sys.prefix) / 'share' / 'crunet-gadgetron' / 'data'})")
 
 

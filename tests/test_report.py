@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from crunet.cli import main
-from crunet.demo import DEFAULT_CONFIG
-from crunet.report import LEARNED, ReportConfig, check_heldout, learned_methods, run_report
+from crunet.demo import DEFAULT_CONFIG, demo_series
+from crunet.report import LEARNED, REPORT_SERIES, ReportConfig, read_series, check_heldout, learned_methods, run_report
 from crunet.report_markdown import min_pairs, power_note
 from recon.errors import InputError
 from recon.weights import SHIPPED_WEIGHTS, WEIGHTS_ENV
@@ -47,7 +47,9 @@ def report(tmp_path_factory):
     d = tmp_path_factory.mktemp("report")
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("CRUNET_VGG16_WEIGHTS", raising=False)
-        cfg = ReportConfig(out=str(d / "out"), accelerations=(4, 8), scan=TINY_SCAN, device="cpu")  # data/ series
+        # the demo's 2 slices of the shipped held-out patient (the default is all 11: slower)
+        cfg = ReportConfig(out=str(d / "out"), accelerations=(4, 8), scan=TINY_SCAN, device="cpu",
+                           series=str(demo_series()))
         return run_report(cfg, log=lambda *_: None), d / "out"
 
 
@@ -177,3 +179,10 @@ def test_cli_options_reach_the_report(tmp_path, monkeypatch, capsys):
     assert "crnn: not shipped yet" in capsys.readouterr().out
     assert ReportConfig().rs() == (4, 8, 24) and ReportConfig(quick=True).rs() == (8,)
     assert ReportConfig(quick=True, accelerations=(24, 4)).rs() == (24,)
+
+
+def test_default_series_is_the_whole_heldout_patient():
+    """Every slice of the held-out patient ships, so the test of the report can reach its threshold."""
+    patient, slices = read_series(demo_series(REPORT_SERIES))
+    assert (patient, slices) == ("SCD0000401", 11) and check_heldout(demo_series(REPORT_SERIES), patient)
+    assert min_pairs(0.05 / (len(LEARNED) - 1 + 3)) <= slices  # every other method against crunet_ca

@@ -22,8 +22,8 @@ def add_parser(p: argparse.ArgumentParser) -> None:
                    help="one R and one slice: checks the whole path in minutes (not a result)")
     p.add_argument("--series", default=None, metavar="NPZ",
                    help="cine series (.npz) of a held-out patient (default: the shipped "
-                        "data/sunnybrook_SCD0000401_midventricular.npz, 2 slices); more slices make the "
-                        "significance test possible")
+                        "data/sunnybrook_SCD0000401_sax_cine.npz, all 11 slices, so that the significance "
+                        "test can reach its threshold)")
     p.add_argument("--device", choices=DEVICES, default="auto", help="auto (default): CUDA when available, else CPU")
     p.add_argument("--raw-dir", default=None, metavar="DIR",
                    help="keep the simulated raw files there (default: a temporary folder, removed)")
