@@ -101,8 +101,8 @@ def test_bench_learned_and_classical_side_by_side(tmp_path, tiny_weights, capsys
 
 
 def test_bench_server_concurrent_clients_lose_nothing(tmp_path, tiny_weights, capsys):
-    """crunet bench --what server: every client gets every image; slices paced as a scanner sends them
-    have their latency measured; the model runner's batches are counted."""
+    """crunet bench --what server (crunet serve in its own process): every client gets every image;
+    slices paced as a scanner sends them have their latency measured; the server's memory is sampled."""
     out = tmp_path / "bench.json"
     assert main(["bench", "--what", "server", "--sizes", "32", "--coils", "2", "--clients", "1", "3",
                  "--slices", "2", "--pace", "0.002", "--out", str(out)]) == 0
@@ -114,8 +114,7 @@ def test_bench_server_concurrent_clients_lose_nothing(tmp_path, tiny_weights, ca
     for row in (one, three):
         assert row["images"] == row["images_expected"] == row["clients"] * 2 * 12 and row["texts"] == []
         assert len(row["slice_latency_s"]) == row["clients"] * 2 and min(row["slice_latency_s"]) > 0
-        assert len(row["before_next_slice"]) == row["clients"] and row["rss_mb_peak"] > 0
-        assert sum(int(size) * n for size, n in row["batches"].items()) == row["clients"] * 2
+        assert len(row["before_next_slice"]) == row["clients"] and row["rss_mb_peak"] >= r["server"]["rss_mb_idle"] > 0
 
 
 def test_bench_network_variants_and_chain(tmp_path, tiny_weights, capsys):

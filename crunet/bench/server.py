@@ -1,8 +1,9 @@
 """Benchmark: ``crunet serve`` under 1, 4, 8... concurrent clients — latency, throughput, memory.
 
-One server runs in this process (:func:`gadgets.server.start_background`); each
-client replays the same simulated multi-slice raw file through the replay client
-(:func:`gadgets.client.replay`) at the same time as the others. Per number of
+One server runs as users run it, ``crunet serve`` in its own process (with this
+process's torch threads); each client replays the same simulated multi-slice raw file
+through the replay client (:func:`gadgets.client.replay`), from threads of this process,
+at the same time as the others. Per number of
 clients the result holds:
 
 * ``seconds``: wall time from the first client's start to the last client's end;
@@ -15,26 +16,28 @@ clients the result holds:
   come back while the next slice is still arriving, ``before_next_slice``);
 * ``images`` received against ``images_expected`` (nothing may be lost), ``texts``
   (the server's failure messages, expected none);
-* ``rss_mb_peak``: this process's peak resident memory while the clients ran;
-* ``batches``: how many forwards the per-device model runner ran with 1, 2, ...
-  slices (:mod:`recon.scheduler`).
+* ``rss_mb_peak``: the server process's peak resident memory while the clients ran
+  (``rss_mb_idle``: after the warm-up, model loaded).
 """
 
 from __future__ import annotations
 
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import torch
 
 
-def _rss_mb() -> float:
-    """This process's resident set size in MiB (Linux ``/proc``; 0 elsewhere)."""
+def _rss_mb(pid: int | str = "self") -> float:
+    """A process's resident set size in MiB (Linux ``/proc``; 0 elsewhere)."""
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     except OSError:
@@ -43,16 +46,16 @@ def _rss_mb() -> float:
 
 
 class _RssPeak:
-    """Samples the RSS every ``every`` s in a thread between ``start()`` and ``stop()``."""
+    """Samples process ``pid``'s RSS every ``every`` s in a thread, inside ``with``."""
 
-    def __init__(self, every: float = 0.1):
-        self.every, self.peak = every, 0.0
+    def __init__(self, pid: int, every: float = 0.1):
+        self.pid, self.every, self.peak = pid, every, 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, _rss_mb())
+            self.peak = max(self.peak, _rss_mb(self.pid))
             self._stop.wait(self.every)
 
     def __enter__(self):
@@ -62,7 +65,27 @@ class _RssPeak:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join(5)
-        self.peak = max(self.peak, _rss_mb())
+        self.peak = max(self.peak, _rss_mb(self.pid))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_listening(server: subprocess.Popen, port: int, log: Path, timeout: float = 120.0) -> None:
+    """Until ``crunet serve`` accepts connections on ``port`` (a RuntimeError with its log if it exits)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if server.poll() is not None:
+            raise RuntimeError(f"crunet serve exited with status {server.returncode}: {log.read_text()[-2000:]}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"crunet serve did not listen on port {port} within {timeout:g} s")
 
 
 def _slice_latencies(res, n_phases: int) -> tuple[list[float], list[bool]]:
@@ -91,8 +114,6 @@ def bench_server(clients: tuple[int, ...] = (1, 4, 8), n_slices: int = 3, shape:
     import tempfile
 
     from gadgets.client import replay
-    from gadgets.server import start_background
-    from recon.scheduler import runner_for
     from recon.simulate.cine import SimulationConfig, simulate_to_file
 
     if not clients or min(clients) < 1:
@@ -102,19 +123,23 @@ def bench_server(clients: tuple[int, ...] = (1, 4, 8), n_slices: int = 3, shape:
     raw = work / "bench_server_raw.h5"
     simulate_to_file(SimulationConfig(n_slices=n_slices, n_phases=n_phases, n_coils=n_coils, matrix=tuple(shape),
                                       acceleration=acceleration, noise_scan=False), raw)
-    server, _ = start_background(max_connections=max(clients) + 1)
-    runner = runner_for("cuda:0" if torch.cuda.is_available() else "cpu")
-    rows = []
+    port = _free_port()
+    log = open(work / "serve.log", "w")  # noqa: SIM115 - closed in finally; a file, so a full pipe never blocks it
+    server = subprocess.Popen([sys.executable, "-m", "crunet", "serve", "--port", str(port), "--log-level", "WARNING",
+                               "--max-connections", str(max(clients) + 1), "--threads", str(torch.get_num_threads())],
+                              stdout=subprocess.DEVNULL, stderr=log)
+    rows, idle = [], 0.0
     try:
-        replay(raw, None, port=server.port, config=chain, group="warm-up")
+        _wait_listening(server, port, work / "serve.log")
+        replay(raw, None, port=port, config=chain, group="warm-up")
+        idle = _rss_mb(server.pid)
         for n in clients:
             results: list = [None] * n
-            before = len(runner.batches)
 
             def one(i: int) -> None:
-                results[i] = replay(raw, None, port=server.port, config=chain, group=f"client {i}", pace=pace)
+                results[i] = replay(raw, None, port=port, config=chain, group=f"client {i}", pace=pace)
 
-            with _RssPeak() as rss:
+            with _RssPeak(server.pid) as rss:
                 t0 = time.perf_counter()
                 threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
                 for t in threads:
@@ -132,17 +157,20 @@ def bench_server(clients: tuple[int, ...] = (1, 4, 8), n_slices: int = 3, shape:
                 "first_image_s": [r.arrivals[0] if r.arrivals else None for r in results],
                 "slice_latency_s": latencies, "before_next_slice": early,
                 "images": sum(len(r.images) for r in results), "images_expected": n * n_slices * n_phases,
-                "texts": [t for r in results for t in r.texts + r.problems],
-                "rss_mb_peak": rss.peak, "batches": dict(Counter(runner.batches[before:])),
+                "texts": [t for r in results for t in r.texts + r.problems], "rss_mb_peak": rss.peak,
             })
     finally:
-        server.shutdown(grace=5)
-        server.server_close()
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
         if tmp:
             tmp.cleanup()
     one_client = next((r["slices_per_s"] for r in rows if r["clients"] == 1), None)
     for r in rows:
         r["throughput_ratio"] = r["slices_per_s"] / one_client if one_client else None
         r["first_image_s_median"] = float(np.median([x for x in r["first_image_s"] if x is not None] or [np.nan]))
-    return {"chain": chain, "slices": n_slices, "shape": list(shape), "phases": n_phases, "coils": n_coils,
+    return {"chain": chain, "rss_mb_idle": idle, "slices": n_slices, "shape": list(shape), "phases": n_phases, "coils": n_coils,
             "acceleration": acceleration, "pace_s": pace, "threads": torch.get_num_threads(), "runs": rows}

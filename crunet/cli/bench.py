@@ -117,8 +117,8 @@ def run(args: argparse.Namespace) -> int:
         for row in r["runs"]:
             print(f"server {row['clients']} client(s): {row['slices_per_s']:.3f} slices/s "
                   f"(x{row['throughput_ratio']:.2f} of 1 client), first image {row['first_image_s_median']:.2f} s, "
-                  f"{row['images']}/{row['images_expected']} images, peak RSS {row['rss_mb_peak']:.0f} MiB, "
-                  f"batches {row['batches']}", flush=True)
+                  f"{row['images']}/{row['images_expected']} images, server peak RSS {row['rss_mb_peak']:.0f} MiB "
+                  f"(idle {r['rss_mb_idle']:.0f})", flush=True)
         Path(args.out).write_text(json.dumps(result, indent=2, default=float))
     print(f"results: {args.out}")
     return 0
