@@ -135,8 +135,9 @@ def regions_section(report: dict) -> list[str]:
     shares = ", ".join(f"{k}: {100 * v:.1f} %" for k, v in reg["dynamic_share"].items())
     lines = ["## 3. Dynamic and static regions", "",
              f"The dynamic region is where the temporal standard deviation of the max-normalised ground-truth frames "
-             f"exceeds {reg['fraction']:g} x its maximum (the beating heart and moving boundaries); the static "
-             f"region is the rest. Dynamic share of the pixels: {shares}.", "",
+             f"exceeds {reg['noise_multiple']:g} x the noise of the series (measured per slice as the median temporal "
+             f"standard deviation over the static body; `recon/metrics/regions.py`): the beating heart and its moving "
+             f"boundaries. The static region is the rest. Dynamic share of the pixels: {shares}.", "",
              f"![dynamic and static regions]({reg['figure']})", "",
              "| R | method | " + " | ".join(t for _, t, _ in REGIONS) + " |", "|---" * (len(REGIONS) + 2) + "|"]
     for r in report["accelerations"]:

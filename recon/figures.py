@@ -93,15 +93,14 @@ def comparison_figure(
     return _save(fig, path, title)
 
 
-def region_figure(references: dict[str, np.ndarray], path: str | Path, fraction: float | None = None,
-                  frame: int = 0, title: str = "") -> Path:
+def region_figure(references: dict[str, np.ndarray], path: str | Path, frame: int = 0, title: str = "") -> Path:
     """The dynamic / static region split of each reference series, written as PNG.
 
     ``references``: label -> reference ``[t, y, x]`` (complex or magnitude), one column
     each. Row 1: the frame ``frame`` with the dynamic region
     (:func:`recon.metrics.regions.dynamic_mask`: temporal standard deviation of the
-    max-normalised frames above ``fraction`` x its maximum; default
-    ``DEFAULT_DYNAMIC_FRACTION``) tinted red and its share of the pixels in the title;
+    max-normalised frames above its threshold measured on the series, ``NOISE_MULTIPLE``
+    x the noise of the static body) tinted red and its share of the pixels in the title;
     row 2: that temporal standard deviation (:func:`recon.heart.motion_map`) with a
     colour bar and the threshold drawn as a contour. The static region is the rest.
     """
@@ -109,17 +108,17 @@ def region_figure(references: dict[str, np.ndarray], path: str | Path, fraction:
     from matplotlib.figure import Figure
 
     from recon.heart import motion_map
-    from recon.metrics.regions import DEFAULT_DYNAMIC_FRACTION, dynamic_mask
+    from recon.metrics.regions import NOISE_MULTIPLE, dynamic_mask, dynamic_threshold
 
     if not references:
         raise InputError("region figure: no reference series given")
-    fraction = DEFAULT_DYNAMIC_FRACTION if fraction is None else fraction
     fig = Figure(figsize=(3.0 * len(references) + 0.8, 6.4), dpi=110, layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(2, len(references), squeeze=False)
     for j, (label, reference) in enumerate(references.items()):
         ref = _norm(reference)
-        mask = dynamic_mask(ref, fraction=fraction)
+        threshold = dynamic_threshold(ref)
+        mask = dynamic_mask(ref, threshold=threshold)
         std = motion_map(ref)
         vmax = max(float(np.percentile(ref[frame], 99.5)), 1e-6)
         axes[0, j].imshow(ref[frame], cmap="gray", vmin=0, vmax=vmax)
@@ -130,7 +129,8 @@ def region_figure(references: dict[str, np.ndarray], path: str | Path, fraction:
         im = axes[1, j].imshow(std, cmap="viridis")
         if 0 < mask.sum() < mask.size:
             axes[1, j].contour(mask.astype(float), levels=[0.5], colors="white", linewidths=0.6)
-        axes[1, j].set_title(f"temporal std; threshold {fraction:g} x max (white)", fontsize=8)
+        axes[1, j].set_title(f"temporal std; threshold {threshold:.3g} = {NOISE_MULTIPLE:g} x noise (white)",
+                             fontsize=8)
         bar = fig.colorbar(im, ax=axes[1, j], fraction=0.046, pad=0.02)
         bar.ax.tick_params(labelsize=7)
     for ax in axes.ravel():

@@ -173,7 +173,8 @@ def test_crop(rng: np.random.Generator) -> None:
 # dynamic / static regions
 
 
-def _moving_disc(rng: np.random.Generator, t: int = 12, n: int = 64) -> tuple[np.ndarray, np.ndarray]:
+def _moving_disc(rng: np.random.Generator, t: int = 12, n: int = 64, noise: float = 0.005
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """Static textured background with a bright disc moving left-right; returns (series, swept area)."""
     yy, xx = np.mgrid[:n, :n].astype(float)
     background = 0.3 + 0.1 * np.sin(xx / 5) * np.cos(yy / 7)
@@ -182,7 +183,7 @@ def _moving_disc(rng: np.random.Generator, t: int = 12, n: int = 64) -> tuple[np
         cx = n / 2 + 10 * np.sin(2 * np.pi * k / t)
         disc = (yy - n / 2) ** 2 + (xx - cx) ** 2 < 8 ** 2
         swept |= disc
-        frames.append(background + 0.7 * disc + 0.005 * rng.standard_normal((n, n)))
+        frames.append(background + 0.7 * disc + noise * rng.standard_normal((n, n)))
     return np.stack(frames), swept
 
 
@@ -200,6 +201,28 @@ def test_dynamic_mask_finds_moving_disc(rng: np.random.Generator) -> None:
     assert dynamic_mask(series, threshold=0.05)[32, 16]
     with pytest.raises(InputError, match="2 frames"):
         dynamic_mask(series[:1])
+
+
+def test_dynamic_threshold_is_measured_from_the_noise(rng: np.random.Generator) -> None:
+    """The threshold follows the series' own noise (4x the static body's temporal std): at 4x the noise it
+    is ~4x higher and static tissue stays static; a few flickering pixels do not move it (a rule on the
+    maximum std, as before, follows them)."""
+    from recon.metrics.regions import dynamic_threshold
+
+    low, swept = _moving_disc(rng, noise=0.005)
+    high, _ = _moving_disc(rng, noise=0.02)
+    t_low, t_high = dynamic_threshold(low), dynamic_threshold(high)
+    assert 3.0 < t_high / t_low < 5.0
+    far = np.ones_like(swept)
+    far[16:48, 8:56] = False
+    for series in (low, high):
+        mask = dynamic_mask(series)
+        assert mask[far].mean() < 0.002 and mask[swept].mean() > 0.5
+    spiked = low.copy()
+    spiked[::2, 2:4, 2:4] += 0.6  # a few flickering pixels (below the frame maximum)
+    assert dynamic_threshold(spiked) == pytest.approx(t_low, rel=0.05)
+    with pytest.raises(InputError, match="noise_multiple"):
+        dynamic_mask(low, noise_multiple=0)
 
 
 def test_region_metrics(rng: np.random.Generator) -> None:
