@@ -5,7 +5,9 @@ on the same simulated slice through the one pipeline
 (:func:`recon.pipeline.reconstruct_slice`), with coil maps estimated once (ESPIRiT)
 and shared, alternating methods over ``repeats`` rounds so load from other processes
 hits all alike. The result holds, per method, the median seconds per slice, the ratio
-to the fastest method and the PSNR/SSIM against the slice's ground truth.
+to the fastest method and the PSNR/SSIM against the slice's ground truth. When BART is
+installed, ``bart pics`` with temporal total variation runs on the same k-space and maps
+as the compressed-sensing reference (a learned method should be far faster than it).
 """
 
 from __future__ import annotations
@@ -16,13 +18,20 @@ import torch
 from recon.metrics import psnr, ssim
 from recon.pipeline import COMPARED_METHODS
 
+#: the label of ``bart pics`` among the methods
+BART_LABEL = "bart pics"
+
 
 def bench_methods(shape: tuple[int, int] = (128, 128), n_phases: int = 12, n_coils: int = 10,
                   acceleration: int = 8, methods: tuple[str, ...] = COMPARED_METHODS,
-                  repeats: int = 3, seed: int = 0, device: str = "auto", weights: tuple[str, ...] = ()) -> dict:
+                  repeats: int = 3, seed: int = 0, device: str = "auto", weights: tuple[str, ...] = (),
+                  bart: bool = True) -> dict:
     """Time ``methods`` (names) and ``weights`` (directories, method ``model``) on one simulated slice.
 
     shape : recon matrix ``(y, x)``; n_phases, n_coils, acceleration : the simulated cine.
+    bart : also time ``bart pics -R T:1024:0:0.01 -i 50`` (temporal TV, the CS reference;
+        :func:`recon.coils.bart_io.bart_pics`) on the same k-space and maps, labelled
+        ``bart pics``, when BART is installed (``"not installed"`` in ``bart`` otherwise).
     Returns a JSON-ready dict; ``methods`` maps each label to ``seconds`` (median),
     ``ratio_to_fastest``, ``all_seconds``, ``psnr``, ``ssim`` (and ``model`` for learned ones).
     """
@@ -38,20 +47,34 @@ def bench_methods(shape: tuple[int, int] = (128, 128), n_phases: int = 12, n_coi
     headers, data = scan.acquisitions()
     s = assemble_slices(headers, data, encoding_info(build_cine_header(cfg.protocol())))[0]
     ref = scan.slices[0].reference
-    times: dict[str, list[float]] = {m: [] for m in configs}
+    from recon.coils.bart_io import bart_executable, bart_pics
+    from recon.pipeline import prepare
+
+    even = all(int(n) % 2 == 0 for n in shape)
+    use_bart = bart and even and bart_executable() is not None
+    times: dict[str, list[float]] = {m: [] for m in configs} | ({BART_LABEL: []} if use_bart else {})
     quality: dict[str, dict] = {}
     maps, t_maps = None, 0.0
+
+    def score(m: str, frames: np.ndarray) -> None:
+        if m not in quality:
+            quality[m] = {"psnr": float(np.mean(psnr(ref, frames))), "ssim": float(np.mean(ssim(ref, frames)))}
+
     for _ in range(repeats):
         for m, rc in configs.items():
             res = reconstruct_slice(s, rc, maps=maps)
             if maps is None:
                 maps, t_maps = res.maps, res.seconds_maps
             times[m].append(res.seconds_method)
-            if m not in quality:
-                quality[m] = {"psnr": float(np.mean(psnr(ref, res.frames))),
-                              "ssim": float(np.mean(ssim(ref, res.frames)))}
-                if rc.weights():
-                    quality[m]["model"] = rc.comment()
+            score(m, res.frames)
+            if rc.weights():
+                quality[m]["model"] = rc.comment()
+        if use_bart:
+            p = prepare(s, maps=maps)
+            r = bart_pics(p.kspace.numpy(), p.maps.numpy())
+            times[BART_LABEL].append(r["seconds"])
+            score(BART_LABEL, r["frames"])
+            quality[BART_LABEL]["command"] = r["command"]
     med = {m: float(np.median(v)) for m, v in times.items()}
     fastest = min(med.values())
     first = next(iter(configs.values()))
@@ -60,5 +83,7 @@ def bench_methods(shape: tuple[int, int] = (128, 128), n_phases: int = 12, n_coi
         "device": str(first.torch_device()), "threads": torch.get_num_threads(), "repeats": repeats,
         "seconds_maps": t_maps,
         "methods": {m: {"seconds": med[m], "ratio_to_fastest": med[m] / fastest, "all_seconds": times[m],
-                        **quality[m]} for m in configs},
+                        **quality[m]} for m in times},
+        "bart": ("pics timed" if use_bart else "not asked" if not bart else
+                 "odd matrix, not compared (BART centres odd axes differently)" if not even else "not installed"),
     }

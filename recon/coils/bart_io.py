@@ -1,4 +1,6 @@
-"""BART's file format and its ``ecalib`` tool, the reference our ESPIRiT is checked against.
+"""BART's file format and the BART tools we measure against: ``ecalib`` (the reference our
+ESPIRiT is checked against) and ``pics`` (compressed sensing, the classical speed and
+quality reference of ``crunet bench``).
 
 A BART array ``name`` is two files: ``name.hdr`` (text: ``# Dimensions`` then the
 sizes of dimensions 0, 1, ...) and ``name.cfl`` (raw complex64, column-major: the
@@ -110,4 +112,52 @@ def bart_ecalib(kspace: np.ndarray, kernel: tuple[int, int] = (6, 6), calib_size
         ev = read_cfl(tmp / "ev", ndim=2)
     ev = np.ascontiguousarray(np.abs(ev.reshape(ev.shape[0], ev.shape[1], -1)[..., 0]).T, dtype=np.float32)
     return {"maps": maps.astype(np.complex64), "eigenvalues": ev, "seconds": seconds,
+            "command": " ".join(["bart"] + cmd[1:-3])}
+
+
+#: BART's time dimension (TIME_DIM = 10) and its bit in a regularisation flag mask
+BART_TIME_DIM = 10
+
+
+def bart_pics(kspace: np.ndarray, maps: np.ndarray, regularisation: str = "T:1024:0:0.01", iterations: int = 50,
+              workdir: str | Path | None = None) -> dict:
+    """Run ``bart pics -R <regularisation> -i <iterations>`` on one cine slice.
+
+    Parameters
+    ----------
+    kspace : complex ``[t, c, y, x]`` on the recon grid, zeros where not sampled (BART
+        takes the sampling pattern from the zeros).
+    maps : complex ``[c, y, x]``.
+    regularisation : BART ``-R`` (default ``T:1024:0:0.01``: total variation along time,
+        dimension 10, weight 0.01 after BART's own scaling of the data).
+
+    Returns dict with ``frames`` complex64 ``[t, y, x]``, ``seconds`` (wall time of the
+    ``bart`` process) and ``command``. InputError when ``bart`` is missing or fails, and for
+    an odd ``y`` or ``x``: BART's centred FFT puts the centre of an odd axis elsewhere than
+    ours (:mod:`recon.fft`), so its image would not be the one our k-space encodes
+    (checked: even sizes agree to 2e-5, odd ones not at all).
+    """
+    exe = bart_executable()
+    if exe is None:
+        raise InputError("'bart' is not installed (Debian/Ubuntu package 'bart')")
+    k = np.asarray(kspace, dtype=np.complex64)
+    t, c, ny, nx = k.shape
+    if ny % 2 or nx % 2:
+        raise InputError(f"bart pics: matrix {ny} x {nx} has an odd side; BART's centred FFT differs from "
+                         "ours on odd sizes, so only even matrices are compared")
+    dims = [nx, ny, 1, c] + [1] * (BART_TIME_DIM - 4) + [t]
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        tmp = Path(tmp)
+        write_cfl(tmp / "ksp", k.transpose(3, 2, 1, 0).reshape(dims))
+        write_cfl(tmp / "sens", images_to_bart(maps))
+        cmd = [exe, "pics", "-R", regularisation, "-i", str(iterations), str(tmp / "ksp"), str(tmp / "sens"),
+               str(tmp / "rec")]
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        seconds = time.perf_counter() - t0
+        if proc.returncode != 0:
+            raise InputError(f"bart pics failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}")
+        rec = read_cfl(tmp / "rec", ndim=BART_TIME_DIM + 1)
+    frames = rec.reshape(nx, ny, t).transpose(2, 1, 0)
+    return {"frames": np.ascontiguousarray(frames, dtype=np.complex64), "seconds": seconds,
             "command": " ".join(["bart"] + cmd[1:-3])}
