@@ -6,6 +6,9 @@ import argparse
 
 from recon.machine import DEVICES
 
+#: CRUNet-MR without the feature bank: timed beside crunet_ca by default when installed (the bank's cost)
+BASE_METHOD = "crunet"
+
 
 def _shape(text: str) -> tuple[int, int]:
     parts = text.lower().split("x")
@@ -33,7 +36,9 @@ def add_parser(p: argparse.ArgumentParser) -> None:
                    help="methods to time: zf, sense, lps and installed trained weights by name (crunet_ca, "
                         "crunet, crunet_conv, crnn), name:key=value for options; default: zf sense lps "
                         "crunet_ca crunet_ca:precision=fp32 (the default precision, bf16 where native, "
-                        "against fp32 in one run); zf sense lps when --weights is given")
+                        "against fp32 in one run) and crunet when installed (the bank's cost); zf sense lps "
+                        "when --weights is given. bart pics (temporal TV) is timed beside them when BART is "
+                        "installed")
     p.add_argument("--weights", nargs="+", default=[], metavar="DIR",
                    help="trained weights directories, each timed as a method (labelled by folder name)")
     p.add_argument("--clients", nargs="+", type=int, default=[1, 4, 8],
@@ -62,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
 
     from recon.machine import describe_machine, resolve_device
     from recon.pipeline import DEFAULT_METHOD, compared_methods, method_configs
+    from recon.weights import find_weights
 
     device = str(resolve_device(args.device))
     result = {"created": time.strftime("%Y-%m-%dT%H:%M:%S"), **describe_machine(device), "load": os.getloadavg(),
@@ -69,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
     methods = compared_methods(args.methods, args.weights)
     if args.methods is None and DEFAULT_METHOD in methods:
         methods += (f"{DEFAULT_METHOD}:precision=fp32",)  # the default precision against fp32, one run
+        if find_weights(BASE_METHOD) is not None:
+            methods += (BASE_METHOD,)  # the bank's cost: crunet_ca against crunet without it, one run
     if "methods" in args.what:
         method_configs(methods, args.weights, device=args.device)  # unknown methods / missing weights: fail now
     for size in args.sizes:
