@@ -35,7 +35,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,7 +71,7 @@ class ModelRunner:
         self._queue: deque[_Call] = deque()
         self._cond = threading.Condition()
         self._threads: list[threading.Thread] = []
-        self.batches: list[int] = []  # size of every batch run, for the benchmark and the tests
+        self.batch_sizes: Counter[int] = Counter()  # batch size -> how many batches ran with it
 
     def call(self, key: Hashable, run: Callable[[Sequence[Any]], Sequence[Any]], item: Any) -> Any:
         """``run([item, ...])[i]`` for this ``item``, run in the runner's thread; its error is raised here.
@@ -117,7 +117,7 @@ class ModelRunner:
             batch = self._take()
             if not batch:
                 continue
-            self.batches.append(len(batch))
+            self.batch_sizes[len(batch)] += 1
             self._run(batch)
 
     def _run(self, batch: list[_Call]) -> None:

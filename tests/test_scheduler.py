@@ -147,7 +147,7 @@ def test_lanes_run_calls_side_by_side_and_no_more():
         return items
 
     assert _concurrently([lambda i=i: runner.call(i, slow, i) for i in range(5)]) == [0, 1, 2, 3, 4]
-    assert most[0] == 2 and runner.batches == [1] * 5
+    assert most[0] == 2 and runner.batch_sizes == {1: 5}
 
 
 def test_one_runner_per_device():
