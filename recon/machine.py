@@ -139,3 +139,28 @@ _CHOSEN: list[int] = []  # counts set by choose_threads in this process
 def threads_chosen() -> bool:
     """Whether :func:`choose_threads` already ran in this process (the CLI runs it at start)."""
     return bool(_CHOSEN)
+
+
+#: glibc's mallopt parameter M_ARENA_MAX
+_M_ARENA_MAX = -8
+
+
+def limit_malloc_arenas(arenas: int = 2) -> bool:
+    """Cap glibc's malloc arenas for a long-running multi-threaded server; True when applied.
+
+    glibc gives threads their own arenas (up to 8 per core) and keeps freed memory in
+    them, so a server whose connection threads each touch large arrays grows. Measured
+    with ``crunet bench --what server`` (crunet_ca, 128 x 128, 3 slices per client):
+    idle 1123 -> 895 MiB, peak with 8 clients 2688 -> 2046 MiB, throughput unchanged.
+    ``$MALLOC_ARENA_MAX`` set by the user wins; no effect (False) off glibc.
+    """
+    import ctypes
+    import ctypes.util
+
+    if os.environ.get("MALLOC_ARENA_MAX"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(_M_ARENA_MAX, int(arenas)))
+    except (OSError, AttributeError):
+        return False

@@ -8,13 +8,17 @@ device (:func:`runner_for`): ``lanes`` daemon threads that take the queued calls
   (:func:`recon.inference.load_cached`) and only the runner's lanes run them, so the
   number of forwards in flight (and their activation memory) is bounded by ``lanes``
   however many connections there are.
-* **Lanes**: a CPU runner has 2 lanes when the machine has 2 or more cores, each using
-  torch's intra-op threads (all cores); a CUDA runner has 1. Measured on the project's
-  2-core machine (crunet_ca, 128 x 128, 12 frames, 10 coils, bf16): one forward at a
-  time with 2 threads 1.82 slices/s; two at a time with 2 threads each (idle OpenMP
-  threads sleeping, ``OMP_WAIT_POLICY=PASSIVE``) 2.51, with 1 thread each 2.47, one
-  with 1 thread 1.46. So two lanes at full threads keep a lone slice's latency and
-  add 1.4x throughput under load.
+* **Lanes**: a CPU runner has 2 lanes when the machine has 2 or more cores; a CUDA
+  runner has 1. A CPU lane that starts a forward while no other lane is busy and nothing
+  waits uses all of the process's torch threads (the latency of a lone slice), else an
+  even share of them (:meth:`ModelRunner.lane_threads`; with OpenMP the count is per
+  thread, so each lane sets its own). Measured on the project's 2-core machine
+  (crunet_ca, 128 x 128, 12 frames, 10 coils, bf16): one forward at a time with 2
+  threads 1.82 slices/s; two at a time with 1 thread each 2.47, with 2 threads each
+  (idle OpenMP threads sleeping, ``OMP_WAIT_POLICY=PASSIVE``) 2.51; one with 1 thread
+  1.46. Through ``crunet serve`` (``crunet bench --what server``, 3 slices per client),
+  2 threads for every forward: 1.29 slices/s with 1 client, 1.90 with 4; 1 thread for
+  every forward: 1.15 and 2.11.
 * **Batching**: when a lane takes a call, calls already waiting with the same ``key``
   (same weights, precision and tensor shapes) join it, up to ``max_batch``, and run as
   one forward (``run(list_of_inputs) -> list_of_outputs``); nothing waits for a batch
@@ -62,12 +66,14 @@ class _Call:
 class ModelRunner:
     """Runs submitted calls in ``lanes`` daemon threads, batching calls of the same key (see module doc)."""
 
-    def __init__(self, name: str, lanes: int = 1, max_batch: int = 1):
+    def __init__(self, name: str, lanes: int = 1, max_batch: int = 1, threads: int | None = None):
         if lanes < 1 or max_batch < 1:
             raise ValueError(f"lanes and max_batch must be >= 1, got {lanes} and {max_batch}")
         self.name = name
         self.lanes = lanes
         self.max_batch = max_batch
+        self.threads = threads  # CPU: torch threads of a lane running alone (shared evenly when not)
+        self._busy = 0  # lanes running a batch (guarded by _cond)
         self._queue: deque[_Call] = deque()
         self._cond = threading.Condition()
         self._threads: list[threading.Thread] = []
@@ -98,7 +104,8 @@ class ModelRunner:
             raise c.error
         return c.result
 
-    def _take(self) -> list[_Call]:
+    def _take(self) -> tuple[list[_Call], int]:
+        """The next batch and how many threads its lane may use (see :meth:`lane_threads`)."""
         with self._cond:
             while not self._queue:
                 self._cond.wait()
@@ -110,15 +117,35 @@ class ModelRunner:
                 if c.key == first.key:
                     self._queue.remove(c)
                     batch.append(c)
-        return [c for c in batch if not c.abandoned]
+            batch = [c for c in batch if not c.abandoned]
+            threads = self.lane_threads(alone=self._busy == 0 and not self._queue)
+            self._busy += bool(batch)
+        return batch, threads
+
+    def lane_threads(self, alone: bool) -> int | None:
+        """Threads for a lane's next forward on a CPU: all of them when it runs alone (no other
+        lane busy, nothing queued), else an even share; None leaves torch's setting."""
+        if self.threads is None:
+            return None
+        return self.threads if alone else max(1, self.threads // self.lanes)
 
     def _loop(self) -> None:
+        current = None
         while True:
-            batch = self._take()
+            batch, threads = self._take()
             if not batch:
                 continue
+            if threads is not None and threads != current:
+                import torch
+
+                torch.set_num_threads(threads)  # OpenMP: this lane's thread only
+                current = threads
             self.batch_sizes[len(batch)] += 1
-            self._run(batch)
+            try:
+                self._run(batch)
+            finally:
+                with self._cond:
+                    self._busy -= 1
 
     def _run(self, batch: list[_Call]) -> None:
         try:
@@ -152,5 +179,8 @@ def runner_for(device) -> ModelRunner:
             if name.startswith("cuda"):
                 _RUNNERS[name] = ModelRunner(name, lanes=1, max_batch=MAX_BATCH_CUDA)
             else:
-                _RUNNERS[name] = ModelRunner(name, lanes=2 if (os.cpu_count() or 1) >= 2 else 1, max_batch=1)
+                import torch
+
+                _RUNNERS[name] = ModelRunner(name, lanes=2 if (os.cpu_count() or 1) >= 2 else 1, max_batch=1,
+                                             threads=torch.get_num_threads())
         return _RUNNERS[name]

@@ -126,3 +126,15 @@ def test_threads_auto_count_or_a_clear_error(monkeypatch):
             choose_threads("0")
     finally:
         torch.set_num_threads(before)
+
+
+def test_malloc_arenas_capped_unless_the_user_chose(monkeypatch):
+    from recon.machine import limit_malloc_arenas
+
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert limit_malloc_arenas() is False  # the user's setting wins
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    import platform
+
+    if platform.libc_ver()[0] == "glibc":
+        assert limit_malloc_arenas() is True

@@ -150,6 +150,25 @@ def test_lanes_run_calls_side_by_side_and_no_more():
     assert most[0] == 2 and runner.batch_sizes == {1: 5}
 
 
+def test_a_lane_alone_uses_every_thread_and_shares_them_under_load():
+    before = torch.get_num_threads()
+    runner = ModelRunner("threads", lanes=2, threads=2)
+    assert (runner.lane_threads(alone=True), runner.lane_threads(alone=False)) == (2, 1)
+    assert ModelRunner("none").lane_threads(alone=True) is None  # CUDA: torch's setting is left alone
+    seen = []
+
+    def record(items):
+        seen.append(torch.get_num_threads())
+        time.sleep(0.1)
+        return items
+
+    assert runner.call("a", record, 0) == 0 and seen == [2]  # a lone slice: all threads
+    seen.clear()
+    _concurrently([lambda i=i: runner.call(i, record, i) for i in range(4)])
+    assert 1 in seen  # side by side: a share each
+    assert torch.get_num_threads() == before  # set in the lanes' threads only
+
+
 def test_one_runner_per_device():
     assert runner_for("cpu") is runner_for(torch.device("cpu"))
     assert runner_for("cpu") is not runner_for("cuda:0")
