@@ -74,9 +74,9 @@ def _report(connection: Connection, recon: SliceReconstructor, error: ChainError
 def reconstruct(connection: Connection) -> None:
     """Gadgetron target: ``<execute name="gadgets.gadget" target="reconstruct" type="python"/>``.
 
-    Under ``<execute>`` Gadgetron starts a fresh Python per connection: its torch threads
-    are chosen here from the machine's load (``$CRUNET_THREADS`` overrides), as the
-    ``crunet`` command chooses them at start."""
+    Under ``<execute>`` Gadgetron starts a fresh Python per connection, which ends with
+    it: its torch threads are chosen here from the machine's load (``$CRUNET_THREADS``
+    overrides), as a one-shot ``crunet`` command chooses them."""
     if not threads_chosen():
         choose_threads()
     run_handler(connection, _handle)

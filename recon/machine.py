@@ -94,11 +94,15 @@ def native_bf16(device) -> bool:
 THREADS_ENV = "CRUNET_THREADS"
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (``sched_getaffinity``: a container's or ``taskset``'s limit)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def free_cores() -> int:
-    """Cores this process may use that other work is not using now: the cores it may run on
-    (``sched_getaffinity``: a container's or ``taskset``'s limit) minus the 1-minute load
-    average, rounded, at least 1."""
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    """Cores this process may use that other work is not using now: :func:`usable_cores` minus
+    the 1-minute load average, rounded, at least 1."""
+    usable = usable_cores()
     try:
         load = os.getloadavg()[0]
     except OSError:  # not available on this platform
@@ -106,11 +110,16 @@ def free_cores() -> int:
     return max(1, min(usable, int(usable - load + 0.5)))
 
 
-def choose_threads(setting: str | int | None = None) -> int:
+def choose_threads(setting: str | int | None = None, long_running: bool = False) -> int:
     """Set torch's intra-op threads from ``setting`` (``auto``, a count, or None: ``$CRUNET_THREADS``,
-    else ``auto``) and return the count. ``auto`` = :func:`free_cores` when called: on a busy
+    else ``auto``) and return the count.
+
+    ``auto`` for a command that runs and ends = :func:`free_cores` when called: on a busy
     machine fewer threads than cores, since threads waiting for a core make every
-    parallel region wait for its slowest thread."""
+    parallel region wait for its slowest thread. For a server (``long_running``) the
+    load at start says little about the hours after it: ``auto`` = :func:`usable_cores`,
+    and the model runner shares them between its lanes under load
+    (:mod:`recon.scheduler`)."""
     import torch
 
     from recon.errors import InputError
@@ -119,7 +128,7 @@ def choose_threads(setting: str | int | None = None) -> int:
         setting = os.environ.get(THREADS_ENV) or "auto"
     text = str(setting).strip().lower()
     if text == "auto":
-        n = free_cores()
+        n = usable_cores() if long_running else free_cores()
     else:
         try:
             n = int(text)

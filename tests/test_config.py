@@ -116,6 +116,7 @@ def test_threads_auto_count_or_a_clear_error(monkeypatch):
         assert free_cores() == usable
         monkeypatch.setattr(os, "getloadavg", lambda: (usable + 5.0, 0.0, 0.0))
         assert free_cores() == 1  # a busy machine: one thread, never zero
+        assert choose_threads("auto", long_running=True) == usable  # a server: every core, lanes share them
         assert choose_threads(1) == 1 == torch.get_num_threads()
         monkeypatch.setenv(THREADS_ENV, "auto")
         assert choose_threads() == 1

@@ -46,6 +46,8 @@ COMMANDS = {
 
 #: commands that compute with torch and take ``--threads`` (``crunet train`` has its own, in its run config)
 THREADED = ("recon-file", "evaluate", "report", "validate", "serve", "gadget", "recon", "bench", "demo")
+#: of those, the servers: ``--threads auto`` gives them every usable core (see recon.machine.choose_threads)
+SERVERS = ("serve", "gadget")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,8 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
         importlib.import_module(module).add_parser(p)
         if name in THREADED:
             p.add_argument("--threads", dest="threads_setting", default=None, metavar="auto|N",
-                           help="torch CPU threads: auto (the default, or $CRUNET_THREADS): the cores not busy "
-                                "with other work at start (cores minus the 1-minute load), or a count")
+                           help="torch CPU threads: auto (the default, or $CRUNET_THREADS): " + (
+                               "every core this process may use (lanes share them under load)" if name in SERVERS
+                               else "the cores not busy with other work at start (cores minus the 1-minute load)")
+                           + ", or a count")
     return parser
 
 
@@ -76,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in THREADED:
             from recon.machine import choose_threads
 
-            choose_threads(args.threads_setting)
+            choose_threads(args.threads_setting, long_running=args.command in SERVERS)
         return int(importlib.import_module(args._module).run(args) or 0)
     except CrunetError as exc:
         print(f"crunet {args.command}: error: {_one_line(exc)}", file=sys.stderr)
