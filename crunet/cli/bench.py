@@ -24,8 +24,8 @@ def _shape(text: str) -> tuple[int, int]:
 def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="bench.json", help="result file (default bench.json)")
     p.add_argument("--what", nargs="+", choices=("coils", "methods", "server", "network"),
-                   default=["coils", "methods"],
-                   help="what to measure (default: coils methods; server: crunet serve with --clients "
+                   default=["coils", "methods", "server"],
+                   help="what to measure (default: coils methods server; server: crunet serve with --clients "
                         "concurrent clients, latency, throughput and memory; network: the model of "
                         "--model-config alone in fp32, TF32, bf16 and compiled, and the chain with maps)")
     p.add_argument("--sizes", nargs="+", type=_shape, default=[(128, 128), (246, 256)],
