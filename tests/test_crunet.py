@@ -204,6 +204,29 @@ def test_bank_projection_sizes_and_checks():
         CRUNetConfig(fusion="ca", bank_projection="5x5").validate()
 
 
+@pytest.mark.parametrize("mode,projection", [("ca", "3x3"), ("ca", "1x1"), ("ca", "sum"), ("conv", "3x3"),
+                                             ("conv", "1x1")])
+def test_bank_fusion_equals_the_concatenated_formula(mode, projection):
+    """Fused without concatenating: the same as projection(attention(cat(bank))) (or the sum of the
+    attended cascades), to float rounding, in values and gradients."""
+    from recon.models.crunet import BankFusion
+
+    torch.manual_seed(12)
+    n, c = 3, 4
+    fusion = BankFusion(n, c, 2, mode, 2, projection).double()
+    bank = [torch.randn(5, c, 9, 7, dtype=torch.float64, requires_grad=True) for _ in range(n)]
+    x = torch.cat(bank, dim=1)
+    if fusion.attention is not None:
+        x = fusion.attention(x)
+    ref = fusion.project(x) if fusion.project is not None else sum(x.split(c, dim=1))
+    out = fusion(bank)
+    torch.testing.assert_close(out, ref)
+    g_ref = torch.autograd.grad(ref.square().sum(), bank + list(fusion.parameters()))
+    g_out = torch.autograd.grad(fusion(bank).square().sum(), bank + list(fusion.parameters()))
+    for a, b in zip(g_out, g_ref):
+        torch.testing.assert_close(a, b)
+
+
 def test_bank_depth_is_used_in_forward():
     """With K = 1, features older than the previous cascade must not matter."""
     model = _model(fusion="conv", channels=4, cascades=3, bank_depth=1).double()

@@ -345,7 +345,9 @@ class ChannelAttention(nn.Module):
         self.excite = Conv1x1(squeezed, channels)
         nn.init.constant_(self.squeeze.bias, SQUEEZE_BIAS_INIT)
 
+    def gate(self, pooled: torch.Tensor) -> torch.Tensor:
+        """The channel weights ``[n, channels, 1, 1]`` in (0, 1) from pooled descriptors ``[n, channels, 1, 1]``."""
+        return torch.sigmoid(self.excite(torch.relu(self.squeeze(pooled))))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = x.mean(dim=(-2, -1), keepdim=True)
-        w = torch.sigmoid(self.excite(torch.relu(self.squeeze(w))))
-        return x * w
+        return x * self.gate(x.mean(dim=(-2, -1), keepdim=True))
