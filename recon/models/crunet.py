@@ -39,11 +39,12 @@ frames at once):
   ``bank_projection`` (the bank's cost study): ``1x1`` replaces the 3x3 projection by a
   pointwise conv (a ninth of its multiply-adds), ``sum`` (``ca`` only) adds the ``n``
   attended features with no projection at all. Time per slice against ``none``
-  (128 x 128, 12 frames, 10 coils, 1 thread, bf16, this project's AVX512-BF16 CPU):
-  at 64 channels 3x3 1.23x, 1x1 1.21x, sum 1.20x; at 16 channels 1.16-1.20x,
-  1.08-1.12x, 1.18x. Under bf16 the projection's arithmetic is not what the bank
-  costs: the concatenation of the bank and the attention's scaling (memory traffic
-  over ``n*C`` channels) are. Quality of ``1x1``: ``configs/cpu/crunet_ca_p1.yaml``.
+  (128 x 128, 12 frames, 10 coils, 1 thread, bf16, this project's AVX512-BF16 CPU),
+  with the bank still concatenated: at 64 channels 3x3 1.23x, 1x1 1.21x, sum 1.20x;
+  at 16 channels 1.16-1.20x, 1.08-1.12x, 1.18x. Under bf16 the projection's arithmetic
+  was not what the bank cost, its concatenation was: :class:`BankFusion` no longer
+  makes it (3x3 at 16 channels 1.09-1.10x, at 64 channels 1.20x; what is left is the
+  attention's scaling). Quality of ``1x1``: ``configs/cpu/crunet_ca_p1.yaml``.
 
 Differences from the reference, on purpose: any batch size (per-sample results do
 not depend on the batch), any image size (pad to even, crop back), any frame count
