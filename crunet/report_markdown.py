@@ -4,8 +4,8 @@ Sections: how it was made (command, machine, data, split, methods: run, not ship
 1. the Fig. 1 style table per R (mean ± std over slices of PSNR, SSIM, HaarPSI, DISTS and
 seconds per slice, a dagger where the Wilcoxon signed-rank test against ``crunet_ca``
 passes its Bonferroni threshold, a note when n is too small for that), 2. the
-qualitative figures, 3. the dynamic/static regions, 4. the feature-bank depth, then the
-files. Pure text: it reads nothing and computes no metric.
+qualitative figures, 3. the dynamic/static regions, 4. the feature-bank depth, 5. the
+paper's claims checked against these numbers (:mod:`crunet.report_claims`), then the files. Pure text: it reads nothing and computes no metric.
 """
 
 from __future__ import annotations
@@ -210,8 +210,10 @@ def files_section(report: dict) -> list[str]:
 
 def index(report: dict) -> str:
     """The whole ``README.md``."""
+    from crunet.report_claims import claims_section  # it builds on this module's labels
+
     parts = [header(report), quality_section(report), figures_section(report), regions_section(report),
-             bank_section(report), files_section(report)]
+             bank_section(report), claims_section(report), files_section(report)]
     return "\n".join(line for part in parts for line in part).rstrip() + "\n"
 
 

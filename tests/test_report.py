@@ -186,3 +186,41 @@ def test_default_series_is_the_whole_heldout_patient():
     patient, slices = read_series(demo_series(REPORT_SERIES))
     assert (patient, slices) == ("SCD0000401", 11) and check_heldout(demo_series(REPORT_SERIES), patient)
     assert min_pairs(0.05 / (len(LEARNED) - 1 + 3)) <= slices  # every other method against crunet_ca
+
+
+def _fake_report(rows_by_r: dict) -> dict:
+    """A report dict holding only what the claims read: per R, mean PSNR (and region PSNR) per method."""
+    acc = {}
+    for r, rows in rows_by_r.items():
+        acc[r] = {"summary": [{"method": m, **{f"{k}_mean": v for k, v in vals.items()}} for m, vals in rows.items()]}
+    return {"accelerations": acc}
+
+
+def test_claims_say_agree_disagree_or_not_testable_with_the_numbers():
+    from crunet.report_claims import claims
+
+    def row(psnr, dyn, sta):
+        return {"psnr": psnr, "dynamic_psnr": dyn, "static_psnr": sta}
+
+    report = _fake_report({
+        4: {"crunet": row(36.0, 30.0, 37.0), "crunet_conv": row(36.2, 30.3, 37.1), "crunet_ca": row(36.1, 30.5, 37.1)},
+        24: {"crunet": row(31.0, 26.0, 32.0), "crunet_conv": row(31.4, 26.4, 32.2), "crunet_ca": row(31.6, 27.0, 32.1)},
+    })
+    got = {c: (ok, numbers) for c, ok, numbers in claims(report)}
+    verdicts = [ok for ok, _ in got.values()]
+    assert verdicts == [True, False, True, True, None, None]  # CA < Conv at R = 4; no K = 2 / 3 models
+    assert got["CA fusion does at least as well as conv fusion (w/ CA minus w/ Conv, PSNR)"][1] == \
+        "R = 4: -0.10 dB, R = 24: +0.20 dB"
+    assert "R = 4: +0.10 dB, R = 24: +0.60 dB" in got[
+        "The gain of the bank grows with the acceleration (w/ CA minus CRUNet-MR, lowest vs highest R)"][1]
+    only_ca = _fake_report({8: {"crunet_ca": row(35.0, 30.0, 36.0)}})
+    assert [ok for _, ok, _ in claims(only_ca)] == [None] * 6
+
+
+def test_report_index_holds_the_claims(report):
+    res, out = report
+    md = (out / "README.md").read_text()
+    section = md.split("## 5. The paper's claims on this data")[1].split("## Files")[0]
+    assert section.count("| **") == 6
+    assert "Feature aggregation improves CRUNet-MR" in section and "R = 4: " in section
+    assert "needs CRUNet-MR w/ CA, K=2 (`crunet_ca_k2`)" in section

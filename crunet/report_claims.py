@@ -1,0 +1,86 @@
+"""Section 5 of ``crunet report``: the paper's claims, each checked against this report's numbers.
+
+The CRUNet-MR paper claims that aggregating features across cascades improves CRUNet-MR,
+that channel-attention fusion does at least as well as conv fusion, that the gain is
+larger at higher acceleration and in the dynamic (heart) region, and that fusing all
+earlier cascades beats fusing the 2 or 3 most recent. Each claim becomes one line:
+**agrees**, **does not agree** or **not testable here** (a model it needs is not shipped,
+or only one R was run), with the mean PSNR numbers it rests on. Differences are means over
+the slices of one report; whether they are significant is the business of the tables'
+daggers (section 1), not of this summary. Pure text from the report dict.
+"""
+
+from __future__ import annotations
+
+from crunet.report_markdown import label
+
+BASE, CONV, CA = "crunet", "crunet_conv", "crunet_ca"
+
+
+def _psnr(report: dict, r, method: str, key: str = "psnr") -> float | None:
+    for row in report["accelerations"][r]["summary"]:
+        if row["method"] == method:
+            return row.get(f"{key}_mean")
+    return None
+
+
+def _gain(report: dict, r, better: str, than: str, key: str = "psnr") -> float | None:
+    a, b = _psnr(report, r, better, key), _psnr(report, r, than, key)
+    return None if a is None or b is None else a - b
+
+
+def _verdict(ok: bool | None) -> str:
+    return "not testable here" if ok is None else ("agrees" if ok else "does not agree")
+
+
+def _per_r(report: dict, better: str, than: str, key: str = "psnr") -> tuple[dict, str]:
+    gains = {r: _gain(report, r, better, than, key) for r in report["accelerations"]}
+    text = ", ".join(f"R = {r}: {g:+.2f} dB" for r, g in gains.items() if g is not None)
+    return gains, text
+
+
+def claims(report: dict) -> list[tuple[str, bool | None, str]]:
+    """``(claim, agrees / not / None = not testable, the numbers)`` for each of the paper's claims."""
+    out = []
+    gains, text = _per_r(report, CA, BASE)
+    known = [g for g in gains.values() if g is not None]
+    out.append(("Feature aggregation improves CRUNet-MR (w/ CA minus CRUNet-MR, PSNR)",
+                (all(g > 0 for g in known) if known else None), text or f"needs {label(BASE)} and {label(CA)}"))
+    conv_gains, conv_text = _per_r(report, CA, CONV)
+    known = [g for g in conv_gains.values() if g is not None]
+    out.append(("CA fusion does at least as well as conv fusion (w/ CA minus w/ Conv, PSNR)",
+                (all(g >= 0 for g in known) if known else None), conv_text or f"needs {label(CONV)} and {label(CA)}"))
+    ordered = [(int(r), g) for r, g in gains.items() if g is not None]
+    ordered.sort()
+    if len(ordered) >= 2:
+        rising = ordered[-1][1] > ordered[0][1]
+        out.append(("The gain of the bank grows with the acceleration (w/ CA minus CRUNet-MR, lowest vs highest R)",
+                    rising, f"R = {ordered[0][0]}: {ordered[0][1]:+.2f} dB, R = {ordered[-1][0]}: "
+                            f"{ordered[-1][1]:+.2f} dB"))
+    else:
+        out.append(("The gain of the bank grows with the acceleration", None,
+                    f"needs {label(BASE)} and {label(CA)} at two or more R"))
+    dyn, _ = _per_r(report, CA, BASE, "dynamic_psnr")
+    sta, _ = _per_r(report, CA, BASE, "static_psnr")
+    pairs = [(r, dyn[r], sta[r]) for r in dyn if dyn[r] is not None and sta[r] is not None]
+    out.append(("The gain is larger in the dynamic (heart) region than in the static one (w/ CA minus CRUNet-MR)",
+                (all(d > s for _, d, s in pairs) if pairs else None),
+                "; ".join(f"R = {r}: dynamic {d:+.2f} dB, static {s:+.2f} dB" for r, d, s in pairs)
+                or f"needs {label(BASE)} and {label(CA)}"))
+    for name, k in (("crunet_ca_k3", 3), ("crunet_ca_k2", 2)):
+        g, t = _per_r(report, CA, name)
+        known = [v for v in g.values() if v is not None]
+        out.append((f"Fusing all earlier cascades beats fusing the {k} most recent (K = all minus K = {k}, PSNR)",
+                    (all(v > 0 for v in known) if known else None), t or f"needs {label(name)}"))
+    return out
+
+
+def claims_section(report: dict) -> list[str]:
+    """Section 5: one table row per claim."""
+    lines = ["## 5. The paper's claims on this data", "",
+             "Mean PSNR over the slices above; a claim agrees when it holds at every R run (for the growth with R: "
+             "between the lowest and the highest R). Whether a difference is significant is shown by the daggers "
+             "of section 1.", "", "| claim | here | numbers |", "|---|---|---|"]
+    for claim, ok, numbers in claims(report):
+        lines.append(f"| {claim} | **{_verdict(ok)}** | {numbers} |")
+    return lines + [""]
