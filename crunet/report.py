@@ -249,10 +249,11 @@ def _regions(path: Path, n_slices: int, out: Path) -> dict:
     """The dynamic/static split of the ground truth ``[t, y, x]`` of every slice: figure and pixel shares."""
     from recon.figures import region_figure
     from recon.io.raw import read_reference
-    from recon.metrics.regions import NOISE_MULTIPLE, dynamic_mask, dynamic_threshold
+    from recon.metrics.regions import NOISE_MULTIPLE, dynamic_region
 
     refs = {f"slice {s}": read_reference(path, "ground_truth", s) for s in range(n_slices)}
     region_figure(refs, out / "regions.png", title="dynamic / static regions of the ground truth")
+    regions = {k: dynamic_region(v) for k, v in refs.items()}  # (mask, threshold) per slice
     return {"figure": "regions.png", "noise_multiple": NOISE_MULTIPLE,
-            "threshold": {k: dynamic_threshold(v) for k, v in refs.items()},
-            "dynamic_share": {k: float(dynamic_mask(v).mean()) for k, v in refs.items()}}
+            "threshold": {k: t for k, (_, t) in regions.items()},
+            "dynamic_share": {k: float(m.mean()) for k, (m, _) in regions.items()}}

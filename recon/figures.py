@@ -108,7 +108,7 @@ def region_figure(references: dict[str, np.ndarray], path: str | Path, frame: in
     from matplotlib.figure import Figure
 
     from recon.heart import motion_map
-    from recon.metrics.regions import NOISE_MULTIPLE, dynamic_mask, dynamic_threshold
+    from recon.metrics.regions import NOISE_MULTIPLE, dynamic_region
 
     if not references:
         raise InputError("region figure: no reference series given")
@@ -117,8 +117,7 @@ def region_figure(references: dict[str, np.ndarray], path: str | Path, frame: in
     axes = fig.subplots(2, len(references), squeeze=False)
     for j, (label, reference) in enumerate(references.items()):
         ref = _norm(reference)
-        threshold = dynamic_threshold(ref)
-        mask = dynamic_mask(ref, threshold=threshold)
+        mask, threshold = dynamic_region(ref)
         std = motion_map(ref)
         vmax = max(float(np.percentile(ref[frame], 99.5)), 1e-6)
         axes[0, j].imshow(ref[frame], cmap="gray", vmin=0, vmax=vmax)

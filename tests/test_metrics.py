@@ -207,12 +207,14 @@ def test_dynamic_threshold_is_measured_from_the_noise(rng: np.random.Generator) 
     """The threshold follows the series' own noise (4x the static body's temporal std): at 4x the noise it
     is ~4x higher and static tissue stays static; a few flickering pixels do not move it (a rule on the
     maximum std, as before, follows them)."""
-    from recon.metrics.regions import dynamic_threshold
+    from recon.metrics.regions import dynamic_region, dynamic_threshold
 
     low, swept = _moving_disc(rng, noise=0.005)
     high, _ = _moving_disc(rng, noise=0.02)
     t_low, t_high = dynamic_threshold(low), dynamic_threshold(high)
     assert 3.0 < t_high / t_low < 5.0
+    mask, t = dynamic_region(low)  # both at once, the temporal std computed once
+    assert t == t_low and np.array_equal(mask, dynamic_mask(low))
     far = np.ones_like(swept)
     far[16:48, 8:56] = False
     for series in (low, high):

@@ -30,7 +30,7 @@ BODY_LEVEL = 0.05
 #: The threshold never goes below this (a noise-free reference: any real motion, no rounding).
 MIN_THRESHOLD = 1e-3
 
-__all__ = ["NOISE_MULTIPLE", "dynamic_mask", "dynamic_threshold", "masked_psnr", "masked_ssim", "region_metrics",
+__all__ = ["NOISE_MULTIPLE", "dynamic_mask", "dynamic_region", "dynamic_threshold", "masked_psnr", "masked_ssim", "region_metrics",
            "region_split_metrics"]
 
 
@@ -59,6 +59,26 @@ def _temporal_std(ref: ArrayLike, crop: Crop) -> tuple[torch.Tensor, torch.Tenso
     return r.std(dim=0, correction=0), r.mean(dim=0)
 
 
+def _noise_threshold(std: torch.Tensor, mean: torch.Tensor, noise_multiple: float) -> float:
+    """``noise_multiple`` x the median temporal std over the body (see :func:`dynamic_threshold`)."""
+    if not (math.isfinite(noise_multiple) and noise_multiple > 0):
+        raise InputError(f"dynamic_mask: noise_multiple must be a finite number > 0, got {noise_multiple}")
+    body = mean > BODY_LEVEL * float(mean.max()) if float(mean.max()) > 0 else torch.ones_like(mean, dtype=torch.bool)
+    noise = float(std[body].median()) if bool(body.any()) else 0.0
+    return max(noise_multiple * noise, MIN_THRESHOLD)
+
+
+def dynamic_region(ref: ArrayLike, threshold: Optional[float] = None, crop: Crop = None,
+                   noise_multiple: float = NOISE_MULTIPLE) -> tuple[np.ndarray, float]:
+    """``(mask, threshold)``: :func:`dynamic_mask` and the threshold it used, the temporal std computed once."""
+    std, mean = _temporal_std(ref, crop)
+    if threshold is None:
+        threshold = _noise_threshold(std, mean, noise_multiple)
+    elif not math.isfinite(threshold) or threshold < 0:
+        raise InputError(f"dynamic_mask: threshold must be a finite number >= 0, got {threshold}")
+    return (std > threshold).numpy(), float(threshold)
+
+
 def dynamic_threshold(ref: ArrayLike, noise_multiple: float = NOISE_MULTIPLE, crop: Crop = None) -> float:
     """The temporal-std threshold of :func:`dynamic_mask`, measured on the reference itself.
 
@@ -69,12 +89,8 @@ def dynamic_threshold(ref: ArrayLike, noise_multiple: float = NOISE_MULTIPLE, cr
     frames scatters by ~16 % of the noise, so no static pixel comes near it), and never
     less than :data:`MIN_THRESHOLD`.
     """
-    if not (math.isfinite(noise_multiple) and noise_multiple > 0):
-        raise InputError(f"dynamic_mask: noise_multiple must be a finite number > 0, got {noise_multiple}")
     std, mean = _temporal_std(ref, crop)
-    body = mean > BODY_LEVEL * float(mean.max()) if float(mean.max()) > 0 else torch.ones_like(mean, dtype=torch.bool)
-    noise = float(std[body].median()) if bool(body.any()) else 0.0
-    return max(noise_multiple * noise, MIN_THRESHOLD)
+    return _noise_threshold(std, mean, noise_multiple)
 
 
 def dynamic_mask(ref: ArrayLike, threshold: Optional[float] = None, crop: Crop = None,
@@ -89,14 +105,9 @@ def dynamic_mask(ref: ArrayLike, threshold: Optional[float] = None, crop: Crop =
     (SCD0000401, 11 slices) it selects the heart and its moving boundaries, 2-5 % of the
     FOV; the rule used before (``std > 0.1 * max(std)``, hostage to the single most
     variable pixel) selected 6-12 %, much of it noise in the liver and chest wall.
-    The static region is ``~mask``.
+    The static region is ``~mask``. :func:`dynamic_region` returns the threshold too.
     """
-    std, _ = _temporal_std(ref, crop)
-    if threshold is None:
-        threshold = dynamic_threshold(ref, noise_multiple, crop)
-    elif not math.isfinite(threshold) or threshold < 0:
-        raise InputError(f"dynamic_mask: threshold must be a finite number >= 0, got {threshold}")
-    return (std > threshold).numpy()
+    return dynamic_region(ref, threshold, crop, noise_multiple)[0]
 
 
 def masked_psnr(ref: ArrayLike, rec: ArrayLike, mask: ArrayLike, crop: Crop = None) -> np.ndarray:
