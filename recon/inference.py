@@ -30,7 +30,6 @@ CUDA graphs, ``configs/gpu/bench.sh``).
 from __future__ import annotations
 
 import threading
-from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
 from typing import Literal, get_args
@@ -39,7 +38,7 @@ import torch
 
 from recon.errors import InputError
 from recon.kspace import normalisation_scale
-from recon.machine import native_bf16
+from recon.machine import bf16_autocast, native_bf16
 from recon.problem import SliceProblem
 from recon.scheduler import runner_for
 
@@ -90,7 +89,6 @@ def _forward(model: torch.nn.Module, precision: str, items) -> list[torch.Tensor
     mask = torch.cat([i[1] for i in items])
     maps = torch.cat([i[2] for i in items])
     scale = normalisation_scale(k).to(k.real.dtype)
-    cast = torch.autocast(k.device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
-    with torch.inference_mode(), cast:
+    with torch.inference_mode(), bf16_autocast(k.device, precision == "bf16"):
         x = model(k / scale.view(-1, 1, 1, 1, 1), mask, maps) * scale.view(-1, 1, 1, 1)
     return list(x.unbind(0))

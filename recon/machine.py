@@ -90,6 +90,15 @@ def native_bf16(device) -> bool:
     return device.type == "cpu" and bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
 
 
+def bf16_autocast(device, enabled: bool = True):
+    """``torch.autocast`` to bfloat16 on ``device``'s type when ``enabled``, a no-op context
+    otherwise: how inference (``precision=bf16``), training (``train.precision``) and the
+    benchmark switch the network to bf16."""
+    import torch
+
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=enabled)
+
+
 #: environment variable with the default intra-op thread setting (``auto`` or a count)
 THREADS_ENV = "CRUNET_THREADS"
 

@@ -20,7 +20,6 @@ precision): what a user waits for per slice.
 from __future__ import annotations
 
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +50,7 @@ def bench_network(model_config=None, weights: str | None = None, shape: tuple[in
     weights : installed weights name or directory. Returns a JSON-ready dict.
     """
     from recon.errors import InputError
-    from recon.machine import resolve_device
+    from recon.machine import bf16_autocast, resolve_device
     from recon.config import to_dict
     from recon.pipeline import sync_device
 
@@ -96,8 +95,7 @@ def bench_network(model_config=None, weights: str | None = None, shape: tuple[in
         if dev.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = tf32
             torch.backends.cudnn.allow_tf32 = tf32
-        cast = torch.autocast(dev.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
-        with torch.inference_mode(), cast:
+        with torch.inference_mode(), bf16_autocast(dev, precision == "bf16"):
             net(k, mask, maps)
         sync_device(dev)
 

@@ -37,7 +37,7 @@ import torch
 
 from recon.config import dump_yaml, to_dict
 from recon.errors import CrunetError, InputError
-from recon.machine import resolve_device
+from recon.machine import bf16_autocast, resolve_device
 from recon.train.config import RunConfig
 from recon.train.data import epoch_loader, make_source, validation_set
 from recon.train.ddp import DistContext, init_distributed, process_device, wrap_model
@@ -181,7 +181,7 @@ class Trainer:
         """One optimiser step on a batch; returns this rank's loss terms and the lr used."""
         b = self._to_device(batch)
         self.ddp_model.train()
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.train.precision == "bf16"):
+        with bf16_autocast(self.device, self.cfg.train.precision == "bf16"):
             pred = self.ddp_model(b["k"], b["mask"], b["maps"])
         loss, terms = self.loss_fn(pred.to(b["target"].dtype), b["target"])
         self.optimizer.zero_grad(set_to_none=True)
