@@ -61,7 +61,6 @@ class ReplayResult:
     closed: bool = False  # the server's CLOSE arrived
     seconds: float = 0.0
     arrivals: list[float] = field(default_factory=list)  # seconds from the first byte sent to each image
-    seconds_sent: float = 0.0  # seconds from the first byte sent to the CLOSE sent
     slices_sent: dict[int, float] = field(default_factory=dict)  # idx.slice -> s to its last line sent (pace > 0)
     output: Path | None = None
     group: str = ""
@@ -186,7 +185,6 @@ def replay(
                     time.sleep(pace)
             wfile.write(close_message())
             wfile.flush()
-            result.seconds_sent = time.perf_counter() - t0
         except OSError as exc:
             result.problems.append(f"sending failed ({exc})")
         while reader.is_alive():  # each read is bounded by the timeout

@@ -29,12 +29,11 @@ VARIANTS = ("fp32", "tf32", "bf16", "compile")
 
 
 def _inputs(shape: tuple[int, int], frames: int, coils: int, acceleration: int, device: torch.device):
+    from recon.masks import cine_mask
+
     g = torch.Generator().manual_seed(0)
     ny, nx = shape
-    mask = torch.zeros(1, frames, ny)
-    mask[..., ny // 2 - 12: ny // 2 + 12] = 1
-    for t in range(frames):
-        mask[0, t, t % acceleration::acceleration] = 1
+    mask = torch.as_tensor(cine_mask(ny, acceleration, n_frames=frames, shifted=True), dtype=torch.float32)[None]
     k = torch.randn(1, frames, coils, ny, nx, dtype=torch.complex64, generator=g) * mask[..., None, :, None]
     maps = torch.randn(1, coils, ny, nx, dtype=torch.complex64, generator=g)
     maps = maps / maps.abs().pow(2).sum(1, keepdim=True).sqrt()

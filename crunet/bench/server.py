@@ -88,7 +88,7 @@ def _wait_listening(server: subprocess.Popen, port: int, log: Path, timeout: flo
     raise RuntimeError(f"crunet serve did not listen on port {port} within {timeout:g} s")
 
 
-def _slice_latencies(res, n_phases: int) -> tuple[list[float], list[bool]]:
+def _slice_latencies(res) -> tuple[list[float], list[bool]]:
     """Per slice: first image arrival minus the time its last line was sent; and whether that
     first image came before the next slice's last line was sent."""
     first: dict[int, float] = {}
@@ -149,7 +149,7 @@ def bench_server(clients: tuple[int, ...] = (1, 4, 8), n_slices: int = 3, shape:
                 seconds = time.perf_counter() - t0
             latencies, early = [], []
             for r in results:
-                lat, ok = _slice_latencies(r, n_phases)
+                lat, ok = _slice_latencies(r)
                 latencies += lat
                 early += ok
             rows.append({
