@@ -37,7 +37,6 @@ connection worker.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections import Counter, deque
 from collections.abc import Callable, Hashable, Sequence
@@ -119,7 +118,9 @@ class ModelRunner:
                     batch.append(c)
             batch = [c for c in batch if not c.abandoned]
             threads = self.lane_threads(alone=self._busy == 0 and not self._queue)
-            self._busy += bool(batch)
+            if batch:
+                self._busy += 1
+                self.batch_sizes[len(batch)] += 1  # under the lock: lanes count side by side
         return batch, threads
 
     def lane_threads(self, alone: bool) -> int | None:
@@ -140,7 +141,6 @@ class ModelRunner:
 
                 torch.set_num_threads(threads)  # OpenMP: this lane's thread only
                 current = threads
-            self.batch_sizes[len(batch)] += 1
             try:
                 self._run(batch)
             finally:
@@ -181,6 +181,8 @@ def runner_for(device) -> ModelRunner:
             else:
                 import torch
 
-                _RUNNERS[name] = ModelRunner(name, lanes=2 if (os.cpu_count() or 1) >= 2 else 1, max_batch=1,
+                from recon.machine import usable_cores
+
+                _RUNNERS[name] = ModelRunner(name, lanes=2 if usable_cores() >= 2 else 1, max_batch=1,
                                              threads=torch.get_num_threads())
         return _RUNNERS[name]
