@@ -12,20 +12,14 @@ daggers (section 1), not of this summary. Pure text from the report dict.
 
 from __future__ import annotations
 
-from crunet.report_markdown import label
+from crunet.report_markdown import label, rows_by_method
 
 BASE, CONV, CA = "crunet", "crunet_conv", "crunet_ca"
 
 
-def _psnr(report: dict, r, method: str, key: str = "psnr") -> float | None:
-    for row in report["accelerations"][r]["summary"]:
-        if row["method"] == method:
-            return row.get(f"{key}_mean")
-    return None
-
-
 def _gain(report: dict, r, better: str, than: str, key: str = "psnr") -> float | None:
-    a, b = _psnr(report, r, better, key), _psnr(report, r, than, key)
+    rows = rows_by_method(report, r)
+    a, b = rows.get(better, {}).get(f"{key}_mean"), rows.get(than, {}).get(f"{key}_mean")
     return None if a is None or b is None else a - b
 
 

@@ -67,7 +67,8 @@ def _significant(stats: list[dict]) -> set[tuple[str, str]]:
     return {(s["metric"], s["method"]) for s in stats if s["significant"]}
 
 
-def _rows(report: dict, r: int) -> dict[str, dict]:
+def rows_by_method(report: dict, r: int) -> dict[str, dict]:
+    """Method -> its summary row (means and stds over the slices) at R = ``r``."""
     return {row["method"]: row for row in report["accelerations"][r]["summary"]}
 
 
@@ -94,7 +95,7 @@ def quality_section(report: dict) -> list[str]:
              "the frames of a slice, then mean ± std over the slices. s / slice: seconds of the method on one "
              f"slice on {report['device']} (coil maps excluded, given below).", ""]
     for r, res in report["accelerations"].items():
-        rows, sig = _rows(report, r), _significant(res["stats"])
+        rows, sig = rows_by_method(report, r), _significant(res["stats"])
         lines += [f"### R = {r} (n = {res['n']} slice{'s' if res['n'] != 1 else ''})", "",
                   "| method | " + " | ".join(t for _, t, _ in QUALITY) + " |", "|---" * (len(QUALITY) + 1) + "|"]
         for m in report["table_order"]:
@@ -141,7 +142,7 @@ def regions_section(report: dict) -> list[str]:
              f"![dynamic and static regions]({reg['figure']})", "",
              "| R | method | " + " | ".join(t for _, t, _ in REGIONS) + " |", "|---" * (len(REGIONS) + 2) + "|"]
     for r in report["accelerations"]:
-        rows = _rows(report, r)
+        rows = rows_by_method(report, r)
         for m in report["methods"]:
             lines.append(f"| {r} | {label(m)} | " + " | ".join(cell(rows[m], k, f) for k, _, f in REGIONS) + " |")
     return lines + [""]
@@ -161,7 +162,7 @@ def bank_section(report: dict) -> list[str]:
                         "(`configs/cpu/crunet_ca_k2.yaml`, `configs/cpu/crunet_ca_k3.yaml`).", ""]
     lines += ["", "| R | model | K | PSNR dB | SSIM | HaarPSI | PSNR dynamic |", "|---|---|---|---|---|---|---|"]
     for r in report["accelerations"]:
-        rows = _rows(report, r)
+        rows = rows_by_method(report, r)
         for n, k in depths.items():
             lines.append(f"| {r} | {label(n)} | {'all' if k == 0 else k} | {cell(rows[n], 'psnr', '{:.2f}')} | "
                          f"{cell(rows[n], 'ssim', '{:.4f}')} | {cell(rows[n], 'haarpsi', '{:.4f}')} | "
