@@ -148,6 +148,10 @@ class TrainConfig(Settings):
         autocast (loss, gradients' accumulation and optimiser in fp32). Measured on the
         project's AVX512-BF16 CPU (crunet_ca 16 ch, one 12 x 128 x 32 strip, 1 thread):
         0.55 s per step against 0.70 s in fp32.
+    init_weights : start from these weights (a shipped name such as ``crunet_ca`` or a
+        weights folder) instead of a random initialisation, i.e. fine-tune them with this
+        run's schedule and data; their model config must equal ``model``. null = random.
+        Use another ``seed`` than the first run's so that the fine-tuning sees new samples.
     val_every : validate every N epochs (and after the last).
     max_minutes : a wall-time budget: after the first epoch the run plans as many epochs
         as fit it (at most ``epochs``), so the schedule still ends at ``min_lr``; null = none.
@@ -168,6 +172,7 @@ class TrainConfig(Settings):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = None
     precision: Literal["fp32", "bf16"] = "fp32"
+    init_weights: str | None = None
     val_every: int = 1
     max_minutes: float | None = None
     loss: LossConfig = field(default_factory=LossConfig)
@@ -190,6 +195,8 @@ class TrainConfig(Settings):
             raise InputError(f"max_minutes must be > 0 or null, got {self.max_minutes}")
         if self.threads is not None and self.threads < 1:
             raise InputError(f"threads must be >= 1 or null, got {self.threads}")
+        if self.init_weights is not None and not str(self.init_weights).strip():
+            raise InputError("init_weights must name weights (a shipped name or a folder) or be null")
 
     @property
     def total_steps(self) -> int:

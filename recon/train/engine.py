@@ -125,6 +125,8 @@ class Trainer:
         if resume:
             self._load_checkpoint(ckpt_path)
         else:
+            if t.init_weights is not None:
+                self.history["init_weights"] = self._init_from_weights(t.init_weights)
             torch.manual_seed(t.seed + 1)  # training-time randomness, independent of the model size
         if self.ctx.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -135,6 +137,20 @@ class Trainer:
         self._val_example = None
 
     # ------------------------------------------------------------------ checkpoints
+
+    def _init_from_weights(self, ref: str) -> dict:
+        """Copy the parameters of weights ``ref`` into the freshly built model (fine-tuning);
+        returns what the run records of them (name, folder, SHA-256, architecture)."""
+        from recon.weights import load_weights, weights_info
+
+        info = weights_info(ref)
+        if info.config != self.cfg.model:
+            raise InputError(f"init_weights {ref!r} ({info.describe()}) were trained with another model "
+                             f"config than this run's model section; copy their config.yaml into `model`")
+        source, _ = load_weights(info.directory)
+        self.model.load_state_dict(source.state_dict())
+        return {"ref": str(ref), "directory": str(info.directory), "sha256": info.sha256,
+                "model": info.describe()}
 
     def _load_checkpoint(self, path: Path) -> None:
         from recon.config import from_dict
