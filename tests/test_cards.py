@@ -110,3 +110,23 @@ def test_model_line_names_every_architecture():
     assert lines["crunet_ca"].startswith("CRUNet-MR") and "channel attention" in lines["crunet_ca"]
     assert "3x3 conv" in lines["crunet_conv"] and "no feature bank" in lines["crunet"]
     assert lines["crnn"].startswith("CRNN-MRI") and lines["promptmr"].startswith("PromptMR, 3 cascades")
+
+
+def test_a_fine_tuning_run_names_its_starting_weights(run, tmp_path):
+    """A run started from other weights (train.init_weights) says so, with their hash, in the card."""
+    import json
+
+    from crunet.cards import ship
+
+    card = (ship(run, "plain", tmp_path) / "CARD.md").read_text()
+    assert "Initialised from" not in card
+    metrics_path = run / "metrics.json"
+    original = metrics_path.read_text()
+    metrics = json.loads(original)
+    metrics["init_weights"] = {"ref": "crunet_ca", "sha256": "ab" * 32, "model": "CRUNet-MR 4ch x2 fusion ca"}
+    metrics_path.write_text(json.dumps(metrics))
+    try:
+        card = (ship(run, "tuned", tmp_path) / "CARD.md").read_text()
+    finally:
+        metrics_path.write_text(original)
+    assert "Initialised from `crunet_ca` (sha256 `abababababababab...`" in card

@@ -496,3 +496,29 @@ def test_time_budget_plans_the_epochs_that_fit(tmp_path, one_thread):
     assert load_run_config(tmp_path / "config.yaml").train.epochs == 1
     with pytest.raises(InputError, match="max_minutes"):
         tiny_run(max_minutes=0.0).train.validate()
+
+
+def test_init_weights_fine_tunes_saved_weights(tmp_path, one_thread):
+    """train.init_weights: the run starts from the given weights (not a random initialisation),
+    records their SHA-256 for the card, and refuses weights of another architecture."""
+    from recon.train.engine import Trainer
+    from recon.weights import save_weights, weights_info
+
+    donor = Trainer(tiny_run(epochs=1), tmp_path / "donor", progress=False)
+    donor.fit()
+    save_weights(donor.model, donor.cfg.model, tmp_path / "w")
+    tuned = Trainer(tiny_run(init_weights=str(tmp_path / "w"), seed=4), tmp_path / "tuned", progress=False)
+    for (name, a), b in zip(donor.model.state_dict().items(), tuned.model.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
+    fresh = Trainer(tiny_run(seed=4), tmp_path / "fresh", progress=False)
+    assert any(not torch.equal(a, b) for a, b in zip(fresh.model.state_dict().values(),
+                                                    tuned.model.state_dict().values()))
+    assert tuned.history["init_weights"]["sha256"] == weights_info(tmp_path / "w").sha256
+    tuned.fit(max_epochs=1)
+    assert json.loads((tmp_path / "tuned" / "metrics.json").read_text())["init_weights"]["ref"] == str(tmp_path / "w")
+    other = tiny_run(init_weights=str(tmp_path / "w"))
+    other = replace(other, model=ModelConfig(name="crunet", crunet=CRUNetConfig(channels=6, cascades=2)))
+    with pytest.raises(InputError, match="another model config"):
+        Trainer(other, tmp_path / "other", progress=False)
+    with pytest.raises(InputError, match="init_weights"):
+        tiny_run(init_weights=" ").validate()
