@@ -99,7 +99,7 @@ def data_consistency(x: torch.Tensor, k0: torch.Tensor, maps: torch.Tensor, mask
     """
     m = expand_mask(mask).to(x.real.dtype)
     k = fft2c(expand(x, maps))
-    k = (1 - m) * k + m * k0
+    k = k.mul_(1 - m).addcmul_(m, k0)  # in place on the transform's new array: no further copies
     return reduce(ifft2c(k), maps)
 
 

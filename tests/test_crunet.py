@@ -317,6 +317,23 @@ def test_temporal_conv_matches_conv1d_over_time(padding, t):
     torch.testing.assert_close(conv(x, t), fold(ref))
 
 
+@pytest.mark.parametrize("padding", ["circular", "zeros"])
+def test_temporal_conv_under_bf16_autocast_is_close_and_trains(padding):
+    """The in-place tap products take autocast's dtype by hand: bf16 output near fp32 (batch > 1),
+    gradients reach the input and every parameter."""
+    g = torch.Generator().manual_seed(21)
+    conv = TemporalConv(6, 5, padding)
+    x = torch.randn(2 * 4, 6, 7, 9, generator=g, requires_grad=True)
+    ref = conv(x, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = conv(x, 4)
+    assert y.dtype == torch.bfloat16
+    assert ((y.float() - ref).norm() / ref.norm()).item() < 2e-2
+    y.float().square().sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in conv.parameters())
+
+
 @pytest.mark.parametrize("direction", ["forward", "backward", "bidirectional"])
 @pytest.mark.parametrize("with_iteration", [False, True])
 def test_crnn_layer_matches_a_naive_frame_loop(direction, with_iteration):

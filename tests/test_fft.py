@@ -26,6 +26,20 @@ def test_matches_numpy_reference_convention(shape, rng):
     np.testing.assert_allclose(ifft2c(x), refi, atol=1e-12)
 
 
+@pytest.mark.parametrize("shape, dims", [((4, 6, 10), (0, 1, 2)), ((6, 7, 8), (0, 2)), ((3, 10, 5), (1,)),
+                                         ((2, 12, 3, 6, 6), (-2, -1)), ((6, 4, 3), (-1, 0))])
+def test_any_axes_match_the_rolled_reference(shape, dims, rng):
+    """Even axes are transformed by sign modulation, odd ones by rolls: both are the convention
+    (even lengths with n/2 odd and even, mixed with odd axes, leading and negative axes)."""
+    x = rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
+    for ours, numpy_fft in ((fftc, np.fft.fftn), (ifftc, np.fft.ifftn)):
+        ref = np.fft.fftshift(numpy_fft(np.fft.ifftshift(x, axes=dims), axes=dims, norm="ortho"), axes=dims)
+        np.testing.assert_allclose(ours(x, dims=dims), ref, atol=1e-12)
+        t = torch.from_numpy(x.astype(np.complex64))
+        torch.testing.assert_close(ours(t, dims=dims), torch.from_numpy(ref.astype(np.complex64)),
+                                   atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("n", [6, 7, 15, 16])
 def test_dc_at_centre_index(n):
     """A constant image has all its energy at k = n // 2, odd or even."""
