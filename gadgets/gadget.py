@@ -42,7 +42,7 @@ from gadgets.bucket import Bucket  # noqa: E402
 from gadgets.chain import ChainError, SliceReconstructor
 from gadgets.external import Connection, Text, run_handler  # checks the installed gadgetron package first
 from gadgets.settings import GadgetSettings
-from recon.machine import choose_threads, threads_chosen
+from recon.machine import choose_threads, reuse_freed_memory, threads_chosen
 
 log = logging.getLogger("crunet.gadget")
 
@@ -76,7 +76,9 @@ def reconstruct(connection: Connection) -> None:
 
     Under ``<execute>`` Gadgetron starts a fresh Python per connection, which ends with
     it: its torch threads are chosen here from the machine's load (``$CRUNET_THREADS``
-    overrides), as a one-shot ``crunet`` command chooses them."""
+    overrides), as a one-shot ``crunet`` command chooses them, and freed arrays are reused
+    (:func:`recon.machine.reuse_freed_memory`)."""
     if not threads_chosen():
         choose_threads()
+        reuse_freed_memory()
     run_handler(connection, _handle)

@@ -159,8 +159,26 @@ def threads_chosen() -> bool:
     return bool(_CHOSEN)
 
 
-#: glibc's mallopt parameter M_ARENA_MAX
-_M_ARENA_MAX = -8
+#: glibc's mallopt parameters
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
+#: arrays below this size come from the heap and are reused (see :func:`reuse_freed_memory`)
+MMAP_THRESHOLD = 256 << 20
+#: free memory kept at the heap's top before it is given back to the system
+TRIM_THRESHOLD = 512 << 20
+
+
+def _mallopt(param: int, value: int, env: str) -> bool:
+    """glibc ``mallopt(param, value)``; False when ``$env`` is set (the user's setting wins) or off glibc."""
+    import ctypes
+    import ctypes.util
+
+    if os.environ.get(env):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(param, int(value)))
+    except (OSError, AttributeError):
+        return False
 
 
 def limit_malloc_arenas(arenas: int = 2) -> bool:
@@ -172,11 +190,25 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
     idle 1123 -> 895 MiB, peak with 8 clients 2688 -> 2046 MiB, throughput unchanged.
     ``$MALLOC_ARENA_MAX`` set by the user wins; no effect (False) off glibc.
     """
-    import ctypes
-    import ctypes.util
+    return _mallopt(_M_ARENA_MAX, arenas, "MALLOC_ARENA_MAX")
 
-    if os.environ.get("MALLOC_ARENA_MAX"):
-        return False
+
+def reuse_freed_memory(mmap_threshold: int = MMAP_THRESHOLD, trim_threshold: int = TRIM_THRESHOLD) -> bool:
+    """Let glibc reuse freed large arrays instead of mapping fresh pages for each; True when applied.
+
+    By default glibc maps every allocation above 128 KiB-32 MiB afresh and unmaps it on
+    free, so each new k-space-sized tensor of a reconstruction (FFT outputs, coil images)
+    pays the kernel's page faults again. Serving arrays below ``mmap_threshold`` from
+    the heap and keeping up to ``trim_threshold`` of free heap makes them reuse memory.
+    Measured (crunet_ca forward, 128 x 128 x 12 frames x 10 coils, this project's 2-core
+    CPU): bf16 0.65 -> 0.54 s at 1 thread, 0.35 -> 0.30 s at 2 threads; fp32 -7 %. The
+    cost: up to ``trim_threshold`` of freed memory stays with the process (the server
+    benchmark reports its RSS). ``$MALLOC_MMAP_THRESHOLD_`` / ``$MALLOC_TRIM_THRESHOLD_``
+    set by the user win; no effect (False) off glibc.
+    """
+    a = _mallopt(_M_MMAP_THRESHOLD, mmap_threshold, "MALLOC_MMAP_THRESHOLD_")
+    b = _mallopt(_M_TRIM_THRESHOLD, trim_threshold, "MALLOC_TRIM_THRESHOLD_")
+    return a and b
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         return bool(libc.mallopt(_M_ARENA_MAX, int(arenas)))

@@ -139,3 +139,18 @@ def test_malloc_arenas_capped_unless_the_user_chose(monkeypatch):
 
     if platform.libc_ver()[0] == "glibc":
         assert limit_malloc_arenas() is True
+
+
+def test_freed_memory_reused_unless_the_user_chose(monkeypatch):
+    """reuse_freed_memory raises glibc's mmap and trim thresholds (both applied on glibc);
+    the user's MALLOC_*_THRESHOLD_ setting wins."""
+    import platform
+
+    from recon.machine import reuse_freed_memory
+
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "1048576")
+    assert reuse_freed_memory() is False
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    if platform.libc_ver()[0] == "glibc":
+        assert reuse_freed_memory() is True

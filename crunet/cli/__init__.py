@@ -78,9 +78,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         if args.command in THREADED:
-            from recon.machine import choose_threads
+            from recon.machine import choose_threads, reuse_freed_memory
 
             choose_threads(args.threads_setting, long_running=args.command in SERVERS)
+            reuse_freed_memory()
         return int(importlib.import_module(args._module).run(args) or 0)
     except CrunetError as exc:
         print(f"crunet {args.command}: error: {_one_line(exc)}", file=sys.stderr)
