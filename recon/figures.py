@@ -101,14 +101,13 @@ def region_figure(references: dict[str, np.ndarray], path: str | Path, frame: in
     (:func:`recon.metrics.regions.dynamic_mask`: temporal standard deviation of the
     max-normalised frames above its threshold measured on the series, ``NOISE_MULTIPLE``
     x the noise of the static body) tinted red and its share of the pixels in the title;
-    row 2: that temporal standard deviation (:func:`recon.heart.motion_map`) with a
+    row 2: that temporal standard deviation (:func:`recon.metrics.regions.temporal_std`) with a
     colour bar and the threshold drawn as a contour. The static region is the rest.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from recon.heart import motion_map
-    from recon.metrics.regions import NOISE_MULTIPLE, dynamic_region
+    from recon.metrics.regions import NOISE_MULTIPLE, dynamic_region, temporal_std
 
     if not references:
         raise InputError("region figure: no reference series given")
@@ -118,7 +117,7 @@ def region_figure(references: dict[str, np.ndarray], path: str | Path, frame: in
     for j, (label, reference) in enumerate(references.items()):
         ref = _norm(reference)
         mask, threshold = dynamic_region(ref)
-        std = motion_map(ref)
+        std = temporal_std(ref)[0].numpy()
         vmax = max(float(np.percentile(ref[frame], 99.5)), 1e-6)
         axes[0, j].imshow(ref[frame], cmap="gray", vmin=0, vmax=vmax)
         tint = np.zeros(mask.shape + (4,))

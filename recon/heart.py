@@ -14,16 +14,6 @@ from scipy import ndimage
 from recon.errors import InputError
 
 
-def motion_map(frames: np.ndarray) -> np.ndarray:
-    """Temporal standard deviation ``[y, x]`` of ``|frames| [t, y, x]``, each frame
-    normalised to its maximum (so a global intensity drift does not count as motion)."""
-    mag = np.abs(np.asarray(frames))
-    if mag.ndim != 3 or min(mag.shape) < 1:
-        raise InputError(f"frames must be [t, y, x], got shape {mag.shape}")
-    mag = mag / np.maximum(mag.max(axis=(-2, -1), keepdims=True), 1e-12)
-    return mag.std(axis=0)
-
-
 def heart_centre(frames: np.ndarray, radius: float = 0.07, prior: float = 0.3) -> tuple[int, int]:
     """``(y, x)`` of the beating ventricles in ``frames [t, y, x]``.
 
@@ -36,7 +26,8 @@ def heart_centre(frames: np.ndarray, radius: float = 0.07, prior: float = 0.3) -
     image centre, where cardiac views are planned to put the heart.
     """
     mag = np.abs(np.asarray(frames))
-    motion_map(mag)  # shape check
+    if mag.ndim != 3 or min(mag.shape) < 1:
+        raise InputError(f"frames must be [t, y, x], got shape {mag.shape}")
     ny, nx = mag.shape[-2:]
     side = min(ny, nx)
     envelope = ndimage.gaussian_filter(mag.mean(axis=0), 0.1 * side)

@@ -48,8 +48,9 @@ def _mask_tensor(mask: ArrayLike, shape: Sequence[int]) -> torch.Tensor:
     return m
 
 
-def _temporal_std(ref: ArrayLike, crop: Crop) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(std, mean)`` [h, w] over time of the max-normalised reference magnitude."""
+def temporal_std(ref: ArrayLike, crop: Crop = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(std, mean)`` [h, w] over time of the max-normalised reference magnitude (the motion
+    measure of :func:`dynamic_mask`; also drawn by :func:`recon.figures.region_figure`)."""
     r = magnitude(ref, "reference")
     if r.shape[0] < 2:
         raise InputError(f"dynamic_mask: need at least 2 frames, got {r.shape[0]}")
@@ -71,7 +72,7 @@ def _noise_threshold(std: torch.Tensor, mean: torch.Tensor, noise_multiple: floa
 def dynamic_region(ref: ArrayLike, threshold: Optional[float] = None, crop: Crop = None,
                    noise_multiple: float = NOISE_MULTIPLE) -> tuple[np.ndarray, float]:
     """``(mask, threshold)``: :func:`dynamic_mask` and the threshold it used, the temporal std computed once."""
-    std, mean = _temporal_std(ref, crop)
+    std, mean = temporal_std(ref, crop)
     if threshold is None:
         threshold = _noise_threshold(std, mean, noise_multiple)
     elif not math.isfinite(threshold) or threshold < 0:
@@ -89,7 +90,7 @@ def dynamic_threshold(ref: ArrayLike, noise_multiple: float = NOISE_MULTIPLE, cr
     frames scatters by ~16 % of the noise, so no static pixel comes near it), and never
     less than :data:`MIN_THRESHOLD`.
     """
-    std, mean = _temporal_std(ref, crop)
+    std, mean = temporal_std(ref, crop)
     return _noise_threshold(std, mean, noise_multiple)
 
 
