@@ -86,9 +86,15 @@ def inconsistency_level(p: SliceProblem) -> float:
     lines with the coil maps (:func:`recon.noise.calibration_inconsistency`: coil-map
     error, signal outside the maps, noise). The classical methods' defaults are
     derived from it: at low noise the map error, not the noise, limits them."""
+    return noise_and_inconsistency(p)[1]
+
+
+def noise_and_inconsistency(p: SliceProblem) -> tuple[float, float]:
+    """``(noise_level(p), inconsistency_level(p))``, the noise measured once; their ratio
+    (>= 1) says how far the SENSE model, not the noise, limits the data's fit."""
     sigma = noise_level(p)
     try:
-        return max(sigma, calibration_inconsistency(p.kspace, p.mask, p.maps))
+        return sigma, max(sigma, calibration_inconsistency(p.kspace, p.mask, p.maps))
     except InputError as exc:  # a calibration block too small to measure it: the noise alone
         log.info("no model-inconsistency measure (%s); using the noise level", exc)
-        return sigma
+        return sigma, sigma

@@ -131,6 +131,31 @@ def test_invalid_values():
             lps(p, lambda_l=bad)
 
 
+def test_lps_tolerance_grows_with_the_measured_model_error():
+    """tol='auto' (the default): Otazo's 0.0025 where the maps explain the data down to the
+    noise, times the measured ratio of inconsistency to noise elsewhere, so a problem whose
+    maps are wrong stops earlier; a bad tol is an error naming it."""
+    from recon.baselines.lps import OTAZO_TOL, auto_tol
+
+    assert auto_tol(0.1, 0.1) == OTAZO_TOL and auto_tol(0.1, 0.05) == OTAZO_TOL
+    assert auto_tol(0.1, 0.8) == pytest.approx(8 * OTAZO_TOL)
+    assert method_options("lps")["tol"] == "auto"
+    p, _ = _simulated(matrix=48, seed=2)
+    c, ny, nx = p.maps.shape
+    ramp = torch.arange(c)[:, None, None] * torch.linspace(0, 1.5, nx)[None, None, :]
+    wrong = p.maps * torch.exp(1j * ramp)  # a different phase error in every coil
+    bad = SliceProblem(p.kspace, p.mask, wrong.to(torch.complex64), p.noise_sigma)
+    counts = {}
+    for name, prob in (("right", p), ("wrong", bad)):
+        calls = []
+        lps(prob, progress=lambda i, n: calls.append(i))
+        counts[name] = len(calls)
+    assert counts["wrong"] < counts["right"]
+    for bad_tol in (-1, "soon", float("nan")):
+        with pytest.raises(InputError, match="tol must be 'auto' or"):
+            lps(p, tol=bad_tol)
+
+
 def test_defaults_are_auto():
     assert method_options("sense")["lam"] == "auto"
     assert method_options("lps")["lambda_l"] == "auto" and method_options("lps")["lambda_s"] == "auto"
