@@ -142,16 +142,19 @@ ROWS = "rows.jsonl"
 
 def _row_key(path: str | Path, slice_index: int, rc: ReconConfig, crop) -> str:
     """What decides a row: the file (path, size, mtime), the slice, the crop, the method's
-    settings with the weights hash for a learned one, and the coil-map estimator's defaults."""
+    settings with the weights hash for a learned one, the method's defaults (a changed
+    default recomputes its rows) and the coil-map estimator's defaults."""
     from recon.coils.espirit import EspiritOptions
+    from recon.methods import method_options
     from recon.weights import weights_info
 
     st = Path(path).stat()
     weights = rc.weights()
     sha = weights_info(weights).sha256 if weights else ""
+    defaults = {k: v for k, v in method_options(rc.method).items() if k != "progress"}
     maps = repr(EspiritOptions()) if rc.coil_method == "espirit" else rc.coil_method  # the maps' defaults too
     return json.dumps([str(Path(path).resolve()), st.st_size, st.st_mtime_ns, int(slice_index), crop,
-                       repr(replace(rc, series_index=0)), sha, maps], default=str)
+                       repr(replace(rc, series_index=0)), sha, repr(defaults), maps], default=str)
 
 
 def _stored_rows(out: Path) -> dict[str, dict]:

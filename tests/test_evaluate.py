@@ -164,3 +164,13 @@ def test_evaluate_reuse_runs_only_what_is_not_stored(raw, tmp_path, tiny_weights
     E.evaluate([raw], out, E.EvalConfig(methods=("zf",), weights=(str(tiny_weights / "crunet_conv"),),
                                         figures=False, device="cpu", reuse=True), log=lambda *_: None)
     assert [m for m, _ in calls] == ["model"] * 2  # other weights: run; zf: stored
+    calls.clear()
+    import recon.baselines.sense as S
+    import recon.methods as M
+
+    changed = dict(M.METHODS, sense=lambda p, lam="auto", n_iter=S.DEFAULT_ITERATIONS + 1, tol=0.0, progress=None:
+                   S.sense(p, lam=lam, n_iter=n_iter, tol=tol, progress=progress))
+    monkeypatch.setattr(M, "METHODS", changed)  # a new default of the method: its stored rows are stale
+    E.evaluate([raw], out, E.EvalConfig(methods=("zf", "sense:lam=0"), figures=False, device="cpu", reuse=True),
+               log=lambda *_: None)
+    assert [m for m, _ in calls] == ["sense"] * 2
