@@ -85,9 +85,7 @@ def learned(p: SliceProblem, weights: str = "", precision: Precision = "auto") -
 def _forward(model: torch.nn.Module, precision: str, items) -> list[torch.Tensor]:
     """The network on a batch of slices of one shape: ``[(k [1, t, c, y, x], mask, maps), ...]`` ->
     ``[x [t, y, x], ...]``; k-space scaled per slice as in training and the scale undone."""
-    k = torch.cat([i[0] for i in items])
-    mask = torch.cat([i[1] for i in items])
-    maps = torch.cat([i[2] for i in items])
+    k, mask, maps = ((torch.cat(parts) if len(parts) > 1 else parts[0]) for parts in zip(*items))
     scale = normalisation_scale(k).to(k.real.dtype)
     with torch.inference_mode(), bf16_autocast(k.device, precision == "bf16"):
         x = model(k / scale.view(-1, 1, 1, 1, 1), mask, maps) * scale.view(-1, 1, 1, 1)
