@@ -32,7 +32,17 @@ device (:func:`runner_for`): ``lanes`` daemon threads that take the queued calls
 
 Each caller thread waits for its own result, so the queue holds at most one call per
 connection worker.
+
+* **The main thread runs its own calls** on a CPU (a one-shot command: ``crunet
+  recon-file``, ``evaluate``, ``validate``, ``bench``): libgomp shortens every OpenMP
+  thread's spin-wait to almost nothing once the process has more OpenMP worker threads
+  than cores, and a lane's team next to the main thread's is one too many on 2 cores.
+  Measured (crunet_ca, 128 x 128, 12 frames, 10 coils, bf16, 2 threads, 2 cores): 0.31 s
+  per forward in the main thread, 0.45-0.50 s in a second thread once the main thread
+  has run a parallel region, 0.31 s there when it has not. Servers still run every
+  forward in a lane (their connection threads also run torch work), and pay this.
 """
+
 
 from __future__ import annotations
 
@@ -84,6 +94,10 @@ class ModelRunner:
         ``run`` must map a list of items to a list of results of the same length, each
         result depending only on its own item (calls of one ``key`` are batched).
         """
+        if self.threads is not None and threading.current_thread() is threading.main_thread():
+            with self._cond:
+                self.batch_sizes[1] += 1
+            return run([item])[0]  # a one-shot command's main thread: its own OpenMP team (module doc)
         c = _Call(key, run, item)
         with self._cond:
             self._queue.append(c)
