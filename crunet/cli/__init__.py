@@ -15,10 +15,6 @@ import importlib
 import os
 import sys
 
-# Before torch is imported: idle OpenMP threads sleep instead of spinning (spinning
-# makes torch several times slower on a busy machine). Users can still override it.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 from recon import __version__
 from recon.errors import CrunetError
 
@@ -48,6 +44,14 @@ COMMANDS = {
 THREADED = ("recon-file", "evaluate", "report", "validate", "serve", "gadget", "recon", "bench", "demo")
 #: of those, the servers: ``--threads auto`` gives them every usable core (see recon.machine.choose_threads)
 SERVERS = ("serve", "gadget")
+#: one-shot reconstructions, whose OpenMP threads may spin-wait between operations (libgomp's
+#: default): they choose their threads from the machine's load (1 on a busy machine: no
+#: OpenMP workers at all), and on an idle one sleeping workers cost time at every operation.
+#: Measured (crunet_ca 128 x 128 x 12 frames x 10 coils, bf16, 2 threads, idle 2-core CPU):
+#: 0.30 s per forward spinning, 0.43 s with OMP_WAIT_POLICY=PASSIVE; beside a 2-thread
+#: training run 0.54 and 0.56 s. Every other command (servers, training, the demo's
+#: in-process server) sets PASSIVE: their threads and processes outnumber the cores.
+SPINNING = ("recon-file", "recon", "evaluate", "validate", "report", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
+    if args.command not in SPINNING:  # before torch is imported; the user's setting wins
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         if args.command in THREADED:
             from recon.machine import choose_threads, reuse_freed_memory
