@@ -162,11 +162,28 @@ def test_a_lane_alone_uses_every_thread_and_shares_them_under_load():
         time.sleep(0.1)
         return items
 
-    assert runner.call("a", record, 0) == 0 and seen == [2]  # a lone slice: all threads
+    _concurrently([lambda: runner.call("a", record, 0)])  # a lone slice from a connection thread
+    assert seen == [2]  # all threads
     seen.clear()
     _concurrently([lambda i=i: runner.call(i, record, i) for i in range(4)])
     assert 1 in seen  # side by side: a share each
     assert torch.get_num_threads() == before  # set in the lanes' threads only
+
+
+def test_the_main_thread_runs_its_own_calls():
+    """A one-shot command's main thread runs the forward itself (its OpenMP team, no lane's);
+    other threads' calls run in the lanes."""
+    runner = ModelRunner("inline", lanes=2, threads=2)
+    where = []
+
+    def record(items):
+        where.append(threading.current_thread().name)
+        return items
+
+    assert runner.call("a", record, 1) == 1 and where == [threading.main_thread().name]
+    _concurrently([lambda: runner.call("a", record, 2)])
+    assert where[1].startswith("crunet-model-inline-")
+    assert runner.batch_sizes[1] == 2
 
 
 def test_one_runner_per_device():
