@@ -209,8 +209,3 @@ def reuse_freed_memory(mmap_threshold: int = MMAP_THRESHOLD, trim_threshold: int
     a = _mallopt(_M_MMAP_THRESHOLD, mmap_threshold, "MALLOC_MMAP_THRESHOLD_")
     b = _mallopt(_M_TRIM_THRESHOLD, trim_threshold, "MALLOC_TRIM_THRESHOLD_")
     return a and b
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(_M_ARENA_MAX, int(arenas)))
-    except (OSError, AttributeError):
-        return False

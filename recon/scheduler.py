@@ -43,7 +43,6 @@ connection worker.
   forward in a lane (their connection threads also run torch work), and pay this.
 """
 
-
 from __future__ import annotations
 
 import logging
