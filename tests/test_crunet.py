@@ -12,16 +12,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from recon.errors import InputError
-from recon.fft import fft2c
+from recon.fft import fft2c, ifft2c
 from recon.models.config import CRNNConfig, CRUNetConfig, ModelConfig
+from recon.models.crnn import CRNNMRI
 from recon.models.crunet import CRUNetMR, describe, parameter_count
 from recon.models.layers import (
     ChannelAttention,
     Conv1x1,
     CRNNLayer,
     TemporalConv,
+    crop_to,
     fold,
     normalize,
+    pad_to_multiple,
     unfold,
 )
 from recon.models.registry import MODEL_NAMES, build_model
@@ -289,6 +292,54 @@ def test_forward_creates_no_tensors_that_require_grad():
         with counter:
             model(k, mask, maps)
     assert counter.get_total_flops() > 0
+
+
+def test_pad_to_multiple_wraps_rows_and_crop_to_undoes_it():
+    x = torch.arange(2 * 5 * 3, dtype=torch.float32).reshape(2, 5, 3)
+    padded, size = pad_to_multiple(x, 4, wrap_rows=2)
+    assert padded.shape == (2, 12, 4) and size == (5, 3, 2)  # 5 + 2 * 2 rows -> 12, 3 columns -> 4
+    torch.testing.assert_close(padded[:, :2, :3], x[:, 3:])  # the last rows above the first
+    torch.testing.assert_close(padded[:, 7:9, :3], x[:, :2])  # the first rows below the last
+    assert (padded[:, 9:] == 0).all() and (padded[..., 3:] == 0).all()
+    torch.testing.assert_close(crop_to(padded, size), x)
+    padded, size = pad_to_multiple(x, 2, wrap_rows=9)  # at most the image's own rows
+    assert size == (5, 3, 5) and padded.shape == (2, 16, 4)
+    torch.testing.assert_close(crop_to(padded, size), x)
+    torch.testing.assert_close(crop_to(pad_to_multiple(x, 4)[0], (5, 3)), x)
+
+
+def _moved_along_y(k, mask, maps, rows):
+    """The same acquisition of the object moved circularly by ``rows`` along y."""
+    k = fft2c(torch.roll(ifft2c(k), rows, -2)) * mask[:, :, None, :, None]
+    return k, mask, torch.roll(maps, rows, -2)
+
+
+@pytest.mark.parametrize("arch", ["crunet", "crnn"])
+def test_wrap_rows_make_the_networks_equivariant_to_moving_the_object_along_y(arch):
+    """y is the phase-encode axis, periodic in every Cartesian image: with the edge rows
+    wrapped, moving the object along y moves the reconstruction with it; with zero padding
+    the edge of the field of view is a boundary the network sees (it learns where it is)."""
+    g = torch.Generator().manual_seed(3)
+    ny, rows = (24, 2) if arch == "crunet" else (12, 1)  # crunet: an even move keeps the 2x2 pooling grid
+    k, mask, maps = _problem(g, 1, 3, 2, ny, 10)
+
+    def build(wrap):
+        torch.manual_seed(0)
+        if arch == "crunet":
+            return CRUNetMR(CRUNetConfig(channels=4, cascades=2, fusion="ca", wrap_rows=wrap)).eval()
+        return CRNNMRI(CRNNConfig(channels=4, cascades=1, layers=3, wrap_rows=wrap)).eval()
+
+    def mismatch(wrap):
+        model = build(wrap)
+        with torch.no_grad():
+            out = model(k, mask, maps)
+            moved = torch.roll(model(*_moved_along_y(k, mask, maps, rows)), -rows, -2)
+        return float((moved - out).abs().max() / out.abs().max())
+
+    assert mismatch(ny) < 1e-5
+    assert mismatch(0) > 1e-3
+    with pytest.raises(InputError, match="wrap_rows"):
+        CRUNetConfig(wrap_rows=-1).validate()
 
 
 def test_temporal_padding_setting_matters():

@@ -17,7 +17,7 @@ from recon.simulate.acquisition import HELDOUT_SPACE, TRAIN_SPACE, AcquisitionSp
 from recon.train.config import DataConfig, LossConfig, RunConfig, TrainConfig, load_run_config
 from recon.train.data import RawFileSlices, SimulatedCine, collate, global_index
 from recon.train.loss import ReconLoss, image_l1, image_mse, kspace_mse, ssim_loss
-from recon.train.samples import simulate_sample, strip_start, strip_width
+from recon.train.samples import augment_series, move_along_y, simulate_sample, strip_start, strip_width
 from recon.train.schedule import WarmupCosine, warmup_cosine_lr
 from recon.train.series import split_series
 
@@ -522,3 +522,19 @@ def test_init_weights_fine_tunes_saved_weights(tmp_path, one_thread):
         Trainer(other, tmp_path / "other", progress=False)
     with pytest.raises(InputError, match="init_weights"):
         tiny_run(init_weights=" ").validate()
+
+
+def test_augmentation_moves_the_object_along_y_and_keeps_the_frames():
+    """The fitted frames are moved circularly along y by a random number of rows (the cut of
+    a cropped series must not sit at the field of view's edge), the rest of the augmentation
+    keeps the frames a valid cine (same values, periodic in time)."""
+    mag = np.random.default_rng(0).random((4, 12, 7)).astype(np.float32)
+    shifts = set()
+    for seed in range(12):
+        moved = move_along_y(mag, np.random.default_rng(seed))
+        found = [d for d in range(12) if np.array_equal(moved, np.roll(mag, d, axis=1))]
+        assert len(found) == 1
+        shifts.add(found[0])
+    assert len(shifts) >= 6  # many rows, not one fixed offset
+    aug = augment_series(mag, np.random.default_rng(3))
+    assert sorted(aug.ravel()) == sorted(mag.ravel())

@@ -9,6 +9,11 @@ from recon.config import Settings
 from recon.errors import InputError
 
 
+def check_wrap_rows(rows: int) -> None:
+    if int(rows) != rows or rows < 0:
+        raise InputError(f"wrap_rows must be an integer >= 0, got {rows!r}")
+
+
 @dataclass(frozen=True)
 class CRUNetConfig(Settings):
     """CRUNet-MR (docs/design.md §1, §4) and its cross-cascade feature bank.
@@ -26,6 +31,13 @@ class CRUNetConfig(Settings):
     ca_reduction : squeeze ratio r of the channel attention.
     dilations : dilation rates of (level 0, level 1, bottleneck), as in the reference (1, 2, 4).
     temporal_padding : ``circular`` (cine is periodic) or ``zeros``.
+    wrap_rows : rows of each edge along y (the phase-encode axis, periodic in every Cartesian
+        image) that the network sees beyond the opposite edge
+        (:func:`recon.models.layers.pad_to_multiple`): then the edge of the field of view in
+        y is no boundary and the result hardly depends on where the object sits along y.
+        0 = zero padding at the edge (the reference's, and the weights trained before the
+        option): those learn the simulator's edge and lose up to 7 dB when the object moves
+        by one row. No parameters depend on it.
     """
 
     WHERE = "model.crunet"
@@ -38,6 +50,7 @@ class CRUNetConfig(Settings):
     ca_reduction: int = 4
     dilations: tuple[int, int, int] = (1, 2, 4)
     temporal_padding: Literal["circular", "zeros"] = "circular"
+    wrap_rows: int = 0
 
     def check(self) -> None:
         if self.channels < 1 or self.cascades < 1:
@@ -53,21 +66,33 @@ class CRUNetConfig(Settings):
             raise InputError(f"ca_reduction must be >= 1, got {self.ca_reduction}")
         if min(self.dilations) < 1:
             raise InputError(f"dilations must be >= 1 (level 0, level 1, bottleneck), got {self.dilations}")
+        check_wrap_rows(self.wrap_rows)
 
 
 @dataclass(frozen=True)
 class CRNNConfig(Settings):
-    """CRNN-MRI (Qin et al. 2018): ``nf`` features, ``cascades`` (nc), ``layers`` (nd)."""
+    """CRNN-MRI (Qin et al. 2018): ``nf`` features, ``cascades`` (nc), ``layers`` (nd).
+
+    wrap_rows : rows of each edge along y (the phase-encode axis, periodic in every Cartesian
+        image) that the network sees beyond the opposite edge
+        (:func:`recon.models.layers.pad_to_multiple`): then the edge of the field of view in
+        y is no boundary and the result hardly depends on where the object sits along y.
+        0 = zero padding at the edge (the reference's, and the weights trained before the
+        option): those learn the simulator's edge and lose up to 7 dB when the object moves
+        by one row. No parameters depend on it.
+    """
 
     WHERE = "model.crnn"
 
     channels: int = 64
     cascades: int = 5
     layers: int = 5
+    wrap_rows: int = 0
 
     def check(self) -> None:
         if min(self.channels, self.cascades, self.layers) < 1:
             raise InputError("channels, cascades and layers must be >= 1")
+        check_wrap_rows(self.wrap_rows)
         if self.layers < 3:
             raise InputError(f"CRNN-MRI needs at least 3 layers (BCRNN, CRNN, output), got {self.layers}")
 
@@ -91,6 +116,13 @@ class PromptMRConfig(Settings):
         keeps them at their random initialisation, as the reference code does by default.
     checkpoint : recompute each cascade in the backward pass (saves memory in training; the
         reference's ``use_checkpoint``); no effect on results or at inference.
+    wrap_rows : rows of each edge along y (the phase-encode axis, periodic in every Cartesian
+        image) that the network sees beyond the opposite edge
+        (:func:`recon.models.layers.pad_to_multiple`): then the edge of the field of view in
+        y is no boundary and the result hardly depends on where the object sits along y.
+        0 = zero padding at the edge (the reference's, and the weights trained before the
+        option): those learn the simulator's edge and lose up to 7 dB when the object moves
+        by one row. No parameters depend on it.
     """
 
     WHERE = "model.promptmr"
@@ -110,6 +142,7 @@ class PromptMRConfig(Settings):
     channel_attention: bool = True
     learnable_prompt: bool = True
     checkpoint: bool = False
+    wrap_rows: int = 0
 
     def check(self) -> None:
         if self.cascades < 1 or self.channels < 1:
@@ -127,6 +160,7 @@ class PromptMRConfig(Settings):
             raise InputError(f"bottleneck_blocks must be >= 0, got {self.bottleneck_blocks}")
         if self.ca_reduction < 1:
             raise InputError(f"ca_reduction must be >= 1, got {self.ca_reduction}")
+        check_wrap_rows(self.wrap_rows)
 
 
 @dataclass(frozen=True)
@@ -139,3 +173,19 @@ class ModelConfig(Settings):
     crunet: CRUNetConfig = field(default_factory=CRUNetConfig)
     crnn: CRNNConfig = field(default_factory=CRNNConfig)
     promptmr: PromptMRConfig = field(default_factory=PromptMRConfig)
+
+
+#: Model settings that no parameter depends on: fine-tuning (``train.init_weights``) may change them.
+PARAMETER_FREE_FIELDS = ("wrap_rows",)
+
+
+def same_parameters(a: ModelConfig, b: ModelConfig) -> bool:
+    """Whether ``a`` and ``b`` build the same model up to :data:`PARAMETER_FREE_FIELDS`."""
+    from dataclasses import replace
+
+    def neutral(cfg: ModelConfig) -> ModelConfig:
+        subs = {name: replace(getattr(cfg, name), **{f: 0 for f in PARAMETER_FREE_FIELDS})
+                for name in ("crunet", "crnn", "promptmr")}
+        return replace(cfg, **subs)
+
+    return neutral(a) == neutral(b)

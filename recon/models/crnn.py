@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recon.models.config import CRNNConfig
-from recon.models.layers import check_model_inputs
+from recon.models.layers import check_model_inputs, crop_to, pad_to_multiple
 from recon.sense import SenseOperator, data_consistency
 
 __all__ = ["CRNNMRI"]
@@ -139,14 +139,15 @@ class CRNNMRI(nn.Module):
         h_bcrnn: torch.Tensor | None = None
         h_layers: list[torch.Tensor | None] = [None] * len(self.conv_x)
         for _ in range(self.config.cascades):
-            # [b, t, y, x] complex -> time-major real channels [t*b, 2, y, x]
+            # [b, t, y, x] complex -> time-major real channels [t*b, 2, y, x], rows wrapped in y
             xr = torch.view_as_real(x).permute(1, 0, 4, 2, 3).reshape(t * b, 2, ny, nx).to(rdtype)
+            xr, size = pad_to_multiple(xr, 1, self.config.wrap_rows)
             feat = self.bcrnn(xr, h_bcrnn, t)
             h_bcrnn = feat
             for j, (cx, ch) in enumerate(zip(self.conv_x, self.conv_h)):
                 feat = _conv_sum(feat, cx, h_layers[j], ch).relu_()
                 h_layers[j] = feat
-            out = xr + self.conv_out(feat)  # residual
+            out = crop_to(xr + self.conv_out(feat), size)  # residual
             out = out.reshape(t, b, 2, ny, nx).permute(1, 0, 3, 4, 2).to(k.real.dtype).contiguous()
             x = data_consistency(torch.view_as_complex(out), k0, maps, mask)
         return x * scale

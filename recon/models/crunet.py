@@ -234,7 +234,7 @@ class CRUNetMR(nn.Module):
         frames = x.shape[1]
         dtype = self.cascades[i].tail.weight.dtype
         feat, mean, std = normalize_cine(x)
-        feat, size = pad_to_multiple(feat.to(dtype), DOWNSAMPLING)
+        feat, size = pad_to_multiple(feat.to(dtype), DOWNSAMPLING, self.cfg.wrap_rows)
         feat = channels_last(feat)
         out, new_states = self.cascades[i](feat, frames, states)
         out = denormalize(crop_to(out, size).to(x.real.dtype), mean, std)

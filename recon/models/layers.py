@@ -95,24 +95,34 @@ def normalize_cine(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.T
     return feat, per_frame(mean), per_frame(std)
 
 
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Zero-pad the last two axes at their end to a multiple of ``multiple``.
+def pad_to_multiple(x: torch.Tensor, multiple: int, wrap_rows: int = 0) -> tuple[torch.Tensor, tuple[int, int, int]]:
+    """Pad the last two axes ``(y, x)`` for a network: wrapped rows in y, then zeros to a multiple.
 
-    Returns the padded tensor and the original ``(y, x)`` size for :func:`crop_to`.
+    ``wrap_rows`` rows of each edge are copied beyond the opposite edge (``wrap_rows`` at
+    most ``y``): the phase-encode axis y of a Cartesian image is periodic (the DFT's field
+    of view wraps), so with the copies the field of view's edge in y is no boundary for the
+    convolutions and the result hardly depends on where the object sits along y. Then zeros
+    at the end of both axes up to a multiple of ``multiple``.
+
+    Returns the padded tensor and ``(y, x, rows wrapped)`` for :func:`crop_to`.
     """
     ny, nx = x.shape[-2:]
-    py, px = (-ny) % multiple, (-nx) % multiple
+    w = min(int(wrap_rows), ny)
+    if w:
+        x = torch.cat((x[..., ny - w:, :], x, x[..., :w, :]), dim=-2)
+    py, px = (-(ny + 2 * w)) % multiple, (-nx) % multiple
     if py or px:
         x = F.pad(x, (0, px, 0, py))
-    return x, (ny, nx)
+    return x, (ny, nx, w)
 
 
-def crop_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Crop the last two axes to ``size`` (the inverse of :func:`pad_to_multiple`)."""
-    ny, nx = size
+def crop_to(x: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
+    """The ``(y, x)`` region of the input of :func:`pad_to_multiple` (``size`` is its second
+    result; ``(y, x)`` alone for an unwrapped one)."""
+    ny, nx, w = (*size, 0) if len(size) == 2 else size
     if x.shape[-2:] == (ny, nx):
         return x
-    return x[..., :ny, :nx]
+    return x[..., w:w + ny, :nx]
 
 
 # ---------------------------------------------------------------------------- temporal convs

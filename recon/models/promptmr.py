@@ -257,13 +257,14 @@ class PromptMRCascade(nn.Module):
         a = cfg.adjacent_frames
         self.unet = PromptUNet(2 * a, 2 * a, cfg)
         self.dc_weight = None if first else nn.Parameter(torch.ones(1))
+        self.wrap_rows = cfg.wrap_rows
 
     def denoise(self, x: torch.Tensor) -> torch.Tensor:
         """``R``: the normalised PromptUNet on complex frames ``[n, A, y, x]`` -> ``[n, A, y, x]``."""
         n, a, ny, nx = x.shape
         z, mean, std = normalize(torch.view_as_real(x))  # one mean / std per sample
         feat = z.permute(0, 1, 4, 2, 3).reshape(n, 2 * a, ny, nx)  # channels (frame, re/im)
-        feat, size = pad_to_multiple(feat.to(self.unet.tail.weight.dtype), PAD_MULTIPLE)
+        feat, size = pad_to_multiple(feat.to(self.unet.tail.weight.dtype), PAD_MULTIPLE, self.wrap_rows)
         out = crop_to(self.unet(feat), size).to(z.dtype)
         out = out.reshape(n, a, 2, ny, nx).permute(0, 1, 3, 4, 2)
         return torch.view_as_complex(denormalize(out, mean, std).contiguous())

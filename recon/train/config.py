@@ -51,7 +51,8 @@ class DataConfig(Settings):
     crop_scale : random crop of a real series, as a fraction ``(lo, hi)`` of the
         largest crop of the matrix's aspect ratio, before it is fitted to the matrix.
     augment : random 90-degree rotations, flips, temporal reversal and roll of the
-        image series.
+        image series, and a random circular move of the fitted frames along y
+        (:func:`recon.train.samples.move_along_y`).
     maps : ``espirit`` (estimated from the noisy ACS by the inference code path: what
         every entry point reconstructs with) or ``true`` (the simulated sensitivities,
         for ablations only: a model trained on true maps loses ~4 dB on ESPIRiT maps).

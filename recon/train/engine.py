@@ -141,12 +141,14 @@ class Trainer:
     def _init_from_weights(self, ref: str) -> dict:
         """Copy the parameters of weights ``ref`` into the freshly built model (fine-tuning);
         returns what the run records of them (name, folder, SHA-256, architecture)."""
+        from recon.models.config import PARAMETER_FREE_FIELDS, same_parameters
         from recon.weights import load_weights, weights_info
 
         info = weights_info(ref)
-        if info.config != self.cfg.model:
+        if not same_parameters(info.config, self.cfg.model):
             raise InputError(f"init_weights {ref!r} ({info.describe()}) were trained with another model "
-                             f"config than this run's model section; copy their config.yaml into `model`")
+                             f"config than this run's model section; copy their config.yaml into `model` "
+                             f"(only {', '.join(PARAMETER_FREE_FIELDS)} may differ)")
         source, _ = load_weights(info.directory)
         self.model.load_state_dict(source.state_dict())
         return {"ref": str(ref), "directory": str(info.directory), "sha256": info.sha256,
