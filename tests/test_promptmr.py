@@ -122,10 +122,11 @@ def test_adjacent_frame_index_wraps():
 # ---------------------------------------------------------------------------- shapes and gradients
 
 
-@pytest.mark.parametrize("b,t,c,ny,nx", [(1, 1, 1, 8, 8), (2, 2, 2, 9, 7), (1, 6, 3, 13, 10), (1, 3, 2, 1, 5)])
-def test_shapes_any_size_and_frame_count(b, t, c, ny, nx):
+@pytest.mark.parametrize("b,t,c,ny,nx,wrap", [(1, 1, 1, 8, 8, 0), (2, 2, 2, 9, 7, 0), (1, 6, 3, 13, 10, 0),
+                                             (1, 3, 2, 1, 5, 0), (1, 3, 2, 13, 10, 8), (1, 2, 1, 3, 5, 8)])
+def test_shapes_any_size_and_frame_count(b, t, c, ny, nx, wrap):
     k, mask, maps = _problem(1, b, t, c, ny, nx)
-    model = _model(adjacent_frames=5).eval()
+    model = _model(adjacent_frames=5, wrap_rows=wrap).eval()
     with torch.no_grad():
         out = model(k, mask, maps)
     assert out.shape == (b, t, ny, nx) and out.dtype == torch.complex64

@@ -522,6 +522,13 @@ def test_init_weights_fine_tunes_saved_weights(tmp_path, one_thread):
         Trainer(other, tmp_path / "other", progress=False)
     with pytest.raises(InputError, match="init_weights"):
         tiny_run(init_weights=" ").validate()
+    # a setting no parameter depends on may change (fine-tuning with wrapped rows)
+    wrapped = tiny_run(init_weights=str(tmp_path / "w"))
+    sub = wrapped.model.crunet
+    wrapped = replace(wrapped, model=replace(wrapped.model, crunet=replace(sub, wrap_rows=sub.wrap_rows + 4)))
+    moved = Trainer(wrapped, tmp_path / "wrapped", progress=False)
+    for (name, a), b in zip(donor.model.state_dict().items(), moved.model.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
 
 
 def test_augmentation_moves_the_object_along_y_and_keeps_the_frames():
