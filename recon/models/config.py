@@ -73,13 +73,7 @@ class CRUNetConfig(Settings):
 class CRNNConfig(Settings):
     """CRNN-MRI (Qin et al. 2018): ``nf`` features, ``cascades`` (nc), ``layers`` (nd).
 
-    wrap_rows : rows of each edge along y (the phase-encode axis, periodic in every Cartesian
-        image) that the network sees beyond the opposite edge
-        (:func:`recon.models.layers.pad_to_multiple`): then the edge of the field of view in
-        y is no boundary and the result hardly depends on where the object sits along y.
-        0 = zero padding at the edge (the reference's, and the weights trained before the
-        option): those learn the simulator's edge and lose up to 7 dB when the object moves
-        by one row. No parameters depend on it.
+    wrap_rows : rows wrapped beyond each edge along y, as :attr:`CRUNetConfig.wrap_rows`.
     """
 
     WHERE = "model.crnn"
@@ -116,13 +110,7 @@ class PromptMRConfig(Settings):
         keeps them at their random initialisation, as the reference code does by default.
     checkpoint : recompute each cascade in the backward pass (saves memory in training; the
         reference's ``use_checkpoint``); no effect on results or at inference.
-    wrap_rows : rows of each edge along y (the phase-encode axis, periodic in every Cartesian
-        image) that the network sees beyond the opposite edge
-        (:func:`recon.models.layers.pad_to_multiple`): then the edge of the field of view in
-        y is no boundary and the result hardly depends on where the object sits along y.
-        0 = zero padding at the edge (the reference's, and the weights trained before the
-        option): those learn the simulator's edge and lose up to 7 dB when the object moves
-        by one row. No parameters depend on it.
+    wrap_rows : rows wrapped beyond each edge along y, as :attr:`CRUNetConfig.wrap_rows`.
     """
 
     WHERE = "model.promptmr"
