@@ -46,6 +46,20 @@ def _signs(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     return 1.0 - 2.0 * (torch.arange(n, device=device) % 2).to(dtype)
 
 
+def centring_signs(ny: int, nx: int, dtype: torch.dtype, device: torch.device | None = None) -> torch.Tensor:
+    """``c * s`` on an even ``ny x nx`` grid: ``s[i, j] = (-1)^(i + j)``, ``c = (-1)^(ny/2 + nx/2)``.
+
+    Then ``fft2c(x) = c s * fft2(s * x)`` and ``ifft2c(k) = c s * ifft2(s * k)`` (orthonormal,
+    over the last two axes), the identity :func:`fft2c` uses. A caller that applies many
+    transforms to products with fixed arrays can fold the signs into those arrays once
+    (:class:`recon.sense.DataConsistency`). Real ``[ny, nx]`` tensor of ``dtype``.
+    """
+    if ny % 2 or nx % 2:
+        raise ValueError(f"centring signs need an even grid, got {ny} x {nx}")
+    s = _signs(ny, dtype, device)[:, None] * _signs(nx, dtype, device)[None, :]
+    return -s if (ny // 2 + nx // 2) % 2 else s
+
+
 def _transform(x, dims: Sequence[int], inverse: bool):
     t, was_numpy = _as_tensor(x)
     ndim = t.ndim

@@ -20,7 +20,7 @@ from typing import Callable
 import torch
 
 from recon.errors import InputError
-from recon.fft import fft2c, ifft2c
+from recon.fft import centring_signs, fft2c, ifft2c
 
 
 def expand_mask(mask: torch.Tensor, ndim_k: int = 5) -> torch.Tensor:
@@ -101,6 +101,42 @@ def data_consistency(x: torch.Tensor, k0: torch.Tensor, maps: torch.Tensor, mask
     k = fft2c(expand(x, maps))
     k = k.mul_(1 - m).addcmul_(m, k0)  # in place on the transform's new array: no further copies
     return reduce(ifft2c(k), maps)
+
+
+class DataConsistency:
+    """:func:`data_consistency` for fixed measured data, maps and mask, applied many times
+    (once per cascade of an unrolled network).
+
+    k0 : complex ``[b, t, c, y, x]``, measured k-space (zeros where not sampled).
+    maps : complex ``[b, c, y, x]`` or ``[b, t, c, y, x]``.
+    mask : ``[b, t, y]``, ``[b, t, y, x]`` or 5D (0/1).
+
+    On an even grid the centred FFT's sign modulation (:func:`recon.fft.centring_signs`)
+    is folded once into the maps (``c s S``) and the data (``s M k0``): then
+    ``S^H F^H [(1 - M) F S x + M k0] = (c s S)^H fft2^-1 [(1 - M) fft2((c s S) x) + s M k0]``
+    (``s^2 = c^2 = 1``) needs plain FFTs, and every call skips the four sign products of
+    the two centred transforms. Odd grids use :func:`data_consistency` as is.
+    """
+
+    def __init__(self, k0: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor):
+        ny, nx = k0.shape[-2:]
+        self.mask = expand_mask(mask).to(k0.real.dtype)
+        self.folded = not (ny % 2 or nx % 2)
+        if self.folded:
+            cs = centring_signs(ny, nx, k0.real.dtype, k0.device)  # c s; cs[0, 0] = c
+            self.maps = _maps5(maps) * cs
+            self.k0 = (self.mask * k0) * (cs * cs[0, 0])
+            self.keep = 1 - self.mask
+        else:
+            self.maps, self.k0 = maps, k0
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """``x [b, t, y, x]`` -> its data-consistent version, same shape."""
+        if not self.folded:
+            return data_consistency(x, self.k0, self.maps, self.mask)
+        k = torch.fft.fft2(expand(x, self.maps), norm="ortho")
+        k = k.mul_(self.keep).add_(self.k0)
+        return reduce(torch.fft.ifft2(k, norm="ortho"), self.maps)
 
 
 def data_consistency_kspace(k: torch.Tensor, k0: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

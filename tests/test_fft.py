@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from recon.fft import fft2c, fftc, ifft2c, ifftc
+from recon.fft import centring_signs, fft2c, fftc, ifft2c, ifftc
 from recon.kspace import center_crop, remove_readout_oversampling, to_recon_grid
 
 
@@ -89,3 +89,14 @@ def test_center_crop_rule():
     x = np.arange(9)
     np.testing.assert_array_equal(center_crop(x, (3,), axes=(-1,)), [3, 4, 5])
     np.testing.assert_array_equal(center_crop(np.arange(8), (4,), axes=(-1,)), [2, 3, 4, 5])
+
+
+@pytest.mark.parametrize("ny,nx", [(4, 6), (6, 6), (4, 4), (2, 8)])
+def test_centring_signs_turn_plain_ffts_into_centred_ones(ny, nx):
+    x = torch.randn(3, ny, nx, dtype=torch.complex64)
+    cs = centring_signs(ny, nx, torch.float32)
+    s = cs * cs[0, 0]  # (-1)^(i + j); cs[0, 0] is the constant c
+    torch.testing.assert_close(fft2c(x), cs * torch.fft.fft2(s * x, norm="ortho"))
+    torch.testing.assert_close(ifft2c(x), cs * torch.fft.ifft2(s * x, norm="ortho"))
+    with pytest.raises(ValueError, match="even"):
+        centring_signs(5, 4, torch.float32)

@@ -10,7 +10,7 @@ data consistency. One block, on the current images as 2 real channels (real, ima
 2. ``nd - 2`` CRNN-i layers, recurrent over cascades only:
    ``x_j = ReLU(conv_x(x_{j-1}) + conv_h(x_j of the previous cascade))``;
 3. an output conv to 2 channels, added to the block input (residual);
-4. ``x <- S^H F^H [(1 - M) F S x + M k0]`` (:func:`recon.sense.data_consistency`).
+4. ``x <- S^H F^H [(1 - M) F S x + M k0]`` (:class:`recon.sense.DataConsistency`).
 
 The network starts from the SENSE adjoint ``x0 = A^H k``.
 
@@ -37,7 +37,7 @@ from torch import nn
 
 from recon.models.config import CRNNConfig
 from recon.models.layers import check_model_inputs, crop_to, pad_to_multiple
-from recon.sense import SenseOperator, data_consistency
+from recon.sense import DataConsistency, SenseOperator
 
 __all__ = ["CRNNMRI"]
 
@@ -136,6 +136,7 @@ class CRNNMRI(nn.Module):
         x = x / scale
         k0 = k / scale[..., None]
 
+        dc = DataConsistency(k0, maps, mask)
         h_bcrnn: torch.Tensor | None = None
         h_layers: list[torch.Tensor | None] = [None] * len(self.conv_x)
         for _ in range(self.config.cascades):
@@ -149,5 +150,5 @@ class CRNNMRI(nn.Module):
                 h_layers[j] = feat
             out = crop_to(xr + self.conv_out(feat), size)  # residual
             out = out.reshape(t, b, 2, ny, nx).permute(1, 0, 3, 4, 2).to(k.real.dtype).contiguous()
-            x = data_consistency(torch.view_as_complex(out), k0, maps, mask)
+            x = dc(torch.view_as_complex(out))
         return x * scale

@@ -22,7 +22,7 @@ frames at once):
   encoder skip concatenated; down/up-sampling are 2x2 stride-2 conv / transposed
   conv followed by a temporal conv. Temporal padding is ``config.temporal_padding``.
   A 5x5 conv maps to 2 channels, added to the input (residual); de-normalise; crop;
-  hard data consistency (:func:`recon.sense.data_consistency`). The input is padded
+  hard data consistency (:class:`recon.sense.DataConsistency`). The input is padded
   first: ``config.wrap_rows`` rows of each edge along y beyond the opposite edge (the
   phase-encode axis is periodic; the reference pads with zeros, ``wrap_rows: 0``), then
   zeros to even sizes; the hidden states carry the padded size. Measured (2 threads,
@@ -83,7 +83,7 @@ from recon.models.layers import (
     normalize_cine,
     pad_to_multiple,
 )
-from recon.sense import SenseOperator, data_consistency
+from recon.sense import DataConsistency, SenseOperator
 
 LEVELS = 3  # level 0 (full res), level 1 (half res), bottleneck (half res)
 DOWNSAMPLING = 2  # total spatial downsampling of the UNet (one 2x2 stride-2 step)
@@ -230,7 +230,7 @@ class CRUNetMR(nn.Module):
         k = self.cfg.bank_depth
         return min(cascade, k) if k else cascade
 
-    def _cascade(self, i: int, x: torch.Tensor, k: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor,
+    def _cascade(self, i: int, x: torch.Tensor, dc: DataConsistency,
                  states: tuple[torch.Tensor, ...] | None, banked: list[list[torch.Tensor]] | None):
         """Cascade ``i``: (fuse ``banked[j]``, the features to fuse per level,) normalise, UNet,
         de-normalise, data consistency."""
@@ -243,7 +243,7 @@ class CRUNetMR(nn.Module):
         feat = channels_last(feat)
         out, new_states = self.cascades[i](feat, frames, states)
         out = denormalize(crop_to(out, size).to(x.real.dtype), mean, std)
-        x = data_consistency(channels_to_complex(out, frames), k, maps, mask)
+        x = dc(channels_to_complex(out, frames))
         return x, new_states
 
     def forward(self, k: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
@@ -263,7 +263,7 @@ class CRUNetMR(nn.Module):
         check_model_inputs(k, mask, maps)
         op = SenseOperator(maps, mask)
         x = op.adjoint(k)  # SENSE adjoint: zero-filled, coil-combined
-        k0 = op.mask * k
+        dc = DataConsistency(k, maps, mask)
         states = None
         bank = [[] for _ in range(LEVELS)] if self.fusion is not None else None
         keep = self.cfg.bank_depth or self.cfg.cascades
@@ -272,9 +272,9 @@ class CRUNetMR(nn.Module):
             # fresh lists (not the bank itself): a checkpointed cascade is re-run later with the same inputs
             banked = [bank[j][-self.bank_size(i):] for j in range(LEVELS)] if bank is not None and i else None
             if use_ckpt:
-                x, states = _checkpoint(self._cascade, i, x, k0, mask, maps, states, banked, use_reentrant=False)
+                x, states = _checkpoint(self._cascade, i, x, dc, states, banked, use_reentrant=False)
             else:
-                x, states = self._cascade(i, x, k0, mask, maps, states, banked)
+                x, states = self._cascade(i, x, dc, states, banked)
             if bank is not None:
                 for j in range(LEVELS):
                     bank[j].append(states[j])
