@@ -129,3 +129,64 @@ def test_resample_cycle():
 def test_bad_config(kwargs, match):
     with pytest.raises(InputError, match=match):
         SimulationConfig(**kwargs).validate()
+
+
+def test_time_averaged_calibration_acquires_the_lattice_only_and_calibrates_from_the_frames():
+    """calibration 'average' (interleaved, TSENSE / TGRAPPA style): each frame samples the
+    shifted lattice only, the central lines it holds are flagged as calibration, and the
+    reader's ACS block is their time average, from which ESPIRiT finds the same coil maps
+    as from a per-frame block."""
+    from dataclasses import replace
+
+    from recon.coils import estimate_maps
+    from recon.simulate.acquisition import Acquisition
+    from recon.simulate.cine import simulate_slice, to_slice_data
+    from recon.simulate.phantom import cine_phantom
+
+    acq = Acquisition(matrix=(48, 40), fov_mm=(300.0, 250.0), frames=8, n_coils=6, snr=200.0, acceleration=4,
+                      n_acs=12, shifted_mask=True, calibration="average").validate()
+    mask = acq.mask()
+    assert (mask.sum(axis=1) == 12).all() and mask.any(axis=0).all()  # the lattice only; together every line
+    assert not mask[:, acs_indices(48, 12)].all(axis=0).any()  # no line of the block in every frame
+    rng = np.random.default_rng(0)
+    sim = simulate_slice(cine_phantom(8, (48, 40), "sax", rng), acq, rng, noise_everywhere=True)
+    averaged = to_slice_data(replace(sim, mask=mask), acq)
+    np.testing.assert_array_equal(averaged.acs_lines, acs_indices(48, 12))
+    assert not averaged.acs_mask.all() and averaged.acs_mask.any(axis=0).all()
+    per_frame = replace(acq, calibration="frame")
+    framed = to_slice_data(replace(sim, mask=per_frame.mask()), per_frame)
+    assert framed.acs_mask.all()
+    a, b = estimate_maps(averaged), estimate_maps(framed)
+    support = np.sqrt((np.abs(b) ** 2).sum(axis=0)) > 0.5
+    agreement = np.abs((np.conj(a) * b).sum(axis=0))[support]  # 1 where the maps agree up to a phase
+    assert np.median(agreement) > 0.95
+    for bad in (dict(shifted_mask=False), dict(frames=3)):
+        with pytest.raises(InputError, match="calibration 'average'"):
+            replace(acq, **bad).validate()
+    with pytest.raises(InputError, match="calibration must be"):
+        replace(acq, calibration="separate").validate()
+
+
+def test_acquisition_spaces_draw_time_averaged_calibration_only_where_it_can_be():
+    from recon.simulate.acquisition import TRAIN_SPACE
+
+    rng = np.random.default_rng(1)
+    drawn = [TRAIN_SPACE.draw(rng) for _ in range(200)]
+    varied = [TRAIN_SPACE.vary_mask(a, rng) for a in drawn]
+    for acq in drawn + varied:
+        if acq.calibration == "average":
+            assert acq.shifted_mask and acq.frames >= acq.acceleration
+    assert sum(a.calibration == "average" for a in drawn) > 5 and sum(a.calibration == "average" for a in varied) > 5
+    assert any(a.calibration == "frame" and a.shifted_mask for a in drawn)
+
+
+def test_a_simulated_scan_file_with_time_averaged_calibration_reads_back(tmp_path):
+    cfg = SimulationConfig(n_slices=1, n_phases=4, n_coils=4, matrix=(32, 24), n_acs=8, acceleration=4,
+                           shifted_mask=True, calibration="average", noise_scan=False)
+    simulate_to_file(cfg, tmp_path / "raw.h5")
+    (s,) = read_raw(tmp_path / "raw.h5").slices
+    assert (s.mask.sum(axis=1) == 8).all() and s.mask.any(axis=0).all()  # 32 / 4 lines per frame, all together
+    np.testing.assert_array_equal(s.acs_lines, acs_indices(32, 8))
+    assert (s.acs_mask.sum(axis=0) == 1).all()  # each calibration line in exactly one frame
+    with pytest.raises(InputError, match="calibration 'average'"):
+        SimulationConfig(n_phases=3, acceleration=4, shifted_mask=True, calibration="average").validate()

@@ -48,6 +48,7 @@ def slice_to_acquisitions(
     scan_counter_start: int = 0,
     time_offset_ms: float = 0.0,
     ordering: str = "segmented",
+    calibration_only_lines: bool = True,
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """Acquisitions of one cine slice.
 
@@ -57,7 +58,9 @@ def slice_to_acquisitions(
     mask : bool ``[t, ky]``; imaging lines to emit per frame.
     acs_lines : ky indices of the calibration block. Calibration lines that are
         also imaging lines get ``ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING``; those
-        not in the frame's mask are emitted as ``ACQ_IS_PARALLEL_CALIBRATION``.
+        not in the frame's mask are emitted as ``ACQ_IS_PARALLEL_CALIBRATION``, unless
+        ``calibration_only_lines`` is False (interleaved acquisitions calibrated from the
+        time average: a frame flags the calibration lines it images, nothing more).
     slice_index : ``idx.slice`` of every acquisition.
     geometry : position and orientation stamped on every acquisition.
     timing : heartbeat/TR model for ``acquisition_time_stamp`` and
@@ -80,7 +83,7 @@ def slice_to_acquisitions(
         raise InputError(f"mask shape {mask.shape} does not match k-space frames/lines {(n_t, n_ky)}")
     acs = np.zeros(n_ky, dtype=bool)
     acs[np.asarray(acs_lines, dtype=np.int64)] = True
-    lines_per_frame = [np.flatnonzero(mask[t] | acs) for t in range(n_t)]
+    lines_per_frame = [np.flatnonzero(mask[t] | acs if calibration_only_lines else mask[t]) for t in range(n_t)]
     vps = max(1, int(timing.views_per_segment))
     n_beats = max(int(np.ceil(len(lines) / vps)) for lines in lines_per_frame)
     phase_ms = timing.rr_ms / n_t
@@ -139,12 +142,13 @@ def scan_to_acquisitions(
     noise: np.ndarray | None = None,
     beats_between_slices: int = 20,
     ordering: str = "segmented",
+    calibration_only_lines: bool = True,
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """Acquisitions of a multi-slice cine scan, in scanner order.
 
     ``slices`` holds ``(kspace [t, c, ky, kx], mask [t, ky], geometry)`` per slice
-    (slice index = position in the list), lines in ``ordering`` (see
-    :func:`slice_to_acquisitions`). The noise scan ``[c, n]`` comes first when
+    (slice index = position in the list), lines in ``ordering`` and calibration lines as
+    ``calibration_only_lines`` says (see :func:`slice_to_acquisitions`). The noise scan ``[c, n]`` comes first when
     given; slices follow one another, ``beats_between_slices`` heartbeats apart (a
     breath-hold each); the last acquisition is flagged ``ACQ_LAST_IN_MEASUREMENT``.
     """
@@ -158,6 +162,7 @@ def scan_to_acquisitions(
         h, d = slice_to_acquisitions(
             kspace, mask, acs_lines, z, geometry, timing, scan_counter_start=counter,
             time_offset_ms=z * beats_between_slices * timing.rr_ms, ordering=ordering,
+            calibration_only_lines=calibration_only_lines,
         )
         counter += len(h)
         heads.append(h)

@@ -15,7 +15,8 @@ and used by default everywhere:
   (:func:`recon.simulate.cine.noise_sigma`) log-uniform in 4-30 or 80-3000 (very noisy
   to nearly noise-free); readout
   oversampling 1 or 2; matrix 96-256; 12-30 frames; R in {4, 8, 10, 24}; shifted masks
-  in 30 % of the samples; segmented line order.
+  in 30 % of the samples, 30 % of those with at least R frames calibrated from the
+  time average (no calibration block in any frame); segmented line order.
 * :data:`HELDOUT_SPACE`: acquisitions the networks never see, for validation: the
   ``dipole`` coil model (a different physical model), odd element counts (7, 15, 23),
   image SNR 30-80 (the band left out of training), line-by-line order.
@@ -31,11 +32,12 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from recon.errors import InputError
-from recon.masks import CMRX_ACCELERATIONS
+from recon.masks import CMRX_ACCELERATIONS, cine_mask
 from recon.simulate.coils import COIL_FAMILIES
 
 PHASE_MODELS = ("smooth", "strong", "ramp")
 ORDERINGS = ("segmented", "linear")
+CALIBRATIONS = ("frame", "average")
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,11 @@ class Acquisition:
     acceleration : R (every R-th line plus the ACS).
     n_acs : fully sampled central lines.
     shifted_mask : the lattice moves by one line per frame.
+    calibration : where the ACS lines come from (:data:`CALIBRATIONS`): ``frame``, every
+        frame samples the ``n_acs`` central lines; ``average`` (a shifted mask with at
+        least R frames: TSENSE / TGRAPPA style), every frame samples the lattice only and
+        the central lines it happens to hold are flagged as calibration, so the maps come
+        from the time average of the frames.
     phase_model : background phase, one of :data:`PHASE_MODELS` (``smooth``: up to
         pi/2; ``strong``: up to 3 pi, wrapping; ``ramp``: a linear ramp of up to 2 cycles
         across the FOV plus an offset, as an off-centre echo or FOV shift gives).
@@ -80,9 +87,15 @@ class Acquisition:
     acceleration: int = 8
     n_acs: int = 24
     shifted_mask: bool = False
+    calibration: str = "frame"
     phase_model: str = "smooth"
     intensity: float = 1.0
     ordering: str = "segmented"
+
+    def mask(self) -> np.ndarray:
+        """The line mask ``[frames, ny]`` (bool) of this acquisition."""
+        n_acs = self.n_acs if self.calibration == "frame" else 0
+        return cine_mask(self.matrix[0], self.acceleration, n_acs, self.frames, self.shifted_mask)
 
     def validate(self) -> "Acquisition":
         ny, nx = self.matrix
@@ -105,6 +118,12 @@ class Acquisition:
             raise InputError(f"phase_model must be one of {PHASE_MODELS}, got {self.phase_model!r}")
         if self.ordering not in ORDERINGS:
             raise InputError(f"ordering must be one of {ORDERINGS}, got {self.ordering!r}")
+        if self.calibration not in CALIBRATIONS:
+            raise InputError(f"calibration must be one of {CALIBRATIONS}, got {self.calibration!r}")
+        if self.calibration == "average" and not (self.shifted_mask and self.frames >= self.acceleration):
+            raise InputError(f"calibration 'average' needs a shifted mask and at least R = {self.acceleration} "
+                             f"frames (got shifted_mask={self.shifted_mask}, {self.frames} frames): else some "
+                             f"calibration line is never acquired")
         if not (self.intensity > 0 and np.isfinite(self.intensity)):
             raise InputError(f"intensity must be a positive number, got {self.intensity}")
         if not (np.isfinite(self.body_margin) and self.body_margin >= 1):
@@ -138,6 +157,8 @@ class AcquisitionSpace:
     accelerations : R drawn uniformly (unless the caller fixes it).
     n_acs : ACS lines.
     shifted_mask : probability of a shifted mask.
+    average_calibration : probability that a shifted mask with at least R frames is
+        calibrated from the time average (``Acquisition.calibration = "average"``).
     noise_correlation : uniform in ``[lo, hi]``.
     phase_models, orderings : drawn uniformly.
     intensity : log-uniform in ``[lo, hi]``.
@@ -160,6 +181,7 @@ class AcquisitionSpace:
     accelerations: tuple[int, ...] = CMRX_ACCELERATIONS
     n_acs: int = 24
     shifted_mask: float = 0.3
+    average_calibration: float = 0.3
     noise_correlation: tuple[float, float] = (0.0, 0.5)
     phase_models: tuple[str, ...] = PHASE_MODELS
     orderings: tuple[str, ...] = ("segmented",)
@@ -193,6 +215,8 @@ class AcquisitionSpace:
             raise InputError(f"n_acs {self.n_acs} must lie in [0, smallest matrix {lo}]")
         if not 0 <= self.shifted_mask <= 1:
             raise InputError(f"shifted_mask is a probability, got {self.shifted_mask}")
+        if not 0 <= self.average_calibration <= 1:
+            raise InputError(f"average_calibration is a probability, got {self.average_calibration}")
         if not 0 <= self.noise_correlation[0] <= self.noise_correlation[1] < 1:
             raise InputError(f"noise_correlation must satisfy 0 <= lo <= hi < 1, got {self.noise_correlation}")
         if not self.phase_models or any(m not in PHASE_MODELS for m in self.phase_models):
@@ -224,7 +248,7 @@ class AcquisitionSpace:
             coils = int(rng.choice(fits)) if fits else min(self.coil_counts)
             frames = int(max(1, min(frames, self.max_samples // (coils * per_coil))))
         band = self.snr_bands[int(rng.integers(len(self.snr_bands)))]
-        return Acquisition(
+        acq = Acquisition(
             matrix=(ny, nx),
             fov_mm=(fov_x * ny / nx, fov_x),
             readout_oversampling=osf,
@@ -242,7 +266,20 @@ class AcquisitionSpace:
             phase_model=str(rng.choice(self.phase_models)),
             intensity=_loguniform(rng, *self.intensity),
             ordering=str(rng.choice(self.orderings)),
-        ).validate()
+        )
+        return self._calibrated(acq, rng).validate()
+
+    def vary_mask(self, acq: Acquisition, rng: np.random.Generator) -> Acquisition:
+        """``acq`` with its own R, mask shift and calibration drawn from this space (the
+        variants of one simulated scene)."""
+        acq = replace(acq, acceleration=int(rng.choice(self.accelerations)),
+                      shifted_mask=bool(rng.random() < self.shifted_mask), calibration="frame")
+        return self._calibrated(acq, rng).validate()
+
+    def _calibrated(self, acq: Acquisition, rng: np.random.Generator) -> Acquisition:
+        if acq.shifted_mask and acq.frames >= acq.acceleration and rng.random() < self.average_calibration:
+            return replace(acq, calibration="average")
+        return acq
 
 
 #: What the networks are trained on (module docstring).

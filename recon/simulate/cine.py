@@ -37,7 +37,7 @@ from recon.io.assemble import assemble_slices
 from recon.io.header import CineProtocol, CineScan, build_cine_header, encoding_info
 from recon.io.raw import write_raw
 from recon.kspace import center_crop
-from recon.masks import acs_indices, cine_mask
+from recon.masks import acs_indices
 from recon.simulate.acquisition import Acquisition
 from recon.simulate.coil_noise import correlated_noise, noise_covariance
 from recon.simulate.coils import coil_maps
@@ -55,13 +55,14 @@ class SimulationConfig(CineScan):
     The scan fields (matrix, field of view, slices, phases, coils, R, ACS, heart rate,
     view, ...) are those of :class:`recon.io.header.CineScan`, which the header states
     too (:meth:`protocol`). With the simulator's own fields (coil family, SNR, noise
-    correlation, mask shift, line order) they become one
+    correlation, mask shift, calibration, line order) they become one
     :class:`recon.simulate.acquisition.Acquisition` per slice (:meth:`acquisition`),
     the same description the training data are drawn as.
     """
 
     slice_gap_mm: float = 2.0
     shifted_mask: bool = False
+    calibration: str = "frame"
     snr: float = 40.0
     coil_family: str = "wrap"
     noise_correlation: float = 0.1
@@ -78,7 +79,7 @@ class SimulationConfig(CineScan):
             matrix=tuple(self.matrix), fov_mm=tuple(self.fov_mm), readout_oversampling=self.readout_oversampling,
             frames=self.n_phases, coil_family=self.coil_family, n_coils=self.n_coils, snr=self.snr,
             noise_correlation=self.noise_correlation, acceleration=self.acceleration, n_acs=self.n_acs,
-            shifted_mask=self.shifted_mask, ordering=self.ordering,
+            shifted_mask=self.shifted_mask, calibration=self.calibration, ordering=self.ordering,
         ).validate()
 
     def validate(self) -> "SimulationConfig":
@@ -255,7 +256,7 @@ def simulate_slice(
         sigma = noise_sigma(image * np.sqrt((np.abs(csm) ** 2).sum(axis=0)), acq.snr)
     if noise_cov is None:
         noise_cov = noise_covariance(acq.n_coils, rng, correlation=acq.noise_correlation)
-    mask = cine_mask(ny, acq.acceleration, acq.n_acs, acq.frames, acq.shifted_mask)
+    mask = acq.mask()
     # noise on the lines some frame acquires (the others are never written, and
     # generating noise is the costliest step of a simulation)
     rows = np.arange(ny) if noise_everywhere else np.flatnonzero(mask.any(axis=0))
@@ -276,7 +277,8 @@ def to_slice_data(sim: SimulatedSlice, acq: Acquisition, slice_index: int = 0) -
     prot = protocol(acq)
     header = build_cine_header(prot)
     heads, data = slice_to_acquisitions(sim.kspace, sim.mask, acs_indices(acq.matrix[0], acq.n_acs), slice_index,
-                                        sim.geometry, ordering=acq.ordering)
+                                        sim.geometry, ordering=acq.ordering,
+                                        calibration_only_lines=acq.calibration == "frame")
     heads["idx"]["slice"] = 0
     (s,) = assemble_slices(heads, data, encoding_info(header), header)
     s.slice_index = slice_index
@@ -304,6 +306,7 @@ class SimulatedScan:
         return scan_to_acquisitions(
             [(s.kspace, s.mask, s.geometry) for s in self.slices],
             acs_indices(cfg.matrix[0], cfg.n_acs), cfg.timing, self.noise, ordering=cfg.ordering,
+            calibration_only_lines=cfg.calibration == "frame",
         )
 
 
@@ -331,13 +334,14 @@ def write_slice_file(path: str | Path, sim: SimulatedSlice, acq: Acquisition, no
     shift) and line order, a noise scan first (``noise_samples`` per coil with the slice's
     covariance and sigma; needs ``sim.noise_cov``) and the references ``ground_truth`` and
     ``csm``. ``sim.kspace`` must hold noise on every line the mask acquires."""
-    mask = cine_mask(acq.matrix[0], acq.acceleration, acq.n_acs, acq.frames, acq.shifted_mask)
+    mask = acq.mask()
     noise = None
     if noise_samples and sim.noise_cov is not None:
         rng = np.random.default_rng(seed)
         noise = sim.sigma * correlated_noise((acq.n_coils, 1, noise_samples), sim.noise_cov, rng)[:, 0]
     headers, data = scan_to_acquisitions([(sim.kspace, mask, sim.geometry)], acs_indices(acq.matrix[0], acq.n_acs),
-                                         noise=noise, ordering=acq.ordering)
+                                         noise=noise, ordering=acq.ordering,
+                                         calibration_only_lines=acq.calibration == "frame")
     return write_raw(path, build_cine_header(protocol(acq)), headers, data,
                      references={"ground_truth": [sim.reference], "csm": [sim.csm]})
 

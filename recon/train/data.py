@@ -24,7 +24,7 @@ rank that makes it.
 from __future__ import annotations
 
 import glob
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -121,8 +121,7 @@ class SimulatedCine:
             return simulate_sample(self.cfg, self.magnitude(rng, acq.frames, acq.matrix), acq, rng, strip=False)
         scene = self.scene(epoch, index // self.cfg.scene_reuse)
         rng = np.random.default_rng([_TRAIN_STREAM, self.seed, epoch, index, 1])
-        acq = replace(scene.acq, acceleration=int(rng.choice(self.space.accelerations)),
-                      shifted_mask=bool(rng.random() < self.space.shifted_mask))
+        acq = self.space.vary_mask(scene.acq, rng)
         return scene_sample(self.cfg, scene, acq, rng, strip=True)
 
     def scene(self, epoch: int, number: int) -> Scene:

@@ -59,14 +59,13 @@ is given, so a sample depends only on the streams its source seeds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
 from recon.fft import fftc, ifftc
 from recon.kspace import normalisation_scale
-from recon.masks import cine_mask
 from recon.simulate.acquisition import Acquisition
 from recon.simulate.cine import SimulatedSlice, simulate_slice, to_slice_data
 from recon.simulate.realdata import fit_to_matrix
@@ -191,13 +190,15 @@ class Scene:
 
     ``sim`` holds noise on every ky line, so any mask of the space can be applied;
     ``maps`` (ESPIRiT from the ACS, the same block whatever R) and ``target`` are filled
-    by the first sample made from the scene.
+    by the first sample made from the scene with each calibration (per frame, or the
+    time average of an interleaved mask: other ACS data, other maps), keyed by
+    :attr:`Acquisition.calibration`.
     """
 
     sim: SimulatedSlice
     acq: Acquisition
-    maps: np.ndarray | None = None
-    target: np.ndarray | None = None
+    maps: dict[str, np.ndarray] = field(default_factory=dict)
+    target: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def simulate_scene(cfg: DataConfig, magnitude: np.ndarray, acq: Acquisition, rng: np.random.Generator,
@@ -214,17 +215,17 @@ def scene_sample(cfg: DataConfig, scene: Scene, acq: Acquisition, rng: np.random
     ``strip``, else the whole recon matrix."""
     from recon.pipeline import prepare
 
-    mask = cine_mask(acq.matrix[0], acq.acceleration, acq.n_acs, acq.frames, acq.shifted_mask)
+    mask = acq.mask()
     s = to_slice_data(replace(scene.sim, mask=mask), acq)
-    if scene.maps is None and cfg.maps == "true":
-        scene.maps = unit_maps(scene.sim.csm)
-    p = prepare(s, maps=scene.maps)
+    key = acq.calibration
+    if key not in scene.maps and cfg.maps == "true":
+        scene.maps[key] = unit_maps(scene.sim.csm)
+    p = prepare(s, maps=scene.maps.get(key))
     k, maps = p.kspace.numpy(), p.maps.numpy()
-    if scene.maps is None:
-        scene.maps = maps
-    if scene.target is None:
-        scene.target = project_reference(scene.sim.image, scene.sim.csm, maps)
-    target = scene.target
+    scene.maps.setdefault(key, maps)
+    if key not in scene.target:
+        scene.target[key] = project_reference(scene.sim.image, scene.sim.csm, maps)
+    target = scene.target[key]
     if strip:
         t, _, ny, nx = k.shape
         w = strip_width(cfg.pixels_per_sample, t, ny, nx)
