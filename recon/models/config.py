@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from recon.config import Settings
@@ -169,8 +169,6 @@ PARAMETER_FREE_FIELDS = ("wrap_rows",)
 
 def same_parameters(a: ModelConfig, b: ModelConfig) -> bool:
     """Whether ``a`` and ``b`` build the same model up to :data:`PARAMETER_FREE_FIELDS`."""
-    from dataclasses import replace
-
     def neutral(cfg: ModelConfig) -> ModelConfig:
         subs = {name: replace(getattr(cfg, name), **{f: 0 for f in PARAMETER_FREE_FIELDS})
                 for name in ("crunet", "crnn", "promptmr")}

@@ -92,9 +92,14 @@ class Acquisition:
     intensity: float = 1.0
     ordering: str = "segmented"
 
+    @property
+    def calibration_in_every_frame(self) -> bool:
+        """Whether every frame acquires the calibration block (``calibration == "frame"``)."""
+        return self.calibration == "frame"
+
     def mask(self) -> np.ndarray:
         """The line mask ``[frames, ny]`` (bool) of this acquisition."""
-        n_acs = self.n_acs if self.calibration == "frame" else 0
+        n_acs = self.n_acs if self.calibration_in_every_frame else 0
         return cine_mask(self.matrix[0], self.acceleration, n_acs, self.frames, self.shifted_mask)
 
     def validate(self) -> "Acquisition":

@@ -278,7 +278,7 @@ def to_slice_data(sim: SimulatedSlice, acq: Acquisition, slice_index: int = 0) -
     header = build_cine_header(prot)
     heads, data = slice_to_acquisitions(sim.kspace, sim.mask, acs_indices(acq.matrix[0], acq.n_acs), slice_index,
                                         sim.geometry, ordering=acq.ordering,
-                                        calibration_only_lines=acq.calibration == "frame")
+                                        calibration_only_lines=acq.calibration_in_every_frame)
     heads["idx"]["slice"] = 0
     (s,) = assemble_slices(heads, data, encoding_info(header), header)
     s.slice_index = slice_index
@@ -306,7 +306,7 @@ class SimulatedScan:
         return scan_to_acquisitions(
             [(s.kspace, s.mask, s.geometry) for s in self.slices],
             acs_indices(cfg.matrix[0], cfg.n_acs), cfg.timing, self.noise, ordering=cfg.ordering,
-            calibration_only_lines=cfg.calibration == "frame",
+            calibration_only_lines=cfg.acquisition().calibration_in_every_frame,
         )
 
 
@@ -341,7 +341,7 @@ def write_slice_file(path: str | Path, sim: SimulatedSlice, acq: Acquisition, no
         noise = sim.sigma * correlated_noise((acq.n_coils, 1, noise_samples), sim.noise_cov, rng)[:, 0]
     headers, data = scan_to_acquisitions([(sim.kspace, mask, sim.geometry)], acs_indices(acq.matrix[0], acq.n_acs),
                                          noise=noise, ordering=acq.ordering,
-                                         calibration_only_lines=acq.calibration == "frame")
+                                         calibration_only_lines=acq.calibration_in_every_frame)
     return write_raw(path, build_cine_header(protocol(acq)), headers, data,
                      references={"ground_truth": [sim.reference], "csm": [sim.csm]})
 

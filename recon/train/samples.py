@@ -191,8 +191,8 @@ class Scene:
     ``sim`` holds noise on every ky line, so any mask of the space can be applied;
     ``maps`` (ESPIRiT from the ACS, the same block whatever R) and ``target`` are filled
     by the first sample made from the scene with each calibration (per frame, or the
-    time average of an interleaved mask: other ACS data, other maps), keyed by
-    :attr:`Acquisition.calibration`.
+    time average of an interleaved mask: other ACS data, other ESPIRiT maps), keyed by
+    :attr:`Acquisition.calibration` (one key for the simulated maps of ``maps: true``).
     """
 
     sim: SimulatedSlice
@@ -217,7 +217,7 @@ def scene_sample(cfg: DataConfig, scene: Scene, acq: Acquisition, rng: np.random
 
     mask = acq.mask()
     s = to_slice_data(replace(scene.sim, mask=mask), acq)
-    key = acq.calibration
+    key = acq.calibration if cfg.maps == "espirit" else "true"  # the true maps do not depend on the ACS
     if key not in scene.maps and cfg.maps == "true":
         scene.maps[key] = unit_maps(scene.sim.csm)
     p = prepare(s, maps=scene.maps.get(key))
