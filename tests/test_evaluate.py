@@ -174,3 +174,31 @@ def test_evaluate_reuse_runs_only_what_is_not_stored(raw, tmp_path, tiny_weights
     E.evaluate([raw], out, E.EvalConfig(methods=("zf", "sense:lam=0"), figures=False, device="cpu", reuse=True),
                log=lambda *_: None)
     assert [m for m, _ in calls] == ["sense"] * 2
+
+
+def test_rows_carry_the_challenge_centre_scores_and_old_rows_are_recomputed(raw, tmp_path, monkeypatch):
+    """Every row holds centre_psnr / centre_ssim (the CMRxRecon centre crop) beside the full-FOV
+    scores; they equal the cropped run's main scores; a stored row without them runs again."""
+    import json
+
+    import crunet.evaluate as E
+
+    full = E.evaluate([raw], tmp_path / "full", E.EvalConfig(methods=("zf",), figures=False, device="cpu",
+                                                             reuse=True), log=lambda *_: None)
+    cropped = E.evaluate([raw], tmp_path / "crop", E.EvalConfig(methods=("zf",), figures=False, device="cpu",
+                                                                crop=True), log=lambda *_: None)
+    for a, b in zip(full["rows"], cropped["rows"]):
+        assert a["centre_psnr"] == pytest.approx(b["psnr"]) and a["centre_ssim"] == pytest.approx(b["ssim"])
+        assert a["centre_psnr"] != pytest.approx(a["psnr"])
+    assert "PSNR centre" in (tmp_path / "full" / "table.md").read_text()
+    rows_file = tmp_path / "full" / E.ROWS
+    old = [json.loads(line) for line in rows_file.read_text().splitlines()]
+    for entry in old:  # rows written before the centre scores existed
+        del entry["row"]["centre_psnr"], entry["row"]["centre_ssim"]
+    rows_file.write_text("".join(json.dumps(e) + "\n" for e in old))
+    calls = []
+    real = E.reconstruct_slice
+    monkeypatch.setattr(E, "reconstruct_slice", lambda s, cfg, maps=None: calls.append(1) or real(s, cfg, maps))
+    again = E.evaluate([raw], tmp_path / "full", E.EvalConfig(methods=("zf",), figures=False, device="cpu",
+                                                              reuse=True), log=lambda *_: None)
+    assert len(calls) == 2 and all("centre_psnr" in r for r in again["rows"])

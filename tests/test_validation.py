@@ -34,6 +34,10 @@ def test_validation_report(tmp_path):
         grid = run_validation(tmp_path / "grid", ("sense:lam=0", "sense:lam=0.1"), cfg=CFG, accelerations=(4,), cases=2,
                               device="cpu", sense_grid=(), log=lambda *_: None)["sets"][s][4]
         assert rows[ORACLE]["psnr_mean"] >= max(g["psnr_mean"] for g in grid.values()) - 1e-9
+        # the centre oracle chooses its own weight per case
+        assert rows[ORACLE]["centre_psnr_mean"] >= max(g["centre_psnr_mean"] for g in grid.values()) - 1e-9
+        assert len(rows["zf"]["centre_psnr_cases"]) == 2
     md = (tmp_path / "validation.md").read_text()
     assert "held-out acquisitions" in md and "| 4 | sense |" in md and "gap" in md
+    assert "PSNR centre" in md and "| centre | 4 | sense |" in md
     assert (tmp_path / "validation.json").is_file()
