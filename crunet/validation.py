@@ -19,9 +19,11 @@ the two sets (how far in-distribution validation over-states quality elsewhere).
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import replace
 from pathlib import Path
 
+from recon.machine import describe_machine, machine_line
 from recon.masks import CMRX_ACCELERATIONS
 from recon.train.config import DataConfig
 from recon.weights import DEFAULT_WEIGHTS
@@ -114,7 +116,8 @@ def run_validation(out_dir: str | Path, methods: tuple[str, ...], weights: tuple
                        reference_method=reference, reuse=True)
     with_grid = replace(plain, methods=tuple(methods) + tuple(grid))
     results: dict = {"methods": list(methods) + [Path(w).name for w in weights] + ([ORACLE] if grid else []),
-                     "cases": cases, "sense_grid": list(sense_grid), "sets": {}}
+                     "cases": cases, "sense_grid": list(sense_grid), "sets": {},
+                     "machine": describe_machine(device), "load_at_start": os.getloadavg()[0]}
     for name, by_r in files.items():
         results["sets"][name] = {}
         for r, paths in by_r.items():
@@ -160,6 +163,11 @@ def markdown(results: dict) -> str:
              "Full FOV: the whole reconstructed field of view. Centre: CMRxRecon's centre crop (a third "
              "of the readout, half the phase encodes; the challenge scores only this region). Both: "
              "per-frame magnitudes, each normalised to its own maximum.", ""]
+    if "machine" in results:
+        lines += [f"Seconds per slice: {machine_line(results['machine'])}, 1-minute load "
+                  f"{results['load_at_start']:.1f} when the run started; rows reused from an earlier run keep "
+                  "that run's times. Other work on the machine slows every method: compare times within one "
+                  "table, not across runs.", ""]
     for name, by_r in results["sets"].items():
         lines += [f"## {name}: {SETS[name]}", "",
                   "| R | method | PSNR dB | SSIM | HaarPSI | PSNR centre | SSIM centre | s / slice |",
