@@ -54,8 +54,12 @@ class EvalConfig:
         method) already there instead of reconstructing again. A row is keyed by the
         method's full settings and, for a learned method, its weights hash, so new
         weights or options run again; the files themselves are keyed by path and
-        modification time. Figures need every reconstruction, so ``figures`` runs the
-        methods whatever is stored.
+        modification time. Figures need every reconstruction, so without a ``cache``
+        ``figures`` runs the methods whatever is stored.
+    cache : a folder that keeps the rows (instead of ``<out>``) and each reconstruction's
+        magnitude (``<key hash>.npy``, float32 [t, y, x]), implying ``reuse``: a method whose
+        row and image are both there is not run again, figures included, so adding one
+        method to a long comparison runs only that method.
     """
 
     methods: tuple[str, ...] = COMPARED_METHODS
@@ -67,6 +71,7 @@ class EvalConfig:
     figures: bool = True
     device: str = "auto"
     reuse: bool = False
+    cache: str | None = None
 
     def configs(self) -> dict[str, ReconConfig]:
         """Label -> validated ReconConfig, in table order."""
@@ -97,8 +102,11 @@ def evaluate(paths: list[str | Path], out_dir: str | Path, cfg: EvalConfig = Eva
         raise InputError(f"reference method '{cfg.reference_method}' is not among the methods {list(labels)}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    reuse = cfg.reuse or cfg.cache is not None
+    store = Path(cfg.cache) if cfg.cache is not None else out
+    store.mkdir(parents=True, exist_ok=True)
     rows, figures = [], []
-    stored = _stored_rows(out) if cfg.reuse else {}
+    stored = _stored_rows(store) if reuse else {}
     for path in paths:
         raw = read_raw(path)
         for s in raw.slices:
@@ -107,18 +115,24 @@ def evaluate(paths: list[str | Path], out_dir: str | Path, cfg: EvalConfig = Eva
                 raise InputError(f"{path}: no ground truth for slice {s.slice_index} "
                                  "(/dataset/ground_truth); evaluate needs it")
             crop = cmrxrecon_crop_size(ref.shape[-2:]) if cfg.crop else None
-            keys = {m: _row_key(path, s.slice_index, rc, crop) for m, rc in configs.items()} if cfg.reuse else {}
+            keys = {m: _row_key(path, s.slice_index, rc, crop) for m, rc in configs.items()} if reuse else {}
+            images = {m: _image_path(cfg.cache, k) for m, k in keys.items()} if cfg.cache is not None else {}
             todo = {m: rc for m, rc in configs.items()
-                    if cfg.figures or not all(k in stored.get(keys.get(m), {}) for k in ROW_SCORES)}
+                    if not all(k in stored.get(keys.get(m), {}) for k in ROW_SCORES)
+                    or (cfg.figures and not (m in images and images[m].is_file()))}
             recs, seconds, t_maps = run_methods(s, todo) if todo else ({}, {}, 0.0)
             for m in configs:
                 if m in recs:
                     row = {"file": str(path), "slice": s.slice_index, "method": m, "seconds": seconds[m],
                            "seconds_maps": t_maps, **_scores(ref, recs[m], crop)}
-                    if cfg.reuse:
-                        _store_row(out, keys[m], row)
+                    if reuse:
+                        _store_row(store, keys[m], row)
+                    if m in images:
+                        np.save(images[m], np.abs(recs[m]).astype(np.float32))
                 else:
                     row = dict(stored[keys[m]])
+                    if cfg.figures:
+                        recs[m] = np.load(images[m])
                 rows.append(row)
                 log(f"{Path(path).name} slice {s.slice_index}: {LABELS.get(m, m):<12} "
                     f"PSNR {row['psnr']:6.2f} dB  SSIM {row['ssim']:.4f}  {row['seconds']:6.2f} s"
@@ -158,6 +172,13 @@ def _row_key(path: str | Path, slice_index: int, rc: ReconConfig, crop) -> str:
     maps = repr(EspiritOptions()) if rc.coil_method == "espirit" else rc.coil_method  # the maps' defaults too
     return json.dumps([str(Path(path).resolve()), st.st_size, st.st_mtime_ns, int(slice_index), crop,
                        repr(replace(rc, series_index=0)), sha, repr(defaults), maps], default=str)
+
+
+def _image_path(cache: str | Path, key: str) -> Path:
+    """Where the cache keeps the magnitude of the reconstruction a row ``key`` describes."""
+    import hashlib
+
+    return Path(cache) / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.npy"
 
 
 def _stored_rows(out: Path) -> dict[str, dict]:

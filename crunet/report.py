@@ -56,7 +56,11 @@ class ReportConfig(Settings):
     series : ``.npz`` cine series of a held-out patient; None = the shipped ``data/`` series.
     scan : the simulated acquisition (source, slices and R are set here); None = the demo's.
     device : ``auto``, ``cpu`` or ``cuda``.
-    raw_dir : keep the raw files there; None = a temporary folder, removed at the end.
+    raw_dir : keep the raw files there; None = a temporary folder, removed at the end (or
+        ``<cache>/raw`` with a ``cache``).
+    cache : keep every row and reconstruction there (``crunet evaluate``'s cache, one folder
+        per R) and the raw files (re-simulated only when their acquisition changes): a second
+        report runs only the methods or weights that are new. None = run everything.
     alpha : family-wise significance level (Bonferroni over the compared methods).
     """
 
@@ -70,6 +74,7 @@ class ReportConfig(Settings):
     device: Device = "auto"
     raw_dir: str | None = None
     alpha: float = 0.05
+    cache: str | None = None
 
     def rs(self) -> tuple[int, ...]:
         """The R values this report runs."""
@@ -97,6 +102,7 @@ class ReportConfig(Settings):
         args += ["--series", str(self.series)] if self.series else []
         args += ["--device", self.device] if self.device != "auto" else []
         args += ["--raw-dir", str(self.raw_dir)] if self.raw_dir else []
+        args += ["--cache", str(self.cache)] if self.cache else []
         return shlex.join(args)
 
 
@@ -149,13 +155,26 @@ def check_heldout(series: Path, patient: str) -> str:
 
 
 def write_raw_files(raw_dir: Path, scan, accelerations: tuple[int, ...], log=print) -> dict[int, Path]:
-    """One raw file ``raw_dir/heldout_r<R>.h5`` per R from ``scan`` (a SimulationConfig): ``{R: path}``."""
+    """One raw file ``raw_dir/heldout_r<R>.h5`` per R from ``scan`` (a SimulationConfig): ``{R: path}``.
+
+    Each file's acquisition is written beside it (``.json``); a file whose record equals the
+    acquisition asked for is kept as it is (so rows keyed by its modification time stay valid)."""
+    from dataclasses import asdict
+
     from recon.simulate.cine import simulate_to_file
 
     files = {}
     for r in accelerations:
         path = raw_dir / RAW_NAME.format(r=r)
+        record = path.with_suffix(".json")
+        wanted = json.dumps(asdict(replace(scan, acceleration=r)), sort_keys=True, default=str)
+        if path.is_file() and record.is_file() and record.read_text() == wanted:
+            log(f"R={r}: kept {path} (same acquisition)")
+            files[r] = path
+            continue
+        record.unlink(missing_ok=True)
         info = simulate_to_file(replace(scan, acceleration=r), path)
+        record.write_text(wanted)
         log(f"simulated R={r}: {info['slices']} slices x {info['phases']} phases, {scan.n_coils} "
             f"{scan.coil_family} coils, SNR {scan.snr:g} -> {path}")
         files[r] = path
@@ -210,12 +229,13 @@ def run_report(cfg: ReportConfig = ReportConfig(), log=print) -> dict:
     ecfg = EvalConfig(methods=methods, reference_method=reference, alpha=cfg.alpha, device=cfg.device)
     per_r: dict[int, dict] = {}
     with tempfile.TemporaryDirectory(prefix="crunet_report_") as tmp:
-        raw_dir = Path(cfg.raw_dir) if cfg.raw_dir else Path(tmp)
+        raw_dir = Path(cfg.raw_dir or (Path(cfg.cache) / "raw" if cfg.cache else tmp))
         raw_dir.mkdir(parents=True, exist_ok=True)
         files = write_raw_files(raw_dir, scan, cfg.rs(), log)
         for r, path in files.items():
             log(f"== R = {r}: {', '.join(methods)}")
-            res = evaluate([path], out / f"r{r}", ecfg, log=log)
+            rcfg = replace(ecfg, cache=str(Path(cfg.cache) / f"r{r}")) if cfg.cache else ecfg
+            res = evaluate([path], out / f"r{r}", rcfg, log=log)
             per_r[r] = {"summary": res["summary"], "stats": res["stats"] if reference else [],
                         "n": len({(x["file"], x["slice"]) for x in res["rows"]}),
                         "seconds_maps": float(np.mean([x["seconds_maps"] for x in res["rows"]])),

@@ -224,3 +224,32 @@ def test_report_index_holds_the_claims(report):
     assert section.count("| **") == 6
     assert "Feature aggregation improves CRUNet-MR" in section and "R = 4: " in section
     assert "needs CRUNet-MR w/ CA, K=2 (`crunet_ca_k2`)" in section
+
+
+def test_cache_runs_only_what_is_new(tmp_path, monkeypatch, tiny_weights):
+    """With --cache, a second report keeps the raw files and runs only newly installed weights;
+    its tables and figures equal a report that ran everything."""
+    import crunet.evaluate as E
+
+    monkeypatch.setenv(WEIGHTS_ENV, str(tiny_weights))
+    series = write_series(tmp_path / "heldout.npz", slices=1)
+    cfg = ReportConfig(out=str(tmp_path / "a"), quick=True, series=str(series), scan=TINY_SCAN, device="cpu",
+                       cache=str(tmp_path / "cache"))
+    run_report(cfg, log=lambda *_: None)
+    raw = tmp_path / "cache" / "raw" / "heldout_r8.h5"
+    mtime = raw.stat().st_mtime_ns
+    calls = []
+    real = E.reconstruct_slice
+    monkeypatch.setattr(E, "reconstruct_slice", lambda s, c, maps=None: calls.append(c.method) or real(s, c, maps))
+    save_bank_weights(tmp_path / "w" / "crunet_ca_k2", 2)
+    monkeypatch.setenv(WEIGHTS_ENV, os.pathsep.join([str(tmp_path / "w"), str(tiny_weights)]))
+    second = run_report(replace(cfg, out=str(tmp_path / "b")), log=lambda *_: None)
+    assert calls == ["crunet_ca_k2"] and raw.stat().st_mtime_ns == mtime  # only the new weights ran; raw kept
+    assert "crunet_ca_k2" in second["methods"] and (tmp_path / "b" / "r8" / "heldout_r8_slice0.png").is_file()
+    fresh = run_report(replace(cfg, out=str(tmp_path / "c"), cache=None), log=lambda *_: None)
+    for a, b in zip(second["accelerations"][8]["summary"], fresh["accelerations"][8]["summary"]):
+        assert a["method"] == b["method"] and a["psnr_mean"] == pytest.approx(b["psnr_mean"], abs=1e-6)
+    assert "--cache" in second["command"]
+    calls.clear()
+    run_report(replace(cfg, out=str(tmp_path / "d"), scan=replace(TINY_SCAN, snr=20.0)), log=lambda *_: None)
+    assert raw.stat().st_mtime_ns != mtime and len(calls) > 1  # another acquisition: simulated and run again

@@ -27,13 +27,17 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=DEVICES, default="auto", help="auto (default): CUDA when available, else CPU")
     p.add_argument("--raw-dir", default=None, metavar="DIR",
                    help="keep the simulated raw files there (default: a temporary folder, removed)")
+    p.add_argument("--cache", default=None, metavar="DIR",
+                   help="keep every reconstruction, row and raw file there: a second report runs only the "
+                        "methods or weights that are new (default: none, everything runs)")
 
 
 def run(args: argparse.Namespace) -> int:
     from crunet.report import ReportConfig, run_report
 
     cfg = ReportConfig(out=args.out, accelerations=tuple(args.accelerations) if args.accelerations else None,
-                       quick=args.quick, series=args.series, device=args.device, raw_dir=args.raw_dir)
+                       quick=args.quick, series=args.series, device=args.device, raw_dir=args.raw_dir,
+                       cache=args.cache)
     report = run_report(cfg)
     for name, why in report["missing"].items():
         print(f"{name}: {why}")
