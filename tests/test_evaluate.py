@@ -202,3 +202,17 @@ def test_rows_carry_the_challenge_centre_scores_and_old_rows_are_recomputed(raw,
     again = E.evaluate([raw], tmp_path / "full", E.EvalConfig(methods=("zf",), figures=False, device="cpu",
                                                               reuse=True), log=lambda *_: None)
     assert len(calls) == 2 and all("centre_psnr" in r for r in again["rows"])
+
+
+def test_cli_cache_reuses_reconstructions_for_figures(raw, tmp_path, monkeypatch, capsys):
+    """crunet evaluate --cache: the second run reconstructs nothing yet writes the same table and figures."""
+    import crunet.evaluate as E
+
+    args = ["evaluate", str(raw), "--methods", "zf", "sense", "--device", "cpu", "--cache", str(tmp_path / "c")]
+    assert main(args + ["--out", str(tmp_path / "a")]) == 0
+    monkeypatch.setattr(E, "reconstruct_slice", lambda *a, **k: pytest.fail("reconstructed again"))
+    assert main(args + ["--out", str(tmp_path / "b")]) == 0
+    for name in ("table.csv", "sax_r8_slice0.png", "sax_r8_slice1.png"):
+        assert (tmp_path / "b" / name).is_file(), name
+    tables = [(tmp_path / d / "table.csv").read_text().splitlines() for d in "ab"]
+    assert [line.split(",")[:3] for line in tables[0]] == [line.split(",")[:3] for line in tables[1]]

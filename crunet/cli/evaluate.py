@@ -24,6 +24,10 @@ def add_parser(p: argparse.ArgumentParser) -> None:
                    help="method the others are tested against (default: the last one)")
     p.add_argument("--crop", action="store_true", help="CMRxRecon centre crop before scoring")
     p.add_argument("--no-figures", action="store_true", help="skip the per-slice figures")
+    p.add_argument("--cache", default=None, metavar="DIR",
+                   help="keep every row and reconstruction there and reuse them: a later run with one more "
+                        "method or new weights runs only those (rows are keyed by file, slice, method "
+                        "settings and weights hash)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = EvalConfig(methods=compared_methods(args.methods, args.weights), weights=tuple(args.weights),
                      coil_method=args.coil_method, crop=args.crop, reference_method=args.reference_method,
-                     figures=not args.no_figures, device=args.device)
+                     figures=not args.no_figures, device=args.device, cache=args.cache)
     result = evaluate(args.inputs, args.out, cfg)
     print(f"table  : {result['table']} (and table.csv, results.csv, stats.csv)")
     if result["figures"]:
