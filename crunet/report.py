@@ -198,6 +198,34 @@ def unavailable_metrics(summaries: list[list[dict]]) -> dict[str, str]:
     return reasons
 
 
+def training_summary(name: str) -> str:
+    """How installed weights ``name`` were trained, in a few words, from the files shipped with them:
+    wrapped rows along y, the last run's steps (``metrics.csv``) and whether that run fine-tuned
+    earlier weights (``train_config.yaml``: ``train.init_weights``; its card says how many steps before)."""
+    import csv
+
+    import yaml
+
+    from recon.weights import weights_info
+
+    info = weights_info(name)
+    model = getattr(info.config, info.config.name)
+    parts = [f"wrap rows {int(getattr(model, 'wrap_rows', 0))}"]
+    metrics, train_cfg = info.directory / "metrics.csv", info.directory / "train_config.yaml"
+    steps = None
+    if metrics.is_file():
+        with open(metrics, newline="") as f:
+            rows = list(csv.DictReader(f))
+        steps = int(float(rows[-1]["step"])) if rows and rows[-1].get("step") else None
+    init = None
+    if train_cfg.is_file():
+        init = ((yaml.safe_load(train_cfg.read_text()) or {}).get("train") or {}).get("init_weights")
+    if steps is not None:
+        parts.append(f"{steps:,} steps" + (" fine-tuning earlier weights (more steps before: its CARD.md)"
+                                           if init else ""))
+    return ", ".join(parts)
+
+
 def bank_depths(installed: list[str]) -> dict[str, int]:
     """``name -> K`` (0 = all earlier cascades) of the installed :data:`BANK_DEPTH` weights, from their config."""
     from recon.weights import weights_info
@@ -253,7 +281,7 @@ def run_report(cfg: ReportConfig = ReportConfig(), log=print) -> dict:
         "methods": list(methods), "reference": reference, "missing": missing, "other_weights": others,
         "table_order": [m for m in CLASSICAL + LEARNED if m in methods or m in missing],
         "bank_names": list(BANK_DEPTH),
-        "weights": {n: weights_info(n).describe() for n in installed},
+        "weights": {n: f"{weights_info(n).describe()}; {training_summary(n)}" for n in installed},
         "bank_depths": bank_depths(installed), "alpha": cfg.alpha,
         "unavailable": unavailable_metrics([v["summary"] for v in per_r.values()]),
         "accelerations": per_r, "regions": regions,

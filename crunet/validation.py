@@ -160,8 +160,9 @@ def markdown(results: dict) -> str:
     in-distribution vs held-out gap, each on the full field of view and on the challenge's
     centre crop."""
     lines = [f"# Validation on held-out data ({results['cases']} cases per set and R)", "",
-             "Full FOV: the whole reconstructed field of view. Centre: CMRxRecon's centre crop (a third "
-             "of the readout, half the phase encodes; the challenge scores only this region). Both: "
+             "Full FOV: the whole reconstructed field of view. Centre: CMRxRecon's centre crop (two "
+             "thirds of the field of view along the readout, half along the phase encodes; the challenge "
+             "scores only this region). Both: "
              "per-frame magnitudes, each normalised to its own maximum.", ""]
     if "machine" in results:
         lines += [f"Seconds per slice: {machine_line(results['machine'])}, 1-minute load "

@@ -194,7 +194,7 @@ def test_rows_carry_the_challenge_centre_scores_and_old_rows_are_recomputed(raw,
     rows_file = tmp_path / "full" / E.ROWS
     old = [json.loads(line) for line in rows_file.read_text().splitlines()]
     for entry in old:  # rows written before the centre scores existed
-        del entry["row"]["centre_psnr"], entry["row"]["centre_ssim"]
+        del entry["row"]["centre_psnr"], entry["row"]["centre_ssim"], entry["row"]["centre_crop"]
     rows_file.write_text("".join(json.dumps(e) + "\n" for e in old))
     calls = []
     real = E.reconstruct_slice
@@ -202,6 +202,7 @@ def test_rows_carry_the_challenge_centre_scores_and_old_rows_are_recomputed(raw,
     again = E.evaluate([raw], tmp_path / "full", E.EvalConfig(methods=("zf",), figures=False, device="cpu",
                                                               reuse=True), log=lambda *_: None)
     assert len(calls) == 2 and all("centre_psnr" in r for r in again["rows"])
+    assert all(r["centre_crop"] == "40x53" for r in again["rows"])  # 80 x 80: half of y, two thirds of x
 
 
 def test_cli_cache_reuses_reconstructions_for_figures(raw, tmp_path, monkeypatch, capsys):
@@ -216,3 +217,25 @@ def test_cli_cache_reuses_reconstructions_for_figures(raw, tmp_path, monkeypatch
         assert (tmp_path / "b" / name).is_file(), name
     tables = [(tmp_path / d / "table.csv").read_text().splitlines() for d in "ab"]
     assert [line.split(",")[:3] for line in tables[0]] == [line.split(",")[:3] for line in tables[1]]
+
+
+def test_cached_rows_scored_on_another_crop_are_rescored_not_reconstructed(raw, tmp_path, monkeypatch):
+    """A cached row whose centre scores used another crop is rescored from its cached image."""
+    import json
+
+    import crunet.evaluate as E
+
+    cfg = E.EvalConfig(methods=("zf",), figures=False, device="cpu", cache=str(tmp_path / "c"))
+    first = E.evaluate([raw], tmp_path / "a", cfg, log=lambda *_: None)
+    rows_file = tmp_path / "c" / E.ROWS
+    old = [json.loads(line) for line in rows_file.read_text().splitlines()]
+    for entry in old:  # as if scored with an older crop rule
+        entry["row"].update(centre_crop="40x27", centre_psnr=0.0)
+    rows_file.write_text("".join(json.dumps(e) + "\n" for e in old))
+    monkeypatch.setattr(E, "reconstruct_slice", lambda *a, **k: pytest.fail("reconstructed again"))
+    logged = []
+    again = E.evaluate([raw], tmp_path / "b", cfg, log=logged.append)
+    for a, b in zip(first["rows"], again["rows"]):
+        assert b["centre_crop"] == "40x53" and b["centre_psnr"] == pytest.approx(a["centre_psnr"], abs=1e-4)
+        assert b["seconds"] == a["seconds"]
+    assert sum("rescored" in line for line in logged) == 2

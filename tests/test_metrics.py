@@ -164,7 +164,11 @@ def test_crop(rng: np.random.Generator) -> None:
         img = torch.zeros(1, n, n)
         img[0, n // 2, n // 2] = 1
         assert center_crop(img, (c, c))[0, c // 2, c // 2] == 1
-    assert cmrxrecon_crop_size((12, 246, 512)) == (123, 171)
+    # run4Ranking on the 2x oversampled 246 x 512 image keeps 123 x 171 pixels: two thirds of
+    # the 256-pixel field of view; the same region on the recon grid (oversampling removed)
+    assert cmrxrecon_crop_size((12, 246, 512), removed_oversampling=1) == (123, 171)
+    assert cmrxrecon_crop_size((12, 246, 256)) == (123, 171)
+    assert cmrxrecon_crop_size((5, 4)) == (3, 3)
     with pytest.raises(InputError, match="crop"):
         psnr(ref, rec, crop=(42, 10))
 

@@ -84,6 +84,20 @@ def test_table_holds_every_method_and_says_what_is_missing(report):
     assert "Regenerate with `crunet report --out" in md and "--accelerations 4 8" in md
     assert "Machine: " in md and "weights/SPLIT.md" in md and "`sunnybrook_SCD0000401_midventricular.npz`" in md
     assert res["data"]["patient"] == "SCD0000401" and res["data"]["slices"] == 2
+    assert all("wrap rows" in res["weights"][m] for m in INSTALLED)  # how each model was trained
+
+
+def test_training_summary_reads_the_shipped_files(tmp_path, monkeypatch):
+    """Steps from metrics.csv, fine-tuning from train_config.yaml, wrapped rows from the config."""
+    from crunet.report import training_summary
+
+    d = save_bank_weights(tmp_path / "w" / "crunet_ca_k2", 2)
+    monkeypatch.setenv(WEIGHTS_ENV, str(tmp_path / "w"))
+    assert training_summary("crunet_ca_k2") == "wrap rows 0"
+    (d / "metrics.csv").write_text("epoch,step,train_loss\n1,250,0.5\n2,500,0.4\n")
+    assert training_summary("crunet_ca_k2") == "wrap rows 0, 500 steps"
+    (d / "train_config.yaml").write_text("train:\n  init_weights: runs/x/weights\n")
+    assert training_summary("crunet_ca_k2").startswith("wrap rows 0, 500 steps fine-tuning earlier weights")
 
 
 def test_regions_and_bank_depth_sections(report):

@@ -2,9 +2,11 @@
 
 Images are magnitudes of the complex reconstruction. Before scoring, CMRxRecon crops
 the centre of each image (``run4Ranking.m``: ``crop(abs(img), [round(sx/3), round(sy/2)])``
-with ``sx`` the readout and ``sy`` the phase-encode size, Lustig's ``crop.m`` index rule);
-:func:`cmrxrecon_crop_size` gives that size for our ``[t, y, x]`` layout (y = phase
-encode, x = readout) and ``crop=`` applies it. Cropping happens before normalisation,
+with ``sx`` the readout and ``sy`` the phase-encode size of the k-space, whose readout
+keeps 2x oversampling; Lustig's ``crop.m`` index rule): the central two thirds of the
+field of view along the readout, half along the phase encodes.
+:func:`cmrxrecon_crop_size` gives that region's size for our ``[t, y, x]`` layout (y = phase
+encode, x = readout, oversampling removed) and ``crop=`` applies it. Cropping happens before normalisation,
 as there. Each frame is then divided by its own maximum (``gt / gt.max()``,
 ``pred / pred.max()``). The challenge also keeps only the first 3 frames and central 2
 slices; that selection is the caller's job. One difference: CMRxRecon stores single
@@ -62,18 +64,28 @@ def _round_half_up(v: float) -> int:
     return int(math.floor(v + 0.5))
 
 
-def cmrxrecon_crop_size(shape: Sequence[int]) -> tuple[int, int]:
+#: CMRxRecon's k-space keeps the scanner's 2x readout oversampling (246 x 512 for SAX cine).
+CMRXRECON_READOUT_OVERSAMPLING = 2
+
+
+def cmrxrecon_crop_size(shape: Sequence[int],
+                        removed_oversampling: int = CMRXRECON_READOUT_OVERSAMPLING) -> tuple[int, int]:
     """CMRxRecon's ranking crop (h, w) for images whose last two axes are [y, x].
 
     ``run4Ranking.m`` keeps ``round(sx/3)`` readout samples and ``round(sy/2)``
-    phase-encode lines (MATLAB order (sx = readout, sy = phase encode)); in our
-    [..., y, x] layout (y = phase encode, x = readout) that is
-    ``(round(ny / 2), round(nx / 3))``.
+    phase-encode lines of the image in the k-space's size (MATLAB order: sx = readout, sy =
+    phase encode), and that readout carries 2x oversampling: the challenge scores the
+    central two thirds of the field of view along the readout and half of it along the
+    phase encodes. The project's images have the oversampling removed (the recon grid), so
+    for them ``removed_oversampling`` = 2 gives the same region:
+    ``(round(ny / 2), round(2 * nx / 3))``; pass 1 for an image on the oversampled grid.
     """
     if len(shape) < 2:
         raise InputError(f"crop size: need a shape with at least 2 axes, got {tuple(shape)}")
+    if int(removed_oversampling) < 1:
+        raise InputError(f"crop size: removed_oversampling must be >= 1, got {removed_oversampling}")
     ny, nx = int(shape[-2]), int(shape[-1])
-    return max(1, _round_half_up(ny / 2)), max(1, _round_half_up(nx / 3))
+    return max(1, _round_half_up(ny / 2)), min(nx, max(1, _round_half_up(int(removed_oversampling) * nx / 3)))
 
 
 def center_crop(x: torch.Tensor, crop: Sequence[int]) -> torch.Tensor:
