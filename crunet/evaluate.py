@@ -56,6 +56,7 @@ class EvalConfig:
         weights or options run again; the files themselves are keyed by path and
         modification time. Figures need every reconstruction, so without a ``cache``
         ``figures`` runs the methods whatever is stored.
+    figure_slices : slice indices that get a figure (None: every slice) when ``figures``.
     cache : a folder that keeps the rows (instead of ``<out>``) and each reconstruction's
         magnitude (``<key hash>.npy``, float32 [t, y, x]), implying ``reuse``: a method whose
         row and image are both there is not run again, figures included, so adding one
@@ -72,6 +73,7 @@ class EvalConfig:
     device: str = "auto"
     reuse: bool = False
     cache: str | None = None
+    figure_slices: tuple[int, ...] | None = None
 
     def configs(self) -> dict[str, ReconConfig]:
         """Label -> validated ReconConfig, in table order."""
@@ -116,6 +118,7 @@ def evaluate(paths: list[str | Path], out_dir: str | Path, cfg: EvalConfig = Eva
                                  "(/dataset/ground_truth); evaluate needs it")
             crop = cmrxrecon_crop_size(ref.shape[-2:]) if cfg.crop else None
             centre = _crop_label(cmrxrecon_crop_size(ref.shape[-2:]))
+            figure = cfg.figures and (cfg.figure_slices is None or s.slice_index in cfg.figure_slices)
             keys = {m: _row_key(path, s.slice_index, rc, crop) for m, rc in configs.items()} if reuse else {}
             images = {m: _image_path(cfg.cache, k) for m, k in keys.items()} if cfg.cache is not None else {}
             cached = {m for m, p in images.items() if p.is_file()}
@@ -123,7 +126,7 @@ def evaluate(paths: list[str | Path], out_dir: str | Path, cfg: EvalConfig = Eva
             # run what has no row, or whose row is stale without a cached image, or lacks the image figures need
             todo = {m: rc for m, rc in configs.items()
                     if keys.get(m) not in stored or (m not in scored and m not in cached)
-                    or (cfg.figures and m not in cached)}
+                    or (figure and m not in cached)}
             recs, seconds, t_maps = run_methods(s, todo) if todo else ({}, {}, 0.0)
             for m in configs:
                 note = ""
@@ -143,12 +146,12 @@ def evaluate(paths: list[str | Path], out_dir: str | Path, cfg: EvalConfig = Eva
                         note = "  (stored, rescored)"
                     else:
                         note = "  (stored)"
-                    if cfg.figures:
+                    if figure:
                         recs[m] = image
                 rows.append(row)
                 log(f"{Path(path).name} slice {s.slice_index}: {LABELS.get(m, m):<12} "
                     f"PSNR {row['psnr']:6.2f} dB  SSIM {row['ssim']:.4f}  {row['seconds']:6.2f} s" + note)
-            if cfg.figures:
+            if figure:
                 fig = out / f"{Path(path).stem}_slice{s.slice_index}.png"
                 comparison_figure(ref, {LABELS.get(m, m): r for m, r in recs.items()}, fig, frame=0,
                                   title=f"{Path(path).name} slice {s.slice_index}")

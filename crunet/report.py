@@ -198,6 +198,12 @@ def unavailable_metrics(summaries: list[list[dict]]) -> dict[str, str]:
     return reasons
 
 
+def figure_slices(n_slices: int) -> tuple[int, ...]:
+    """The slices drawn as figures: the central two, the slices CMRxRecon ranks (one when there is one);
+    every slice is scored in the tables."""
+    return tuple(sorted({max(0, n_slices // 2 - 1), n_slices // 2} if n_slices > 1 else {0}))
+
+
 def training_summary(name: str) -> str:
     """How installed weights ``name`` were trained, in a few words, from the files shipped with them:
     wrapped rows along y, the last run's steps (``metrics.csv``) and whether that run fine-tuned
@@ -253,7 +259,8 @@ def run_report(cfg: ReportConfig = ReportConfig(), log=print) -> dict:
     device = str(resolve_device(cfg.device))
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    ecfg = EvalConfig(methods=methods, reference_method=reference, alpha=cfg.alpha, device=cfg.device)
+    ecfg = EvalConfig(methods=methods, reference_method=reference, alpha=cfg.alpha, device=cfg.device,
+                      figure_slices=figure_slices(n_slices))
     per_r: dict[int, dict] = {}
     with tempfile.TemporaryDirectory(prefix="crunet_report_") as tmp:
         raw_dir = Path(cfg.raw_dir or (Path(cfg.cache) / "raw" if cfg.cache else tmp))

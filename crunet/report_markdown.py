@@ -119,7 +119,8 @@ def figures_section(report: dict) -> list[str]:
     lines = ["## 2. Qualitative comparison", "",
              "Heart-centred crops of the ground truth (reference), zero-filled and every method at frame 0, each "
              "titled with its PSNR / SSIM over the whole cine; |error| maps on one colour scale with a colour bar; "
-             "x-t profiles along the image row through the ventricles (orange line), time downwards.", ""]
+             "x-t profiles along the image row through the ventricles (orange line), time downwards. Drawn for "
+             "the central two slices (those CMRxRecon ranks); the tables score every slice.", ""]
     for r, res in report["accelerations"].items():
         if not res["figures"]:
             continue

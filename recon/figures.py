@@ -68,7 +68,7 @@ def comparison_figure(
     # in the frame must not leave the heart dark)
     vmax = max(float(np.percentile(ref[frame][rows, cols], 99.5)), 1e-6)
 
-    fig = Figure(figsize=(2.5 * len(names) + 0.6, 7.8), dpi=110, layout="constrained")
+    fig = Figure(figsize=(2.5 * len(names) + 0.6, 7.8), dpi=90, layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(3, len(names), squeeze=False)
     err_im = None

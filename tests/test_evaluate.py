@@ -239,3 +239,12 @@ def test_cached_rows_scored_on_another_crop_are_rescored_not_reconstructed(raw, 
         assert b["centre_crop"] == "40x53" and b["centre_psnr"] == pytest.approx(a["centre_psnr"], abs=1e-4)
         assert b["seconds"] == a["seconds"]
     assert sum("rescored" in line for line in logged) == 2
+
+
+def test_figure_slices_limit_the_figures_not_the_table(raw, tmp_path):
+    import crunet.evaluate as E
+
+    res = E.evaluate([raw], tmp_path, E.EvalConfig(methods=("zf",), device="cpu", figure_slices=(1,)),
+                     log=lambda *_: None)
+    assert [p.rsplit("/", 1)[-1] for p in res["figures"]] == ["sax_r8_slice1.png"]
+    assert not (tmp_path / "sax_r8_slice0.png").exists() and len(res["rows"]) == 2

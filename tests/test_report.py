@@ -267,3 +267,11 @@ def test_cache_runs_only_what_is_new(tmp_path, monkeypatch, tiny_weights):
     calls.clear()
     run_report(replace(cfg, out=str(tmp_path / "d"), scan=replace(TINY_SCAN, snr=20.0)), log=lambda *_: None)
     assert raw.stat().st_mtime_ns != mtime and len(calls) > 1  # another acquisition: simulated and run again
+
+
+def test_figures_for_the_central_two_slices():
+    """Tables score every slice; figures are drawn for the two CMRxRecon ranks (the centre)."""
+    from crunet.report import figure_slices
+
+    assert figure_slices(11) == (4, 5) and figure_slices(2) == (0, 1) and figure_slices(1) == (0,)
+    assert figure_slices(4) == (1, 2)
