@@ -77,4 +77,20 @@ def claims_section(report: dict) -> list[str]:
              "of section 1.", "", "| claim | here | numbers |", "|---|---|---|"]
     for claim, ok, numbers in claims(report):
         lines.append(f"| {claim} | **{_verdict(ok)}** | {numbers} |")
+    lines += [""] + training_caveat(report)
     return lines + [""]
+
+
+def training_caveat(report: dict) -> list[str]:
+    """A warning when the CRUNet-MR variants compared were not trained alike: the claims are about the
+    architecture, and a model trained longer or on other data can win or lose for that reason alone."""
+    from crunet.report import BANK_DEPTH
+
+    compared = [m for m in ("crunet", "crunet_conv", *BANK_DEPTH) if m in report["weights"]]
+    training = {m: report["weights"][m].split("; ", 1)[-1] for m in compared}
+    if len(set(training.values())) <= 1:
+        return []
+    return ["**The compared models were not trained alike** (Methods table: " +
+            "; ".join(f"`{m}`: {t}" for m, t in training.items()) +
+            "), so these verdicts mix the architecture with the training; they test the claims only once the "
+            "models share the recipe and the steps.", ""]

@@ -275,3 +275,15 @@ def test_figures_for_the_central_two_slices():
 
     assert figure_slices(11) == (4, 5) and figure_slices(2) == (0, 1) and figure_slices(1) == (0,)
     assert figure_slices(4) == (1, 2)
+
+
+def test_claims_warn_when_the_models_were_trained_differently():
+    from crunet.report_claims import training_caveat
+
+    same = {"weights": {"crunet": "CRUNet-MR a; wrap rows 8, 4,000 steps",
+                        "crunet_ca": "CRUNet-MR b; wrap rows 8, 4,000 steps"}}
+    assert training_caveat(same) == []
+    other = {"weights": {"crunet": "CRUNet-MR a; wrap rows 0, 4,000 steps",
+                         "crunet_ca": "CRUNet-MR b; wrap rows 8, 2,000 steps fine-tuning earlier weights"}}
+    text = " ".join(training_caveat(other))
+    assert "not trained alike" in text and "`crunet`: wrap rows 0, 4,000 steps" in text
