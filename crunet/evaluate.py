@@ -153,7 +153,7 @@ def evaluate(paths: list[str | Path], out_dir: str | Path, cfg: EvalConfig = Eva
                     f"PSNR {row['psnr']:6.2f} dB  SSIM {row['ssim']:.4f}  {row['seconds']:6.2f} s" + note)
             if figure:
                 fig = out / f"{Path(path).stem}_slice{s.slice_index}.png"
-                comparison_figure(ref, {LABELS.get(m, m): r for m, r in recs.items()}, fig, frame=0,
+                comparison_figure(ref, {LABELS.get(m, m): recs[m] for m in configs if m in recs}, fig, frame=0,
                                   title=f"{Path(path).name} slice {s.slice_index}")
                 figures.append(str(fig))
     summary = _summary(rows, labels)
