@@ -29,6 +29,8 @@ from recon.train.config import DataConfig
 from recon.weights import DEFAULT_WEIGHTS
 
 SETS = {"val": "held-out patient, training acquisitions", "xval": "held-out patient, held-out acquisitions"}
+#: How the cases of a folder were made (a folder keeps its cases; another setting needs another folder).
+CASES_RECORD = "cases.json"
 
 
 def write_cases(out_dir: str | Path, cfg: DataConfig = DataConfig(), accelerations=CMRX_ACCELERATIONS,
@@ -38,7 +40,15 @@ def write_cases(out_dir: str | Path, cfg: DataConfig = DataConfig(), acceleratio
     from recon.train.data import SimulatedCine
     from recon.train.samples import simulate_scene
 
+    from recon.errors import InputError
+
     out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    record, made = out / CASES_RECORD, {"seam_rows": int(cfg.seam_rows)}
+    if record.is_file() and json.loads(record.read_text()) != made:
+        raise InputError(f"{out}: its cases were made with {record.read_text().strip()}, not {json.dumps(made)}; "
+                         "use another --out")
+    record.write_text(json.dumps(made) + "\n")
     files: dict[str, dict[int, list[Path]]] = {}
     for name in SETS:
         src = SimulatedCine(cfg, seed=0, split=name)

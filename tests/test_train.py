@@ -545,3 +545,51 @@ def test_augmentation_moves_the_object_along_y_and_keeps_the_frames():
     assert len(shifts) >= 6  # many rows, not one fixed offset
     aug = augment_series(mag, np.random.default_rng(3))
     assert sorted(aug.ravel()) == sorted(mag.ravel())
+
+
+def test_seam_rows_make_the_crop_periodic_along_y():
+    """With seam_rows the crop's cut edges are cross-faded into each other: on a smooth
+    image that is not periodic along y, the step from the last row to the first (the seam a
+    move along y would put inside the field of view) is spread over the blended rows;
+    without, it stays. Whether the rows beyond the cut come from below, above or a mirror (a crop
+    that spans the series), the shape is the matrix and the interior is untouched."""
+    from recon.train.samples import join_cut_rows, random_crop_fit
+
+    yy, xx = np.mgrid[0:200, 0:150].astype(np.float32)
+    series = np.stack([np.sin(yy / 23.0) + 0.01 * xx + yy / 10.0] * 3)  # smooth, not periodic in y
+    for scale in ((0.5, 0.5), (1.0, 1.0)):
+        for seed in range(4):
+            cut = random_crop_fit(series, (96, 72), scale, np.random.default_rng(seed))
+            joined = random_crop_fit(series, (96, 72), scale, np.random.default_rng(seed), seam_rows=8)
+            assert joined.shape == cut.shape == (3, 96, 72)
+            interior = np.abs(np.diff(cut, axis=1)).max()
+            seam = np.abs(cut[:, 0] - cut[:, -1]).max()
+            assert seam > 20 * interior  # a step at the cut
+            # cross-faded over 8 rows: no step at the cut or anywhere larger than a ninth of it or so
+            steps = np.abs(np.diff(np.concatenate([joined, joined[:, :1]], axis=1), axis=1)).max()
+            assert steps < seam / 6
+    x = np.arange(12, dtype=np.float32)[None, :, None]
+    np.testing.assert_allclose(join_cut_rows(x, 10, 2, True)[0, :, 0], [20 / 3, 13 / 3, 2, 3, 4, 5, 6, 7, 8, 9],
+                               rtol=1e-6)
+    np.testing.assert_allclose(join_cut_rows(x, 10, 2, False)[0, :, 0], [2, 3, 4, 5, 6, 7, 8, 9, 20 / 3, 13 / 3],
+                               rtol=1e-6)
+    with pytest.raises(InputError, match="seam_rows"):
+        DataConfig(seam_rows=-1).validate()
+
+
+def test_seam_rows_reach_the_crop_of_real_series(tmp_path, monkeypatch):
+    """DataConfig.seam_rows goes to the crop of every real series (0 without augmentation)."""
+    import recon.train.data as D
+
+    for name in ("patient_a", "patient_b"):
+        np.savez(tmp_path / f"{name}.npz", cine=(np.random.default_rng(0).random((2, 6, 40, 40)) * 100).astype(np.int16))
+    seen = []
+    real = D.random_crop_fit
+    monkeypatch.setattr(D, "random_crop_fit", lambda *a, **k: seen.append(k.get("seam_rows")) or real(*a, **k))
+    for augment, want in ((True, 6), (False, 0)):
+        cfg = DataConfig(data_dir=str(tmp_path), images="real", holdout=("patient_b",), seam_rows=6,
+                         augment=augment).validate()
+        src = SimulatedCine(cfg, seed=0, split="train")
+        assert src.uses_real_images
+        mag = src.magnitude(np.random.default_rng(1), 6, (32, 24))
+        assert mag.shape == (6, 32, 24) and seen[-1] == want

@@ -2,6 +2,8 @@
 
 from dataclasses import replace
 
+import pytest
+
 from recon.io.raw import read_raw
 from recon.simulate.acquisition import HELDOUT_SPACE, TRAIN_SPACE
 from recon.train.config import DataConfig
@@ -41,3 +43,13 @@ def test_validation_report(tmp_path):
     assert "held-out acquisitions" in md and "| 4 | sense |" in md and "gap" in md
     assert "PSNR centre" in md and "| centre | 4 | sense |" in md
     assert (tmp_path / "validation.json").is_file()
+
+
+def test_a_folder_keeps_the_cases_it_was_made_with(tmp_path):
+    """Cases made with one seam setting are not mixed with another's: a clear error names both."""
+    from recon.errors import InputError
+
+    write_cases(tmp_path, CFG, accelerations=(4,), cases=1, log=lambda *_: None)
+    write_cases(tmp_path, CFG, accelerations=(4,), cases=1, log=lambda *_: None)  # same setting: reused
+    with pytest.raises(InputError, match="seam_rows.*another --out"):
+        write_cases(tmp_path, replace(CFG, seam_rows=4), accelerations=(4,), cases=1, log=lambda *_: None)

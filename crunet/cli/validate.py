@@ -23,6 +23,9 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cases", type=int, default=3, help="slices per set and R (default 3)")
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--figures", action="store_true", help="write the per-slice figures too")
+    p.add_argument("--seam-rows", type=int, default=0, metavar="N",
+                   help="cross-fade the cut edges of each held-out crop over N rows so the move along y leaves "
+                        "no seam (DataConfig.seam_rows; default 0: a seam, as the shipped weights were trained)")
     p.add_argument("--oracle-r", nargs="*", type=int, default=[8], metavar="R",
                    help="R values with the oracle-tuned CG-SENSE row (SENSE at 9 Tikhonov weights, 0 to 1, the best "
                         "per case against the ground truth); none: no oracle row (default 8)")
@@ -36,7 +39,10 @@ def run(args: argparse.Namespace) -> int:
     if args.cases < 1:
         raise InputError(f"--cases must be >= 1, got {args.cases}")
     methods = compared_methods(args.methods, args.weights)
-    run_validation(args.out, methods, tuple(args.weights), accelerations=tuple(args.accelerations),
+    from recon.train.config import DataConfig
+
+    cfg = DataConfig(seam_rows=args.seam_rows).validate()
+    run_validation(args.out, methods, tuple(args.weights), cfg=cfg, accelerations=tuple(args.accelerations),
                    cases=args.cases, device=args.device, figures=args.figures,
                    oracle_accelerations=tuple(args.oracle_r))
     print(f"report : {args.out}/validation.md (and validation.json, per set and R: table.md, results.csv)")

@@ -50,6 +50,10 @@ class DataConfig(Settings):
         CPU training step, so it is amortised over this many steps.
     crop_scale : random crop of a real series, as a fraction ``(lo, hi)`` of the
         largest crop of the matrix's aspect ratio, before it is fitted to the matrix.
+    seam_rows : with ``augment``, the rows over which the two cut edges of a real series'
+        crop are cross-faded into each other (:func:`recon.train.samples.join_cut_rows`) so
+        that the move along y leaves no seam; 0 = the cut stays a horizontal seam wherever
+        the move puts it (the shipped weights were trained so; ``docs/design.md`` §3).
     augment : random 90-degree rotations, flips, temporal reversal and roll of the
         image series, and a random circular move of the fitted frames along y
         (:func:`recon.train.samples.move_along_y`).
@@ -77,6 +81,7 @@ class DataConfig(Settings):
     pixels_per_sample: int | None = 49152
     scene_reuse: int = 4
     crop_scale: tuple[float, float] = (0.6, 1.0)
+    seam_rows: int = 0
     augment: bool = True
     maps: Literal["espirit", "true"] = "espirit"
     coil_grid: int = 48
@@ -95,6 +100,8 @@ class DataConfig(Settings):
         lo, hi = self.crop_scale
         if not 0 < lo <= hi <= 1:
             raise InputError(f"crop_scale must satisfy 0 < lo <= hi <= 1, got {self.crop_scale}")
+        if self.seam_rows < 0:
+            raise InputError(f"seam_rows must be >= 0, got {self.seam_rows}")
         if not 0 <= self.phantom_fraction <= 1:
             raise InputError(f"phantom_fraction must lie in [0, 1], got {self.phantom_fraction}")
         if self.scene_reuse < 1:

@@ -99,7 +99,8 @@ class SimulatedCine:
             series = self.pool.frames(int(rng.integers(len(self.pool))))
             if cfg.augment:
                 series = augment_series(series, rng)
-            series = random_crop_fit(series, tuple(matrix), cfg.crop_scale, rng)
+            series = random_crop_fit(series, tuple(matrix), cfg.crop_scale, rng,
+                                     seam_rows=cfg.seam_rows if cfg.augment else 0)
             mag = resample_cycle(series, frames)
         if cfg.augment:
             mag = move_along_y(mag, rng)

@@ -136,10 +136,14 @@ def readout_strip(k: np.ndarray, maps: np.ndarray, target: np.ndarray, x0: int, 
 
 
 def random_crop_fit(series: np.ndarray, shape: tuple[int, int], scale: tuple[float, float],
-                    rng: np.random.Generator) -> np.ndarray:
+                    rng: np.random.Generator, seam_rows: int = 0) -> np.ndarray:
     """A random crop of ``series [T, H, W]`` with the aspect ratio of ``shape``, fitted to ``shape``.
 
-    The crop side is ``U(scale)`` times the largest crop of that aspect ratio.
+    The crop side is ``U(scale)`` times the largest crop of that aspect ratio. With
+    ``seam_rows`` > 0 the crop is made periodic along y (:func:`join_cut_rows`): that many
+    rows of what lies beyond one cut (the series' own rows, or the crop mirrored where the
+    series ends) are cross-faded into the other end, so a circular move along y
+    (:func:`move_along_y`) leaves no seam.
     """
     _, h, w = series.shape
     ny, nx = shape
@@ -151,7 +155,42 @@ def random_crop_fit(series: np.ndarray, shape: tuple[int, int], scale: tuple[flo
     hh, ww = max(1, min(h, round(hc * s))), max(1, min(w, round(wc * s)))
     y0 = int(rng.integers(0, h - hh + 1))
     x0 = int(rng.integers(0, w - ww + 1))
-    return fit_to_matrix(series[:, y0:y0 + hh, x0:x0 + ww], shape)
+    if seam_rows <= 0:
+        return fit_to_matrix(series[:, y0:y0 + hh, x0:x0 + ww], shape)
+    b = min(int(seam_rows), ny)
+    extra = int(np.ceil(b * hh / ny)) + 1  # source rows that become the b output rows beyond the cut
+    cols = series[:, :, x0:x0 + ww]
+    if y0 + hh + extra <= h:  # rows below the crop
+        ext, at_end = cols[:, y0:y0 + hh + extra], True
+    elif y0 - extra >= 0:  # rows above it
+        ext, at_end = cols[:, y0 - extra:y0 + hh], False
+    else:  # the crop spans the series: mirror it beyond its bottom cut
+        crop = cols[:, y0:y0 + hh]
+        ext, at_end = np.concatenate([crop, crop[:, ::-1][:, :extra]], axis=1), True
+    rows = round(ny * ext.shape[1] / hh)
+    fitted = fit_to_matrix(ext, (rows, nx))
+    return join_cut_rows(fitted, ny, b, at_end)
+
+
+def join_cut_rows(x: np.ndarray, ny: int, b: int, beyond_at_end: bool) -> np.ndarray:
+    """``[t, ny, nx]`` from ``x [t, ny + e, nx]`` whose ``e`` extra rows continue the image beyond
+    one cut (after its last row when ``beyond_at_end``, before its first otherwise): the ``b``
+    rows nearest the cut continue into the opposite end with linear weights, so row ``ny - 1``
+    and row 0 are neighbours, as on a periodic phase-encode axis."""
+    e = x.shape[1] - ny
+    if e < 1 or b < 1:
+        return np.ascontiguousarray(x[:, :ny])
+    b = min(b, e, ny)
+    w = (np.arange(b, 0, -1) / (b + 1)).astype(np.float32)[None, :, None]  # near 1 at the cut, -> 0
+    if beyond_at_end:
+        out = x[:, :ny].copy()
+        out[:, :b] = w * x[:, ny:ny + b] + (1 - w) * out[:, :b]  # row 0 continues row ny - 1
+    else:
+        out = x[:, e:].copy()
+        before = x[:, e - b:e][:, ::-1]  # nearest the top cut first
+        tail = out[:, ny - b:][:, ::-1]  # nearest the bottom edge first
+        out[:, ny - b:] = (w * before + (1 - w) * tail)[:, ::-1]  # row ny - 1 precedes row 0
+    return out
 
 
 def augment_series(series: np.ndarray, rng: np.random.Generator) -> np.ndarray:
