@@ -203,6 +203,8 @@ UI_TEXT = {
                                                "message; text: the message only; log: the log only."),
     "weights": ("Weights", "For method 'model': a weights directory in the container, or installed "
                            "weights by name."),
+    "virtual_coils": ("Virtual coils", "Compress the coils to this many SVD virtual coils before the coil "
+                                       "maps and the reconstruction (faster for large arrays); 0: every coil."),
 }
 
 
@@ -226,8 +228,9 @@ def choices() -> dict[str, list[str]]:
 def int_ranges() -> dict[str, tuple[int, int]]:
     """``{setting: (minimum, maximum)}`` of the integer settings."""
     from recon.io.images import MAX_INDEX
+    from recon.pipeline import MAX_VIRTUAL_COILS
 
-    return {"series_index": (0, MAX_INDEX)}
+    return {"series_index": (0, MAX_INDEX), "virtual_coils": (0, MAX_VIRTUAL_COILS)}
 
 
 def ui_parameters() -> list[dict]:

@@ -16,6 +16,7 @@ mechanism of :mod:`recon.config`, as for YAML configs).
 | image_type | magnitude | magnitude (float) or complex images |
 | series_index | 1 | image_series_index of the output images |
 | noise_adjust | true | pre-whiten with the noise scan when one arrives (crunet serve / crunet recon) |
+| virtual_coils | 0 | compress the coils to this many SVD virtual coils (from the ACS) before coil maps and reconstruction: faster for large arrays; 0 keeps every coil |
 | weights | (empty) | for method ``model`` only: a trained weights directory (``crunet train`` output ``weights/``) or the name of installed weights |
 | error_reporting | image | a slice that fails (always logged, to Gadgetron's log under Gadgetron; the other slices go on): ``image`` also sends a marker image (zeros, series ``series_index + 1000``, meta ``CrunetStatus=failed``, ``CrunetError`` and ``ImageComment`` naming the slice and the reason), ``text`` a TEXT message instead (for peers that accept one; Gadgetron 4 treats TEXT from an external gadget as an illegal message and ends the stream), ``log`` nothing more |
 """
@@ -53,6 +54,7 @@ class GadgetSettings(Settings):
     noise_adjust: bool = True
     error_reporting: ErrorReporting = "image"
     weights: str = ""
+    virtual_coils: int = 0
 
     def check(self) -> None:
         self.recon_config()  # method, its weights, CUDA, series index
@@ -104,4 +106,4 @@ class GadgetSettings(Settings):
                              "(installed weights are chosen by name alone, e.g. method=crunet_ca)")
         return validated(ReconConfig(method=self.method, coil_method=self.coil_method, device=self.device,
                                      image_type=self.image_type, series_index=self.series_index,
-                                     options=options), self.WHERE)
+                                     options=options, virtual_coils=self.virtual_coils), self.WHERE)

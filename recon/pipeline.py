@@ -34,6 +34,10 @@ from recon.weights import DEFAULT_WEIGHTS
 DEFAULT_METHOD = DEFAULT_WEIGHTS
 
 
+#: The most coils an ISMRMRD acquisition can flag active (16 channel-mask words of 64 bits).
+MAX_VIRTUAL_COILS = 1024
+
+
 @dataclass(frozen=True)
 class ReconConfig(Settings):
     """How to reconstruct a slice.
@@ -47,6 +51,10 @@ class ReconConfig(Settings):
     image_type : ``magnitude`` or ``complex`` images out.
     series_index : ``image_series_index`` of the output images.
     options : method options (e.g. ``{"n_iter": 50}``).
+    virtual_coils : compress the coils to this many SVD virtual coils (from the
+        time-averaged ACS, :func:`recon.coils.compress_slice`) before the coil maps and the
+        method: every FFT and coil sum of the reconstruction scales with the coil count.
+        0 (the default) or at least the slice's coil count keeps every coil.
     """
 
     WHERE = "reconstruction settings"
@@ -57,6 +65,7 @@ class ReconConfig(Settings):
     image_type: ImageType = "magnitude"
     series_index: int = 1
     options: dict = field(default_factory=dict)
+    virtual_coils: int = 0
 
     def check(self) -> None:
         """A learned method must resolve to installed weights; a method's options must be its own;
@@ -70,6 +79,9 @@ class ReconConfig(Settings):
                              "of installed weights)")
         resolve_device(self.device)
         check_index("series_index", self.series_index)
+        if not 0 <= self.virtual_coils <= MAX_VIRTUAL_COILS:
+            raise InputError(f"virtual_coils must lie in [0, {MAX_VIRTUAL_COILS}] (0: every coil), "
+                             f"got {self.virtual_coils}")
 
     def check_ready(self) -> "ReconConfig":
         """:meth:`validate`, then load a learned method's weights on the device (cached for the
@@ -114,7 +126,8 @@ class ReconConfig(Settings):
             except (InputError, OSError):  # the comment never fails a reconstruction
                 described = "weights unreadable"
             text += (f" {label}" if label else "") + f": {described}"
-        return f"{text}, {self.coil_method} maps"
+        coils = f", {self.virtual_coils} virtual coils" if self.virtual_coils else ""
+        return f"{text}, {self.coil_method} maps{coils}"
 
 
 #: Methods compared by default (``crunet evaluate``, ``crunet bench``): classical, then the learned default.
@@ -200,14 +213,16 @@ def reconstruct_slice(s: SliceData, cfg: ReconConfig = ReconConfig(), maps: np.n
     maps : coil maps ``[c, y, x]`` on the recon grid already estimated for this slice
         (e.g. ``result.maps`` of an earlier call, so that several methods share one
         estimate); None estimates them with ``cfg.coil_method`` (``seconds_maps`` is 0
-        when they are given).
+        when they are given). With ``cfg.virtual_coils`` they are the virtual coils' maps.
     """
     from recon.methods import run_method
-    from recon.coils import estimate_maps
+    from recon.coils import compress_slice, estimate_maps
 
     cfg.validate()
     device = cfg.torch_device()
     t0 = time.perf_counter()
+    if 0 < cfg.virtual_coils < s.n_coils:  # the maps' time counts the compression
+        s = compress_slice(s, n_virtual=cfg.virtual_coils)[0]
     if maps is None:
         maps = estimate_maps(s, method=cfg.coil_method)
     t1 = time.perf_counter()

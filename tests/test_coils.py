@@ -333,3 +333,33 @@ def test_bart_pics_layout_round_trip():
     assert np.linalg.norm(scale * rec - x) / np.linalg.norm(x) < 0.02
     with pytest.raises(InputError, match="odd side"):
         bart_pics(k[:, :, :15], maps[:, :15])
+
+
+def test_virtual_coils_in_the_pipeline(tmp_path):
+    """ReconConfig.virtual_coils compresses before the maps and the method: on 16 coils at
+    R = 4, 12 virtual ones reconstruct almost the same image (within 0.2 dB of all coils'
+    PSNR; measured: SENSE 41.02 -> 41.00 dB, 10: 40.49, 8: 40.14, 6: 36.98); 0 or >= the coil
+    count changes nothing; the ImageComment says so; the gadget setting reaches the config."""
+    from gadgets.settings import GadgetSettings
+    from recon.metrics import psnr
+    from recon.pipeline import ReconConfig, reconstruct_slice
+
+    path = tmp_path / "c16.h5"
+    simulate_to_file(SimulationConfig(n_slices=1, n_phases=6, n_coils=16, matrix=(64, 64), acceleration=4,
+                                      snr=80.0, seed=4), path)
+    s = read_raw(path).slices[0]
+    ref = read_reference(path, "ground_truth", 0)
+    for method in ("zf", "sense"):
+        full = reconstruct_slice(s, ReconConfig(method=method, device="cpu"))
+        virt = reconstruct_slice(s, ReconConfig(method=method, device="cpu", virtual_coils=12))
+        same = reconstruct_slice(s, ReconConfig(method=method, device="cpu", virtual_coils=16))
+        assert full.maps.shape[0] == 16 and virt.maps.shape[0] == 12
+        np.testing.assert_array_equal(same.frames, full.frames)
+        p_full, p_virt = np.mean(psnr(ref, full.frames)), np.mean(psnr(ref, virt.frames))
+        assert abs(p_full - p_virt) < 0.2, (method, p_full, p_virt)
+    assert ReconConfig(method="zf", virtual_coils=8).comment().endswith("espirit maps, 8 virtual coils")
+    with pytest.raises(InputError, match="virtual_coils"):
+        ReconConfig(method="zf", virtual_coils=-1).validate()
+    settings = GadgetSettings.from_xml('<configuration><property name="method" value="zf"/>'
+                                       '<property name="virtual_coils" value="8"/></configuration>')
+    assert settings.recon_config().virtual_coils == 8

@@ -18,6 +18,8 @@ def add_parser(p: argparse.ArgumentParser) -> None:
                         "crunet_ca:precision=fp32)")
     p.add_argument("--weights", help="a trained weights directory (or name) to run as method model")
     p.add_argument("--coil-method", choices=("espirit", "walsh"), default="espirit")
+    p.add_argument("--virtual-coils", type=int, default=0, metavar="N",
+                   help="compress the coils to N SVD virtual coils first (faster for large arrays; 0: every coil)")
     p.add_argument("--image-type", choices=("magnitude", "complex"), default="magnitude")
     p.add_argument("--device", choices=DEVICES, default="auto",
                    help="auto (default): CUDA when available, else CPU")
@@ -36,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
 
     method, options = method_and_options(args.method, args.weights, DEFAULT_METHOD)
     cfg = ReconConfig(method=method, coil_method=args.coil_method, device=args.device,
-                      image_type=args.image_type, series_index=args.series, options=options)
+                      image_type=args.image_type, series_index=args.series, options=options,
+                      virtual_coils=args.virtual_coils)
     check_paths(args.input, args.output)
     if not args.group.strip("/ "):
         raise InputError(f"--group must name an HDF5 group for the images, got {args.group!r}")
