@@ -185,7 +185,21 @@ def _row_key(path: str | Path, slice_index: int, rc: ReconConfig, crop) -> str:
     defaults = {k: v for k, v in method_options(rc.method).items() if k != "progress"}
     maps = repr(EspiritOptions()) if rc.coil_method == "espirit" else rc.coil_method  # the maps' defaults too
     return json.dumps([str(Path(path).resolve()), st.st_size, st.st_mtime_ns, int(slice_index), crop,
-                       repr(replace(rc, series_index=0)), sha, repr(defaults), maps], default=str)
+                       _config_key(replace(rc, series_index=0)), sha, repr(defaults), maps], default=str)
+
+
+#: ReconConfig settings that are off by default: they enter a row's key only when set, so that
+#: adding one to the config keeps every row computed before it (they are all "off" rows).
+OFF_BY_DEFAULT = ("virtual_coils",)
+
+
+def _config_key(rc: ReconConfig) -> str:
+    """``repr(rc)`` without the :data:`OFF_BY_DEFAULT` settings left at their default."""
+    import dataclasses
+
+    parts = [f"{f.name}={getattr(rc, f.name)!r}" for f in dataclasses.fields(rc)
+             if not (f.name in OFF_BY_DEFAULT and getattr(rc, f.name) == f.default)]
+    return f"{type(rc).__name__}({', '.join(parts)})"
 
 
 def _crop_label(crop) -> str:
