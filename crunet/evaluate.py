@@ -116,8 +116,9 @@ def evaluate(paths: list[str | Path], out_dir: str | Path, cfg: EvalConfig = Eva
             if ref is None:
                 raise InputError(f"{path}: no ground truth for slice {s.slice_index} "
                                  "(/dataset/ground_truth); evaluate needs it")
-            crop = cmrxrecon_crop_size(ref.shape[-2:]) if cfg.crop else None
-            centre = _crop_label(cmrxrecon_crop_size(ref.shape[-2:]))
+            challenge_crop = cmrxrecon_crop_size(ref.shape[-2:])
+            crop = challenge_crop if cfg.crop else None
+            centre = _crop_label(challenge_crop)
             figure = cfg.figures and (cfg.figure_slices is None or s.slice_index in cfg.figure_slices)
             keys = {m: _row_key(path, s.slice_index, rc, crop) for m, rc in configs.items()} if reuse else {}
             images = {m: _image_path(cfg.cache, k) for m, k in keys.items()} if cfg.cache is not None else {}

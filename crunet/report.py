@@ -102,7 +102,7 @@ class ReportConfig(Settings):
         args += ["--series", str(self.series)] if self.series else []
         args += ["--device", self.device] if self.device != "auto" else []
         args += ["--raw-dir", str(self.raw_dir)] if self.raw_dir else []
-        return shlex.join(args)  # --cache changes no result: left out
+        return shlex.join(args)
 
 
 def learned_methods() -> tuple[list[str], dict[str, str], list[str]]:
@@ -277,6 +277,7 @@ def run_report(cfg: ReportConfig = ReportConfig(), log=print) -> dict:
                         "figures": [str(Path(f).relative_to(out)) for f in res["figures"]]}
         regions = _regions(files[cfg.rs()[0]], n_slices, out)
     machine = describe_machine(device)
+    training = {n: training_summary(n) for n in installed}
     report = {
         "command": cfg.command(), "quick": cfg.quick, "created": time.strftime("%Y-%m-%d %H:%M %Z"),
         "machine": machine, "machine_line": machine_line(machine), "device": device,
@@ -288,7 +289,8 @@ def run_report(cfg: ReportConfig = ReportConfig(), log=print) -> dict:
         "methods": list(methods), "reference": reference, "missing": missing, "other_weights": others,
         "table_order": [m for m in CLASSICAL + LEARNED if m in methods or m in missing],
         "bank_names": list(BANK_DEPTH),
-        "weights": {n: f"{weights_info(n).describe()}; {training_summary(n)}" for n in installed},
+        "weights": {n: f"{weights_info(n).describe()}; {training[n]}" for n in installed},
+        "training": training,
         "bank_depths": bank_depths(installed), "alpha": cfg.alpha,
         "unavailable": unavailable_metrics([v["summary"] for v in per_r.values()]),
         "accelerations": per_r, "regions": regions,

@@ -86,8 +86,8 @@ def training_caveat(report: dict) -> list[str]:
     architecture, and a model trained longer or on other data can win or lose for that reason alone."""
     from crunet.report import BANK_DEPTH
 
-    compared = [m for m in ("crunet", "crunet_conv", *BANK_DEPTH) if m in report["weights"]]
-    training = {m: report["weights"][m].split("; ", 1)[-1] for m in compared}
+    trained = report.get("training", {})
+    training = {m: trained[m] for m in ("crunet", "crunet_conv", *BANK_DEPTH) if m in trained}
     if len(set(training.values())) <= 1:
         return []
     return ["**The compared models were not trained alike** (Methods table: " +

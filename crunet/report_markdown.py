@@ -121,7 +121,8 @@ def figures_section(report: dict) -> list[str]:
     """Section 2: the per-slice comparison figure of every R (the first one shown)."""
     lines = ["## 2. Qualitative comparison", "",
              "Heart-centred crops of the ground truth (reference), zero-filled and every method at frame 0, each "
-             "titled with its PSNR / SSIM over the whole cine and the SSIM of the crop shown; |error| maps on one colour scale with a colour bar; "
+             "titled with its PSNR / SSIM over the whole cine and the SSIM of the crop shown; |error| maps on "
+             "one colour scale with a colour bar; "
              "x-t profiles along the image row through the ventricles (orange line), time downwards. Drawn for "
              "the central two slices (those CMRxRecon ranks); the tables score every slice.", ""]
     for r, res in report["accelerations"].items():

@@ -36,11 +36,10 @@ CASES_RECORD = "cases.json"
 def write_cases(out_dir: str | Path, cfg: DataConfig = DataConfig(), accelerations=CMRX_ACCELERATIONS,
                 cases: int = 3, log=print) -> dict[str, dict[int, list[Path]]]:
     """Raw files ``<out>/<set>/r<R>_case<i>.h5`` -> ``{set: {R: [paths]}}`` (existing files are kept)."""
+    from recon.errors import InputError
     from recon.simulate.cine import write_slice_file
     from recon.train.data import SimulatedCine
     from recon.train.samples import simulate_scene
-
-    from recon.errors import InputError
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -78,6 +77,8 @@ SENSE_GRID = (0.0, 1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
 ORACLE = "sense (oracle lam)"
 #: The challenge's centre-crop scores every evaluate row carries (crunet.evaluate._scores).
 CENTRE_KEYS = ("centre_psnr", "centre_ssim")
+#: The regions every comparison is made on: (name, prefix of its score keys).
+REGIONS = (("full FOV", ""), ("centre", "centre_"))
 
 
 def oracle_row(rows: list[dict], grid_labels: list[str]) -> dict:
@@ -194,7 +195,7 @@ def markdown(results: dict) -> str:
     if DEFAULT_WEIGHTS in learned:  # the default method is the one compared with the others
         learned.remove(DEFAULT_WEIGHTS)
         learned.insert(0, DEFAULT_WEIGHTS)
-    for region, prefix in (("full FOV", ""), ("centre", "centre_")):
+    for region, prefix in REGIONS:
         if learned:
             lines += _comparison(sets, learned[0], region, prefix)
     if "val" in sets and "xval" in sets:
@@ -203,7 +204,7 @@ def markdown(results: dict) -> str:
                   "is the number that should track: val gain minus xval gain.", "",
                   "| region | R | method | gap | gain over zf, val | gain over zf, xval | val gain - xval gain |",
                   "|---|---|---|---|---|---|---|"]
-        for region, prefix in (("full FOV", ""), ("centre", "centre_")):
+        for region, prefix in REGIONS:
             key = f"{prefix}psnr_mean"
             for r in sets["val"]:
                 zf_a = sets["val"][r].get("zf", {}).get(key)

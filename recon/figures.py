@@ -21,7 +21,8 @@ def _norm(x: np.ndarray) -> np.ndarray:
     return m / np.maximum(m.max(axis=(-2, -1), keepdims=True), 1e-12)
 
 
-def _scores(reference: np.ndarray, image: np.ndarray, frame: int = 0, box: tuple[slice, slice] | None = None) -> str:
+def _scores(reference: np.ndarray, image: np.ndarray, frame: int = 0,
+            box: tuple[slice, slice] | None = None) -> str:
     """Whole-cine PSNR / SSIM and, with a ``box``, the SSIM of the shown crop at ``frame``."""
     from recon.metrics import psnr, ssim
 
@@ -48,8 +49,8 @@ def comparison_figure(
     Row 1: the reference and each method at ``frame``, in a square crop centred on the
     beating heart (:func:`recon.heart.heart_box`; the whole image with ``crop=False``),
     each titled with its score (``scores[name]``, default PSNR / SSIM of the whole
-    cine against the reference, :mod:`recon.metrics`, and the SSIM of the crop shown); row 2: the absolute error of each
-    method, ``|method - reference|`` as a fraction of the reference maximum, on one
+    cine against the reference, :mod:`recon.metrics`, and the SSIM of the crop shown);
+    row 2: the absolute error of each method, ``|method - reference|`` as a fraction of the reference maximum, on one
     colour scale with a colour bar; row 3: x-t profiles along the image row through the
     heart (``profile_row`` overrides it), time downwards, across the crop. Images are
     shown in the window ``[0, p99.5]`` of the reference crop.
@@ -78,11 +79,12 @@ def comparison_figure(
     FigureCanvasAgg(fig)
     axes = fig.subplots(3, len(names), squeeze=False)
     err_im = None
+    box = (rows, cols) if crop else None
     for j, (name, img) in enumerate(zip(names, imgs)):
         axes[0, j].imshow(img[frame][rows, cols], cmap="gray", vmin=0, vmax=vmax)
         axes[0, j].axhline(row - (rows.start or 0), color="tab:orange", lw=0.6, alpha=0.7)
-        box = (rows, cols) if crop else None
-        label = name if j == 0 else f"{name}\n{(scores or {}).get(name) or _scores(reference, methods[name], frame, box)}"
+        score = "" if j == 0 else (scores or {}).get(name) or _scores(reference, methods[name], frame, box)
+        label = f"{name}\n{score}" if j else name
         axes[0, j].set_title(label, fontsize=8)
         if j:
             err_im = axes[1, j].imshow(errors[j - 1][frame][rows, cols], cmap="inferno", vmin=0, vmax=emax)

@@ -85,6 +85,7 @@ def test_table_holds_every_method_and_says_what_is_missing(report):
     assert "Machine: " in md and "weights/SPLIT.md" in md and "`sunnybrook_SCD0000401_midventricular.npz`" in md
     assert res["data"]["patient"] == "SCD0000401" and res["data"]["slices"] == 2
     assert all("wrap rows" in res["weights"][m] for m in INSTALLED)  # how each model was trained
+    assert all(res["weights"][m].endswith(res["training"][m]) for m in INSTALLED)
 
 
 def test_training_summary_reads_the_shipped_files(tmp_path, monkeypatch):
@@ -280,10 +281,9 @@ def test_figures_for_the_central_two_slices():
 def test_claims_warn_when_the_models_were_trained_differently():
     from crunet.report_claims import training_caveat
 
-    same = {"weights": {"crunet": "CRUNet-MR a; wrap rows 8, 4,000 steps",
-                        "crunet_ca": "CRUNet-MR b; wrap rows 8, 4,000 steps"}}
+    same = {"training": {"crunet": "wrap rows 8, 4,000 steps", "crunet_ca": "wrap rows 8, 4,000 steps"}}
     assert training_caveat(same) == []
-    other = {"weights": {"crunet": "CRUNet-MR a; wrap rows 0, 4,000 steps",
-                         "crunet_ca": "CRUNet-MR b; wrap rows 8, 2,000 steps fine-tuning earlier weights"}}
+    other = {"training": {"crunet": "wrap rows 0, 4,000 steps",
+                          "crunet_ca": "wrap rows 8, 2,000 steps fine-tuning earlier weights"}}
     text = " ".join(training_caveat(other))
     assert "not trained alike" in text and "`crunet`: wrap rows 0, 4,000 steps" in text

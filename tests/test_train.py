@@ -573,6 +573,8 @@ def test_seam_rows_make_the_crop_periodic_along_y():
                                rtol=1e-6)
     np.testing.assert_allclose(join_cut_rows(x, 10, 2, False)[0, :, 0], [2, 3, 4, 5, 6, 7, 8, 9, 20 / 3, 13 / 3],
                                rtol=1e-6)
+    np.testing.assert_array_equal(join_cut_rows(x, 10, 0, False), x[:, 2:])  # no blend: the crop alone
+    np.testing.assert_array_equal(join_cut_rows(x, 10, 0, True), x[:, :10])
     with pytest.raises(InputError, match="seam_rows"):
         DataConfig(seam_rows=-1).validate()
 
@@ -581,8 +583,9 @@ def test_seam_rows_reach_the_crop_of_real_series(tmp_path, monkeypatch):
     """DataConfig.seam_rows goes to the crop of every real series (0 without augmentation)."""
     import recon.train.data as D
 
+    cine = (np.random.default_rng(0).random((2, 6, 40, 40)) * 100).astype(np.int16)
     for name in ("patient_a", "patient_b"):
-        np.savez(tmp_path / f"{name}.npz", cine=(np.random.default_rng(0).random((2, 6, 40, 40)) * 100).astype(np.int16))
+        np.savez(tmp_path / f"{name}.npz", cine=cine)
     seen = []
     real = D.random_crop_fit
     monkeypatch.setattr(D, "random_crop_fit", lambda *a, **k: seen.append(k.get("seam_rows")) or real(*a, **k))

@@ -177,19 +177,15 @@ def join_cut_rows(x: np.ndarray, ny: int, b: int, beyond_at_end: bool) -> np.nda
     one cut (after its last row when ``beyond_at_end``, before its first otherwise): the ``b``
     rows nearest the cut continue into the opposite end with linear weights, so row ``ny - 1``
     and row 0 are neighbours, as on a periodic phase-encode axis."""
+    if not beyond_at_end:  # the same, upside down
+        return np.ascontiguousarray(join_cut_rows(x[:, ::-1], ny, b, True)[:, ::-1])
     e = x.shape[1] - ny
+    out = x[:, :ny].copy()
     if e < 1 or b < 1:
-        return np.ascontiguousarray(x[:, :ny])
+        return out
     b = min(b, e, ny)
     w = (np.arange(b, 0, -1) / (b + 1)).astype(np.float32)[None, :, None]  # near 1 at the cut, -> 0
-    if beyond_at_end:
-        out = x[:, :ny].copy()
-        out[:, :b] = w * x[:, ny:ny + b] + (1 - w) * out[:, :b]  # row 0 continues row ny - 1
-    else:
-        out = x[:, e:].copy()
-        before = x[:, e - b:e][:, ::-1]  # nearest the top cut first
-        tail = out[:, ny - b:][:, ::-1]  # nearest the bottom edge first
-        out[:, ny - b:] = (w * before + (1 - w) * tail)[:, ::-1]  # row ny - 1 precedes row 0
+    out[:, :b] = w * x[:, ny:ny + b] + (1 - w) * out[:, :b]  # row 0 continues row ny - 1
     return out
 
 
