@@ -115,8 +115,10 @@ def card_markdown(name: str, run: Path, manifest: dict, validation: dict | None 
         f"(warm-up {t['warmup_epochs']} epochs, cosine), weight decay {t['weight_decay']:g}; "
         f"loss {_loss_line(t['loss'])}.",
         *([f"- Initialised from `{metrics['init_weights']['ref']}` (sha256 "
-            f"`{metrics['init_weights']['sha256'][:16]}...`, {metrics['init_weights']['model']}): "
-            "the steps and wall time below are this fine-tuning run's only."]
+            f"`{metrics['init_weights']['sha256'][:16]}...`, {metrics['init_weights']['model']})"
+            + (" widened from {} to {} channels (the same images at step 0; `recon/models/widen.py`)".format(
+                *metrics['init_weights']['widened']) if metrics['init_weights'].get('widened') else "")
+            + ": the steps and wall time below are this fine-tuning run's only."]
           if metrics.get("init_weights") else []),
         f"- Wall time: {hours:.2f} h on {metrics.get('device', '?')}, "
         f"{(epochs[-1]['seconds_per_step'] if epochs else float('nan')):.2f} s/step in the last epoch; "

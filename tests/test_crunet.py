@@ -189,6 +189,34 @@ def test_bank_depth_limits_the_fused_cascades():
         assert ca(k, mask, maps).shape == (1, 2, 8, 6)
 
 
+@pytest.mark.parametrize("kw", [dict(fusion="ca"), dict(fusion="conv", bank_depth=2), dict(fusion="none"),
+                                dict(fusion="ca", bank_projection="1x1")], ids=str)
+def test_widening_keeps_the_images_and_trains_the_new_channels(kw):
+    """recon.models.widen: a 4-channel model widened to 8 (and 12) gives the narrow model's
+    images; the zeroed weights from new channels get gradients at once; narrowing is refused."""
+    from recon.models.widen import old_positions, widen_into
+
+    g = torch.Generator().manual_seed(21)
+    k, mask, maps = _problem(g, 1, 3, 2, 12, 10)
+    narrow = _model(seed=1, channels=4, cascades=4, **kw)
+    with torch.no_grad():
+        ref = narrow(k, mask, maps)
+    for c_new in (8, 12):
+        wide = _model(seed=2, channels=c_new, cascades=4, **kw)
+        with torch.no_grad():
+            assert (wide(k, mask, maps) - ref).abs().max() > 1e-3  # a fresh wide model differs
+        widen_into(narrow, wide, 4, c_new)
+        out = wide(k, mask, maps)
+        torch.testing.assert_close(out.detach(), ref, rtol=1e-5, atol=1e-5 * float(ref.abs().max()))
+        out.abs().mean().backward()
+        cell = wide.cascades[1].enc0.cell.i2h.weight
+        assert cell.grad[:4, 4:].abs().max() > 0  # new -> old weights start at zero, not stuck there
+    assert old_positions(8, 16, 4, 8).tolist() == [0, 1, 2, 3, 8, 9, 10, 11]  # two blocks of 4 -> of 8
+    assert old_positions(2, 4, 4, 8).tolist() == [0, 1]  # squeezed units: the old ones first
+    with pytest.raises(InputError, match="fewer"):
+        widen_into(_model(channels=8, cascades=4, **kw), narrow, 8, 4)
+
+
 def test_bank_projection_sizes_and_checks():
     c = 8
     p3, p1, ps = (_model(fusion="ca", channels=c, cascades=4, bank_projection=p) for p in ("3x3", "1x1", "sum"))

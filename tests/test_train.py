@@ -531,6 +531,37 @@ def test_init_weights_fine_tunes_saved_weights(tmp_path, one_thread):
         torch.testing.assert_close(a, b, msg=name)
 
 
+def test_init_widen_starts_a_wider_model_from_narrow_weights(tmp_path, one_thread):
+    """train.init_widen: 4-channel weights start an 8-channel run that gives their images at
+    step 0 (recorded for the card); without init_weights, or across architectures, refused."""
+    from recon.train.engine import Trainer
+    from recon.weights import load_weights, save_weights
+
+    donor = Trainer(tiny_run(epochs=1), tmp_path / "donor", progress=False)
+    save_weights(donor.model, donor.cfg.model, tmp_path / "w")
+    wide_cfg = tiny_run(init_weights=str(tmp_path / "w"), init_widen=True, seed=4)
+    wide_cfg = replace(wide_cfg, model=replace(wide_cfg.model, crunet=replace(wide_cfg.model.crunet, channels=8)))
+    wide = Trainer(wide_cfg, tmp_path / "wide", progress=False)
+    assert wide.history["init_weights"]["widened"] == [4, 8]
+    narrow, _ = load_weights(tmp_path / "w")
+    g = torch.Generator().manual_seed(5)
+    k = torch.randn(1, 2, 2, 8, 6, dtype=torch.complex64, generator=g)
+    mask = torch.ones(1, 2, 8, dtype=torch.bool)
+    mask[..., 1::3] = False
+    maps = torch.randn(1, 2, 8, 6, dtype=torch.complex64, generator=g)
+    maps = maps / maps.abs().square().sum(1, keepdim=True).sqrt()
+    k = k * mask[:, :, None, :, None]
+    with torch.no_grad():
+        torch.testing.assert_close(wide.model(k, mask, maps), narrow(k, mask, maps), rtol=1e-5, atol=1e-5)
+    with pytest.raises(InputError, match="another model config"):  # without init_widen: refused
+        Trainer(replace(wide_cfg, train=replace(wide_cfg.train, init_widen=False)), tmp_path / "x", progress=False)
+    with pytest.raises(InputError, match="init_widen needs init_weights"):
+        tiny_run(init_widen=True).validate()
+    crnn = replace(wide_cfg, model=ModelConfig(name="crnn"))
+    with pytest.raises(InputError, match="CRUNet-MR"):
+        Trainer(crnn, tmp_path / "crnn", progress=False)
+
+
 def test_augmentation_moves_the_object_along_y_and_keeps_the_frames():
     """The fitted frames are moved circularly along y by a random number of rows (the cut of
     a cropped series must not sit at the field of view's edge), the rest of the augmentation

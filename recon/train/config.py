@@ -160,6 +160,10 @@ class TrainConfig(Settings):
         weights folder) instead of a random initialisation, i.e. fine-tune them with this
         run's schedule and data; their model config must equal ``model``. null = random.
         Use another ``seed`` than the first run's so that the fine-tuning sees new samples.
+    init_widen : with ``init_weights`` naming a CRUNet-MR of fewer ``channels`` (and
+        otherwise this run's model): widen it to this run's width so that it computes the
+        same images at step 0 (:mod:`recon.models.widen`), then train. A wider model
+        starts where the narrow one's training ended instead of from scratch.
     val_every : validate every N epochs (and after the last).
     max_minutes : a wall-time budget: after the first epoch the run plans as many epochs
         as fit it (at most ``epochs``), so the schedule still ends at ``min_lr``; null = none.
@@ -181,6 +185,7 @@ class TrainConfig(Settings):
     threads: int | None = None
     precision: Literal["fp32", "bf16"] = "fp32"
     init_weights: str | None = None
+    init_widen: bool = False
     val_every: int = 1
     max_minutes: float | None = None
     loss: LossConfig = field(default_factory=LossConfig)
@@ -205,6 +210,8 @@ class TrainConfig(Settings):
             raise InputError(f"threads must be >= 1 or null, got {self.threads}")
         if self.init_weights is not None and not str(self.init_weights).strip():
             raise InputError("init_weights must name weights (a shipped name or a folder) or be null")
+        if self.init_widen and self.init_weights is None:
+            raise InputError("init_widen needs init_weights: the narrower weights to widen")
 
     @property
     def total_steps(self) -> int:

@@ -142,17 +142,34 @@ class Trainer:
         """Copy the parameters of weights ``ref`` into the freshly built model (fine-tuning);
         returns what the run records of them (name, folder, SHA-256, architecture)."""
         from recon.models.config import PARAMETER_FREE_FIELDS, same_parameters
+        from recon.models.widen import widen_into
         from recon.weights import load_weights, weights_info
 
         info = weights_info(ref)
-        if not same_parameters(info.config, self.cfg.model):
+        model, widen = self.cfg.model, self.cfg.train.init_widen
+        if widen:
+            if model.name != "crunet" or info.config.name != "crunet":
+                raise InputError(f"init_widen widens CRUNet-MR weights into a CRUNet-MR; init_weights {ref!r} "
+                                 f"is {info.config.name}, the run's model {model.name}")
+            c_old, c_new = info.config.crunet.channels, model.crunet.channels
+            if c_new < c_old:
+                raise InputError(f"init_widen: init_weights {ref!r} have {c_old} channels, more than the "
+                                 f"run's {c_new}")
+            model = replace(model, crunet=replace(model.crunet, channels=c_old))
+        if not same_parameters(info.config, model):
             raise InputError(f"init_weights {ref!r} ({info.describe()}) were trained with another model "
                              f"config than this run's model section; copy their config.yaml into `model` "
-                             f"(only {', '.join(PARAMETER_FREE_FIELDS)} may differ)")
+                             f"(only {', '.join(PARAMETER_FREE_FIELDS)} may differ"
+                             + (", and channels with init_widen)" if widen else ")"))
         source, _ = load_weights(info.directory)
-        self.model.load_state_dict(source.state_dict())
-        return {"ref": str(ref), "directory": str(info.directory), "sha256": info.sha256,
-                "model": info.describe()}
+        record = {"ref": str(ref), "directory": str(info.directory), "sha256": info.sha256,
+                  "model": info.describe()}
+        if widen:
+            widen_into(source, self.model, c_old, c_new)
+            record["widened"] = [c_old, c_new]
+        else:
+            self.model.load_state_dict(source.state_dict())
+        return record
 
     def _load_checkpoint(self, path: Path) -> None:
         from recon.config import from_dict
