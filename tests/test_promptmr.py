@@ -224,6 +224,21 @@ def test_soft_data_consistency_weight():
         torch.testing.assert_close(other[~m], k1[~m], rtol=1e-10, atol=1e-10)
 
 
+def test_a_silent_denoiser_leaves_the_state_unchanged():
+    """R is a correction: a network that outputs zero changes nothing (with the input's mean
+    added back it would subtract a constant from every pixel, which the bias-free network
+    cannot cancel); a non-zero output scales with the input's standard deviation only."""
+    g = torch.Generator().manual_seed(8)
+    model = _model(cascades=1, dtype=torch.float64)
+    casc = model.cascades[0]
+    x = _crandn(g, 2, model.cfg.adjacent_frames, 10, 12, dtype=torch.complex128) + (3.0 + 2.0j)
+    with torch.no_grad():
+        torch.nn.init.zeros_(casc.unet.tail.weight)
+        assert casc.denoise(x).abs().max() == 0
+        torch.nn.init.normal_(casc.unet.tail.weight, std=0.1)
+        torch.testing.assert_close(casc.denoise(x + (5.0 + 5.0j)), casc.denoise(x), rtol=1e-9, atol=1e-12)
+
+
 def test_positive_scale_equivariance():
     k, mask, maps = _problem(6, 1, 3, 2, 10, 12, dtype=torch.complex128)
     model = _model(dtype=torch.float64)
