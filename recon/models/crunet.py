@@ -82,6 +82,7 @@ from recon.models.layers import (
     denormalize,
     normalize_cine,
     pad_to_multiple,
+    pool,
 )
 from recon.sense import DataConsistency, SenseOperator
 
@@ -175,7 +176,7 @@ class BankFusion(nn.Module):
             raise RuntimeError(f"bank fusion built for {self.n} cascades got {len(bank)}")
         feats = bank
         if self.attention is not None:
-            pooled = torch.cat([f.mean(dim=(-2, -1), keepdim=True) for f in bank], dim=1)
+            pooled = torch.cat([pool(f) for f in bank], dim=1)
             weights = self.attention.gate(pooled).split(bank[0].shape[1], dim=1)
             feats = [f * w for f, w in zip(bank, weights)]
         if self.project is None:  # sum: the attended features added
