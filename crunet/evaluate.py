@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -196,9 +196,7 @@ OFF_BY_DEFAULT = ("virtual_coils",)
 
 def _config_key(rc: ReconConfig) -> str:
     """``repr(rc)`` without the :data:`OFF_BY_DEFAULT` settings left at their default."""
-    import dataclasses
-
-    parts = [f"{f.name}={getattr(rc, f.name)!r}" for f in dataclasses.fields(rc)
+    parts = [f"{f.name}={getattr(rc, f.name)!r}" for f in fields(rc)
              if not (f.name in OFF_BY_DEFAULT and getattr(rc, f.name) == f.default)]
     return f"{type(rc).__name__}({', '.join(parts)})"
 

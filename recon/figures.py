@@ -83,8 +83,9 @@ def comparison_figure(
     for j, (name, img) in enumerate(zip(names, imgs)):
         axes[0, j].imshow(img[frame][rows, cols], cmap="gray", vmin=0, vmax=vmax)
         axes[0, j].axhline(row - (rows.start or 0), color="tab:orange", lw=0.6, alpha=0.7)
-        score = "" if j == 0 else (scores or {}).get(name) or _scores(reference, methods[name], frame, box)
-        label = f"{name}\n{score}" if j else name
+        label = name
+        if j:
+            label += "\n" + ((scores or {}).get(name) or _scores(reference, methods[name], frame, box))
         axes[0, j].set_title(label, fontsize=8)
         if j:
             err_im = axes[1, j].imshow(errors[j - 1][frame][rows, cols], cmap="inferno", vmin=0, vmax=emax)

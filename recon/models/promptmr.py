@@ -126,6 +126,7 @@ from recon.models.layers import (
     crop_to,
     normalize,
     pad_to_multiple,
+    pool,
 )
 from recon.sense import SenseOperator
 
@@ -189,7 +190,7 @@ class PromptBlock(nn.Module):
         self.conv = _conv(prompt_channels, prompt_channels, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weights = torch.softmax(self.mix(x.mean(dim=(-2, -1))), dim=1)  # [n, L]
+        weights = torch.softmax(self.mix(pool(x).flatten(1)), dim=1)  # [n, L]
         prompt = torch.einsum("nl,lpuv->npuv", weights, self.components.to(x.dtype))
         prompt = F.interpolate(prompt, size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False)
         return self.conv(channels_last(prompt))

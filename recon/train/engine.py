@@ -151,10 +151,7 @@ class Trainer:
             if model.name != "crunet" or info.config.name != "crunet":
                 raise InputError(f"init_widen widens CRUNet-MR weights into a CRUNet-MR; init_weights {ref!r} "
                                  f"is {info.config.name}, the run's model {model.name}")
-            c_old, c_new = info.config.crunet.channels, model.crunet.channels
-            if c_new < c_old:
-                raise InputError(f"init_widen: init_weights {ref!r} have {c_old} channels, more than the "
-                                 f"run's {c_new}")
+            c_old, c_new = info.config.crunet.channels, model.crunet.channels  # fewer: widen_into refuses
             model = replace(model, crunet=replace(model.crunet, channels=c_old))
         if not same_parameters(info.config, model):
             raise InputError(f"init_weights {ref!r} ({info.describe()}) were trained with another model "
