@@ -21,6 +21,10 @@ Coil families (``family``), what a scanner's arrays vary:
 * ``ring``: loops evenly spaced all around the body (birdcage-like coverage);
 * ``front_back``: an asymmetric pair, the posterior (spine) array holding most of the
   elements, each array with its own angular span and distance from the body;
+* ``irregular``: loops of unequal size at irregular angles on one array covering 216-360
+  degrees of a body outline displaced by up to 10 % of its axes, each loop up to 40 mm
+  above or below the imaging plane (a flexible array placed by hand on a patient lying
+  off-centre);
 * ``dipole``: not loops at all, each element modelled as a point magnetic dipole at an
   irregular position around a displaced body outline (a different physical model,
   kept out of training to validate on an acquisition family the networks never saw).
@@ -44,7 +48,12 @@ _STANDOFF_MM = 10.0  # the wires run this far outside the body surface
 _ARRAY_HALF_SPAN_DEG = 70.0  # anterior / posterior arrays cover +-70 degrees
 
 #: Coil families of :func:`coil_sensitivities` (see the module docstring).
-COIL_FAMILIES = ("wrap", "ring", "front_back", "dipole")
+COIL_FAMILIES = ("wrap", "ring", "front_back", "irregular", "dipole")
+
+#: Placement jitter of the loop families: (angle, in units of the element spacing, or radians
+#: when negative; loop radius, relative; z of the loop centre, mm; body-centre shift, relative).
+_JITTER = {"irregular": (0.35, 0.25, 40.0, 0.1)}
+_REGULAR_JITTER = (-0.05, 0.05, 5.0, 0.0)
 
 
 def _check_pair(name: str, value: tuple[float, float], integer: bool = False) -> tuple[float, float]:
@@ -78,6 +87,8 @@ def _arrays(family: str, g: np.random.Generator) -> list[tuple[float, float, flo
         return [(1.5 * np.pi, h, 0.5), (0.5 * np.pi, h, 0.5)]
     if family == "ring":
         return [(0.5 * np.pi, np.pi, 1.0)]
+    if family == "irregular":
+        return [(g.uniform(0, 2 * np.pi), g.uniform(0.6 * np.pi, np.pi), 1.0)]
     if family == "front_back":
         post = g.uniform(0.55, 0.75)
         return [(1.5 * np.pi, np.deg2rad(g.uniform(40, 75)), 1 - post),
@@ -106,9 +117,12 @@ def _loop_layout(
     flexible array wrapped around the torso): arc length along the ellipse and
     z are its two coordinates. The arrays of ``family`` (:func:`_arrays`) share the
     elements of each ring; loops are sized to tile their array (``radius_scale``
-    times that, within 40-80 mm before scaling).
+    times that, within 40-80 mm before scaling). Each loop's angle, radius and z are
+    jittered (:data:`_JITTER`; the regular families by a few per cent and mm).
     """
     by, bx = body[0] + standoff_mm, body[1] + standoff_mm
+    angle_jitter, radius_jitter, z_jitter, shift = _JITTER.get(family, _REGULAR_JITTER)
+    cy, cx = (g.uniform(-shift, shift, 2) * body) if shift else (0.0, 0.0)
     fine = np.linspace(-np.pi, 3 * np.pi, 8193)  # two turns, so arcs never wrap
     ex, ey = bx * np.cos(fine), by * np.sin(fine)
     arc = np.concatenate([[0.0], np.cumsum(np.hypot(np.diff(ex), np.diff(ey)))])
@@ -135,12 +149,14 @@ def _loop_layout(
             spacing = 2 * half_span / n_array
             stagger = spacing * (r / n_rings - 0.5 * (n_rings - 1) / n_rings)
             for k in range(n_array):
-                phi = centre_angle - half_span + spacing * (k + 0.5) + stagger + g.uniform(-0.05, 0.05)
-                rad = radius * g.uniform(0.95, 1.05)
+                jitter = -angle_jitter if angle_jitter < 0 else angle_jitter * spacing
+                phi = centre_angle - half_span + spacing * (k + 0.5) + stagger + g.uniform(-jitter, jitter)
+                rad = radius * g.uniform(1 - radius_jitter, 1 + radius_jitter)
                 s = arc_at(phi) + rad * np.sin(psi)
                 wire_phi = np.interp(s, arc, fine)
                 wire = np.stack(
-                    [bx * np.cos(wire_phi), by * np.sin(wire_phi), z + g.uniform(-5.0, 5.0) + rad * np.cos(psi)],
+                    [cx + bx * np.cos(wire_phi), cy + by * np.sin(wire_phi),
+                     z + g.uniform(-z_jitter, z_jitter) + rad * np.cos(psi)],
                     axis=1,
                 )
                 loops.append(wire)
