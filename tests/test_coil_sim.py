@@ -7,7 +7,7 @@ import pytest
 
 from recon.errors import InputError
 from recon.simulate.coil_noise import correlated_noise, noise_covariance
-from recon.simulate.coils import coil_sensitivities
+from recon.simulate.coils import COIL_FAMILIES, coil_sensitivities
 from recon.simulate.phantom import cine_phantom, phantom_geometry
 
 
@@ -70,6 +70,50 @@ def test_sum_of_squares_covers_body_and_coils_are_distinct():
     off = corr[~np.eye(len(s), dtype=bool)]
     assert off.max() < 0.95
     assert np.median(off) < 0.5
+
+
+@pytest.mark.parametrize("family", COIL_FAMILIES)
+def test_every_family_sees_the_whole_body_with_distinct_coils(family):
+    shape = (64, 64)
+    body = _body(shape)
+    for seed in range(4):
+        s = coil_sensitivities(8, shape, rng=seed, family=family)
+        sos = np.sqrt((np.abs(s) ** 2).sum(axis=0))
+        assert sos[body].min() > 0.01 * sos[body].max()
+        a = s[:, body]
+        gram = np.abs(a @ a.conj().T)
+        norm = np.sqrt(np.diag(gram))
+        assert np.median((gram / np.outer(norm, norm))[~np.eye(len(s), dtype=bool)]) < 0.5
+
+
+def _coverage_centres(family: str, seeds: int = 8) -> np.ndarray:
+    """Sum-of-squares-weighted centre (y, x) of the body's coverage for each seed."""
+    shape = (64, 64)
+    body = _body(shape)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    out = []
+    for seed in range(seeds):
+        w = (np.abs(coil_sensitivities(8, shape, rng=seed, family=family)) ** 2).sum(axis=0) * body
+        out.append(((yy * w).sum() / w.sum(), (xx * w).sum() / w.sum()))
+    return np.asarray(out)
+
+
+def test_irregular_arrays_move_the_coverage_from_scan_to_scan():
+    # regular layouts always cover the body about its centre; irregular ones (partial, uneven,
+    # displaced arrays) move where the signal is strongest by several pixels
+    assert _coverage_centres("irregular").std(axis=0).max() > 3 * _coverage_centres("ring").std(axis=0).max()
+
+
+@pytest.mark.parametrize("family, expected", [
+    ("wrap", (0.22741 + 0.05266j, 0.03278 - 0.03142j)),
+    ("ring", (0.02980 - 0.02400j, -0.02148 - 0.07069j)),
+    ("front_back", (0.30079 - 0.33824j, -0.05393 + 0.06363j)),
+    ("dipole", (-0.00170 + 0.00379j, -0.00281 + 0.00496j)),
+])
+def test_families_draw_the_maps_they_always_drew(family, expected):
+    # the shipped weights' training and validation data stay reproducible from their configs
+    s = coil_sensitivities(6, (16, 16), rng=7, family=family)
+    np.testing.assert_allclose(s[[0, 3], [2, 9], [5, 11]], expected, atol=2e-5)
 
 
 def test_maps_follow_the_phantom_body():
