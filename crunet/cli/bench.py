@@ -6,10 +6,6 @@ import argparse
 
 from recon.machine import DEVICES
 
-#: CRUNet-MR without the feature bank: timed beside crunet_ca by default when installed (the bank's cost)
-BASE_METHOD = "crunet"
-
-
 def _shape(text: str) -> tuple[int, int]:
     parts = text.lower().split("x")
     if len(parts) == 1:
@@ -23,11 +19,13 @@ def _shape(text: str) -> tuple[int, int]:
 
 def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="bench.json", help="result file (default bench.json)")
-    p.add_argument("--what", nargs="+", choices=("coils", "methods", "server", "network"),
-                   default=["coils", "methods", "server"],
-                   help="what to measure (default: coils methods server; server: crunet serve with --clients "
-                        "concurrent clients, latency, throughput and memory; network: the model of "
-                        "--model-config alone in fp32, TF32, bf16 and compiled, and the chain with maps)")
+    p.add_argument("--what", nargs="+", choices=("coils", "methods", "bank", "server", "network"),
+                   default=["coils", "methods", "bank", "server"],
+                   help="what to measure (default: coils methods bank server; bank: the feature bank's cost, "
+                        "crunet_ca's model (or the first --weights') without a bank, with conv fusion, with "
+                        "CA and a 3x3 or a 1x1 projection, at equal size and wrap, as ratios; server: crunet "
+                        "serve with --clients concurrent clients, latency, throughput and memory; network: the "
+                        "model of --model-config alone in fp32, TF32, bf16 and compiled, and the chain with maps)")
     p.add_argument("--sizes", nargs="+", type=_shape, default=[(128, 128), (246, 256)],
                    help="matrix sizes (default 128 246x256)")
     p.add_argument("--coils", type=int, default=10)
@@ -36,7 +34,7 @@ def add_parser(p: argparse.ArgumentParser) -> None:
                    help="methods to time: zf, sense, lps and installed trained weights by name (crunet_ca, "
                         "crunet, crunet_conv, crnn), name:key=value for options; default: zf sense lps "
                         "crunet_ca crunet_ca:precision=fp32 (the default precision, bf16 where native, "
-                        "against fp32 in one run) and crunet when installed (the bank's cost); zf sense lps "
+                        "against fp32 in one run); zf sense lps "
                         "when --weights is given. bart pics (temporal TV) is timed beside them when BART is "
                         "installed")
     p.add_argument("--weights", nargs="+", default=[], metavar="DIR",
@@ -59,6 +57,17 @@ def add_parser(p: argparse.ArgumentParser) -> None:
                    help="auto (default): CUDA when available, else CPU")
 
 
+def _bank_model(args: argparse.Namespace):
+    """The CRUNet-MR config the bank benchmark varies: the first --weights', else the installed
+    default weights', else --model-config's."""
+    from recon.pipeline import DEFAULT_METHOD
+    from recon.train.config import load_run_config
+    from recon.weights import find_weights, weights_info
+
+    ref = args.weights[0] if args.weights else find_weights(DEFAULT_METHOD)
+    return weights_info(ref).config if ref else load_run_config(args.model_config).model
+
+
 def run(args: argparse.Namespace) -> int:
     import json
     import os
@@ -67,7 +76,6 @@ def run(args: argparse.Namespace) -> int:
 
     from recon.machine import describe_machine, resolve_device
     from recon.pipeline import DEFAULT_METHOD, compared_methods, method_configs
-    from recon.weights import find_weights
 
     device = str(resolve_device(args.device))
     result = {"created": time.strftime("%Y-%m-%dT%H:%M:%S"), **describe_machine(device), "load": os.getloadavg(),
@@ -75,8 +83,6 @@ def run(args: argparse.Namespace) -> int:
     methods = compared_methods(args.methods, args.weights)
     if args.methods is None and DEFAULT_METHOD in methods:
         methods += (f"{DEFAULT_METHOD}:precision=fp32",)  # the default precision against fp32, one run
-        if find_weights(BASE_METHOD) is not None:
-            methods += (BASE_METHOD,)  # the bank's cost: crunet_ca against crunet without it, one run
     if "methods" in args.what:
         method_configs(methods, args.weights, device=args.device)  # unknown methods / missing weights: fail now
     for size in args.sizes:
@@ -96,6 +102,15 @@ def run(args: argparse.Namespace) -> int:
             for m, v in r["methods"].items():
                 print(f"{size[0]}x{size[1]} {m:<9} {v['seconds']:.3f} s/slice (x{v['ratio_to_fastest']:.1f}) "
                       f"PSNR {v['psnr']:.2f}", flush=True)
+        if "bank" in args.what:
+            from crunet.bench.bank import bench_bank
+
+            r = bench_bank(_bank_model(args), shape=size, frames=12, coils=args.coils, repeats=args.repeats,
+                           device=args.device)
+            result.setdefault("bank", []).append(r)
+            print(f"bank {size[0]}x{size[1]} ({r['model']}, {r['precision']}): " + ", ".join(
+                f"{v} {row['seconds']:.3f} s (x{row['ratio_to_none']:.2f})" for v, row in r["variants"].items()),
+                  flush=True)
         Path(args.out).write_text(json.dumps(result, indent=2, default=float))
     if "network" in args.what:
         from crunet.bench.network import bench_network

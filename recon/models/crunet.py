@@ -52,7 +52,8 @@ frames at once):
   attention's scaling). Since the base network got faster (temporal convolutions
   without copies, FFTs without rolls, reused memory) the bank's share grew: at 16
   channels, bf16, 1 and 2 threads alike, 3x3 1.15x and 1x1 1.085x of ``none`` (0.475 s
-  at 1 thread). Quality of ``1x1``: ``configs/cpu/crunet_ca_p1.yaml``.
+  at 1 thread). Quality of ``1x1``: ``configs/cpu/crunet_ca_p1.yaml``. These ratios are
+  re-measured by ``crunet bench --what bank`` (the installed crunet_ca's model, equal wrap).
 
 Differences from the reference, on purpose: any batch size (per-sample results do
 not depend on the batch), any image size (pad to even, crop back), any frame count
