@@ -53,8 +53,11 @@ def _model_line(model: dict) -> str:
         return (f"PromptMR, {c['cascades']} cascades of PromptUNets ({c['channels']} / "
                 f"{' / '.join(str(d) for d in c['feature_dims'])} channels), {c['adjacent_frames']} adjacent frames")
     c = model["crunet"]
-    bank = {"none": "no feature bank", "conv": "feature bank fused by a 3x3 conv",
-            "ca": "feature bank fused by channel attention + 3x3 projection"}[c["fusion"]]
+    projection = c.get("bank_projection", "3x3")  # cards of runs from before the field: 3x3
+    bank = {"none": "no feature bank", "conv": f"feature bank fused by a {projection} conv",
+            "ca": ("feature bank fused by channel attention, the attended features summed (no projection)"
+                   if projection == "sum" else f"feature bank fused by channel attention + {projection} projection"),
+            }[c["fusion"]]
     depth = "" if c["fusion"] == "none" else f" (bank depth {c['bank_depth'] or 'all earlier cascades'})"
     return f"CRUNet-MR, {c['channels']} channels, {c['cascades']} cascades, {bank}{depth}"
 

@@ -266,7 +266,8 @@ class WeightsInfo:
 
 
 def describe_model(cfg: ModelConfig) -> str:
-    """Architecture in a few words: ``CRUNet-MR 16ch x5 fusion ca (bank all)``, ``CRNN-MRI 64ch x5 (5 layers)``,
+    """Architecture in a few words: ``CRUNet-MR 16ch x5 fusion ca (bank all)`` (``(bank all, 1x1 projection)``
+    when the bank is not projected by the default 3x3 conv), ``CRNN-MRI 64ch x5 (5 layers)``,
     ``PromptMR 12ch x5 (5 adjacent frames)``."""
     if cfg.name == "crnn":
         c = cfg.crnn
@@ -277,7 +278,8 @@ def describe_model(cfg: ModelConfig) -> str:
     c = cfg.crunet
     text = f"CRUNet-MR {c.channels}ch x{c.cascades} fusion {c.fusion}"
     if c.fusion != "none":
-        text += f" (bank {'all' if c.bank_depth == 0 else f'K={c.bank_depth}'})"
+        projection = "" if c.bank_projection == "3x3" else f", {c.bank_projection} projection"
+        text += f" (bank {'all' if c.bank_depth == 0 else f'K={c.bank_depth}'}{projection})"
     return text
 
 

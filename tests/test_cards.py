@@ -106,8 +106,9 @@ def test_model_line_names_every_architecture():
     from recon.train.config import load_run_config
 
     lines = {name: _model_line(to_dict(load_run_config(f"configs/cpu/{name}.yaml"))["model"])
-             for name in ("crunet_ca", "crunet_conv", "crunet", "crnn", "promptmr")}
-    assert lines["crunet_ca"].startswith("CRUNet-MR") and "channel attention" in lines["crunet_ca"]
+             for name in ("crunet_ca", "crunet_ca_p1", "crunet_conv", "crunet", "crnn", "promptmr")}
+    assert lines["crunet_ca"].startswith("CRUNet-MR") and "channel attention + 3x3 projection" in lines["crunet_ca"]
+    assert "channel attention + 1x1 projection" in lines["crunet_ca_p1"]  # the bank-cost study names its projection
     assert "3x3 conv" in lines["crunet_conv"] and "no feature bank" in lines["crunet"]
     assert lines["crnn"].startswith("CRNN-MRI") and lines["promptmr"].startswith("PromptMR, 3 cascades")
 
