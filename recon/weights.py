@@ -46,7 +46,7 @@ WEIGHTS_ENV = "CRUNET_WEIGHTS_DIR"
 #: The default learned method (CRUNet-MR with channel-attention feature bank).
 DEFAULT_WEIGHTS = "crunet_ca"
 #: Names under which trained weights are shipped (``weights/<name>/``).
-SHIPPED_WEIGHTS = ("crunet_ca", "crunet", "crunet_conv", "crnn")
+SHIPPED_WEIGHTS = ("crunet_ca", "crunet", "crunet_conv", "crnn", "promptmr")
 
 
 def file_sha256(path: str | Path) -> str:

@@ -66,6 +66,10 @@ TINY_MODELS = {
     "crunet": dict(name="crunet", crunet=dict(channels=4, cascades=2, fusion="none")),
     "crunet_conv": dict(name="crunet", crunet=dict(channels=4, cascades=2, fusion="conv")),
     "crnn": dict(name="crnn", crnn=dict(channels=4, cascades=2, layers=3)),
+    "promptmr": dict(name="promptmr", promptmr=dict(
+        cascades=2, adjacent_frames=3, channels=4, feature_dims=(4, 6, 8), prompt_dims=(2, 2, 4),
+        prompt_components=(2, 2, 2), prompt_sizes=(6, 4, 2), encoder_blocks=(1, 1, 1), decoder_blocks=(1, 1, 1),
+        skip_blocks=(1, 1, 1), bottleneck_blocks=1)),
 }
 
 
@@ -73,13 +77,13 @@ def save_tiny_weights(directory, name: str = "crunet_ca", seed: int = 0):
     """Write tiny random weights of ``TINY_MODELS[name]`` into ``directory``; returns it."""
     import torch
 
-    from recon.models.config import CRNNConfig, CRUNetConfig, ModelConfig
+    from recon.models.config import CRNNConfig, CRUNetConfig, ModelConfig, PromptMRConfig
     from recon.models.registry import build_model
     from recon.weights import save_weights
 
     spec = TINY_MODELS[name]
     cfg = ModelConfig(name=spec["name"], crunet=CRUNetConfig(**spec.get("crunet", {})),
-                      crnn=CRNNConfig(**spec.get("crnn", {})))
+                      crnn=CRNNConfig(**spec.get("crnn", {})), promptmr=PromptMRConfig(**spec.get("promptmr", {})))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = build_model(cfg)

@@ -16,7 +16,7 @@ from recon.weights import SHIPPED_WEIGHTS, WEIGHTS_ENV
 
 #: The demo's held-out acquisition (dipole coils, SNR 50, linear order), shrunk to run in seconds.
 TINY_SCAN = replace(DEFAULT_CONFIG, matrix=(32, 32), fov_mm=(300.0, 300.0), n_phases=4, n_coils=4, n_acs=8)
-INSTALLED = ["crnn", "crunet", "crunet_conv", "crunet_ca"]  # the tiny weights of conftest, in table order
+INSTALLED = ["crnn", "promptmr", "crunet", "crunet_conv", "crunet_ca"]  # the tiny weights of conftest, in table order
 
 
 def write_series(path, patient="SCD0000401", slices=2):
@@ -71,15 +71,16 @@ def test_table_holds_every_method_and_says_what_is_missing(report):
     for r in (4, 8):
         assert f"### R = {r} (n = 2 slices)" in md
         assert res["accelerations"][r]["n"] == 2
-    for label in ("zero-filled (`zf`)", "SENSE (`sense`)", "L+S (`lps`)", "CRNN-MRI (`crnn`)", "CRUNet-MR (`crunet`)",
+    for label in ("zero-filled (`zf`)", "SENSE (`sense`)", "L+S (`lps`)", "CRNN-MRI (`crnn`)", "PromptMR (`promptmr`)",
+                  "CRUNet-MR (`crunet`)",
                   "CRUNet-MR w/ Conv (`crunet_conv`)", "CRUNet-MR w/ CA (`crunet_ca`)"):
         assert md.count(f"| {label} | ") >= 3, label  # the methods list and one table row per R
-    for name in ("promptmr", "crunet_ca_k2", "crunet_ca_k3"):
+    for name in ("crunet_ca_k2", "crunet_ca_k3"):
         assert f"(`{name}`) | not shipped yet | – |" in md and res["missing"][name] == "not shipped yet"
     assert "**DISTS: n/a** — " in md and "VGG16" in md  # the reason, not a bare n/a
     assert "| DISTS |" in md and "HaarPSI" in md and "s / slice" in md
     # 2 slices: no test can pass its Bonferroni threshold, and the report says so
-    assert "n = 2 slices is too small for the test to reach the threshold" in md and "n >= 8 is needed" in md
+    assert "n = 2 slices is too small for the test to reach the threshold" in md and "n >= 9 is needed" in md
     assert not [line for line in md.splitlines() if line.startswith("| ") and "†" in line]
     assert "Regenerate with `crunet report --out" in md and "--accelerations 4 8" in md
     assert "Machine: " in md and "weights/SPLIT.md" in md and "`sunnybrook_SCD0000401_midventricular.npz`" in md
@@ -133,7 +134,7 @@ def test_learned_list_covers_the_shipped_names_and_reports_broken_weights(tmp_pa
     monkeypatch.setenv(WEIGHTS_ENV, os.pathsep.join([str(tmp_path), str(tiny_weights)]))
     installed, missing, _ = learned_methods()
     assert installed == INSTALLED
-    assert missing["crunet_ca_k3"].startswith("installed but unusable") and missing["promptmr"] == "not shipped yet"
+    assert missing["crunet_ca_k3"].startswith("installed but unusable") and missing["crunet_ca_k2"] == "not shipped yet"
 
 
 def test_only_held_out_patients(tmp_path):
@@ -218,25 +219,30 @@ def test_claims_say_agree_disagree_or_not_testable_with_the_numbers():
         return {"psnr": psnr, "dynamic_psnr": dyn, "static_psnr": sta}
 
     report = _fake_report({
-        4: {"crunet": row(36.0, 30.0, 37.0), "crunet_conv": row(36.2, 30.3, 37.1), "crunet_ca": row(36.1, 30.5, 37.1)},
-        24: {"crunet": row(31.0, 26.0, 32.0), "crunet_conv": row(31.4, 26.4, 32.2), "crunet_ca": row(31.6, 27.0, 32.1)},
+        4: {"crunet": row(36.0, 30.0, 37.0), "crunet_conv": row(36.2, 30.3, 37.1), "crunet_ca": row(36.1, 30.5, 37.1),
+            "promptmr": row(35.0, 29.0, 36.0)},
+        24: {"crunet": row(31.0, 26.0, 32.0), "crunet_conv": row(31.4, 26.4, 32.2), "crunet_ca": row(31.6, 27.0, 32.1),
+             "promptmr": row(31.7, 27.0, 32.0)},
     })
     got = {c: (ok, numbers) for c, ok, numbers in claims(report)}
     verdicts = [ok for ok, _ in got.values()]
-    assert verdicts == [True, False, True, True, None, None]  # CA < Conv at R = 4; no K = 2 / 3 models
+    # CA < Conv at R = 4; no K = 2 / 3 models; no CRNN-MRI; PromptMR ahead of CA at R = 24
+    assert verdicts == [True, False, True, True, None, None, None, False]
+    assert got["CRUNet-MR w/ CA beats PromptMR (`promptmr`) (w/ CA minus PromptMR, PSNR)"][1] == \
+        "R = 4: +1.10 dB, R = 24: -0.10 dB"
     assert got["CA fusion does at least as well as conv fusion (w/ CA minus w/ Conv, PSNR)"][1] == \
         "R = 4: -0.10 dB, R = 24: +0.20 dB"
     assert "R = 4: +0.10 dB, R = 24: +0.60 dB" in got[
         "The gain of the bank grows with the acceleration (w/ CA minus CRUNet-MR, lowest vs highest R)"][1]
     only_ca = _fake_report({8: {"crunet_ca": row(35.0, 30.0, 36.0)}})
-    assert [ok for _, ok, _ in claims(only_ca)] == [None] * 6
+    assert [ok for _, ok, _ in claims(only_ca)] == [None] * 8
 
 
 def test_report_index_holds_the_claims(report):
     res, out = report
     md = (out / "README.md").read_text()
     section = md.split("## 5. The paper's claims on this data")[1].split("## Files")[0]
-    assert section.count("| **") == 6
+    assert section.count("| **") == 8
     assert "Feature aggregation improves CRUNet-MR" in section and "R = 4: " in section
     assert "needs CRUNet-MR w/ CA, K=2 (`crunet_ca_k2`)" in section
 
