@@ -50,10 +50,10 @@ _ARRAY_HALF_SPAN_DEG = 70.0  # anterior / posterior arrays cover +-70 degrees
 #: Coil families of :func:`coil_sensitivities` (see the module docstring).
 COIL_FAMILIES = ("wrap", "ring", "front_back", "irregular", "dipole")
 
-#: Placement jitter of the loop families: (angle, in units of the element spacing, or radians
-#: when negative; loop radius, relative; z of the loop centre, mm; body-centre shift, relative).
-_JITTER = {"irregular": (0.35, 0.25, 40.0, 0.1)}
-_REGULAR_JITTER = (-0.05, 0.05, 5.0, 0.0)
+#: Placement jitter of the loop families: (angle in radians, angle in element spacings -- the
+#: two add --, loop radius relative, z of the loop centre in mm, body-centre shift relative).
+_JITTER = {"irregular": (0.0, 0.35, 0.25, 40.0, 0.1)}
+_REGULAR_JITTER = (0.05, 0.0, 0.05, 5.0, 0.0)
 
 
 def _check_pair(name: str, value: tuple[float, float], integer: bool = False) -> tuple[float, float]:
@@ -121,7 +121,7 @@ def _loop_layout(
     jittered (:data:`_JITTER`; the regular families by a few per cent and mm).
     """
     by, bx = body[0] + standoff_mm, body[1] + standoff_mm
-    angle_jitter, radius_jitter, z_jitter, shift = _JITTER.get(family, _REGULAR_JITTER)
+    angle_rad, angle_spacings, radius_jitter, z_jitter, shift = _JITTER.get(family, _REGULAR_JITTER)
     cy, cx = (g.uniform(-shift, shift, 2) * body) if shift else (0.0, 0.0)
     fine = np.linspace(-np.pi, 3 * np.pi, 8193)  # two turns, so arcs never wrap
     ex, ey = bx * np.cos(fine), by * np.sin(fine)
@@ -148,8 +148,8 @@ def _loop_layout(
                 continue
             spacing = 2 * half_span / n_array
             stagger = spacing * (r / n_rings - 0.5 * (n_rings - 1) / n_rings)
+            jitter = angle_rad + angle_spacings * spacing
             for k in range(n_array):
-                jitter = -angle_jitter if angle_jitter < 0 else angle_jitter * spacing
                 phi = centre_angle - half_span + spacing * (k + 0.5) + stagger + g.uniform(-jitter, jitter)
                 rad = radius * g.uniform(1 - radius_jitter, 1 + radius_jitter)
                 s = arc_at(phi) + rad * np.sin(psi)
