@@ -61,9 +61,9 @@ def test_weights_name_is_a_method(raw, tiny_weights, name):
 
 def test_options_of_learned_and_classical_methods(raw):
     p = prepare(raw)
-    assert method_options("crunet_ca") == {"precision": "auto"}
-    assert set(method_options("model")) == {"weights", "precision"}
-    with pytest.raises(InputError, match=r"method 'crunet_ca': unknown key\(s\) weights; valid keys: precision"):
+    assert method_options("crunet_ca") == {"precision": "auto", "tta": 1}
+    assert set(method_options("model")) == {"weights", "precision", "tta"}
+    with pytest.raises(InputError, match=r"method 'crunet_ca': unknown key\(s\) weights; valid keys: precision, tta"):
         run_method("crunet_ca", p, weights="x")
     with pytest.raises(InputError, match=r"method 'sense': unknown key\(s\) bogus; valid keys: lam"):
         run_method("sense", p, bogus=1)
@@ -139,6 +139,24 @@ def test_bf16_precision_is_an_option_close_to_fp32(raw):
     assert ((bf16 - fp32).abs().norm() / fp32.abs().norm()).item() < 0.05
     with pytest.raises(InputError, match=r"method 'crunet_ca'\.precision: 'fp16' is not one of auto, fp32, bf16"):
         run_method("crunet_ca", p, precision="fp16")
+
+
+def test_tta_averages_the_model_over_exact_symmetries(raw):
+    """``tta=n`` is the mean of ``g^-1 model(g p)`` over the first n symmetries: tta=2 is the mean
+    of the plain forward and the forward on the time-reversed problem, reversed back."""
+    from recon.symmetry import TTA_SETS
+
+    p = prepare(raw)
+    plain = run_method("crunet_ca", p, precision="fp32")
+    assert torch.equal(run_method("crunet_ca", p, precision="fp32", tta=1), plain)
+    backwards = TTA_SETS[2][1]
+    rev = backwards.image(run_method("crunet_ca", backwards.problem(p), precision="fp32"))
+    torch.testing.assert_close(run_method("crunet_ca", p, precision="fp32", tta=2), (plain + rev) / 2)
+    for n in (4, 8):
+        x = run_method("crunet_ca", p, tta=n)
+        assert x.shape == plain.shape and x.dtype == torch.complex64 and torch.isfinite(x).all()
+    with pytest.raises(InputError, match="tta must be one of 1, 2, 4, 8, got 3"):
+        run_method("crunet_ca", p, tta=3)
 
 
 def test_the_default_model_does_not_depend_on_the_objects_row(tmp_path):
