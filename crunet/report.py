@@ -276,6 +276,8 @@ def run_report(cfg: ReportConfig = ReportConfig(), log=print) -> dict:
                         "table": str(Path(res["table"]).relative_to(out)),
                         "figures": [str(Path(f).relative_to(out)) for f in res["figures"]]}
         regions = _regions(files[cfg.rs()[0]], n_slices, out)
+    depths = bank_depths(installed)
+    bank_figure = _bank_figure(per_r, depths, out) if len(depths) >= 2 else None
     machine = describe_machine(device)
     training = {n: training_summary(n) for n in installed}
     report = {
@@ -291,7 +293,7 @@ def run_report(cfg: ReportConfig = ReportConfig(), log=print) -> dict:
         "bank_names": list(BANK_DEPTH),
         "weights": {n: f"{weights_info(n).describe()}; {training[n]}" for n in installed},
         "training": training,
-        "bank_depths": bank_depths(installed), "alpha": cfg.alpha,
+        "bank_depths": depths, "bank_figure": bank_figure, "alpha": cfg.alpha,
         "unavailable": unavailable_metrics([v["summary"] for v in per_r.values()]),
         "accelerations": per_r, "regions": regions,
     }
@@ -299,6 +301,24 @@ def run_report(cfg: ReportConfig = ReportConfig(), log=print) -> dict:
     write_index(report, out / "README.md")
     log(f"report: {out / 'README.md'}")
     return report
+
+
+def _bank_figure(per_r: dict[int, dict], depths: dict[str, int], out: Path) -> str | None:
+    """Quality against the bank depth (the paper's Fig. 5) from each R's summary: ``bank_depth.png``."""
+    from recon.figures import bank_depth_figure
+
+    order = sorted(depths, key=lambda n: depths[n] or float("inf"))  # K = 2, 3, then all (0)
+    points = {}
+    for r, res in per_r.items():
+        rows = {row["method"]: row for row in res["summary"]}
+        row = [(str(depths[n] or "all"), rows[n]) for n in order if n in rows]
+        if len(row) >= 2:  # a depth whose every slice failed at this R has no row there
+            points[r] = row
+    if not points:
+        return None
+    bank_depth_figure(points, {r: per_r[r]["n"] for r in points}, out / "bank_depth.png",
+                      title="CRUNet-MR w/ CA: bank depth K\n(mean over the slices ± standard error)")
+    return "bank_depth.png"
 
 
 def _regions(path: Path, n_slices: int, out: Path) -> dict:

@@ -165,6 +165,12 @@ def bank_section(report: dict) -> list[str]:
     if len(depths) < 2:
         return lines + ["No comparison of depths is possible until at least two of them are installed "
                         "(`configs/cpu/crunet_ca_k2.yaml`, `configs/cpu/crunet_ca_k3.yaml`).", ""]
+    trained = {n: report.get("training", {}).get(n) for n in depths}
+    if len(set(trained.values())) > 1:
+        lines += ["", "**The depths were not trained alike** (" + "; ".join(f"`{n}`: {t}" for n, t in trained.items())
+                  + "): the differences below mix the bank's depth with the training."]
+    if report.get("bank_figure"):
+        lines += ["", f"![quality against the bank depth]({report['bank_figure']})"]
     lines += ["", "| R | model | K | PSNR dB | SSIM | HaarPSI | PSNR dynamic |", "|---|---|---|---|---|---|---|"]
     for r in report["accelerations"]:
         rows = rows_by_method(report, r)

@@ -147,6 +147,42 @@ def region_figure(references: dict[str, np.ndarray], path: str | Path, frame: in
     return _save(fig, path, title)
 
 
+def bank_depth_figure(points: dict[int, list[tuple[str, dict]]], slices: dict[int, int], path: str | Path,
+                      title: str = "") -> Path:
+    """Quality against the feature bank's depth K (the paper's Fig. 5), written as PNG.
+
+    ``points``: R -> ``[(K label, summary row), ...]`` in the order of the x axis
+    (``"2"``, ``"3"``, ``"all"``); a summary row holds ``<metric>_mean`` / ``_std`` over the
+    slices (:func:`crunet.evaluate.evaluate`'s summary); ``slices``: R -> the number of
+    slices behind those means. One column per R (the scales differ by R), one row per
+    metric (PSNR of the whole field of view, PSNR of the dynamic region, SSIM); error bars:
+    the standard error of the mean over the slices (std / sqrt(n)).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    metrics = (("psnr", "PSNR dB"), ("dynamic_psnr", "PSNR dB, dynamic"), ("ssim", "SSIM"))
+    if not points or any(len(v) < 2 for v in points.values()):
+        raise InputError("bank-depth figure: needs at least two depths at every R")
+    fig = Figure(figsize=(max(2.9 * len(points) + 0.6, 5.5), 6.6), dpi=110, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(metrics), len(points), squeeze=False)
+    for j, (r, row) in enumerate(points.items()):
+        labels = [k for k, _ in row]
+        root_n = max(int(slices.get(r, 1)), 1) ** 0.5
+        for i, (key, name) in enumerate(metrics):
+            ax = axes[i, j]
+            if all(f"{key}_mean" in v for _, v in row):
+                mean = [v[f"{key}_mean"] for _, v in row]
+                sem = [v.get(f"{key}_std", 0.0) / root_n for _, v in row]
+                ax.errorbar(range(len(labels)), mean, yerr=sem, marker="o", capsize=3)
+            ax.set_xticks(range(len(labels)), [f"K = {k}" for k in labels])
+            ax.set_title(f"R = {r}: {name}" if i == 0 else name, fontsize=9)
+            ax.tick_params(labelsize=8)
+            ax.grid(alpha=0.3)
+    return _save(fig, path, title)
+
+
 def _save(fig, path: str | Path, title: str | None = None) -> Path:
     """Title the figure, write it atomically as PNG (a reader never sees half a file); the path."""
     if title:

@@ -17,3 +17,20 @@ def test_comparison_figure_titles_carry_the_crop_ssim(tmp_path):
     assert "PSNR" in text.splitlines()[0] and 0 < crop_ssim < 1
     out = comparison_figure(ref, {"noisy": noisy, "same": ref}, tmp_path / "fig.png")
     assert out.is_file() and out.stat().st_size > 10_000
+
+
+def test_bank_depth_figure_one_column_per_r_and_a_clear_error_for_one_depth(tmp_path):
+    import pytest
+
+    from recon.errors import InputError
+    from recon.figures import bank_depth_figure
+
+    def row(psnr):
+        return {"psnr_mean": psnr, "psnr_std": 1.0, "ssim_mean": 0.9, "ssim_std": 0.01}  # no dynamic PSNR: panel empty
+
+    points = {4: [("2", row(40.0)), ("3", row(40.2)), ("all", row(40.5))],
+              8: [("2", row(35.0)), ("all", row(35.4))]}
+    out = bank_depth_figure(points, {4: 11, 8: 11}, tmp_path / "bank.png", title="t")
+    assert out.is_file() and out.stat().st_size > 10_000
+    with pytest.raises(InputError, match="at least two depths at every R"):
+        bank_depth_figure({8: [("all", row(35.0))]}, {8: 3}, tmp_path / "one.png")

@@ -125,6 +125,9 @@ def test_quick_with_bank_depth_weights(tmp_path, monkeypatch, tiny_weights):
     md = (tmp_path / "q" / "README.md").read_text()
     assert "quick check" in md and "n = 1 slice: no significance test" in md
     assert "| 8 | CRUNet-MR w/ CA, K=2 (`crunet_ca_k2`) | 2 |" in md and "| 8 | CRUNet-MR w/ CA (`crunet_ca`) | all |" in md
+    # the paper's Fig. 5: quality against K, linked from the bank section
+    assert res["bank_figure"] == "bank_depth.png" and (tmp_path / "q" / "bank_depth.png").stat().st_size > 5000
+    assert "![quality against the bank depth](bank_depth.png)" in md.split("## 4.")[1]
 
 
 def test_learned_list_covers_the_shipped_names_and_reports_broken_weights(tmp_path, monkeypatch, tiny_weights):
