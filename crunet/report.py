@@ -311,9 +311,9 @@ def _bank_figure(per_r: dict[int, dict], depths: dict[str, int], out: Path) -> s
     points = {}
     for r, res in per_r.items():
         rows = {row["method"]: row for row in res["summary"]}
-        row = [(str(depths[n] or "all"), rows[n]) for n in order if n in rows]
-        if len(row) >= 2:  # a depth whose every slice failed at this R has no row there
-            points[r] = row
+        series = [(str(depths[n] or "all"), rows[n]) for n in order if n in rows]
+        if len(series) >= 2:  # a depth whose every slice failed at this R has no row there
+            points[r] = series
     if not points:
         return None
     bank_depth_figure(points, {r: per_r[r]["n"] for r in points}, out / "bank_depth.png",

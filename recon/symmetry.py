@@ -42,30 +42,29 @@ class Symmetry:
     y: bool = False
     x: bool = False
 
+    def apply(self, x: torch.Tensor, t: int | None, y: int | None, x_dim: int | None) -> torch.Tensor:
+        """The map on a tensor whose frame, y and x axes are ``t``, ``y``, ``x_dim`` (None: no such axis)."""
+        if self.time and t is not None:
+            x = x.flip(t)
+        if self.y and y is not None:
+            x = reflect(x, y)
+        if self.x and x_dim is not None:
+            x = reflect(x, x_dim)
+        return x
+
     def problem(self, p: SliceProblem) -> SliceProblem:
         """The transformed problem (k-space ``[t, c, y, x]``, mask ``[t, y]``, maps ``[c, y, x]``)."""
-        k, mask, maps = p.kspace, p.mask, p.maps
-        if self.time:
-            k, mask = k.flip(0), mask.flip(0)
-        if self.y:
-            k, mask, maps = reflect(k, -2), reflect(mask, -1), reflect(maps, -2)
-        if self.x:
-            k, maps = reflect(k, -1), reflect(maps, -1)
-        return SliceProblem(k, mask, maps, p.noise_sigma)
+        return SliceProblem(self.apply(p.kspace, 0, -2, -1), self.apply(p.mask, 0, -1, None),
+                            self.apply(p.maps, None, -2, -1), p.noise_sigma)
 
     def image(self, x: torch.Tensor) -> torch.Tensor:
         """The same map on images ``[t, y, x]`` (each map is its own inverse)."""
-        if self.time:
-            x = x.flip(0)
-        if self.y:
-            x = reflect(x, -2)
-        if self.x:
-            x = reflect(x, -1)
-        return x
+        return self.apply(x, 0, -2, -1)
 
 
-#: The group elements averaged by ``tta = n``: time reversal first (the cheapest to be
-#: wrong about for a recurrent network), then the reflections.
+#: The group elements averaged by ``tta = n``: the identity and time reversal (the map a
+#: network recurrent over the frames is least likely to commute with), then the reflection
+#: along the readout, then that along the phase encodes.
 TTA_SETS: dict[int, tuple[Symmetry, ...]] = {
     1: (Symmetry(),),
     2: (Symmetry(), Symmetry(time=True)),
