@@ -35,11 +35,15 @@ from recon.weights import DEFAULT_WEIGHTS
 
 CLASSICAL = ("zf", "sense", "lps")
 #: Learned methods of the paper's comparison, in table order; the reference (crunet_ca) last.
-LEARNED = ("crnn", "promptmr", "crunet", "crunet_conv", "crunet_ca_k2", "crunet_ca_k3", "crunet_ca")
+LEARNED = ("crnn", "promptmr", "crunet", "crunet_conv", "crunet_ca_k2", "crunet_ca_k3", "crunet_ca_kall",
+           "crunet_ca")
 #: The method every other one is tested against (the paper: CRUNet-MR w/ CA).
 REFERENCE = DEFAULT_WEIGHTS
-#: The bank-depth ablation: K = all earlier cascades (crunet_ca), the 3 and the 2 most recent.
-BANK_DEPTH = ("crunet_ca", "crunet_ca_k3", "crunet_ca_k2")
+#: The bank-depth ablation: K = all earlier cascades (the shipped crunet_ca, and crunet_ca_kall
+#: trained exactly as the K = 3 and K = 2 models), the 3 and the 2 most recent.
+BANK_DEPTH = ("crunet_ca", "crunet_ca_kall", "crunet_ca_k3", "crunet_ca_k2")
+#: K = all on the recipe and steps of the K = 2 / 3 models: the depth comparison's control.
+DEPTH_CONTROL = "crunet_ca_kall"
 ACCELERATIONS = (4, 8, 24)
 #: The report's default series: every slice of the held-out patient (11; the demo uses 2 of them),
 #: enough for the Wilcoxon signed-rank test to reach a Bonferroni-corrected threshold.
@@ -239,6 +243,17 @@ def bank_depths(installed: list[str]) -> dict[str, int]:
     return {n: int(weights_info(n).config.crunet.bank_depth) for n in BANK_DEPTH if n in installed}
 
 
+def depth_line(depths: dict[str, int]) -> tuple[list[str], str | None]:
+    """The installed depth models compared along K, and the one shown beside them (or None).
+
+    With the control (:data:`DEPTH_CONTROL`, K = all trained as K = 2 / 3) installed, the line
+    is the control and the K = 2 / 3 models, and the shipped crunet_ca (K = all, trained
+    otherwise) stands beside it; without it, crunet_ca is the line's K = all."""
+    if DEPTH_CONTROL in depths:
+        return [n for n in depths if n != REFERENCE], (REFERENCE if REFERENCE in depths else None)
+    return [n for n in depths if n != DEPTH_CONTROL], None
+
+
 def run_report(cfg: ReportConfig = ReportConfig(), log=print) -> dict:
     """Simulate, evaluate every R, draw the region figure and write ``report.json`` and ``README.md``."""
     from crunet.demo import DEFAULT_CONFIG, demo_series
@@ -307,17 +322,20 @@ def _bank_figure(per_r: dict[int, dict], depths: dict[str, int], out: Path) -> s
     """Quality against the bank depth (the paper's Fig. 5) from each R's summary: ``bank_depth.png``."""
     from recon.figures import bank_depth_figure
 
-    order = sorted(depths, key=lambda n: depths[n] or float("inf"))  # K = 2, 3, then all (0)
-    points = {}
+    line, shipped = depth_line(depths)
+    order = sorted(line, key=lambda n: depths[n] or float("inf"))  # K = 2, 3, then all (0)
+    points, extra = {}, {}
     for r, res in per_r.items():
         rows = {row["method"]: row for row in res["summary"]}
         series = [(str(depths[n] or "all"), rows[n]) for n in order if n in rows]
         if len(series) >= 2:  # a depth whose every slice failed at this R has no row there
             points[r] = series
+            if shipped in rows:
+                extra[r] = (f"{shipped} (trained otherwise)", rows[shipped])
     if not points:
         return None
     bank_depth_figure(points, {r: per_r[r]["n"] for r in points}, out / "bank_depth.png",
-                      title="CRUNet-MR w/ CA: bank depth K\n(mean over the slices ± standard error)")
+                      title="CRUNet-MR w/ CA: bank depth K\n(mean over the slices ± standard error)", extra=extra)
     return "bank_depth.png"
 
 

@@ -16,7 +16,8 @@ from pathlib import Path
 #: Display names (the paper's), by method name.
 NAMES = {"zf": "zero-filled", "sense": "SENSE", "lps": "L+S", "crnn": "CRNN-MRI", "promptmr": "PromptMR",
          "crunet": "CRUNet-MR", "crunet_conv": "CRUNet-MR w/ Conv", "crunet_ca": "CRUNet-MR w/ CA",
-         "crunet_ca_k2": "CRUNet-MR w/ CA, K=2", "crunet_ca_k3": "CRUNet-MR w/ CA, K=3"}
+         "crunet_ca_k2": "CRUNet-MR w/ CA, K=2", "crunet_ca_k3": "CRUNet-MR w/ CA, K=3",
+         "crunet_ca_kall": "CRUNet-MR w/ CA, K=all (ablation recipe)"}
 CLASSICAL_NOTES = {"zf": "classical: SENSE-combined zero-filled",
                    "sense": "classical: CG-SENSE, Tikhonov weight from the measured noise",
                    "lps": "classical: L+S (Otazo 2015), thresholds from the measured noise"}
@@ -165,10 +166,20 @@ def bank_section(report: dict) -> list[str]:
     if len(depths) < 2:
         return lines + ["No comparison of depths is possible until at least two of them are installed "
                         "(`configs/cpu/crunet_ca_k2.yaml`, `configs/cpu/crunet_ca_k3.yaml`).", ""]
-    trained = {n: report.get("training", {}).get(n) for n in depths}
+    from crunet.report import depth_line
+
+    line, shipped = depth_line(depths)
+    training = report.get("training", {})
+    trained = {n: training.get(n) for n in line}
     if len(set(trained.values())) > 1:
         lines += ["", "**The depths were not trained alike** (" + "; ".join(f"`{n}`: {t}" for n, t in trained.items())
                   + "): the differences below mix the bank's depth with the training."]
+    else:
+        lines += ["", "K = " + ", ".join(str(depths[n] or "all") for n in sorted(line, key=lambda n: -depths[n]))
+                  + f" share the recipe and the steps ({next(iter(trained.values()))}): they compare the depth alone."]
+    if shipped:
+        lines.append(f"{label(shipped)} (K = all, the shipped model) was trained otherwise ({training.get(shipped)}); "
+                     "the figure draws it beside the line.")
     if report.get("bank_figure"):
         lines += ["", f"![quality against the bank depth]({report['bank_figure']})"]
     lines += ["", "| R | model | K | PSNR dB | SSIM | HaarPSI | PSNR dynamic |", "|---|---|---|---|---|---|---|"]

@@ -148,7 +148,7 @@ def region_figure(references: dict[str, np.ndarray], path: str | Path, frame: in
 
 
 def bank_depth_figure(points: dict[int, list[tuple[str, dict]]], slices: dict[int, int], path: str | Path,
-                      title: str = "") -> Path:
+                      title: str = "", extra: dict[int, tuple[str, dict]] | None = None) -> Path:
     """Quality against the feature bank's depth K (the paper's Fig. 5), written as PNG.
 
     ``points``: R -> ``[(K label, summary row), ...]`` in the order of the x axis
@@ -156,7 +156,10 @@ def bank_depth_figure(points: dict[int, list[tuple[str, dict]]], slices: dict[in
     slices (:func:`crunet.evaluate.evaluate`'s summary); ``slices``: R -> the number of
     slices behind those means. One column per R (the scales differ by R), one row per
     metric (PSNR of the whole field of view, PSNR of the dynamic region, SSIM); error bars:
-    the standard error of the mean over the slices (std / sqrt(n)).
+    the standard error of the mean over the slices (std / sqrt(n)). ``extra``: R -> ``(legend
+    label, summary row)`` of one more model at the last depth, drawn as an open marker beside
+    the line (a model of that depth trained otherwise, e.g. the shipped one against the
+    equally-trained depths of the line).
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -176,6 +179,13 @@ def bank_depth_figure(points: dict[int, list[tuple[str, dict]]], slices: dict[in
                 mean = [v[f"{key}_mean"] for _, v in row]
                 sem = [v.get(f"{key}_std", 0.0) / root_n for _, v in row]
                 ax.errorbar(range(len(labels)), mean, yerr=sem, marker="o", capsize=3)
+            other = (extra or {}).get(r)
+            if other is not None and f"{key}_mean" in other[1]:
+                ax.errorbar([len(labels) - 1 + 0.15], [other[1][f"{key}_mean"]],
+                            yerr=[other[1].get(f"{key}_std", 0.0) / root_n], marker="s", mfc="none",
+                            color="C3", capsize=3, linestyle="none", label=other[0])
+                if i == 0:
+                    ax.legend(fontsize=7, loc="best")
             ax.set_xticks(range(len(labels)), [f"K = {k}" for k in labels])
             ax.set_title(f"R = {r}: {name}" if i == 0 else name, fontsize=9)
             ax.tick_params(labelsize=8)

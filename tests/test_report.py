@@ -42,10 +42,22 @@ def save_bank_weights(directory, depth):
         return save_weights(build_model(cfg), cfg, directory)
 
 
+@pytest.fixture(autouse=True)
+def only_test_weights(monkeypatch):
+    """The reports of these tests see the tiny stand-ins (and what a test installs), never the
+    project's weights/: what is shipped there changes, the tests' expectations do not."""
+    import recon.weights as W
+
+    monkeypatch.setattr(W, "builtin_weights_dirs", lambda: [])
+
+
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
+    import recon.weights as W
+
     d = tmp_path_factory.mktemp("report")
     with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(W, "builtin_weights_dirs", lambda: [])
         mp.delenv("CRUNET_VGG16_WEIGHTS", raising=False)
         # the demo's 2 slices of the shipped held-out patient (the default is all 11: slower)
         cfg = ReportConfig(out=str(d / "out"), accelerations=(4, 8), scan=TINY_SCAN, device="cpu",
@@ -114,20 +126,26 @@ def test_regions_and_bank_depth_sections(report):
 
 
 def test_quick_with_bank_depth_weights(tmp_path, monkeypatch, tiny_weights):
-    """One R, one slice; installed K=2 weights join the table and the bank-depth section."""
+    """One R, one slice; installed K=2 weights and the K = all control join the table and the
+    bank-depth section; the shipped crunet_ca stands beside the line."""
     save_bank_weights(tmp_path / "w" / "crunet_ca_k2", 2)
+    save_bank_weights(tmp_path / "w" / "crunet_ca_kall", 0)
     monkeypatch.setenv(WEIGHTS_ENV, os.pathsep.join([str(tmp_path / "w"), str(tiny_weights)]))
     series = write_series(tmp_path / "heldout.npz")  # a phantom stands in for another held-out series
     res = run_report(ReportConfig(out=str(tmp_path / "q"), quick=True, series=str(series), scan=TINY_SCAN,
                                   device="cpu"), log=lambda *_: None)
     assert list(res["accelerations"]) == [8] and res["accelerations"][8]["n"] == 1
-    assert "crunet_ca_k2" in res["methods"] and res["bank_depths"] == {"crunet_ca": 0, "crunet_ca_k2": 2}
+    assert "crunet_ca_k2" in res["methods"] and "crunet_ca_kall" in res["methods"]
+    assert res["bank_depths"] == {"crunet_ca": 0, "crunet_ca_kall": 0, "crunet_ca_k2": 2}
     md = (tmp_path / "q" / "README.md").read_text()
     assert "quick check" in md and "n = 1 slice: no significance test" in md
     assert "| 8 | CRUNet-MR w/ CA, K=2 (`crunet_ca_k2`) | 2 |" in md and "| 8 | CRUNet-MR w/ CA (`crunet_ca`) | all |" in md
     # the paper's Fig. 5: quality against K, linked from the bank section
     assert res["bank_figure"] == "bank_depth.png" and (tmp_path / "q" / "bank_depth.png").stat().st_size > 5000
-    assert "![quality against the bank depth](bank_depth.png)" in md.split("## 4.")[1]
+    bank = md.split("## 4.")[1].split("## 5.")[0]
+    assert "![quality against the bank depth](bank_depth.png)" in bank
+    assert "| 8 | CRUNet-MR w/ CA, K=all (ablation recipe) (`crunet_ca_kall`) | all |" in bank
+    assert "K = 2, all share the recipe and the steps" in bank and "the figure draws it beside the line" in bank
 
 
 def test_learned_list_covers_the_shipped_names_and_reports_broken_weights(tmp_path, monkeypatch, tiny_weights):
@@ -239,6 +257,34 @@ def test_claims_say_agree_disagree_or_not_testable_with_the_numbers():
         "The gain of the bank grows with the acceleration (w/ CA minus CRUNet-MR, lowest vs highest R)"][1]
     only_ca = _fake_report({8: {"crunet_ca": row(35.0, 30.0, 36.0)}})
     assert [ok for _, ok, _ in claims(only_ca)] == [None] * 8
+
+
+def test_depth_claims_use_the_equally_trained_control_when_installed():
+    """K = all against K = 2 / 3: the control trained as they were (crunet_ca_kall) when it is
+    installed, else the shipped crunet_ca."""
+    from crunet.report_claims import claims
+
+    rows = {8: {"crunet_ca": {"psnr": 36.0}, "crunet_ca_kall": {"psnr": 34.0}, "crunet_ca_k2": {"psnr": 34.5},
+                "crunet_ca_k3": {"psnr": 33.8}}}
+    report = _fake_report(rows)
+    report["bank_depths"] = {"crunet_ca": 0, "crunet_ca_kall": 0, "crunet_ca_k3": 3, "crunet_ca_k2": 2}
+    got = {c: (ok, n) for c, ok, n in claims(report) if c.startswith("Fusing all")}
+    assert got == {"Fusing all earlier cascades beats fusing the 3 most recent (`crunet_ca_kall` minus K = 3, PSNR)":
+                   (True, "R = 8: +0.20 dB"),
+                   "Fusing all earlier cascades beats fusing the 2 most recent (`crunet_ca_kall` minus K = 2, PSNR)":
+                   (False, "R = 8: -0.50 dB")}
+    del report["bank_depths"]["crunet_ca_kall"]
+    got = [(ok, n) for c, ok, n in claims(report) if c.startswith("Fusing all") and "`crunet_ca` minus" in c]
+    assert got == [(True, "R = 8: +2.20 dB"), (True, "R = 8: +1.50 dB")]
+
+
+def test_depth_line_puts_the_shipped_model_beside_the_control():
+    from crunet.report import depth_line
+
+    both = {"crunet_ca": 0, "crunet_ca_kall": 0, "crunet_ca_k3": 3, "crunet_ca_k2": 2}
+    assert depth_line(both) == (["crunet_ca_kall", "crunet_ca_k3", "crunet_ca_k2"], "crunet_ca")
+    assert depth_line({"crunet_ca": 0, "crunet_ca_k2": 2}) == (["crunet_ca", "crunet_ca_k2"], None)
+    assert depth_line({"crunet_ca_kall": 0, "crunet_ca_k2": 2}) == (["crunet_ca_kall", "crunet_ca_k2"], None)
 
 
 def test_report_index_holds_the_claims(report):
