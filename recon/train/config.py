@@ -57,6 +57,11 @@ class DataConfig(Settings):
     augment : random 90-degree rotations, flips, temporal reversal and roll of the
         image series, and a random circular move of the fitted frames along y
         (:func:`recon.train.samples.move_along_y`).
+    deform : with ``augment``, the strength of a random rotation (up to 45 degrees), anisotropic
+        scaling and elastic warp of each real training series
+        (:func:`recon.train.samples.deform_series`: at 1, scales up to ``exp(+-0.2)`` and
+        elastic shifts up to 3 % of the side); 0 (the default, as the shipped weights were
+        trained) = none. More anatomy from few patients; validation series are never warped.
     maps : ``espirit`` (estimated from the noisy ACS by the inference code path: what
         every entry point reconstructs with) or ``true`` (the simulated sensitivities,
         for ablations only: a model trained on true maps loses ~4 dB on ESPIRiT maps).
@@ -83,6 +88,7 @@ class DataConfig(Settings):
     crop_scale: tuple[float, float] = (0.6, 1.0)
     seam_rows: int = 0
     augment: bool = True
+    deform: float = 0.0
     maps: Literal["espirit", "true"] = "espirit"
     coil_grid: int = 48
     train_files: tuple[str, ...] = ()
@@ -100,6 +106,8 @@ class DataConfig(Settings):
         lo, hi = self.crop_scale
         if not 0 < lo <= hi <= 1:
             raise InputError(f"crop_scale must satisfy 0 < lo <= hi <= 1, got {self.crop_scale}")
+        if not 0 <= self.deform <= 3:
+            raise InputError(f"deform must lie in [0, 3], got {self.deform}")
         if self.seam_rows < 0:
             raise InputError(f"seam_rows must be >= 0, got {self.seam_rows}")
         if not 0 <= self.phantom_fraction <= 1:

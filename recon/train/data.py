@@ -36,9 +36,9 @@ from recon.simulate.cine import resample_cycle
 from recon.simulate.phantom import cine_phantom
 from recon.simulate.realdata import fit_to_matrix
 from recon.train.config import DataConfig
-from recon.train.samples import (KEYS, Scene, augment_series, finish_sample, move_along_y, project_reference,
-                                 random_crop_fit, readout_strip, scene_sample, simulate_sample, simulate_scene,
-                                 strip_start, strip_width, unit_maps)
+from recon.train.samples import (KEYS, Scene, augment_series, deform_series, finish_sample, move_along_y,
+                                 project_reference, random_crop_fit, readout_strip, scene_sample, simulate_sample,
+                                 simulate_scene, strip_start, strip_width, unit_maps)
 from recon.train.series import SeriesPool, split_series
 
 _TRAIN_STREAM, _VAL_STREAM, _XVAL_STREAM = 0, 1, 2
@@ -99,6 +99,8 @@ class SimulatedCine:
             series = self.pool.frames(int(rng.integers(len(self.pool))))
             if cfg.augment:
                 series = augment_series(series, rng)
+                if self.split == "train":  # validation sets stay those of every other run
+                    series = deform_series(series, rng, cfg.deform)
             series = random_crop_fit(series, tuple(matrix), cfg.crop_scale, rng,
                                      seam_rows=cfg.seam_rows if cfg.augment else 0)
             mag = resample_cycle(series, frames)

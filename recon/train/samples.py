@@ -21,7 +21,8 @@ inference does with a raw file, so there is no train/inference mismatch:
 2. magnitude frames ``[t, ny, nx]``: a slice of a real cine series (training patients
    for training, the ``holdout`` patients for validation; :mod:`recon.train.series`),
    augmented (random 90-degree rotation, flips, temporal reversal and roll:
-   :func:`augment_series`), a random crop fitted to the matrix (:func:`random_crop_fit`),
+   :func:`augment_series`; with ``data.deform``, a random rotation, scaling and elastic
+   warp: :func:`deform_series`), a random crop fitted to the matrix (:func:`random_crop_fit`),
    resampled to the frame count; or the dynamic phantom for a ``phantom_fraction`` of
    the training samples (and always when there are no real series); then moved
    circularly along y by a random number of rows (:func:`move_along_y`);
@@ -200,6 +201,33 @@ def augment_series(series: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     if rng.random() < 0.5:
         series = series[::-1]
     return np.roll(series, int(rng.integers(series.shape[0])), axis=0)
+
+
+def deform_series(series: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
+    """The same random smooth warp of every frame of ``series [T, H, W]`` (new anatomy from the few
+    training patients): a rotation by up to 45 degrees (the 90-degree steps are
+    :func:`augment_series`'), an anisotropic scaling by up to ``exp(+-0.2 * strength)`` per axis,
+    and an elastic displacement field (white noise smoothed over an eighth of the side) whose
+    largest shift is ``0.03 * strength`` of the side. Cubic interpolation; the field of view's
+    edges are continued by reflection. ``strength`` 0 returns the series unchanged (no draw)."""
+    from scipy.ndimage import gaussian_filter, map_coordinates
+
+    if strength <= 0:
+        return series
+    t, h, w = series.shape
+    side = float(max(h, w))
+    angle = np.deg2rad(rng.uniform(-45.0, 45.0))
+    sy, sx = np.exp(rng.uniform(-0.2, 0.2, size=2) * strength)
+    field = gaussian_filter(rng.standard_normal((2, h, w)), sigma=(0, side / 8, side / 8), mode="wrap")
+    field *= 0.03 * strength * side / max(float(np.abs(field).max()), 1e-12)
+    yy, xx = np.meshgrid(np.arange(h) - (h - 1) / 2, np.arange(w) - (w - 1) / 2, indexing="ij")
+    cos, sin = np.cos(angle), np.sin(angle)  # output pixel -> source pixel: rotate, then scale
+    src_y = (cos * yy - sin * xx) / sy + (h - 1) / 2 + field[0]
+    src_x = (sin * yy + cos * xx) / sx + (w - 1) / 2 + field[1]
+    out = np.empty(series.shape, dtype=np.float32)
+    for i in range(t):
+        out[i] = map_coordinates(np.asarray(series[i], dtype=np.float32), (src_y, src_x), order=3, mode="mirror")
+    return np.clip(out, 0.0, None)  # cubic overshoot below zero on a magnitude image
 
 
 def move_along_y(mag: np.ndarray, rng: np.random.Generator) -> np.ndarray:
