@@ -36,9 +36,8 @@ def _per_r(report: dict, better: str, than: str, key: str = "psnr") -> tuple[dic
     return gains, text
 
 
-def _ca_beats(report: dict, than: str, better: str = CA) -> tuple[bool | None, str]:
-    """Whether ``better``'s (crunet_ca's) mean PSNR is above ``than``'s at every R run (None: not
-    comparable), and the numbers."""
+def _beats(report: dict, better: str, than: str) -> tuple[bool | None, str]:
+    """Whether ``better``'s mean PSNR is above ``than``'s at every R run (None: not comparable), and the numbers."""
     gains, text = _per_r(report, better, than)
     known = [g for g in gains.values() if g is not None]
     return (all(g > 0 for g in known) if known else None), text
@@ -77,11 +76,11 @@ def claims(report: dict) -> list[tuple[str, bool | None, str]]:
     # K = all trained as the K = 2 / 3 models when it is installed, else the shipped crunet_ca
     full = DEPTH_CONTROL if DEPTH_CONTROL in report.get("bank_depths", {}) else CA
     for name, k in (("crunet_ca_k3", 3), ("crunet_ca_k2", 2)):
-        ok, t = _ca_beats(report, name, full)
+        ok, t = _beats(report, full, name)
         out.append((f"Fusing all earlier cascades beats fusing the {k} most recent (`{full}` minus K = {k}, "
                     "PSNR)", ok, t or f"needs {label(name)}"))
     for name in BASELINES:
-        ok, t = _ca_beats(report, name)
+        ok, t = _beats(report, CA, name)
         out.append((f"CRUNet-MR w/ CA beats {label(name)} (w/ CA minus {NAMES[name]}, PSNR)",
                     ok, t or f"needs {label(name)} and {label(CA)}"))
     return out
