@@ -244,14 +244,15 @@ def bank_depths(installed: list[str]) -> dict[str, int]:
 
 
 def depth_line(depths: dict[str, int]) -> tuple[list[str], str | None]:
-    """The installed depth models compared along K, and the one shown beside them (or None).
+    """The installed depth models compared along K in the axis' order (K = 2, 3, then all), and the
+    one shown beside them (or None).
 
     With the control (:data:`DEPTH_CONTROL`, K = all trained as K = 2 / 3) installed, the line
     is the control and the K = 2 / 3 models, and the shipped crunet_ca (K = all, trained
     otherwise) stands beside it; without it, crunet_ca is the line's K = all."""
-    if DEPTH_CONTROL in depths:
-        return [n for n in depths if n != REFERENCE], (REFERENCE if REFERENCE in depths else None)
-    return [n for n in depths if n != DEPTH_CONTROL], None
+    beside = REFERENCE if DEPTH_CONTROL in depths and REFERENCE in depths else None
+    line = sorted((n for n in depths if n != beside), key=lambda n: depths[n] or float("inf"))  # all (0) last
+    return line, beside
 
 
 def run_report(cfg: ReportConfig = ReportConfig(), log=print) -> dict:
@@ -322,8 +323,7 @@ def _bank_figure(per_r: dict[int, dict], depths: dict[str, int], out: Path) -> s
     """Quality against the bank depth (the paper's Fig. 5) from each R's summary: ``bank_depth.png``."""
     from recon.figures import bank_depth_figure
 
-    line, shipped = depth_line(depths)
-    order = sorted(line, key=lambda n: depths[n] or float("inf"))  # K = 2, 3, then all (0)
+    order, shipped = depth_line(depths)
     points, extra = {}, {}
     for r, res in per_r.items():
         rows = {row["method"]: row for row in res["summary"]}

@@ -175,7 +175,7 @@ def bank_section(report: dict) -> list[str]:
         lines += ["", "**The depths were not trained alike** (" + "; ".join(f"`{n}`: {t}" for n, t in trained.items())
                   + "): the differences below mix the bank's depth with the training."]
     else:
-        lines += ["", "K = " + ", ".join(str(depths[n] or "all") for n in sorted(line, key=lambda n: -depths[n]))
+        lines += ["", "K = " + ", ".join(str(depths[n] or "all") for n in line)
                   + f" share the recipe and the steps ({next(iter(trained.values()))}): they compare the depth alone."]
     if shipped:
         lines.append(f"{label(shipped)} (K = all, the shipped model) was trained otherwise ({training.get(shipped)}); "

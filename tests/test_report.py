@@ -282,9 +282,9 @@ def test_depth_line_puts_the_shipped_model_beside_the_control():
     from crunet.report import depth_line
 
     both = {"crunet_ca": 0, "crunet_ca_kall": 0, "crunet_ca_k3": 3, "crunet_ca_k2": 2}
-    assert depth_line(both) == (["crunet_ca_kall", "crunet_ca_k3", "crunet_ca_k2"], "crunet_ca")
-    assert depth_line({"crunet_ca": 0, "crunet_ca_k2": 2}) == (["crunet_ca", "crunet_ca_k2"], None)
-    assert depth_line({"crunet_ca_kall": 0, "crunet_ca_k2": 2}) == (["crunet_ca_kall", "crunet_ca_k2"], None)
+    assert depth_line(both) == (["crunet_ca_k2", "crunet_ca_k3", "crunet_ca_kall"], "crunet_ca")
+    assert depth_line({"crunet_ca": 0, "crunet_ca_k2": 2}) == (["crunet_ca_k2", "crunet_ca"], None)
+    assert depth_line({"crunet_ca_kall": 0, "crunet_ca_k2": 2}) == (["crunet_ca_k2", "crunet_ca_kall"], None)
 
 
 def test_report_index_holds_the_claims(report):
