@@ -13,6 +13,10 @@
 * ``NOTES.md`` of the run folder, when there is one: what the records cannot say (a
   schedule changed on resume, an estimator that changed mid-run).
 
+``crunet ship weights/NAME NAME --validation DIR`` (the shipped folder in place of a run)
+replaces only the card's ``crunet validate`` section: every card can be brought onto one
+validation run after the run folders are gone, the weights and the rest untouched.
+
 The card is regenerated from files, never typed by hand, so its numbers are the run's.
 """
 
@@ -152,9 +156,41 @@ def card_markdown(name: str, run: Path, manifest: dict, validation: dict | None 
     if notes.is_file():  # what the run's records cannot say (a resumed schedule, a changed estimator, ...)
         lines += ["## Notes on this run", "", notes.read_text().strip(), ""]
     if validation is not None:
-        body = validation_markdown(validation).split("\n", 1)[1]  # drop its title
-        lines += [f"## `crunet validate` ({validation['cases']} cases per set and R)", "", body.strip(), ""]
+        lines += [_validation_section(validation)]
     return "\n".join(lines) + "\n"
+
+
+#: How the card's ``crunet validate`` section starts (it runs to the end of the card).
+VALIDATE_HEADING = "## `crunet validate`"
+
+
+def _validation_section(validation: dict) -> str:
+    body = validation_markdown(validation).split("\n", 1)[1]  # drop its title
+    return f"{VALIDATE_HEADING} ({validation['cases']} cases per set and R)\n\n{body.strip()}\n"
+
+
+def refresh_validation(dest: str | Path, validation_dir: str | Path) -> Path:
+    """Replace the ``crunet validate`` section of shipped weights ``dest``'s card.
+
+    The rest of the card (training, notes) and the weights stay as they are; the weights
+    are checked against their manifest first, and the validation run must have rows for
+    this model (its folder name), so a card never shows a table without its own model."""
+    from recon.weights import load_weights
+
+    dest = Path(dest)
+    card_path = dest / CARD_FILE
+    if not card_path.is_file():
+        raise InputError(f"{dest}: no {CARD_FILE} (ship the training run first)")
+    load_weights(dest)  # the manifest check: refresh only intact weights
+    validation = load_results(validation_dir)
+    methods = {m for by_r in validation["sets"].values() for rows in by_r.values() for m in rows}
+    if dest.name not in methods:
+        raise InputError(f"{validation_dir}: no rows for {dest.name} (methods: {', '.join(sorted(methods))}); "
+                         f"add it: crunet validate --out {validation_dir} --methods ... {dest.name}")
+    card = card_path.read_text()
+    head = card.split(VALIDATE_HEADING, 1)[0].rstrip("\n")
+    card_path.write_text(f"{head}\n\n{_validation_section(validation)}")
+    return dest
 
 
 def ship(run: str | Path, name: str, dest_root: str | Path, validation_dir: str | Path | None = None) -> Path:
@@ -165,6 +201,14 @@ def ship(run: str | Path, name: str, dest_root: str | Path, validation_dir: str 
     planned steps it had: the run can be resumed and shipped again later."""
     run = Path(run)
     dest = Path(dest_root) / name
+    if (run / CARD_FILE).is_file() and (run / MANIFEST_FILE).is_file():  # a shipped folder: its card only
+        if validation_dir is None:
+            raise InputError(f"{run} is shipped weights, not a training run: give --validation DIR to refresh "
+                             "its card's crunet validate section")
+        if run.resolve() != dest.resolve():
+            raise InputError(f"{run} is shipped weights; refreshing its card writes in place, so NAME and "
+                             f"--dest must name that folder (got {dest})")
+        return refresh_validation(dest, validation_dir)
     src = run / "weights"
     if (src / MANIFEST_FILE).is_file():
         dest.mkdir(parents=True, exist_ok=True)

@@ -131,3 +131,30 @@ def test_a_fine_tuning_run_names_its_starting_weights(run, tmp_path):
     finally:
         metrics_path.write_text(original)
     assert "Initialised from `crunet_ca` (sha256 `abababababababab...`" in card
+
+
+def test_shipping_the_shipped_folder_refreshes_only_its_validation_section(run, tmp_path):
+    from crunet.cards import ship
+
+    cfg = DataConfig(images="phantom", train_space=replace(TRAIN_SPACE, **TINY),
+                     heldout_space=replace(HELDOUT_SPACE, **TINY), coil_grid=16)
+    old, new = tmp_path / "old", tmp_path / "new"
+    run_validation(old, ("zf",), cfg=cfg, accelerations=(4,), cases=1, device="cpu", log=lambda *_: None)
+    dest = ship(run, "tiny", tmp_path / "w", old)
+    before = (dest / "CARD.md").read_text()
+    weights = (dest / "model.safetensors").read_bytes()
+    with pytest.raises(InputError, match="no rows for tiny"):
+        ship(dest, "tiny", tmp_path / "w", old)
+    with pytest.raises(InputError, match="give --validation"):
+        ship(dest, "tiny", tmp_path / "w")
+    with pytest.raises(InputError, match="in place"):
+        ship(dest, "other", tmp_path / "w", old)
+
+    run_validation(new, ("zf",), weights=(str(dest),), cfg=cfg, accelerations=(4,), cases=1, device="cpu",
+                   sense_grid=(), log=lambda *_: None)
+    assert main(["ship", str(dest), "tiny", "--dest", str(tmp_path / "w"), "--validation", str(new)]) == 0
+    after = (dest / "CARD.md").read_text()
+    head = before.split("## `crunet validate`")[0]
+    assert after.startswith(head) and after.count("## `crunet validate`") == 1
+    assert "| 4 | tiny |" in after and "| 4 | tiny |" not in before
+    assert (dest / "model.safetensors").read_bytes() == weights

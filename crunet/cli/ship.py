@@ -3,7 +3,9 @@
 Copies ``RUN/weights`` (safetensors + config + SHA-256 manifest), the run's resolved
 config, loss curve and validation figure, and writes ``CARD.md`` (model, data, split,
 steps, wall time, machine, validation tables; ``--validation`` adds a ``crunet validate``
-report).
+report). Given the shipped folder ``weights/NAME`` instead of a run, only the card's
+``crunet validate`` section is replaced (``--validation`` required): cards brought onto
+one validation run after the run folders are gone.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from pathlib import Path
 
 
 def add_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run", help="training run folder (crunet train --out)")
+    p.add_argument("run", help="training run folder (crunet train --out), or the shipped weights/NAME "
+                                   "to refresh its card's crunet validate section")
     p.add_argument("name", help="weights name (e.g. crunet_ca)")
     p.add_argument("--dest", default=None, help="weights root (default: the project's weights/)")
     p.add_argument("--validation", default=None, metavar="DIR", help="a crunet validate output folder")
