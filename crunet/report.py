@@ -35,8 +35,8 @@ from recon.weights import DEFAULT_WEIGHTS
 
 CLASSICAL = ("zf", "sense", "lps")
 #: Learned methods of the paper's comparison, in table order; the reference (crunet_ca) last.
-LEARNED = ("crnn", "promptmr", "crunet", "crunet_conv", "crunet_ca_k2", "crunet_ca_k3", "crunet_ca_kall",
-           "crunet_ca")
+LEARNED = ("crnn", "promptmr", "crunet", "crunet_conv", "crunet_3k", "crunet_conv_3k", "crunet_ca_k2",
+           "crunet_ca_k3", "crunet_ca_kall", "crunet_ca")
 #: The method every other one is tested against (the paper: CRUNet-MR w/ CA).
 REFERENCE = DEFAULT_WEIGHTS
 #: The bank-depth ablation: K = all earlier cascades (the shipped crunet_ca, and crunet_ca_kall
@@ -44,6 +44,11 @@ REFERENCE = DEFAULT_WEIGHTS
 BANK_DEPTH = ("crunet_ca", "crunet_ca_kall", "crunet_ca_k3", "crunet_ca_k2")
 #: K = all on the recipe and steps of the K = 2 / 3 models: the depth comparison's control.
 DEPTH_CONTROL = "crunet_ca_kall"
+#: No bank, conv bank, CA bank trained alike (the bank-depth models' recipe, 3,000 steps): the
+#: bank claims use them when installed (the shipped crunet / crunet_conv / crunet_ca differ in training).
+EQUAL_BANK = ("crunet_3k", "crunet_conv_3k", DEPTH_CONTROL)
+#: The shipped no-bank, conv-bank and CA-bank models.
+SHIPPED_BANK = ("crunet", "crunet_conv", REFERENCE)
 ACCELERATIONS = (4, 8, 24)
 #: The report's default series: every slice of the held-out patient (11; the demo uses 2 of them),
 #: enough for the Wilcoxon signed-rank test to reach a Bonferroni-corrected threshold.

@@ -9,15 +9,42 @@ above the published baselines CRNN-MRI and PromptMR. Each claim becomes one line
 or only one R was run), with the mean PSNR numbers it rests on. Differences are means over
 the slices of one report; whether they are significant is the business of the tables'
 daggers (section 1), not of this summary. Pure text from the report dict.
+
+The claims are about the architecture, so they compare models trained alike where the
+project has them: the bank claims use ``crunet_3k``, ``crunet_conv_3k`` and
+``crunet_ca_kall`` (no bank, conv, CA on one 3,000-step recipe) when installed, the depth
+claims ``crunet_ca_kall`` against K = 2 / 3 (the same recipe); otherwise the shipped models,
+and :func:`training_caveat` says which groups mix the architecture with the training.
 """
 
 from __future__ import annotations
 
 from crunet.report_markdown import NAMES, label, rows_by_method
 
-BASE, CONV, CA = "crunet", "crunet_conv", "crunet_ca"
+CA = "crunet_ca"
 #: The published baselines of the paper's Fig. 1 that CRUNet-MR w/ CA is claimed to beat.
 BASELINES = ("crnn", "promptmr")
+
+
+def _has(report: dict, name: str) -> bool:
+    return any(name in rows_by_method(report, r) for r in report.get("accelerations", {}))
+
+
+def bank_models(report: dict) -> tuple[str, str, str]:
+    """``(no bank, conv bank, CA bank)`` the bank claims compare: the models trained alike
+    (:data:`crunet.report.EQUAL_BANK`) when the no-bank and CA ones of them are in the report,
+    else the shipped ``crunet``, ``crunet_conv``, ``crunet_ca``."""
+    from crunet.report import EQUAL_BANK, SHIPPED_BANK
+
+    base, _, ca = EQUAL_BANK
+    return EQUAL_BANK if _has(report, base) and _has(report, ca) else SHIPPED_BANK
+
+
+def depth_full(report: dict) -> str:
+    """K = all in the depth claims: the control trained as the K = 2 / 3 models when installed, else crunet_ca."""
+    from crunet.report import DEPTH_CONTROL, REFERENCE
+
+    return DEPTH_CONTROL if DEPTH_CONTROL in report.get("bank_depths", {}) else REFERENCE
 
 
 def _gain(report: dict, r, better: str, than: str, key: str = "psnr") -> float | None:
@@ -45,36 +72,39 @@ def _beats(report: dict, better: str, than: str) -> tuple[bool | None, str]:
 
 def claims(report: dict) -> list[tuple[str, bool | None, str]]:
     """``(claim, agrees / not / None = not testable, the numbers)`` for each of the paper's claims."""
+    from crunet.report import SHIPPED_BANK
+
+    base, conv, ca = bank_models(report)
+    # the paper's names for the shipped trio; the models' own names when the trio trained alike stands in
+    ca_base, ca_conv = (("w/ CA minus CRUNet-MR", "w/ CA minus w/ Conv") if (base, conv, ca) == SHIPPED_BANK
+                        else (f"`{ca}` minus `{base}`", f"`{ca}` minus `{conv}`"))
     out = []
-    gains, text = _per_r(report, CA, BASE)
+    gains, text = _per_r(report, ca, base)
     known = [g for g in gains.values() if g is not None]
-    out.append(("Feature aggregation improves CRUNet-MR (w/ CA minus CRUNet-MR, PSNR)",
-                (all(g > 0 for g in known) if known else None), text or f"needs {label(BASE)} and {label(CA)}"))
-    conv_gains, conv_text = _per_r(report, CA, CONV)
+    out.append((f"Feature aggregation improves CRUNet-MR ({ca_base}, PSNR)",
+                (all(g > 0 for g in known) if known else None), text or f"needs {label(base)} and {label(ca)}"))
+    conv_gains, conv_text = _per_r(report, ca, conv)
     known = [g for g in conv_gains.values() if g is not None]
-    out.append(("CA fusion does at least as well as conv fusion (w/ CA minus w/ Conv, PSNR)",
-                (all(g >= 0 for g in known) if known else None), conv_text or f"needs {label(CONV)} and {label(CA)}"))
+    out.append((f"CA fusion does at least as well as conv fusion ({ca_conv}, PSNR)",
+                (all(g >= 0 for g in known) if known else None), conv_text or f"needs {label(conv)} and {label(ca)}"))
     ordered = [(int(r), g) for r, g in gains.items() if g is not None]
     ordered.sort()
     if len(ordered) >= 2:
         rising = ordered[-1][1] > ordered[0][1]
-        out.append(("The gain of the bank grows with the acceleration (w/ CA minus CRUNet-MR, lowest vs highest R)",
+        out.append((f"The gain of the bank grows with the acceleration ({ca_base}, lowest vs highest R)",
                     rising, f"R = {ordered[0][0]}: {ordered[0][1]:+.2f} dB, R = {ordered[-1][0]}: "
                             f"{ordered[-1][1]:+.2f} dB"))
     else:
         out.append(("The gain of the bank grows with the acceleration", None,
-                    f"needs {label(BASE)} and {label(CA)} at two or more R"))
-    dyn, _ = _per_r(report, CA, BASE, "dynamic_psnr")
-    sta, _ = _per_r(report, CA, BASE, "static_psnr")
+                    f"needs {label(base)} and {label(ca)} at two or more R"))
+    dyn, _ = _per_r(report, ca, base, "dynamic_psnr")
+    sta, _ = _per_r(report, ca, base, "static_psnr")
     pairs = [(r, dyn[r], sta[r]) for r in dyn if dyn[r] is not None and sta[r] is not None]
-    out.append(("The gain is larger in the dynamic (heart) region than in the static one (w/ CA minus CRUNet-MR)",
+    out.append((f"The gain is larger in the dynamic (heart) region than in the static one ({ca_base})",
                 (all(d > s for _, d, s in pairs) if pairs else None),
                 "; ".join(f"R = {r}: dynamic {d:+.2f} dB, static {s:+.2f} dB" for r, d, s in pairs)
-                or f"needs {label(BASE)} and {label(CA)}"))
-    from crunet.report import DEPTH_CONTROL
-
-    # K = all trained as the K = 2 / 3 models when it is installed, else the shipped crunet_ca
-    full = DEPTH_CONTROL if DEPTH_CONTROL in report.get("bank_depths", {}) else CA
+                or f"needs {label(base)} and {label(ca)}"))
+    full = depth_full(report)
     for name, k in (("crunet_ca_k3", 3), ("crunet_ca_k2", 2)):
         ok, t = _beats(report, full, name)
         out.append((f"Fusing all earlier cascades beats fusing the {k} most recent (`{full}` minus K = {k}, "
@@ -99,15 +129,19 @@ def claims_section(report: dict) -> list[str]:
 
 
 def training_caveat(report: dict) -> list[str]:
-    """A warning when the CRUNet-MR variants compared were not trained alike: the claims are about the
-    architecture, and a model trained longer or on other data can win or lose for that reason alone."""
-    from crunet.report import BANK_DEPTH
-
+    """A warning per group of claims whose models were not trained alike: the claims are about the
+    architecture, and a model trained longer or on other data can win or lose for that reason alone.
+    Groups: the bank claims (no bank, conv, CA and the depth models they use) and the baselines
+    (crunet_ca against CRNN-MRI and PromptMR)."""
     trained = report.get("training", {})
-    training = {m: trained[m] for m in ("crunet", "crunet_conv", *BANK_DEPTH) if m in trained}
-    if len(set(training.values())) <= 1:
-        return []
-    return ["**The compared models were not trained alike** (Methods table: " +
-            "; ".join(f"`{m}`: {t}" for m, t in training.items()) +
-            "), so these verdicts mix the architecture with the training; they test the claims only once the "
-            "models share the recipe and the steps.", ""]
+    groups = (("the bank claims", (*bank_models(report), depth_full(report), "crunet_ca_k3", "crunet_ca_k2")),
+              ("the baseline claims", (CA, *BASELINES)))
+    lines = []
+    for what, names in groups:
+        training = {m: trained[m] for m in dict.fromkeys(names) if m in trained}
+        if len(set(training.values())) > 1:
+            lines += [f"**The models of {what} were not trained alike** (Methods table: " +
+                      "; ".join(f"`{m}`: {t}" for m, t in training.items()) +
+                      "), so these verdicts mix the architecture with the training; they test the claims only "
+                      "once the models share the recipe and the steps.", ""]
+    return lines

@@ -17,7 +17,8 @@ from pathlib import Path
 NAMES = {"zf": "zero-filled", "sense": "SENSE", "lps": "L+S", "crnn": "CRNN-MRI", "promptmr": "PromptMR",
          "crunet": "CRUNet-MR", "crunet_conv": "CRUNet-MR w/ Conv", "crunet_ca": "CRUNet-MR w/ CA",
          "crunet_ca_k2": "CRUNet-MR w/ CA, K=2", "crunet_ca_k3": "CRUNet-MR w/ CA, K=3",
-         "crunet_ca_kall": "CRUNet-MR w/ CA, K=all (ablation recipe)"}
+         "crunet_ca_kall": "CRUNet-MR w/ CA, K=all (ablation recipe)",
+         "crunet_3k": "CRUNet-MR (ablation recipe)", "crunet_conv_3k": "CRUNet-MR w/ Conv (ablation recipe)"}
 CLASSICAL_NOTES = {"zf": "classical: SENSE-combined zero-filled",
                    "sense": "classical: CG-SENSE, Tikhonov weight from the measured noise",
                    "lps": "classical: L+S (Otazo 2015), thresholds from the measured noise"}

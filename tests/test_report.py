@@ -342,3 +342,32 @@ def test_claims_warn_when_the_models_were_trained_differently():
                           "crunet_ca": "wrap rows 8, 2,000 steps fine-tuning earlier weights"}}
     text = " ".join(training_caveat(other))
     assert "not trained alike" in text and "`crunet`: wrap rows 0, 4,000 steps" in text
+
+
+def test_bank_claims_use_the_models_trained_alike_when_installed():
+    """crunet_3k / crunet_conv_3k / crunet_ca_kall (one recipe) stand in for the shipped trio, whose
+    training differs; the caveat then names only the baseline claims' group."""
+    from crunet.report_claims import bank_models, claims, training_caveat
+
+    rows = {8: {"crunet": {"psnr": 35.0}, "crunet_conv": {"psnr": 35.5}, "crunet_ca": {"psnr": 37.0},
+                "crunet_3k": {"psnr": 34.0}, "crunet_conv_3k": {"psnr": 34.4}, "crunet_ca_kall": {"psnr": 34.2},
+                "crnn": {"psnr": 35.0}}}
+    report = _fake_report(rows)
+    report["bank_depths"] = {"crunet_ca": 0, "crunet_ca_kall": 0}
+    assert bank_models(report) == ("crunet_3k", "crunet_conv_3k", "crunet_ca_kall")
+    got = {c: (ok, n) for c, ok, n in claims(report)}
+    assert got["Feature aggregation improves CRUNet-MR (`crunet_ca_kall` minus `crunet_3k`, PSNR)"] == \
+        (True, "R = 8: +0.20 dB")
+    assert got["CA fusion does at least as well as conv fusion (`crunet_ca_kall` minus `crunet_conv_3k`, PSNR)"] == \
+        (False, "R = 8: -0.20 dB")
+    assert got["CRUNet-MR w/ CA beats CRNN-MRI (`crnn`) (w/ CA minus CRNN-MRI, PSNR)"] == (True, "R = 8: +2.00 dB")
+    alike, long = "wrap rows 8, 3,000 steps", "wrap rows 8, 2,000 steps fine-tuning earlier weights"
+    report["training"] = {"crunet_3k": alike, "crunet_conv_3k": alike, "crunet_ca_kall": alike,
+                          "crunet_ca": long, "crnn": "wrap rows 0, 4,000 steps", "crunet": "wrap rows 0, 4,000 steps"}
+    text = " ".join(training_caveat(report))
+    assert "The models of the baseline claims were not trained alike" in text
+    assert "bank claims" not in text and "`crunet`:" not in text
+    del rows[8]["crunet_3k"]  # without the no-bank partner: the shipped trio, and its mixed training is named
+    report = {**_fake_report(rows), "training": report["training"], "bank_depths": report["bank_depths"]}
+    assert bank_models(report) == ("crunet", "crunet_conv", "crunet_ca")
+    assert "The models of the bank claims were not trained alike" in " ".join(training_caveat(report))
