@@ -183,7 +183,7 @@ def refresh_validation(dest: str | Path, validation_dir: str | Path) -> Path:
         raise InputError(f"{dest}: no {CARD_FILE} (ship the training run first)")
     load_weights(dest)  # the manifest check: refresh only intact weights
     validation = load_results(validation_dir)
-    methods = {m for by_r in validation["sets"].values() for rows in by_r.values() for m in rows}
+    methods = validation["methods"]  # what the validation run evaluated (its tables' rows)
     if dest.name not in methods:
         raise InputError(f"{validation_dir}: no rows for {dest.name} (methods: {', '.join(sorted(methods))}); "
                          f"add it: crunet validate --out {validation_dir} --methods ... {dest.name}")
