@@ -35,7 +35,7 @@ from recon.weights import DEFAULT_WEIGHTS
 
 CLASSICAL = ("zf", "sense", "lps")
 #: Learned methods of the paper's comparison, in table order; the reference (crunet_ca) last.
-LEARNED = ("crnn", "promptmr", "crunet", "crunet_conv", "crunet_3k", "crunet_conv_3k", "crunet_ca_k2",
+LEARNED = ("crnn", "crnn_3k", "promptmr", "crunet", "crunet_conv", "crunet_3k", "crunet_conv_3k", "crunet_ca_k2",
            "crunet_ca_k3", "crunet_ca_kall", "crunet_ca")
 #: The method every other one is tested against (the paper: CRUNet-MR w/ CA).
 REFERENCE = DEFAULT_WEIGHTS

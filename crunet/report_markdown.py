@@ -18,7 +18,8 @@ NAMES = {"zf": "zero-filled", "sense": "SENSE", "lps": "L+S", "crnn": "CRNN-MRI"
          "crunet": "CRUNet-MR", "crunet_conv": "CRUNet-MR w/ Conv", "crunet_ca": "CRUNet-MR w/ CA",
          "crunet_ca_k2": "CRUNet-MR w/ CA, K=2", "crunet_ca_k3": "CRUNet-MR w/ CA, K=3",
          "crunet_ca_kall": "CRUNet-MR w/ CA, K=all (ablation recipe)",
-         "crunet_3k": "CRUNet-MR (ablation recipe)", "crunet_conv_3k": "CRUNet-MR w/ Conv (ablation recipe)"}
+         "crunet_3k": "CRUNet-MR (ablation recipe)", "crunet_conv_3k": "CRUNet-MR w/ Conv (ablation recipe)",
+         "crnn_3k": "CRNN-MRI (ablation recipe)"}
 CLASSICAL_NOTES = {"zf": "classical: SENSE-combined zero-filled",
                    "sense": "classical: CG-SENSE, Tikhonov weight from the measured noise",
                    "lps": "classical: L+S (Otazo 2015), thresholds from the measured noise"}

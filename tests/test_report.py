@@ -365,9 +365,33 @@ def test_bank_claims_use_the_models_trained_alike_when_installed():
     report["training"] = {"crunet_3k": alike, "crunet_conv_3k": alike, "crunet_ca_kall": alike,
                           "crunet_ca": long, "crnn": "wrap rows 0, 4,000 steps", "crunet": "wrap rows 0, 4,000 steps"}
     text = " ".join(training_caveat(report))
-    assert "The models of the baseline claims were not trained alike" in text
+    assert "The models of the CRNN-MRI claim were not trained alike" in text
     assert "bank claims" not in text and "`crunet`:" not in text
     del rows[8]["crunet_3k"]  # without the no-bank partner: the shipped trio, and its mixed training is named
     report = {**_fake_report(rows), "training": report["training"], "bank_depths": report["bank_depths"]}
     assert bank_models(report) == ("crunet", "crunet_conv", "crunet_ca")
     assert "The models of the bank claims were not trained alike" in " ".join(training_caveat(report))
+
+
+def test_baseline_claim_uses_the_baseline_trained_alike_when_installed():
+    """crnn_3k (CRNN-MRI on crunet_ca_kall's recipe) is compared with crunet_ca_kall, not the shipped
+    pair; PromptMR without such a partner keeps the shipped pair and its caveat."""
+    from crunet.report_claims import baseline_pair, claims, training_caveat
+
+    rows = {8: {"crunet_ca": {"psnr": 37.0}, "crnn": {"psnr": 35.0}, "promptmr": {"psnr": 34.0},
+                "crunet_ca_kall": {"psnr": 34.2}, "crnn_3k": {"psnr": 34.5}}}
+    report = _fake_report(rows)
+    assert baseline_pair(report, "crnn") == ("crunet_ca_kall", "crnn_3k")
+    assert baseline_pair(report, "promptmr") == ("crunet_ca", "promptmr")
+    got = {c: (ok, n) for c, ok, n in claims(report)}
+    assert got["CRUNet-MR w/ CA beats CRNN-MRI (`crnn`) (`crunet_ca_kall` minus `crnn_3k`, PSNR)"] == \
+        (False, "R = 8: -0.30 dB")
+    assert got["CRUNet-MR w/ CA beats PromptMR (`promptmr`) (w/ CA minus PromptMR, PSNR)"] == (True, "R = 8: +3.00 dB")
+    alike = "wrap rows 8, 3,000 steps"
+    report["training"] = {"crunet_ca_kall": alike, "crnn_3k": alike, "crunet_ca": "11,000 steps",
+                          "promptmr": "4,000 steps", "crnn": "wrap rows 0, 4,000 steps"}
+    text = " ".join(training_caveat(report))
+    assert "The models of the PromptMR claim were not trained alike" in text
+    assert "CRNN-MRI claim" not in text
+    del rows[8]["crnn_3k"]
+    assert baseline_pair(_fake_report(rows), "crnn") == ("crunet_ca", "crnn")
