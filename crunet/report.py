@@ -162,21 +162,32 @@ def check_heldout(series: Path, patient: str) -> str:
                      "the report scores only anatomy no shipped model was trained on")
 
 
+def _acquisition_record(scan) -> str:
+    """``scan`` (a SimulationConfig, or its stored record as a dict) as the JSON text a raw file's
+    record holds, its ``source`` series reduced to the file name."""
+    from dataclasses import asdict
+
+    fields = dict(scan) if isinstance(scan, dict) else asdict(scan)
+    if fields.get("source"):
+        fields["source"] = Path(str(fields["source"])).name
+    return json.dumps(fields, sort_keys=True, default=str)
+
+
 def write_raw_files(raw_dir: Path, scan, accelerations: tuple[int, ...], log=print) -> dict[int, Path]:
     """One raw file ``raw_dir/heldout_r<R>.h5`` per R from ``scan`` (a SimulationConfig): ``{R: path}``.
 
     Each file's acquisition is written beside it (``.json``); a file whose record equals the
-    acquisition asked for is kept as it is (so rows keyed by its modification time stay valid)."""
-    from dataclasses import asdict
-
+    acquisition asked for is kept as it is (so rows keyed by its modification time stay valid).
+    The series is recorded by its file name, not its path: a cache stays valid for the same
+    series in another checkout or worktree."""
     from recon.simulate.cine import simulate_to_file
 
     files = {}
     for r in accelerations:
         path = raw_dir / RAW_NAME.format(r=r)
         record = path.with_suffix(".json")
-        wanted = json.dumps(asdict(replace(scan, acceleration=r)), sort_keys=True, default=str)
-        if path.is_file() and record.is_file() and record.read_text() == wanted:
+        wanted = _acquisition_record(replace(scan, acceleration=r))
+        if path.is_file() and record.is_file() and _acquisition_record(json.loads(record.read_text())) == wanted:
             log(f"R={r}: kept {path} (same acquisition)")
             files[r] = path
             continue

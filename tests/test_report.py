@@ -3,6 +3,7 @@
 import json
 import os
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -395,3 +396,28 @@ def test_baseline_claim_uses_the_baseline_trained_alike_when_installed():
     assert "CRNN-MRI claim" not in text
     del rows[8]["crnn_3k"]
     assert baseline_pair(_fake_report(rows), "crnn") == ("crunet_ca", "crnn")
+
+
+def test_raw_files_are_kept_for_the_same_series_in_another_checkout(tmp_path, monkeypatch):
+    """The raw file's record names the series by its file name: the same series under another path
+    (another checkout or worktree) keeps the cached raw file; another acquisition does not."""
+    import recon.simulate.cine as cine
+    from crunet.report import write_raw_files
+
+    made = []
+
+    def fake(scan, path):
+        made.append(scan.source)
+        Path(path).write_bytes(b"raw")
+        return {"slices": 1, "phases": 2}
+
+    monkeypatch.setattr(cine, "simulate_to_file", fake)
+    scan = replace(TINY_SCAN, source=str(tmp_path / "a" / "heldout.npz"))
+    (tmp_path / "raw").mkdir()
+    write_raw_files(tmp_path / "raw", scan, (8,), log=lambda *_: None)
+    write_raw_files(tmp_path / "raw", replace(scan, source=str(tmp_path / "b" / "heldout.npz")), (8,),
+                    log=lambda *_: None)
+    assert len(made) == 1
+    write_raw_files(tmp_path / "raw", replace(scan, snr=scan.snr * 2), (8,), log=lambda *_: None)
+    write_raw_files(tmp_path / "raw", replace(scan, source=str(tmp_path / "other.npz")), (8,), log=lambda *_: None)
+    assert len(made) == 3
