@@ -389,6 +389,11 @@ def train(cfg: RunConfig, out_dir: str | Path, resume: bool = False, progress: b
     """Run (or resume) a training run; returns the last epoch's metrics."""
     trainer = Trainer(cfg, out_dir, resume=resume, progress=progress)
     try:
-        return trainer.fit(max_epochs)
+        result = trainer.fit(max_epochs)
+        # every rank done before any leaves the group: a rank that destroys it while another still has
+        # a collective in flight aborts that rank's gloo threads (SIGABRT at exit). Only on success: a
+        # rank that failed must not wait here for a peer that may never come.
+        trainer.ctx.barrier()
+        return result
     finally:
         trainer.close()
