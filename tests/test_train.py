@@ -562,6 +562,37 @@ def test_init_widen_starts_a_wider_model_from_narrow_weights(tmp_path, one_threa
         Trainer(crnn, tmp_path / "crnn", progress=False)
 
 
+def test_init_pointwise_bank_starts_a_1x1_bank_from_3x3_weights(tmp_path, one_thread):
+    """train.init_pointwise_bank: CA weights with the 3x3 bank projection start a 1x1 run; each
+    1x1 kernel is the sum of the 3x3 taps, everything else is copied; refused without
+    init_weights, with init_widen, or when the run's model is not the 1x1 counterpart."""
+    from recon.train.engine import Trainer
+    from recon.weights import save_weights
+
+    def ca(cfg: RunConfig, projection: str) -> RunConfig:
+        sub = replace(cfg.model.crunet, fusion="ca", ca_reduction=2, bank_projection=projection)
+        return replace(cfg, model=replace(cfg.model, crunet=sub))
+
+    donor = Trainer(ca(tiny_run(epochs=1), "3x3"), tmp_path / "donor", progress=False)
+    save_weights(donor.model, donor.cfg.model, tmp_path / "w")
+    run = ca(tiny_run(init_weights=str(tmp_path / "w"), init_pointwise_bank=True, seed=4), "1x1")
+    moved = Trainer(run, tmp_path / "p1", progress=False)
+    assert moved.history["init_weights"]["bank_projection"] == ["3x3", "1x1"]
+    old, new = donor.model.state_dict(), moved.model.state_dict()
+    projections = [n for n in new if n.endswith("project.weight")]
+    assert projections and all(new[n].shape[2:] == (1, 1) for n in projections)
+    for name, value in new.items():
+        expected = old[name].sum(dim=(2, 3), keepdim=True) if name in projections else old[name]
+        torch.testing.assert_close(value, expected, msg=name)
+    with pytest.raises(InputError, match="init_pointwise_bank turns"):  # the run's model keeps 3x3
+        Trainer(ca(tiny_run(init_weights=str(tmp_path / "w"), init_pointwise_bank=True), "3x3"), tmp_path / "x",
+                progress=False)
+    with pytest.raises(InputError, match="init_pointwise_bank needs init_weights"):
+        tiny_run(init_pointwise_bank=True).validate()
+    with pytest.raises(InputError, match="cannot be combined"):
+        tiny_run(init_weights="w", init_pointwise_bank=True, init_widen=True).validate()
+
+
 def test_augmentation_moves_the_object_along_y_and_keeps_the_frames():
     """The fitted frames are moved circularly along y by a random number of rows (the cut of
     a cropped series must not sit at the field of view's edge), the rest of the augmentation

@@ -172,6 +172,11 @@ class TrainConfig(Settings):
         otherwise this run's model): widen it to this run's width so that it computes the
         same images at step 0 (:mod:`recon.models.widen`), then train. A wider model
         starts where the narrow one's training ended instead of from scratch.
+    init_pointwise_bank : with ``init_weights`` naming a CRUNet-MR with the 3x3 bank
+        projection and this run's model the same with ``bank_projection: 1x1``: each 1x1
+        projection starts as the sum of the 3x3 kernel's taps, every other weight copied
+        (:mod:`recon.models.reproject`), then train: the cheaper bank without training
+        the whole network again.
     val_every : validate every N epochs (and after the last).
     max_minutes : a wall-time budget: after the first epoch the run plans as many epochs
         as fit it (at most ``epochs``), so the schedule still ends at ``min_lr``; null = none.
@@ -194,6 +199,7 @@ class TrainConfig(Settings):
     precision: Literal["fp32", "bf16"] = "fp32"
     init_weights: str | None = None
     init_widen: bool = False
+    init_pointwise_bank: bool = False
     val_every: int = 1
     max_minutes: float | None = None
     loss: LossConfig = field(default_factory=LossConfig)
@@ -220,6 +226,10 @@ class TrainConfig(Settings):
             raise InputError("init_weights must name weights (a shipped name or a folder) or be null")
         if self.init_widen and self.init_weights is None:
             raise InputError("init_widen needs init_weights: the narrower weights to widen")
+        if self.init_pointwise_bank and self.init_weights is None:
+            raise InputError("init_pointwise_bank needs init_weights: the weights with the 3x3 bank projection")
+        if self.init_pointwise_bank and self.init_widen:
+            raise InputError("init_pointwise_bank and init_widen cannot be combined: convert in two runs")
 
     @property
     def total_steps(self) -> int:

@@ -142,11 +142,21 @@ class Trainer:
         """Copy the parameters of weights ``ref`` into the freshly built model (fine-tuning);
         returns what the run records of them (name, folder, SHA-256, architecture)."""
         from recon.models.config import PARAMETER_FREE_FIELDS, same_parameters
+        from recon.models.reproject import pointwise_bank_into
         from recon.models.widen import widen_into
         from recon.weights import load_weights, weights_info
 
         info = weights_info(ref)
         model, widen = self.cfg.model, self.cfg.train.init_widen
+        pointwise = self.cfg.train.init_pointwise_bank
+        if pointwise:
+            if model.name != "crunet" or info.config.name != "crunet" or model.crunet.bank_projection != "1x1" \
+                    or info.config.crunet.bank_projection != "3x3" or model.crunet.fusion == "none":
+                raise InputError(f"init_pointwise_bank turns a CRUNet-MR bank's 3x3 projection into this run's 1x1 "
+                                 f"one; init_weights {ref!r} are {info.describe()}, the run's model "
+                                 f"{model.name} (fusion / projection: {getattr(model.crunet, 'fusion', '-')} / "
+                                 f"{getattr(model.crunet, 'bank_projection', '-')})")
+            model = replace(model, crunet=replace(model.crunet, bank_projection="3x3"))
         if widen:
             if model.name != "crunet" or info.config.name != "crunet":
                 raise InputError(f"init_widen widens CRUNet-MR weights into a CRUNet-MR; init_weights {ref!r} "
@@ -157,13 +167,17 @@ class Trainer:
             raise InputError(f"init_weights {ref!r} ({info.describe()}) were trained with another model "
                              f"config than this run's model section; copy their config.yaml into `model` "
                              f"(only {', '.join(PARAMETER_FREE_FIELDS)} may differ"
-                             + (", and channels with init_widen)" if widen else ")"))
+                             + (", and channels with init_widen)" if widen else
+                                ", and the bank projection with init_pointwise_bank)" if pointwise else ")"))
         source, _ = load_weights(info.directory)
         record = {"ref": str(ref), "directory": str(info.directory), "sha256": info.sha256,
                   "model": info.describe()}
         if widen:
             widen_into(source, self.model, c_old, c_new)
             record["widened"] = [c_old, c_new]
+        elif pointwise:
+            pointwise_bank_into(source, self.model)
+            record["bank_projection"] = ["3x3", "1x1"]
         else:
             self.model.load_state_dict(source.state_dict())
         return record
