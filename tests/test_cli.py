@@ -141,13 +141,13 @@ def test_bench_network_variants_and_chain(tmp_path, tiny_weights, capsys):
 
 def test_bench_bank_varies_only_the_bank(tmp_path, tiny_weights, capsys):
     """crunet bench --what bank: the installed crunet_ca's model without a bank, with conv fusion,
-    with CA and a 3x3 or 1x1 projection, all at its size and wrap, timed against the bank-free one."""
+    with CA and a 3x3, 1x1 or no projection, all at its size and wrap, timed against the bank-free one."""
     out = tmp_path / "bench.json"
     assert main(["bench", "--what", "bank", "--sizes", "24", "--coils", "2", "--repeats", "2", "--device", "cpu",
                  "--out", str(out)]) == 0
     assert "bank 24x24 (CRUNet-MR 4ch x2" in capsys.readouterr().out
     r = json.loads(out.read_text())["bank"][0]
-    assert list(r["variants"]) == ["none", "conv", "ca", "ca_1x1"] and r["frames"] == 12
+    assert list(r["variants"]) == ["none", "conv", "ca", "ca_1x1", "ca_sum"] and r["frames"] == 12
     assert r["variants"]["none"]["ratio_to_none"] == 1.0
     assert all(v["seconds"] > 0 and len(v["all_seconds"]) == 2 for v in r["variants"].values())
     assert main(["bench", "--what", "bank", "--sizes", "24", "--weights", str(tiny_weights / "crnn"),

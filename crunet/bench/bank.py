@@ -1,12 +1,14 @@
 """Benchmark: what the cross-cascade feature bank costs, at equal everything else.
 
 One CRUNet-MR configuration (the installed crunet_ca's, or any model config) is built
-four times with random weights, differing only in the bank: ``none`` (plain CRUNet-MR),
-``conv`` (3x3 conv fusion), ``ca`` (channel attention + the 3x3 projection, the
-shipped design) and ``ca_1x1`` (channel attention + a pointwise projection). Same
+once per variant with random weights, differing only in the bank: ``none`` (plain
+CRUNet-MR), ``conv`` (3x3 conv fusion), ``ca`` (channel attention + the 3x3 projection),
+``ca_1x1`` (channel attention folded into a pointwise projection) and ``ca_sum`` (the
+attended cascades added, no projection: attention alone). Same
 channels, cascades, wrap rows and input; timed alternating over ``repeats`` rounds in
 the default precision (bf16 where the CPU has it natively). Reports the median seconds
-per slice and each variant's ratio to ``none``: the number behind the model docs' choice
+per slice and each variant's ratio to ``none`` (and the fastest round, ``min_seconds``, which
+other work on the machine disturbs least): the number behind the model docs' choice
 of projection. Trained weights of those variants are compared for quality by
 ``crunet evaluate``; speed does not depend on the weights' values.
 """
@@ -20,7 +22,8 @@ import numpy as np
 import torch
 
 #: Bank variants: name -> (fusion, bank_projection).
-BANK_VARIANTS = {"none": ("none", "3x3"), "conv": ("conv", "3x3"), "ca": ("ca", "3x3"), "ca_1x1": ("ca", "1x1")}
+BANK_VARIANTS = {"none": ("none", "3x3"), "conv": ("conv", "3x3"), "ca": ("ca", "3x3"), "ca_1x1": ("ca", "1x1"),
+                 "ca_sum": ("ca", "sum")}
 
 
 def bench_bank(model_config, shape: tuple[int, int] = (128, 128), frames: int = 12, coils: int = 10,
@@ -61,6 +64,6 @@ def bench_bank(model_config, shape: tuple[int, int] = (128, 128), frames: int = 
     return {"device": str(dev), "precision": "bf16" if bf16 else "fp32", "shape": list(shape), "frames": frames,
             "coils": coils, "threads": torch.get_num_threads(), "repeats": repeats,
             "model": f"CRUNet-MR {c.channels}ch x{c.cascades}, wrap_rows {c.wrap_rows}",
-            "variants": {name: {"seconds": float(np.median(s)), "all_seconds": s,
+            "variants": {name: {"seconds": float(np.median(s)), "min_seconds": float(min(s)), "all_seconds": s,
                                 "ratio_to_none": float(np.median(s)) / base}
                          for name, s in seconds.items()}}
