@@ -42,21 +42,22 @@ frames at once):
   (a clean ablation), and the projection keeps the spatial context the reference's
   fusion conv has. ``none``: plain CRUNet-MR, no bank parameters.
   ``bank_projection`` (the bank's cost study): ``1x1`` replaces the 3x3 projection by a
-  pointwise conv (a ninth of its multiply-adds), ``sum`` (``ca`` only) adds the ``n``
-  attended features with no projection at all. Time per slice against ``none``
-  (128 x 128, 12 frames, 10 coils, 1 thread, bf16, this project's AVX512-BF16 CPU),
-  with the bank still concatenated: at 64 channels 3x3 1.23x, 1x1 1.21x, sum 1.20x;
-  at 16 channels 1.16-1.20x, 1.08-1.12x, 1.18x. Under bf16 the projection's arithmetic
-  was not what the bank cost, its concatenation was: :class:`BankFusion` no longer
-  makes it (3x3 at 16 channels 1.09-1.10x, at 64 channels 1.20x; what is left is the
-  attention's scaling). Since the base network got faster (temporal convolutions
-  without copies, FFTs without rolls, reused memory) the bank's share grew: at 16
-  channels, bf16, 1 and 2 threads alike, 3x3 1.15x and 1x1 1.085x of ``none`` (0.475 s
-  at 1 thread). Quality of ``1x1``: ``configs/cpu/crunet_ca_p1.yaml``. These ratios are
-  re-measured by ``crunet bench --what bank`` (the installed crunet_ca's model, equal wrap):
-  on 2026-11-30, idle machine, 128 x 128, 12 frames, 10 coils, bf16, wrap 8: ``ca`` 1.21x,
-  ``ca`` + ``1x1`` 1.12x, ``conv`` 1.11x of ``none`` (0.230 s) at 2 threads; 1.20x / 1.11x /
-  1.13x (0.405 s) at 1 thread.
+  pointwise conv (a ninth of its multiply-adds) with the channel attention folded into
+  its weights (per image ``P (a * f) = (P diag(a)) f``: one batched matrix product per
+  banked cascade, no attended copy of any feature); ``sum`` (``ca`` only) adds the ``n``
+  attended features with no projection at all. Neither path concatenates the bank
+  (:class:`BankFusion`). Cost against ``none``, ``crunet bench --what bank`` (the
+  installed crunet_ca's size: 16 channels, wrap 8; 128 x 128, 12 frames, 10 coils, bf16,
+  idle machine, 2026-12-01, median of 9 interleaved rounds): ``ca`` 3x3 1.18x, ``ca``
+  1x1 1.07x, ``ca`` sum 1.09x, ``conv`` 3x3 1.11x at 2 threads (``none`` 0.352 s);
+  1.19x / 1.08x / 1.09x / 1.14x at 1 thread (0.425 s). Quality at equal training
+  (3,000 steps of one recipe, ``crunet validate``, full FOV, R 4 / 8 / 24): 1x1
+  (``configs/cpu/crunet_ca_p1_3k.yaml``) against 3x3 (``crunet_ca_kall.yaml``) +0.09 /
+  +0.13 / +0.29 dB on the training acquisitions, -0.06 / +0.06 / +0.08 on the held-out
+  ones: the 1x1 bank gives the same quality for 0.11x less time, and is the design to
+  train. The shipped crunet_ca keeps the 3x3 projection for now: it has 11,000 steps,
+  and 2,000 steps of fine-tuning it into the 1x1 design (``init_pointwise_bank``) lost
+  0.3-0.6 dB (``configs/cpu/crunet_ca_p1_ft.yaml``).
 
 Differences from the reference, on purpose: any batch size (per-sample results do
 not depend on the batch), any image size (pad to even, crop back), any frame count
