@@ -9,7 +9,7 @@ average behaviour), every other weight is copied unchanged; fine-tuning then rec
 what the spatial context of the projection did. Not function-preserving: the images at
 step 0 differ from the 3x3 model's where the features vary within a kernel's reach.
 
-Used by the trainer's ``train.init_pointwise_bank`` (:mod:`recon.train.engine`).
+Used by the trainer's ``train.init_pointwise_bank`` (:mod:`recon.train.init`).
 """
 from __future__ import annotations
 

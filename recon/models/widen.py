@@ -20,7 +20,7 @@ normalisation, the recurrences and the channel attention's pooling act channel b
 channel, so the old channels' values are unchanged everywhere
 (``tests/test_crunet.py`` checks the outputs against the narrow model's).
 
-Used by the trainer's ``train.init_widen`` (:mod:`recon.train.engine`).
+Used by the trainer's ``train.init_widen`` (:mod:`recon.train.init`).
 """
 from __future__ import annotations
 

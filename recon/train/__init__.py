@@ -13,6 +13,7 @@ Modules, one job each:
 - :mod:`recon.train.schedule`: linear warm-up + cosine annealing, a function of the step;
 - :mod:`recon.train.ddp`: ``torch.distributed`` set-up from ``torchrun``'s environment;
 - :mod:`recon.train.engine`: the loop, validation, checkpoints, exact resume, run folder;
+- :mod:`recon.train.init`: a run started from installed weights (as they are, widened, re-projected);
 - :mod:`recon.train.outputs`: the run's metric tables, curves and validation figure, the epoch line.
 
 Nothing is imported here, so ``import recon.train`` costs nothing.

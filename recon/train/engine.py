@@ -43,6 +43,7 @@ from recon.train.data import epoch_loader, make_source, validation_set
 from recon.train.ddp import DistContext, init_distributed, process_device, wrap_model
 from recon.train.loss import TERMS, ReconLoss
 from recon.train.outputs import epoch_line, write_outputs
+from recon.train.init import init_from_weights
 from recon.train.schedule import WarmupCosine
 
 CHECKPOINT = "checkpoint.pt"
@@ -126,7 +127,7 @@ class Trainer:
             self._load_checkpoint(ckpt_path)
         else:
             if t.init_weights is not None:
-                self.history["init_weights"] = self._init_from_weights(t.init_weights)
+                self.history["init_weights"] = init_from_weights(self.model, self.cfg, t.init_weights)
             torch.manual_seed(t.seed + 1)  # training-time randomness, independent of the model size
         if self.ctx.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -137,50 +138,6 @@ class Trainer:
         self._val_example = None
 
     # ------------------------------------------------------------------ checkpoints
-
-    def _init_from_weights(self, ref: str) -> dict:
-        """Copy the parameters of weights ``ref`` into the freshly built model (fine-tuning);
-        returns what the run records of them (name, folder, SHA-256, architecture)."""
-        from recon.models.config import PARAMETER_FREE_FIELDS, same_parameters
-        from recon.models.reproject import pointwise_bank_into
-        from recon.models.widen import widen_into
-        from recon.weights import load_weights, weights_info
-
-        info = weights_info(ref)
-        model, widen = self.cfg.model, self.cfg.train.init_widen
-        pointwise = self.cfg.train.init_pointwise_bank
-        if pointwise:
-            if model.name != "crunet" or info.config.name != "crunet" or model.crunet.bank_projection != "1x1" \
-                    or info.config.crunet.bank_projection != "3x3" or model.crunet.fusion == "none":
-                raise InputError(f"init_pointwise_bank turns a CRUNet-MR bank's 3x3 projection into this run's 1x1 "
-                                 f"one; init_weights {ref!r} are {info.describe()}, the run's model "
-                                 f"{model.name} (fusion / projection: {getattr(model.crunet, 'fusion', '-')} / "
-                                 f"{getattr(model.crunet, 'bank_projection', '-')})")
-            model = replace(model, crunet=replace(model.crunet, bank_projection="3x3"))
-        if widen:
-            if model.name != "crunet" or info.config.name != "crunet":
-                raise InputError(f"init_widen widens CRUNet-MR weights into a CRUNet-MR; init_weights {ref!r} "
-                                 f"is {info.config.name}, the run's model {model.name}")
-            c_old, c_new = info.config.crunet.channels, model.crunet.channels  # fewer: widen_into refuses
-            model = replace(model, crunet=replace(model.crunet, channels=c_old))
-        if not same_parameters(info.config, model):
-            raise InputError(f"init_weights {ref!r} ({info.describe()}) were trained with another model "
-                             f"config than this run's model section; copy their config.yaml into `model` "
-                             f"(only {', '.join(PARAMETER_FREE_FIELDS)} may differ"
-                             + (", and channels with init_widen)" if widen else
-                                ", and the bank projection with init_pointwise_bank)" if pointwise else ")"))
-        source, _ = load_weights(info.directory)
-        record = {"ref": str(ref), "directory": str(info.directory), "sha256": info.sha256,
-                  "model": info.describe()}
-        if widen:
-            widen_into(source, self.model, c_old, c_new)
-            record["widened"] = [c_old, c_new]
-        elif pointwise:
-            pointwise_bank_into(source, self.model)
-            record["bank_projection"] = ["3x3", "1x1"]
-        else:
-            self.model.load_state_dict(source.state_dict())
-        return record
 
     def _load_checkpoint(self, path: Path) -> None:
         from recon.config import from_dict

@@ -1,0 +1,62 @@
+"""Starting a training run from installed weights (``train.init_weights``).
+
+The weights are copied as they are (fine-tuning), widened to more channels
+(``train.init_widen``, :mod:`recon.models.widen`) or given the 1x1 bank projection
+(``train.init_pointwise_bank``, :mod:`recon.models.reproject`); the run records which
+weights it started from (name, folder, SHA-256, architecture) for its card.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+
+from recon.errors import InputError
+from recon.train.config import RunConfig
+
+
+def init_from_weights(target: torch.nn.Module, cfg: RunConfig, ref: str) -> dict:
+    """Copy the parameters of weights ``ref`` into ``target``, the run ``cfg``'s freshly built
+    model (fine-tuning; widened or with the bank re-projected when ``cfg.train`` asks);
+    returns what the run records of them (name, folder, SHA-256, architecture)."""
+    from recon.models.config import PARAMETER_FREE_FIELDS, same_parameters
+    from recon.models.reproject import pointwise_bank_into
+    from recon.models.widen import widen_into
+    from recon.weights import load_weights, weights_info
+
+    info = weights_info(ref)
+    model, widen = cfg.model, cfg.train.init_widen
+    pointwise = cfg.train.init_pointwise_bank
+    if pointwise:
+        if model.name != "crunet" or info.config.name != "crunet" or model.crunet.bank_projection != "1x1" \
+                or info.config.crunet.bank_projection != "3x3" or model.crunet.fusion == "none":
+            raise InputError(f"init_pointwise_bank turns a CRUNet-MR bank's 3x3 projection into this run's 1x1 "
+                             f"one; init_weights {ref!r} are {info.describe()}, the run's model "
+                             f"{model.name} (fusion / projection: {getattr(model.crunet, 'fusion', '-')} / "
+                             f"{getattr(model.crunet, 'bank_projection', '-')})")
+        model = replace(model, crunet=replace(model.crunet, bank_projection="3x3"))
+    if widen:
+        if model.name != "crunet" or info.config.name != "crunet":
+            raise InputError(f"init_widen widens CRUNet-MR weights into a CRUNet-MR; init_weights {ref!r} "
+                             f"is {info.config.name}, the run's model {model.name}")
+        c_old, c_new = info.config.crunet.channels, model.crunet.channels  # fewer: widen_into refuses
+        model = replace(model, crunet=replace(model.crunet, channels=c_old))
+    if not same_parameters(info.config, model):
+        raise InputError(f"init_weights {ref!r} ({info.describe()}) were trained with another model "
+                         f"config than this run's model section; copy their config.yaml into `model` "
+                         f"(only {', '.join(PARAMETER_FREE_FIELDS)} may differ"
+                         + (", and channels with init_widen)" if widen else
+                            ", and the bank projection with init_pointwise_bank)" if pointwise else ")"))
+    source, _ = load_weights(info.directory)
+    record = {"ref": str(ref), "directory": str(info.directory), "sha256": info.sha256,
+              "model": info.describe()}
+    if widen:
+        widen_into(source, target, c_old, c_new)
+        record["widened"] = [c_old, c_new]
+    elif pointwise:
+        pointwise_bank_into(source, target)
+        record["bank_projection"] = ["3x3", "1x1"]
+    else:
+        target.load_state_dict(source.state_dict())
+    return record
