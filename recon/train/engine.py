@@ -41,9 +41,9 @@ from recon.machine import bf16_autocast, resolve_device
 from recon.train.config import RunConfig
 from recon.train.data import epoch_loader, make_source, validation_set
 from recon.train.ddp import DistContext, init_distributed, process_device, wrap_model
+from recon.train.init import init_from_weights
 from recon.train.loss import TERMS, ReconLoss
 from recon.train.outputs import epoch_line, write_outputs
-from recon.train.init import init_from_weights
 from recon.train.schedule import WarmupCosine
 
 CHECKPOINT = "checkpoint.pt"
