@@ -56,8 +56,9 @@ frames at once):
   +0.13 / +0.29 dB on the training acquisitions, -0.06 / +0.06 / +0.08 on the held-out
   ones: the 1x1 bank gives the same quality for 0.11x less time, and is the design to
   train. The shipped crunet_ca keeps the 3x3 projection for now: it has 11,000 steps,
-  and 2,000 steps of fine-tuning it into the 1x1 design (``init_pointwise_bank``) lost
-  0.3-0.6 dB (``configs/cpu/crunet_ca_p1_ft.yaml``).
+  and fine-tuning it into the 1x1 design (``init_pointwise_bank``) lost 0.3-0.6 dB after
+  2,000 steps and 0.2-0.9 dB after 4,000 (``configs/cpu/crunet_ca_p1_ft.yaml``): a 1x1
+  crunet_ca has to be trained through the recipe's stages itself.
 
 Differences from the reference, on purpose: any batch size (per-sample results do
 not depend on the batch), any image size (pad to even, crop back), any frame count
