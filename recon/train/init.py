@@ -33,8 +33,8 @@ def init_from_weights(target: torch.nn.Module, cfg: RunConfig, ref: str) -> dict
                 or info.config.crunet.bank_projection != "3x3" or model.crunet.fusion == "none":
             raise InputError(f"init_pointwise_bank turns a CRUNet-MR bank's 3x3 projection into this run's 1x1 "
                              f"one; init_weights {ref!r} are {info.describe()}, the run's model "
-                             f"{model.name} (fusion / projection: {getattr(model.crunet, 'fusion', '-')} / "
-                             f"{getattr(model.crunet, 'bank_projection', '-')})")
+                             f"{model.name} (fusion / projection: {model.crunet.fusion} / "
+                             f"{model.crunet.bank_projection})")
         model = replace(model, crunet=replace(model.crunet, bank_projection="3x3"))
     if widen:
         if model.name != "crunet" or info.config.name != "crunet":
