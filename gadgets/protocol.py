@@ -84,6 +84,10 @@ class Limits:
     message_timeout: float = 60.0
     #: seconds the reader waits for the next message (the server's sessions: also for a send to complete)
     idle_timeout: float = 600.0
+    #: the server's sessions: slices waiting for reconstruction before the connection stops reading
+    #: (back-pressure: the client's sends wait in TCP until a queued slice starts), so a client
+    #: that sends faster than the machine reconstructs holds at most this many slices in memory
+    max_queued_slices: int = 4
 
 
 # ----------------------------------------------------------------- what the reader returns

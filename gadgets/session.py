@@ -39,9 +39,15 @@ Each connection has a reader (its own thread) and a reconstruction worker
 (:class:`gadgets.worker.Worker`). The reader keeps reading while slices
 reconstruct, so a client that goes away (connection closed or reset without
 CLOSE, or a failed send) is seen at once and the work for its slices is
-cancelled. When the server stops, the slice in progress may finish within the
-grace period (else it is interrupted), the slices not started are dropped, and
-the client is told which slices were not reconstructed (TEXT) before its CLOSE.
+cancelled. Slices wait for the worker in a bounded queue
+(``Limits.max_queued_slices``, ``crunet serve --max-queued-slices``): when it is full the
+reader stops reading until a slice starts, so the client's sends wait in TCP
+(back-pressure) and a client faster than the machine holds a bounded amount of memory;
+while the reader waits, a client that goes away is seen at the next send or read.
+When the server stops, the slice in progress may finish within the grace period
+(else it is interrupted), the slices not started are dropped, and the client is
+told which slices were not reconstructed (TEXT) before its CLOSE: those queued,
+the one waiting for room, and the one partly read.
 """
 
 from __future__ import annotations
@@ -70,6 +76,8 @@ from recon.io.header import parse_header
 log = logging.getLogger("crunet.server")
 #: seconds a refused client may keep sending after our CLOSE before the socket is closed
 LINGER = 2.0
+#: seconds between checks of a reader waiting for room in its slice queue
+WAIT_STEP = 0.05
 
 
 def _kind(msg) -> str:
@@ -110,6 +118,7 @@ class Session:
         self.submitted: list[tuple[int, ...]] = []
         self.finished: list[tuple[int, ...]] = []
         self.images = self.errors = self.waveforms = 0
+        self.held_s = 0.0  # seconds the reader waited for room in the slice queue (back-pressure)
 
     # ------------------------------------------------------------ sending
 
@@ -307,20 +316,35 @@ class Session:
         self.worker.finish()
         self._await_worker()
         log.info("session done: %d acquisitions, %d images, %d errors, %d waveforms ignored, "
-                 "%d auxiliary lines ignored", self.assembler.received, self.images, self.errors,
-                 self.waveforms, self.assembler.ignored)
+                 "%d auxiliary lines ignored; reading paused %.1f s for the slice queue", self.assembler.received,
+                 self.images, self.errors, self.waveforms, self.assembler.ignored, self.held_s)
 
     # ------------------------------------------------------------ reconstruction (worker thread)
 
     def _dispatch(self, items: list) -> None:
+        slices = {id(item): tuple(sorted({int(a.idx.slice) for a in list(item.data) + list(item.ref)}))
+                  for item in items if isinstance(item, Bucket)}
+        self.submitted += slices.values()  # before any wait for room: a stop then names them too
         for item in items:
             if isinstance(item, Bucket):
-                slices = tuple(sorted({int(a.idx.slice) for a in list(item.data) + list(item.ref)}))
-                self.submitted.append(slices)
+                self._wait_for_room()
                 sigma = self.assembler.noise_sigma
-                self.worker.submit(self._job(lambda b=item, s=sigma, sl=slices: self._reconstruct(b, s, sl)))
+                self.worker.submit(self._job(lambda b=item, s=sigma, sl=slices[id(item)]: self._reconstruct(b, s, sl)))
             else:
                 self.worker.submit(self._job(lambda e=item: self._report(e)))
+
+    def _wait_for_room(self) -> None:
+        """Back-pressure: while ``limits.max_queued_slices`` slices wait for the worker, stop
+        reading (the client's sends wait in TCP), so a fast client's data is held in memory
+        at most that many slices ahead. Stop and a gone client end the wait (their usual paths)."""
+        limit = self.server.limits.max_queued_slices
+        t0 = time.monotonic()
+        while self.worker.pending() >= limit and not self.worker.wait(WAIT_STEP):
+            if self.lost is not None:
+                raise PeerGone(self.lost)
+            if self.server.stopping.is_set():
+                raise Stopped()
+        self.held_s += time.monotonic() - t0
 
     def _job(self, fn):
         def run() -> None:

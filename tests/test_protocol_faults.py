@@ -387,3 +387,69 @@ def test_replay_gives_up_on_a_silent_server_after_the_idle_timeout(raw, tmp_path
         assert partial_path(tmp_path / "one.h5").exists() and not (tmp_path / "one.h5").exists()
     finally:
         done.set()
+
+
+# ------------------------------------------------------------------ back-pressure
+
+
+@pytest.fixture(scope="module")
+def many_slices_raw(tmp_path_factory):
+    path = tmp_path_factory.mktemp("faults_many") / "raw.h5"
+    simulate_to_file(SimulationConfig(n_slices=6, n_phases=N_PHASES, n_coils=3, matrix=(40, 32), n_acs=12,
+                                      acceleration=4), path)
+    return path
+
+
+def test_a_client_faster_than_the_reconstruction_is_held_to_the_slice_queue(many_slices_raw, monkeypatch):
+    """With max_queued_slices = 1 the reader stops reading while a slice waits for the worker:
+    at most one slice is ever queued, every image still arrives, in slice order."""
+    import gadgets.worker as worker
+
+    real = chain.slice_to_images
+
+    def slow(s, cfg, start_index=1):
+        time.sleep(0.15)
+        return real(s, cfg, start_index=start_index)
+
+    queued = []
+    submit = worker.Worker.submit
+
+    def recording_submit(self, job):
+        submit(self, job)
+        queued.append(self.pending())
+
+    monkeypatch.setattr(chain, "slice_to_images", slow)
+    monkeypatch.setattr(worker.Worker, "submit", recording_submit)
+    srv = _server(limits=Limits(idle_timeout=30, max_queued_slices=1))
+    try:
+        res = replay(many_slices_raw, None, port=srv.port, config=ZF)
+    finally:
+        _stop(srv)
+    assert res.closed and not res.texts and not res.problems
+    assert [int(im.slice) for im in res.images] == [s for s in range(6) for _ in range(N_PHASES)]
+    assert len(queued) == 6 and max(queued) <= 1, queued
+
+
+def test_stop_while_the_reader_is_held_tells_the_client(many_slices_raw, monkeypatch):
+    """A server stopping while a connection waits for room in its slice queue ends the wait: the
+    client gets the usual TEXT naming the slices not reconstructed, then CLOSE."""
+    slow = SlowRecon(seconds=30.0)
+    monkeypatch.setattr(chain, "slice_to_images", slow)
+    srv = _server(limits=Limits(idle_timeout=30, max_queued_slices=1))
+    try:
+        out = {}
+        t = threading.Thread(target=lambda: out.setdefault("res", replay(many_slices_raw, None, port=srv.port,
+                                                                            config=ZF, timeout=30)))
+        t.start()
+        assert slow.started.wait(20)
+        time.sleep(0.5)  # slice 1 queued, the reader waiting with slice 2 assembled
+        srv.request_stop(0.2)
+        t.join(30)
+        res = out["res"]
+    finally:
+        _stop(srv)
+    assert res.closed and not res.images
+    assert len(res.texts) == 1 and "server shutting down" in res.texts[0]
+    # 0 interrupted, 1 queued, 2 assembled and waiting for room, 3 partly read
+    assert "slice(s) 0, 1, 2, 3 not reconstructed (one interrupted)" in res.texts[0], res.texts
+    assert slow.calls == [0]
