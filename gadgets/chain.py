@@ -40,6 +40,7 @@ from gadgets.settings import GadgetSettings
 from recon.errors import InputError
 from recon.io import flags as F
 from recon.io.header import encoding_info
+from recon.io.images import check_index
 from recon.noise import NOISE_SIGMA_KEY, noise_scale, sigma_from_noise_scan, whitened_sigma
 from recon.pipeline import slice_to_images
 
@@ -117,25 +118,38 @@ class SliceReconstructor:
         #: the methods estimate it from the data)
         self.noise_sigma: float | None = None
 
-    def bucket(self, bucket: Bucket) -> list[ismrmrd.Image]:
-        """Reconstruct the slice in ``bucket``; raises InputError on bad data."""
+    def bucket(self, bucket: Bucket, noise_sigma: float | None = None, number: bool = True) -> list[ismrmrd.Image]:
+        """Reconstruct the slice in ``bucket``; raises InputError on bad data.
+
+        ``noise_sigma`` : the k-space noise std after the chain's noise adjustment (None:
+        :attr:`noise_sigma`). ``number`` : give the images the next image indices of the
+        series; False leaves them numbered from 1 for a later :meth:`number` (slices
+        reconstructed side by side, numbered in the order they are sent)."""
         t0 = time.perf_counter()
         s = bucket_to_slice(bucket, self.encoding, self.header)
-        if self.noise_sigma is not None:
-            s.extra[NOISE_SIGMA_KEY] = self.noise_sigma
-        images, _ = slice_to_images(s, self.config, start_index=self.next_index)
-        self.next_index += len(images)
+        sigma = self.noise_sigma if noise_sigma is None else noise_sigma
+        if sigma is not None:
+            s.extra[NOISE_SIGMA_KEY] = sigma
+        images, _ = slice_to_images(s, self.config)
         self.seconds.append(time.perf_counter() - t0)
         log.info("slice %d: %d images in %.2f s (%s)", s.slice_index, len(images), self.seconds[-1],
                  self.config.method)
+        return self.number(images) if number else images
+
+    def number(self, images: list[ismrmrd.Image]) -> list[ismrmrd.Image]:
+        """Give ``images`` the series' next image indices, in order."""
+        check_index("image_index", self.next_index + len(images) - 1)
+        for i, im in enumerate(images):
+            im.image_index = self.next_index + i
+        self.next_index += len(images)
         return images
 
-    def safe_bucket(self, bucket: Bucket) -> list:
+    def safe_bucket(self, bucket: Bucket, noise_sigma: float | None = None, number: bool = True) -> list:
         """Like :meth:`bucket`, but a failure becomes a :class:`ChainError` item."""
         slices = _bucket_slices(bucket)
         label = ", ".join(map(str, slices))
         try:
-            return self.bucket(bucket)
+            return self.bucket(bucket, noise_sigma, number)
         except InputError as exc:
             log.error("slice %s: %s", list(slices), exc)
             reason = str(exc)

@@ -31,6 +31,7 @@ from gadgets.dependencies import NoiseStore
 from gadgets.net import accept_any, bind_listeners, describe
 from gadgets.protocol import Limits, MessageReader
 from gadgets.session import LINGER, Session
+from gadgets.worker import Running
 from gadgets.writers import close_message, text_message
 
 log = logging.getLogger("crunet.server")
@@ -46,8 +47,12 @@ class CrunetServer:
 
     def __init__(self, host: str = "127.0.0.1", port: int = DEFAULT_PORT, idle_timeout: float = 600.0, *,
                  limits: Limits | None = None, max_connections: int = 16, shutdown_grace: float = 30.0,
-                 store: NoiseStore | None = None):
+                 store: NoiseStore | None = None, parallel_slices: int | None = None):
+        if parallel_slices is not None and parallel_slices < 1:
+            raise ValueError(f"parallel_slices must be >= 1, got {parallel_slices}")
         self.limits = limits or Limits(idle_timeout=idle_timeout)
+        #: slices of one connection reconstructed side by side (None: the device runner's lanes)
+        self.parallel_slices = parallel_slices
         self.max_connections = max_connections
         self.shutdown_grace = shutdown_grace
         self.store = store if store is not None else NoiseStore()
@@ -56,6 +61,7 @@ class CrunetServer:
         self.stopping = threading.Event()
         self.grace_deadline = math.inf
         self._sessions: set[threading.Thread] = set()
+        self.running = Running()  # slices in progress over all connections
         self._refusing = 0
         self._lock = threading.Lock()
         self._serving = threading.Event()

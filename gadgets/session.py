@@ -35,19 +35,17 @@ server's limits. Failures reach the client as TEXT, then CLOSE; a refused
 connection (bad chain name, broken limit, protocol error) is closed after a short
 linger (:data:`LINGER`).
 
-Each connection has a reader (its own thread) and a reconstruction worker
-(:class:`gadgets.worker.Worker`). The reader keeps reading while slices
-reconstruct, so a client that goes away (connection closed or reset without
-CLOSE, or a failed send) is seen at once and the work for its slices is
-cancelled. Slices wait for the worker in a bounded queue
-(``Limits.max_queued_slices``, ``crunet serve --max-queued-slices``): when it is full the
-reader stops reading until a slice starts, so the client's sends wait in TCP
-(back-pressure) and a client faster than the machine holds a bounded amount of memory;
-while the reader waits, a client that goes away is seen at the next send or read.
-When the server stops, the slice in progress may finish within the grace period
-(else it is interrupted), the slices not started are dropped, and the client is
-told which slices were not reconstructed (TEXT) before its CLOSE: those queued,
-the one waiting for room, and the one partly read.
+Each connection has a reader (its own thread) and its slices
+(:class:`gadgets.slicejobs.SliceJobs`: a bounded queue with back-pressure, slices
+reconstructed side by side in a :class:`gadgets.worker.Worker`, images sent in slice
+order). The reader keeps reading while slices reconstruct, so a client that goes
+away (connection closed or reset without CLOSE, or a failed send) is seen at once
+and the work for its slices is cancelled; while the reader waits for room in the
+queue, a client that goes away is seen at the next send or read. When the server
+stops, the slices in progress may finish within the grace period (else they are
+interrupted), the slices not started are dropped, and the client is told which
+slices were not reconstructed (TEXT) before its CLOSE: those queued, the one
+waiting for room, and the one partly read.
 """
 
 from __future__ import annotations
@@ -60,24 +58,27 @@ from typing import Protocol
 
 import ismrmrd
 
-from gadgets.bucket import Bucket
-from gadgets.chain import ChainAssembler, ChainError, NoiseAdjust, SliceReconstructor
+from gadgets.chain import ChainAssembler, NoiseAdjust, SliceReconstructor
 from gadgets.configs import Chain, chain_from_name, chain_from_xml, configure
 from gadgets.dependencies import NoiseStore, measurement_id, summary_meta
 from gadgets.mrdapp import ConfigAdditional, parse_config_additional
 from gadgets.protocol import (Close, ConfigFile, ConfigScript, Header, Limits, MessageReader, PeerGone, ProtocolError,
                               Query, Stopped, Text)
 from gadgets.queries import answer
-from gadgets.worker import Worker
+from gadgets.slicejobs import SliceJobs
+from gadgets.worker import Running
 from gadgets.writers import close_message, dependency_query_message, image_message, response_message, text_message
 from recon.errors import InputError
 from recon.io.header import parse_header
+from recon.scheduler import runner_for
 
 log = logging.getLogger("crunet.server")
 #: seconds a refused client may keep sending after our CLOSE before the socket is closed
 LINGER = 2.0
-#: seconds between checks of a reader waiting for room in its slice queue
-WAIT_STEP = 0.05
+
+
+def _interrupted(n: int) -> str:
+    return "" if n == 0 else " (one interrupted)" if n == 1 else f" ({n} interrupted)"
 
 
 def _kind(msg) -> str:
@@ -89,8 +90,10 @@ class Host(Protocol):
 
     limits: Limits
     store: NoiseStore
+    parallel_slices: int | None
     stopping: threading.Event
     grace_deadline: float
+    running: Running
 
 
 class Session:
@@ -111,14 +114,9 @@ class Session:
         self.sealed = False  # CLOSE sent: nothing more goes out
         self.client_closed = False  # the client's CLOSE arrived
         self.lost: str | None = None  # why the client is gone
-        self.worker: Worker | None = None
-        self.recon: SliceReconstructor | None = None
-        self.assembler: ChainAssembler | None = None
+        self.jobs: SliceJobs | None = None  # the slices, once a reconstruction chain has its header
         self._unread = None  # a message read ahead (after the header, when it was not the JSON TEXT)
-        self.submitted: list[tuple[int, ...]] = []
-        self.finished: list[tuple[int, ...]] = []
-        self.images = self.errors = self.waveforms = 0
-        self.held_s = 0.0  # seconds the reader waited for room in the slice queue (back-pressure)
+        self.images = self.waveforms = 0
 
     # ------------------------------------------------------------ sending
 
@@ -159,9 +157,9 @@ class Session:
 
     def _end(self, message: str | None) -> None:
         """Stop the worker, then (client still there) TEXT + CLOSE, linger if refused, close."""
-        if self.worker is not None and not self.worker.wait(0):
-            self.worker.cancel()
-            self.worker.wait(10)
+        if self.jobs is not None and not self.jobs.worker.wait(0):
+            self.jobs.worker.cancel()
+            self.jobs.worker.wait(10)
         try:
             if self.lost is None:
                 if message is not None:
@@ -181,13 +179,12 @@ class Session:
     def _gone(self, reason: str) -> None:
         self.lost = self.lost or reason
         log.warning("client %s went away (%s)", self.peer, self.lost)
-        if self.worker is not None:
-            running = self.worker.busy()
-            self.worker.cancel()
-            self.worker.wait(10)
-            left = self._not_reconstructed()
+        if self.jobs is not None:
+            self.jobs.worker.cancel()
+            self.jobs.worker.wait(10)
+            left = self.jobs.not_reconstructed()
             log.warning("client %s: work cancelled; %d slice(s) not reconstructed%s", self.peer, len(left),
-                        " (one interrupted)" if running or self.worker.interrupted_job else "")
+                        _interrupted(self.jobs.worker.interrupted))
 
     def _next(self):
         if self.lost is not None:
@@ -306,93 +303,44 @@ class Session:
         if header is None:
             return  # -q: nothing to reconstruct
         h = parse_header(header, source="HEADER")
-        self.recon = SliceReconstructor(h, chain.settings)
-        self.assembler = ChainAssembler(h, chain.settings, self.server.store)
-        self.worker = Worker(name=f"crunet-slices-{self.peer}")
-        log.info("session: %s, method %s, device %s", chain.source, chain.settings.method,
-                 self.recon.config.torch_device())
-        self._stream(lambda acq: self._dispatch(self.assembler.acquisition(acq)))
-        self._dispatch(self.assembler.close())
-        self.worker.finish()
+        recon = SliceReconstructor(h, chain.settings)
+        assembler = ChainAssembler(h, chain.settings, self.server.store)
+        # slices side by side: by default as many as the device's model runner has lanes (a CPU 2, CUDA 1)
+        lanes = self.server.parallel_slices or runner_for(recon.config.torch_device()).lanes
+        self.jobs = jobs = SliceJobs(recon, assembler, threads=lanes, running=self.server.running,
+                                     max_queued=self.server.limits.max_queued_slices, send_image=self.send_image,
+                                     send_text=self.send_text, lost=lambda: self.lost if not self.sealed else "sealed",
+                                     on_send_failed=self._send_failed, name=f"crunet-slices-{self.peer}")
+        log.info("session: %s, method %s, device %s", chain.source, chain.settings.method, recon.config.torch_device())
+        self._stream(lambda acq: jobs.put(assembler.acquisition(acq), self._check))
+        jobs.put(assembler.close(), self._check)
+        jobs.worker.finish()
         self._await_worker()
-        log.info("session done: %d acquisitions, %d images, %d errors, %d waveforms ignored, "
-                 "%d auxiliary lines ignored; reading paused %.1f s for the slice queue", self.assembler.received,
-                 self.images, self.errors, self.waveforms, self.assembler.ignored, self.held_s)
+        log.info("session done: %d acquisitions, %d images, %d errors, %d waveforms ignored, %d auxiliary lines "
+                 "ignored; reading paused %.1f s for the slice queue", assembler.received, self.images, jobs.errors,
+                 self.waveforms, assembler.ignored, jobs.held_s)
 
-    # ------------------------------------------------------------ reconstruction (worker thread)
+    def _check(self) -> None:
+        """While the reader waits: a gone client or a stopping server ends the wait (their usual paths)."""
+        if self.lost is not None:
+            raise PeerGone(self.lost)
+        if self.server.stopping.is_set():
+            raise Stopped()
 
-    def _dispatch(self, items: list) -> None:
-        slices = {id(item): tuple(sorted({int(a.idx.slice) for a in list(item.data) + list(item.ref)}))
-                  for item in items if isinstance(item, Bucket)}
-        self.submitted += slices.values()  # before any wait for room: a stop then names them too
-        for item in items:
-            if isinstance(item, Bucket):
-                self._wait_for_room()
-                sigma = self.assembler.noise_sigma
-                self.worker.submit(self._job(lambda b=item, s=sigma, sl=slices[id(item)]: self._reconstruct(b, s, sl)))
-            else:
-                self.worker.submit(self._job(lambda e=item: self._report(e)))
-
-    def _wait_for_room(self) -> None:
-        """Back-pressure: while ``limits.max_queued_slices`` slices wait for the worker, stop
-        reading (the client's sends wait in TCP), so a fast client's data is held in memory
-        at most that many slices ahead. Stop and a gone client end the wait (their usual paths)."""
-        limit = self.server.limits.max_queued_slices
-        t0 = time.monotonic()
-        while self.worker.pending() >= limit and not self.worker.wait(WAIT_STEP):
-            if self.lost is not None:
-                raise PeerGone(self.lost)
-            if self.server.stopping.is_set():
-                raise Stopped()
-        self.held_s += time.monotonic() - t0
-
-    def _job(self, fn):
-        def run() -> None:
-            if self.lost is not None or self.sealed:
-                return
-            try:
-                fn()
-            except OSError as exc:
-                self.lost = self.lost or f"sending to the client failed ({exc})"
-                self.worker.cancel(interrupt=False)
-        return run
-
-    def _reconstruct(self, bucket: Bucket, sigma: float | None, slices: tuple[int, ...]) -> None:
-        self.recon.noise_sigma = sigma
-        for out in self.recon.safe_bucket(bucket):
-            if isinstance(out, ChainError):
-                self._report(out)
-            else:
-                self.send_image(out)
-        self.finished.append(slices)
-
-    def _report(self, error: ChainError) -> None:
-        self.errors += 1
-        self.send_text(error.message)
-        if error.slices and self.recon.settings.error_reporting == "image":
-            self.send_image(self.recon.failure_image(error))
+    def _send_failed(self, exc: OSError) -> None:
+        self.lost = self.lost or f"sending to the client failed ({exc})"
 
     def _await_worker(self) -> None:
         """Wait for the slices to finish, watching the client (gone?) and the server (stopping?)."""
-        while not self.worker.wait(0):
-            if self.lost is not None:
-                raise PeerGone(self.lost)
-            if self.server.stopping.is_set():
-                raise Stopped()
+        while not self.jobs.worker.wait(0):
+            self._check()
             self.reader.watch(0.25)
         if self.lost is not None:
             raise PeerGone(self.lost)
 
-    def _not_reconstructed(self) -> list[int]:
-        done = {s for sl in self.finished for s in sl}
-        left = {s for sl in self.submitted for s in sl} - done
-        if self.assembler is not None:
-            left |= set(self.assembler.trigger.open_slices())
-        return sorted(left)
-
     def _stopped(self) -> str | None:
         """Server stopping: finish the slice in progress within the grace period, drop the rest."""
-        w = self.worker
+        w = self.jobs.worker if self.jobs is not None else None
         if w is not None:
             w.cancel(interrupt=False)  # no slice starts any more
             try:
@@ -404,8 +352,8 @@ class Session:
             if not w.wait(0):
                 w.cancel()
                 w.wait(10)
-        left = self._not_reconstructed()
+        left = self.jobs.not_reconstructed() if self.jobs is not None else []
         if not left:
             return "crunet serve: server shutting down; closing the connection"
         return (f"crunet serve: server shutting down; slice(s) {', '.join(map(str, left))} not reconstructed"
-                + (" (one interrupted)" if w is not None and w.interrupted_job else ""))
+                + _interrupted(w.interrupted if w is not None else 0))

@@ -1,16 +1,20 @@
-"""One connection's reconstruction worker: slices run in order in a thread that can be cancelled.
+"""One connection's reconstruction worker: slices run in ``threads`` threads that can be cancelled.
 
-The connection's own thread keeps reading the socket while a slice reconstructs,
+The connection's own thread keeps reading the socket while slices reconstruct,
 so it sees at once when the client goes away or the server stops; it then calls
-:meth:`Worker.cancel`: slices not started are dropped, and the slice in progress
-is interrupted by raising :class:`Cancelled` in the worker thread (CPython's
+:meth:`Worker.cancel`: slices not started are dropped, and the slices in progress
+are interrupted by raising :class:`Cancelled` in their worker threads (CPython's
 ``PyThreadState_SetAsyncExc``; it takes effect at the next Python bytecode, so
 after the torch or numpy call in progress, within a fraction of a second for
 every method: their iterations and cascades are Python loops).
 
+With more than one thread, jobs start in submission order and run side by side;
+what a job returns (a callable: e.g. sending its images) runs in submission order,
+after the results of every earlier job (or their failure, or their being dropped).
+
 ``Cancelled`` is a ``BaseException``: the per-slice ``except Exception`` handlers
-of the chain do not swallow it. It is raised at most once per worker, and only
-while a job runs.
+of the chain do not swallow it. It is raised at most once per thread, and only
+while a job runs there.
 """
 
 from __future__ import annotations
@@ -32,46 +36,82 @@ class Cancelled(BaseException):
 _END = object()
 
 
-class Worker:
-    """Runs ``job()`` callables one after another in a daemon thread."""
+Job = Callable[[], "Callable[[], None] | None"]
 
-    def __init__(self, name: str = "crunet-worker"):
+
+class Running:
+    """How many jobs run in a group of workers (see :class:`Worker`'s ``shared``)."""
+
+    def __init__(self):
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def add(self, n: int) -> None:
+        with self._lock:
+            self.count += n
+
+#: seconds between checks of a job waiting for its turn (how soon Cancelled reaches it)
+WAIT_STEP = 0.05
+
+
+class Worker:
+    """Runs ``job()`` callables in ``threads`` daemon threads, started in submission order; what
+    a job returns, ``None`` or a callable, is called in submission order (see the module doc)."""
+
+    def __init__(self, name: str = "crunet-worker", threads: int = 1, shared: Running | None = None):
+        """``shared``: the running jobs of every worker of the process (a server's connections);
+        then threads beyond the first start a job only while fewer than ``threads`` run in all
+        of them (a lone connection uses them all, concurrent ones one each); None: always."""
+        if threads < 1:
+            raise ValueError(f"a worker needs >= 1 thread, got {threads}")
         self._jobs: queue.Queue = queue.Queue()
         self._lock = threading.Lock()
-        self._running = False  # a job is executing (guarded by _lock)
-        self._interrupted = False
+        self._running: set[threading.Thread] = set()  # threads executing a job (guarded by _lock)
+        self._interrupted: set[threading.Thread] = set()  # threads Cancelled was raised in
+        self._alive = threads
         self.cancelled = threading.Event()
         self.done = threading.Event()
         self.dropped = 0  # jobs cancelled before they started
-        self.interrupted_job = False  # a job was stopped half-way
-        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
-        self._thread.start()
+        self._submitted = 0  # jobs numbered as submitted
+        self._turn = 0  # the job whose result runs next
+        self._over: set[int] = set()  # later jobs whose turn is already done (failed, dropped, or ran)
+        self._order = threading.Condition()
+        self.interrupted = 0  # jobs stopped half-way
+        self._shared = shared
+        self._limit = threads
+        self._threads = [threading.Thread(target=self._loop, args=(i > 0 and shared is not None,),
+                                          name=name if threads == 1 else f"{name}-{i}", daemon=True)
+                         for i in range(threads)]
+        for t in self._threads:
+            t.start()
 
-    def submit(self, job: Callable[[], None]) -> None:
+    def submit(self, job: Job) -> None:
+        with self._order:
+            seq = self._submitted
+            self._submitted += 1
         if self.cancelled.is_set():
-            self.dropped += 1
+            self._drop((seq, job))
             return
-        self._jobs.put(job)
+        self._jobs.put((seq, job))
 
     def finish(self) -> None:
-        """No more jobs: the thread ends after the queued ones."""
-        self._jobs.put(_END)
+        """No more jobs: the threads end after the queued ones."""
+        for _ in self._threads:
+            self._jobs.put(_END)
 
     def pending(self) -> int:
-        return self._jobs.qsize()
-
-    def busy(self) -> bool:
-        with self._lock:
-            return self._running
+        """Jobs submitted and not started."""
+        with self._jobs.mutex:
+            return sum(1 for j in self._jobs.queue if j is not _END)
 
     def wait(self, timeout: float | None = None) -> bool:
-        """True once the thread has ended."""
+        """True once every thread has ended."""
         return self.done.wait(timeout)
 
     def cancel(self, interrupt: bool = True) -> None:
-        """Drop the jobs not started; with ``interrupt``, stop the one running too (at most once).
+        """Drop the jobs not started; with ``interrupt``, stop the ones running too (at most once each).
 
-        Called from a job (the worker's own thread) it never interrupts that job.
+        Called from a job (a worker thread) it never interrupts that job.
         """
         self.cancelled.set()
         while True:
@@ -80,52 +120,101 @@ class Worker:
             except queue.Empty:
                 break
             if item is not _END:
-                self.dropped += 1
-        self._jobs.put(_END)
-        if not interrupt or self._interrupted or threading.current_thread() is self._thread:
+                self._drop(item)
+        for _ in self._threads:
+            self._jobs.put(_END)
+        if not interrupt:
             return
+        me = threading.current_thread()
         with self._lock:
-            if self._running and not self._interrupted:
-                self._interrupted = True
-                self._raise_in_thread()
+            for t in self._running - self._interrupted - {me}:
+                self._interrupted.add(t)
+                _raise_in(t)
 
-    def _raise_in_thread(self) -> None:
-        ident = self._thread.ident
-        if ident is None or not self._thread.is_alive():
-            return
-        n = ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(Cancelled))
-        if n != 1:  # 0: the thread is gone; >1 must not happen: undo
-            if n > 1:
-                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), None)
-            return
-        log.info("interrupting the slice in progress")
+    def _drop(self, item: tuple[int, Job]) -> None:
+        self.dropped += 1
+        self._settle(item[0])
 
-    def _loop(self) -> None:
+    def _settle(self, seq: int) -> None:
+        """Job ``seq`` is over (its result ran, or it failed or was dropped): later results may run."""
+        with self._order:
+            self._over.add(seq)
+            while self._turn in self._over:
+                self._over.discard(self._turn)
+                self._turn += 1
+            self._order.notify_all()
+
+    def _wait_turn(self, seq: int) -> None:
+        with self._order:
+            while self._turn < seq:
+                self._order.wait(WAIT_STEP)  # in steps: Cancelled reaches a waiting job too
+
+    def _next(self, gated: bool):
+        """The next queued item; a gated thread takes a job only while fewer than ``threads`` jobs run
+        in the workers of ``shared`` (its end marker always)."""
+        if not gated:
+            return self._jobs.get()
+        while True:
+            with self._jobs.mutex:
+                head = self._jobs.queue[0] if self._jobs.queue else None
+            if head is _END or (head is not None and self._shared.count < self._limit):
+                try:
+                    return self._jobs.get_nowait()
+                except queue.Empty:  # another thread took it
+                    pass
+            time.sleep(WAIT_STEP)
+
+    def _loop(self, gated: bool) -> None:
         try:
             while True:
-                job = self._jobs.get()
-                if job is _END:
+                item = self._next(gated)
+                if item is _END:
                     break
                 if self.cancelled.is_set():
-                    self.dropped += 1
+                    self._drop(item)
                     continue
-                self._run(job)
+                self._run(*item)
         except Cancelled:  # delivered just after a job ended
-            self.interrupted_job = True
+            self.interrupted += 1
         finally:
-            self.done.set()
+            with self._lock:
+                self._alive -= 1
+                if self._alive == 0:
+                    self.done.set()
 
-    def _run(self, job: Callable[[], None]) -> None:
+    def _run(self, seq: int, job: Job) -> None:
+        me = threading.current_thread()
         with self._lock:
-            self._running = True
+            self._running.add(me)
+        if self._shared is not None:
+            self._shared.add(1)
         t0 = time.perf_counter()
         try:
-            job()
+            then = job()
+            if then is not None:
+                self._wait_turn(seq)
+                then()
         except Cancelled:
-            self.interrupted_job = True
+            self.interrupted += 1
             log.info("slice interrupted after %.2f s", time.perf_counter() - t0)
         except Exception:  # noqa: BLE001 - a job reports its own errors; never kill the loop
             log.exception("worker job failed")
         finally:
+            if self._shared is not None:
+                self._shared.add(-1)
+            self._settle(seq)
             with self._lock:
-                self._running = False
+                self._running.discard(me)
+
+
+def _raise_in(thread: threading.Thread) -> None:
+    """Raise :class:`Cancelled` in ``thread`` at its next bytecode."""
+    ident = thread.ident
+    if ident is None or not thread.is_alive():
+        return
+    n = ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(Cancelled))
+    if n != 1:  # 0: the thread is gone; >1 must not happen: undo
+        if n > 1:
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), None)
+        return
+    log.info("interrupting the slice in progress")

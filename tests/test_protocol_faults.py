@@ -191,26 +191,31 @@ class SlowRecon:
         return [], None
 
 
+@pytest.mark.parametrize("parallel", [1, 2])
 @pytest.mark.parametrize("after_close", [True, False])
-def test_vanished_client_cancels_its_slices(stream, monkeypatch, after_close):
-    """Killed after its CLOSE (waiting for images) or while still sending: the slice in progress is
-    interrupted and no further slice starts."""
+def test_vanished_client_cancels_its_slices(stream, monkeypatch, after_close, parallel):
+    """Killed after its CLOSE (waiting for images) or while still sending: the slices in progress
+    (one, or two side by side) are interrupted and no further slice starts."""
     slow = SlowRecon()
     monkeypatch.setattr(chain, "slice_to_images", slow)
     parts, close = stream
-    srv = _server()
+    srv = _server(parallel_slices=parallel)
     try:
         s = socket.create_connection(("127.0.0.1", srv.port), timeout=30)
         s.sendall(b"".join(parts) + (close if after_close else b""))
-        assert slow.started.wait(20)
+        started = [0, 1] if parallel == 2 and after_close else [0]  # slice 1 is whole only after CLOSE
+        deadline = time.monotonic() + 20
+        while len(slow.calls) < len(started) and time.monotonic() < deadline:
+            time.sleep(0.02)
         t0 = time.monotonic()
         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # as a killed process
         s.close()
         deadline = t0 + 10
         while (not slow.ended or srv.active()) and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert slow.ended and slow.ended[0] - t0 < 3, "slice not interrupted"
-        assert slow.calls == [0], "a slice started after the client was gone"
+        assert slow.ended and max(slow.ended) - t0 < 3, "slice not interrupted"
+        assert sorted(slow.calls) == started, "a slice started after the client was gone"
+        assert len(slow.ended) == len(started)
         assert srv.active() == 0
     finally:
         _stop(srv)
@@ -224,7 +229,7 @@ def test_stop_finishes_or_aborts_the_slice_and_tells_the_client(stream, monkeypa
     slow = SlowRecon(seconds=1.0 if finishing else 30.0)
     monkeypatch.setattr(chain, "slice_to_images", slow)
     parts, close = stream
-    srv = _server()
+    srv = _server(parallel_slices=1)  # one slice at a time: slice 1 waits (two side by side: below)
     try:
         with socket.create_connection(("127.0.0.1", srv.port), timeout=30) as s:
             s.sendall(b"".join(parts) + close)
@@ -435,7 +440,7 @@ def test_stop_while_the_reader_is_held_tells_the_client(many_slices_raw, monkeyp
     client gets the usual TEXT naming the slices not reconstructed, then CLOSE."""
     slow = SlowRecon(seconds=30.0)
     monkeypatch.setattr(chain, "slice_to_images", slow)
-    srv = _server(limits=Limits(idle_timeout=30, max_queued_slices=1))
+    srv = _server(limits=Limits(idle_timeout=30, max_queued_slices=1), parallel_slices=1)
     try:
         out = {}
         t = threading.Thread(target=lambda: out.setdefault("res", replay(many_slices_raw, None, port=srv.port,
@@ -453,3 +458,51 @@ def test_stop_while_the_reader_is_held_tells_the_client(many_slices_raw, monkeyp
     # 0 interrupted, 1 queued, 2 assembled and waiting for room, 3 partly read
     assert "slice(s) 0, 1, 2, 3 not reconstructed (one interrupted)" in res.texts[0], res.texts
     assert slow.calls == [0]
+
+
+# ------------------------------------------------------------------ slices side by side
+
+
+def test_stop_interrupts_both_slices_side_by_side(stream, monkeypatch):
+    slow = SlowRecon(seconds=30.0)
+    monkeypatch.setattr(chain, "slice_to_images", slow)
+    parts, close = stream
+    srv = _server(parallel_slices=2)
+    try:
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=30) as s:
+            s.sendall(b"".join(parts) + close)
+            deadline = time.monotonic() + 20
+            while len(slow.calls) < 2 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            srv.request_stop(0.3)
+            msgs, eof = _read_until_close(s)
+    finally:
+        _stop(srv)
+    assert eof and sorted(slow.calls) == [0, 1]
+    texts = [m for k, m in msgs if k == 5]
+    assert len(texts) == 1 and "slice(s) 0, 1 not reconstructed (2 interrupted)" in texts[0], texts
+
+
+def test_slices_side_by_side_go_out_in_order(many_slices_raw, monkeypatch):
+    """Slice 0 takes longest, the others finish before it: every image still goes out in slice
+    order, numbered 1, 2, ... in that order, and the later slices wait only for slice 0."""
+    real = chain.slice_to_images
+    ended = {}
+
+    def uneven(s, cfg, start_index=1):
+        time.sleep(1.0 if s.slice_index == 0 else 0.05)
+        out = real(s, cfg, start_index=start_index)
+        ended[s.slice_index] = time.monotonic()
+        return out
+
+    monkeypatch.setattr(chain, "slice_to_images", uneven)
+    srv = _server(parallel_slices=2)
+    try:
+        res = replay(many_slices_raw, None, port=srv.port, config=ZF)
+    finally:
+        _stop(srv)
+    assert res.closed and not res.texts and not res.problems
+    assert [int(im.slice) for im in res.images] == [s for s in range(6) for _ in range(N_PHASES)]
+    assert [int(im.image_index) for im in res.images] == list(range(1, 6 * N_PHASES + 1))
+    assert [int(im.phase) for im in res.images] == [p for _ in range(6) for p in range(N_PHASES)]
+    assert min(ended[s] for s in range(1, 6)) < ended[0], "no slice ran beside slice 0"

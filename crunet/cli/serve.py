@@ -18,6 +18,9 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-queued-slices", type=int, default=4,
                    help="slices of one connection waiting for reconstruction before the server stops reading "
                         "that connection (back-pressure: the client's sends wait; default 4)")
+    p.add_argument("--parallel-slices", type=int, default=None, metavar="N",
+                   help="slices of one connection reconstructed side by side (default: as many as the device "
+                        "runs forwards at once, 2 on a multi-core CPU, 1 on CUDA; 1: lowest latency per slice)")
     p.add_argument("--max-connections", type=int, default=16,
                    help="connections served at once; more are told so and closed (default 16)")
     p.add_argument("--shutdown-grace", type=float, default=30.0,
@@ -39,13 +42,15 @@ def run(args: argparse.Namespace) -> int:
 
     limit_malloc_arenas()  # a long-running threaded server: bounded memory
 
-    for name in ("idle_timeout", "message_timeout", "max_message_mb", "max_connections", "max_queued_slices"):
-        if getattr(args, name) <= 0:
+    for name in ("idle_timeout", "message_timeout", "max_message_mb", "max_connections", "max_queued_slices",
+                 "parallel_slices"):
+        if getattr(args, name) is not None and getattr(args, name) <= 0:
             raise InputError(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}")
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     limits = Limits(max_message_bytes=int(args.max_message_mb * MiB), message_timeout=args.message_timeout,
                     idle_timeout=args.idle_timeout, max_queued_slices=args.max_queued_slices)
     server = CrunetServer(args.host, args.port, limits=limits, max_connections=args.max_connections,
+                          parallel_slices=args.parallel_slices,
                           shutdown_grace=args.shutdown_grace)
 
     def on_signal(signum, _frame) -> None:
