@@ -18,7 +18,10 @@ device (:func:`runner_for`): ``lanes`` daemon threads that take the queued calls
   (idle OpenMP threads sleeping, ``OMP_WAIT_POLICY=PASSIVE``) 2.51; one with 1 thread
   1.46. Through ``crunet serve`` (``crunet bench --what server``, 3 slices per client),
   2 threads for every forward: 1.29 slices/s with 1 client, 1.90 with 4; 1 thread for
-  every forward: 1.15 and 2.11.
+  every forward: 1.15 and 2.11. A lone connection keeps both lanes busy by
+  reconstructing two of its slices side by side (:mod:`gadgets.slicejobs`; 6 slices per
+  client: 2.71 slices/s with 1 client, 2.76 with 4, against 1.63 and 2.41 one slice at
+  a time per connection).
 * **Batching**: when a lane takes a call, calls already waiting with the same ``key``
   (same weights, precision and tensor shapes) join it, up to ``max_batch``, and run as
   one forward (``run(list_of_inputs) -> list_of_outputs``); nothing waits for a batch
