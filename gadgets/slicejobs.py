@@ -9,7 +9,8 @@
   model runner has lanes (a CPU 2, CUDA 1; ``crunet serve --parallel-slices``); its
   threads beyond the first start a slice only while the server has fewer slices in
   progress than that (:class:`gadgets.worker.Running`), so a lone client's series uses
-  the machine and concurrent clients get one slice each.
+  the machine and concurrent clients get one slice each; the model runner takes such a
+  second slice's forwards only when no other forward waits (:func:`recon.scheduler.spare`).
 * **In order**: each slice's images (or its failure) go out in the order the slices
   came, numbered 1, 2, ... in that order (:meth:`gadgets.chain.SliceReconstructor.number`).
 """
@@ -24,6 +25,7 @@ import ismrmrd
 from gadgets.bucket import Bucket
 from gadgets.chain import ChainAssembler, ChainError, SliceReconstructor
 from gadgets.worker import Running, Worker
+from recon.scheduler import spare
 
 #: seconds between checks of a reader waiting for room in its slice queue
 WAIT_STEP = 0.05
@@ -45,7 +47,7 @@ class SliceJobs:
         self.max_queued = max_queued
         self._send_image, self._send_text = send_image, send_text
         self._lost, self._on_send_failed = lost, on_send_failed
-        self.worker = Worker(name=name, threads=threads, shared=running)
+        self.worker = Worker(name=name, threads=threads, shared=running, extra=spare)
         self.submitted: list[tuple[int, ...]] = []
         self.finished: list[tuple[int, ...]] = []
         self.errors = 0

@@ -25,6 +25,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 
 log = logging.getLogger("crunet.worker")
 
@@ -58,10 +59,13 @@ class Worker:
     """Runs ``job()`` callables in ``threads`` daemon threads, started in submission order; what
     a job returns, ``None`` or a callable, is called in submission order (see the module doc)."""
 
-    def __init__(self, name: str = "crunet-worker", threads: int = 1, shared: Running | None = None):
+    def __init__(self, name: str = "crunet-worker", threads: int = 1, shared: Running | None = None,
+                 extra: Callable[[], AbstractContextManager] = nullcontext):
         """``shared``: the running jobs of every worker of the process (a server's connections);
         then threads beyond the first start a job only while fewer than ``threads`` run in all
-        of them (a lone connection uses them all, concurrent ones one each); None: always."""
+        of them (a lone connection uses them all, concurrent ones one each); None: always.
+        ``extra``: the context the threads beyond the first run their jobs in (e.g.
+        :func:`recon.scheduler.spare`)."""
         if threads < 1:
             raise ValueError(f"a worker needs >= 1 thread, got {threads}")
         self._jobs: queue.Queue = queue.Queue()
@@ -79,7 +83,8 @@ class Worker:
         self.interrupted = 0  # jobs stopped half-way
         self._shared = shared
         self._limit = threads
-        self._threads = [threading.Thread(target=self._loop, args=(i > 0 and shared is not None,),
+        self._extra = extra
+        self._threads = [threading.Thread(target=self._loop, args=(i > 0,),
                                           name=name if threads == 1 else f"{name}-{i}", daemon=True)
                          for i in range(threads)]
         for t in self._threads:
@@ -149,10 +154,10 @@ class Worker:
             while self._turn < seq:
                 self._order.wait(WAIT_STEP)  # in steps: Cancelled reaches a waiting job too
 
-    def _next(self, gated: bool):
-        """The next queued item; a gated thread takes a job only while fewer than ``threads`` jobs run
-        in the workers of ``shared`` (its end marker always)."""
-        if not gated:
+    def _next(self, extra: bool):
+        """The next queued item; a thread beyond the first takes a job only while fewer than
+        ``threads`` jobs run in the workers of ``shared`` (its end marker always)."""
+        if not extra or self._shared is None:
             return self._jobs.get()
         while True:
             with self._jobs.mutex:
@@ -164,16 +169,17 @@ class Worker:
                     pass
             time.sleep(WAIT_STEP)
 
-    def _loop(self, gated: bool) -> None:
+    def _loop(self, extra: bool) -> None:
         try:
             while True:
-                item = self._next(gated)
+                item = self._next(extra)
                 if item is _END:
                     break
                 if self.cancelled.is_set():
                     self._drop(item)
                     continue
-                self._run(*item)
+                with self._extra() if extra else nullcontext():
+                    self._run(*item)
         except Cancelled:  # delivered just after a job ended
             self.interrupted += 1
         finally:

@@ -20,13 +20,16 @@ device (:func:`runner_for`): ``lanes`` daemon threads that take the queued calls
   2 threads for every forward: 1.29 slices/s with 1 client, 1.90 with 4; 1 thread for
   every forward: 1.15 and 2.11. A lone connection keeps both lanes busy by
   reconstructing two of its slices side by side (:mod:`gadgets.slicejobs`; 6 slices per
-  client: 2.71 slices/s with 1 client, 2.76 with 4, against 1.63 and 2.41 one slice at
-  a time per connection).
+  client, one run: 2.78 slices/s with 1 client, 2.88 with 4, against 1.91 and 2.87 one
+  slice at a time per connection).
 * **Batching**: when a lane takes a call, calls already waiting with the same ``key``
   (same weights, precision and tensor shapes) join it, up to ``max_batch``, and run as
   one forward (``run(list_of_inputs) -> list_of_outputs``); nothing waits for a batch
   to fill. ``max_batch`` is 4 on CUDA and 1 on a CPU, where batching did not pay
   (same machine, 2 threads: 0.48 s per slice alone, 0.47 in twos, 0.80 in fours).
+* **Spare work**: calls made inside :func:`spare` (a connection's second slice,
+  :mod:`gadgets.slicejobs`) are taken only when no other call waits, so work that only
+  fills idle lanes never delays a slice someone is waiting for first.
 * **A failed batch** is retried call by call, so a slice that makes the model fail only
   fails its own call.
 * **Cancellation**: a caller waits in short steps, so the asynchronous ``Cancelled`` of
@@ -52,6 +55,7 @@ import logging
 import threading
 from collections import Counter, deque
 from collections.abc import Callable, Hashable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,11 +67,26 @@ MAX_BATCH_CUDA = 4
 WAIT_STEP = 0.05
 
 
+_LOCAL = threading.local()
+
+
+@contextmanager
+def spare():
+    """Inside: this thread's calls to every runner wait behind the calls of other work (see the module doc)."""
+    before = getattr(_LOCAL, "spare", False)
+    _LOCAL.spare = True
+    try:
+        yield
+    finally:
+        _LOCAL.spare = before
+
+
 @dataclass(eq=False)
 class _Call:
     key: Hashable
     run: Callable[[Sequence[Any]], Sequence[Any]]
     item: Any
+    spare: bool = False
     done: threading.Event = field(default_factory=threading.Event)
     result: Any = None
     error: BaseException | None = None
@@ -100,7 +119,7 @@ class ModelRunner:
             with self._cond:
                 self.batch_sizes[1] += 1
             return run([item])[0]  # a one-shot command's main thread: its own OpenMP team (module doc)
-        c = _Call(key, run, item)
+        c = _Call(key, run, item, spare=getattr(_LOCAL, "spare", False))
         with self._cond:
             self._queue.append(c)
             if not self._threads:
@@ -124,7 +143,8 @@ class ModelRunner:
         with self._cond:
             while not self._queue:
                 self._cond.wait()
-            first = self._queue.popleft()
+            first = next((c for c in self._queue if not c.spare), self._queue[0])
+            self._queue.remove(first)
             batch = [first]
             for c in list(self._queue):
                 if len(batch) >= self.max_batch:

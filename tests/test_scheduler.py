@@ -193,3 +193,30 @@ def test_one_runner_per_device():
     assert runner_for("cpu").max_batch == 1
     with pytest.raises(ValueError, match="max_batch"):
         ModelRunner("x", max_batch=0)
+
+
+def test_spare_calls_wait_behind_the_others():
+    """A call made inside spare() (a connection's second slice) runs after a later ordinary call."""
+    from recon.scheduler import spare
+
+    runner, gate = _blocking_runner()
+    order = []
+
+    def log(items):
+        order.extend(items)
+        return items
+
+    def spare_call():
+        with spare():
+            return runner.call("spare", log, "spare")
+
+    threads = [threading.Thread(target=spare_call)]
+    threads[0].start()
+    _wait_queued(runner, 1)
+    threads.append(threading.Thread(target=runner.call, args=("first", log, "first")))
+    threads[1].start()
+    _wait_queued(runner, 2)
+    gate.set()
+    for t in threads:
+        t.join(10)
+    assert order == ["first", "spare"]
