@@ -405,6 +405,18 @@ def many_slices_raw(tmp_path_factory):
     return path
 
 
+def _replay_in_slice_order(raw, **server):
+    """Replay ``raw`` (6 slices) through a server made with ``server``: every image back, in slice order."""
+    srv = _server(**server)
+    try:
+        res = replay(raw, None, port=srv.port, config=ZF)
+    finally:
+        _stop(srv)
+    assert res.closed and not res.texts and not res.problems
+    assert [int(im.slice) for im in res.images] == [s for s in range(6) for _ in range(N_PHASES)]
+    return res
+
+
 def test_a_client_faster_than_the_reconstruction_is_held_to_the_slice_queue(many_slices_raw, monkeypatch):
     """With max_queued_slices = 1 the reader stops reading while a slice waits for the worker:
     at most one slice is ever queued, every image still arrives, in slice order."""
@@ -425,13 +437,7 @@ def test_a_client_faster_than_the_reconstruction_is_held_to_the_slice_queue(many
 
     monkeypatch.setattr(chain, "slice_to_images", slow)
     monkeypatch.setattr(worker.Worker, "submit", recording_submit)
-    srv = _server(limits=Limits(idle_timeout=30, max_queued_slices=1))
-    try:
-        res = replay(many_slices_raw, None, port=srv.port, config=ZF)
-    finally:
-        _stop(srv)
-    assert res.closed and not res.texts and not res.problems
-    assert [int(im.slice) for im in res.images] == [s for s in range(6) for _ in range(N_PHASES)]
+    _replay_in_slice_order(many_slices_raw, limits=Limits(idle_timeout=30, max_queued_slices=1))
     assert len(queued) == 6 and max(queued) <= 1, queued
 
 
@@ -496,13 +502,7 @@ def test_slices_side_by_side_go_out_in_order(many_slices_raw, monkeypatch):
         return out
 
     monkeypatch.setattr(chain, "slice_to_images", uneven)
-    srv = _server(parallel_slices=2)
-    try:
-        res = replay(many_slices_raw, None, port=srv.port, config=ZF)
-    finally:
-        _stop(srv)
-    assert res.closed and not res.texts and not res.problems
-    assert [int(im.slice) for im in res.images] == [s for s in range(6) for _ in range(N_PHASES)]
+    res = _replay_in_slice_order(many_slices_raw, parallel_slices=2)
     assert [int(im.image_index) for im in res.images] == list(range(1, 6 * N_PHASES + 1))
     assert [int(im.phase) for im in res.images] == [p for _ in range(6) for p in range(N_PHASES)]
     assert min(ended[s] for s in range(1, 6)) < ended[0], "no slice ran beside slice 0"
