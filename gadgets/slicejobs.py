@@ -24,11 +24,8 @@ import ismrmrd
 
 from gadgets.bucket import Bucket
 from gadgets.chain import ChainAssembler, ChainError, SliceReconstructor
-from gadgets.worker import Running, Worker
+from gadgets.worker import WAIT_STEP, Running, Worker
 from recon.scheduler import spare
-
-#: seconds between checks of a reader waiting for room in its slice queue
-WAIT_STEP = 0.05
 
 
 class SliceJobs:

@@ -35,6 +35,8 @@ class Cancelled(BaseException):
 
 
 _END = object()
+#: seconds between checks of a job waiting for its turn, or of a thread waiting for room to start one
+WAIT_STEP = 0.05
 
 
 Job = Callable[[], "Callable[[], None] | None"]
@@ -50,9 +52,6 @@ class Running:
     def add(self, n: int) -> None:
         with self._lock:
             self.count += n
-
-#: seconds between checks of a job waiting for its turn (how soon Cancelled reaches it)
-WAIT_STEP = 0.05
 
 
 class Worker:
