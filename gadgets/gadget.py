@@ -17,7 +17,9 @@ are missing the gadget sends one ERROR line saying so). Each AcquisitionBucket
 (one slice, from AcquisitionAccumulateTriggerGadget with trigger_dimension=slice)
 is reconstructed by :class:`gadgets.chain.SliceReconstructor` and sent back as
 one ISMRMRD image per cardiac phase; every other message passes through
-unchanged. A slice that fails is logged (Gadgetron writes the gadget's output to
+unchanged. The gadget keeps reading while slices reconstruct, two side by side on a
+CPU (:class:`gadgets.slicejobs.SliceJobs`: at most 4 waiting, then it stops reading
+until one starts), and sends everything in the order it came. A slice that fails is logged (Gadgetron writes the gadget's output to
 its log) and the other slices go on. By default (``error_reporting=image``) the
 failure also reaches the client as a marker image, which Gadgetron passes on like
 any image: zeros in series ``series_index + 1000`` with the slice's geometry and
@@ -38,28 +40,45 @@ import os
 # (before torch is imported by the pipeline), or torch runs several times slower.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from gadgets.bucket import Bucket  # noqa: E402
-from gadgets.chain import ChainError, SliceReconstructor
-from gadgets.external import Connection, Text, run_handler  # checks the installed gadgetron package first
+from gadgets.chain import ChainError, SliceReconstructor  # noqa: E402
+from gadgets.external import Connection, PeerClosed, Text, run_handler  # checks the installed gadgetron package first
+from gadgets.protocol import Limits
 from gadgets.settings import GadgetSettings
+from gadgets.slicejobs import SliceJobs
+from gadgets.worker import Running
 from recon.machine import choose_threads, reuse_freed_memory, threads_chosen
+from recon.scheduler import runner_for
 
 log = logging.getLogger("crunet.gadget")
+#: slices in progress over every connection of this process (``crunet gadget`` serves several)
+_RUNNING = Running()
 
 
 def _handle(connection: Connection) -> None:
     settings = GadgetSettings.from_element(connection.config)
     recon = SliceReconstructor(connection.header, settings)
     log.info("crunet gadget: %s, device %s", recon.config.comment(), recon.config.torch_device())
-    for item in connection:
-        if isinstance(item, Bucket):
-            for out in recon.safe_bucket(item):
-                if isinstance(out, ChainError):
-                    _report(connection, recon, out)
-                else:
-                    connection.send(out)
-        else:
-            connection.send(item)  # pass through what we do not handle
+    failed: list[str] = []
+
+    def check() -> None:
+        if failed:
+            raise PeerClosed(f"sending to Gadgetron failed ({failed[0]})")
+
+    jobs = SliceJobs(recon, threads=runner_for(recon.config.torch_device()).lanes, running=_RUNNING,
+                     max_queued=Limits().max_queued_slices, send=connection.send,
+                     report=lambda e: _report(connection, recon, e), lost=lambda: failed[0] if failed else None,
+                     on_send_failed=lambda exc: failed.append(str(exc)), name="crunet-gadget-slices")
+    try:
+        for item in connection:  # buckets reconstruct side by side, everything goes out in order
+            jobs.put([item], check)
+        jobs.worker.finish()
+        while not jobs.worker.wait(0.25):
+            check()
+        check()
+    finally:
+        if not jobs.worker.wait(0):  # the peer is gone or the handler failed: stop the slices
+            jobs.worker.cancel()
+            jobs.worker.wait(10)
 
 
 def _report(connection: Connection, recon: SliceReconstructor, error: ChainError) -> None:

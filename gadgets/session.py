@@ -58,7 +58,7 @@ from typing import Protocol
 
 import ismrmrd
 
-from gadgets.chain import ChainAssembler, NoiseAdjust, SliceReconstructor
+from gadgets.chain import ChainAssembler, ChainError, NoiseAdjust, SliceReconstructor
 from gadgets.configs import Chain, chain_from_name, chain_from_xml, configure
 from gadgets.dependencies import NoiseStore, measurement_id, summary_meta
 from gadgets.mrdapp import ConfigAdditional, parse_config_additional
@@ -116,7 +116,7 @@ class Session:
         self.lost: str | None = None  # why the client is gone
         self.jobs: SliceJobs | None = None  # the slices, once a reconstruction chain has its header
         self._unread = None  # a message read ahead (after the header, when it was not the JSON TEXT)
-        self.images = self.waveforms = 0
+        self.images = self.errors = self.waveforms = 0
 
     # ------------------------------------------------------------ sending
 
@@ -307,17 +307,18 @@ class Session:
         assembler = ChainAssembler(h, chain.settings, self.server.store)
         # slices side by side: by default as many as the device's model runner has lanes (a CPU 2, CUDA 1)
         lanes = self.server.parallel_slices or runner_for(recon.config.torch_device()).lanes
-        self.jobs = jobs = SliceJobs(recon, assembler, threads=lanes, running=self.server.running,
-                                     max_queued=self.server.limits.max_queued_slices, send_image=self.send_image,
-                                     send_text=self.send_text, lost=lambda: self.lost if not self.sealed else "sealed",
-                                     on_send_failed=self._send_failed, name=f"crunet-slices-{self.peer}")
+        self.jobs = jobs = SliceJobs(
+            recon, threads=lanes, running=self.server.running, max_queued=self.server.limits.max_queued_slices,
+            send=self.send_image, report=self._report, lost=lambda: self.lost if not self.sealed else "sealed",
+            on_send_failed=self._send_failed, name=f"crunet-slices-{self.peer}",
+            noise_sigma=lambda: assembler.noise_sigma, open_slices=assembler.trigger.open_slices)
         log.info("session: %s, method %s, device %s", chain.source, chain.settings.method, recon.config.torch_device())
         self._stream(lambda acq: jobs.put(assembler.acquisition(acq), self._check))
         jobs.put(assembler.close(), self._check)
         jobs.worker.finish()
         self._await_worker()
         log.info("session done: %d acquisitions, %d images, %d errors, %d waveforms ignored, %d auxiliary lines "
-                 "ignored; reading paused %.1f s for the slice queue", assembler.received, self.images, jobs.errors,
+                 "ignored; reading paused %.1f s for the slice queue", assembler.received, self.images, self.errors,
                  self.waveforms, assembler.ignored, jobs.held_s)
 
     def _check(self) -> None:
@@ -326,6 +327,13 @@ class Session:
             raise PeerGone(self.lost)
         if self.server.stopping.is_set():
             raise Stopped()
+
+    def _report(self, error: ChainError) -> None:
+        """A failed slice or chain error: TEXT, and the marker image with ``error_reporting=image``."""
+        self.errors += 1
+        self.send_text(error.message)
+        if error.slices and self.jobs.recon.settings.error_reporting == "image":
+            self.send_image(self.jobs.recon.failure_image(error))
 
     def _send_failed(self, exc: OSError) -> None:
         self.lost = self.lost or f"sending to the client failed ({exc})"

@@ -142,6 +142,9 @@ def test_several_slices_and_passthrough(stream):
     _check_images(got.images, N_SLICES)
     assert {im.image_series_index for im in got.images} == {7}
     assert sorted({im.slice for im in got.images}) == list(range(N_SLICES))
+    # slices reconstruct side by side; images still go out in slice order, numbered in that order
+    assert [im.slice for im in got.images] == [s for s in range(N_SLICES) for _ in range(N_PHASES)]
+    assert [im.image_index for im in got.images] == list(range(1, N_SLICES * N_PHASES + 1))
     assert len(got.acquisitions) == N_SLICES, "unhandled messages pass through"
     np.testing.assert_array_equal(got.acquisitions[0].data, unrelated.data)
 
