@@ -108,7 +108,8 @@ def test_bench_server_concurrent_clients_lose_nothing(tmp_path, tiny_weights, ca
     out = tmp_path / "bench.json"
     assert main(["bench", "--what", "server", "--sizes", "32", "--coils", "2", "--clients", "1", "3",
                  "--slices", "2", "--pace", "0.002", "--out", str(out)]) == 0
-    assert "server 3 client(s)" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "server 3 client(s)" in printed and "one slice at a time (--parallel-slices 1)" in printed
     r = json.loads(out.read_text())
     assert r["load"] and r["server"]["chain"] == "crunet"
     one, three = r["server"]["runs"]
@@ -117,6 +118,9 @@ def test_bench_server_concurrent_clients_lose_nothing(tmp_path, tiny_weights, ca
         assert row["images"] == row["images_expected"] == row["clients"] * 2 * 12 and row["texts"] == []
         assert len(row["slice_latency_s"]) == row["clients"] * 2 and min(row["slice_latency_s"]) > 0
         assert len(row["before_next_slice"]) == row["clients"] and row["rss_mb_peak"] >= r["server"]["rss_mb_idle"] > 0
+    single = r["server"]["one_at_a_time"]  # the same replay, one slice of the connection at a time
+    assert single["clients"] == 1 and single["images"] == single["images_expected"] == 2 * 12
+    assert r["server"]["side_by_side_gain"] == one["slices_per_s"] / single["slices_per_s"]
 
 
 def test_bench_network_variants_and_chain(tmp_path, tiny_weights, capsys):

@@ -17,7 +17,11 @@ clients the result holds:
 * ``images`` received against ``images_expected`` (nothing may be lost), ``texts``
   (the server's failure messages, expected none);
 * ``rss_mb_peak``: the server process's peak resident memory while the clients ran
-  (``rss_mb_idle``: after the warm-up, model loaded).
+  (``rss_mb_idle``: after the warm-up, model loaded);
+* ``one_at_a_time``: the one-client row of a server that reconstructs one slice of a
+  connection at a time (``--parallel-slices 1``), and ``side_by_side_gain``, the
+  default's one-client throughput over it: what reconstructing a connection's slices
+  side by side gives a lone client, in the same run.
 """
 
 from __future__ import annotations
@@ -104,30 +108,17 @@ def _slice_latencies(res) -> tuple[list[float], list[bool]]:
     return latency, early
 
 
-def bench_server(clients: tuple[int, ...] = (1, 4, 8), n_slices: int = 3, shape: tuple[int, int] = (96, 96),
-                 n_phases: int = 12, n_coils: int = 8, acceleration: int = 8, chain: str = "crunet",
-                 pace: float = 0.0, workdir: str | Path | None = None) -> dict:
-    """Replay an ``n_slices`` simulated series through ``chain`` with each number of concurrent ``clients``.
-
-    Returns a JSON-ready dict (see the module doc); one warm-up replay first loads the model.
-    """
-    import tempfile
-
+def _serve_and_replay(raw: Path, work: Path, clients: tuple[int, ...], n_slices: int, n_phases: int, chain: str,
+                      pace: float, extra_args: tuple[str, ...] = ()) -> tuple[list[dict], float]:
+    """Start ``crunet serve`` (with ``extra_args``), warm it up, replay ``raw`` with each number of
+    concurrent ``clients``; the rows of the module doc and the idle RSS."""
     from gadgets.client import replay
-    from recon.simulate.cine import SimulationConfig, simulate_to_file
 
-    if not clients or min(clients) < 1:
-        raise ValueError(f"clients must be >= 1, got {clients}")
-    tmp = tempfile.TemporaryDirectory() if workdir is None else None
-    work = Path(tmp.name if tmp else workdir)
-    raw = work / "bench_server_raw.h5"
-    simulate_to_file(SimulationConfig(n_slices=n_slices, n_phases=n_phases, n_coils=n_coils, matrix=tuple(shape),
-                                      acceleration=acceleration, noise_scan=False), raw)
     port = _free_port()
     log = open(work / "serve.log", "w")  # noqa: SIM115 - closed in finally; a file, so a full pipe never blocks it
     server = subprocess.Popen([sys.executable, "-m", "crunet", "serve", "--port", str(port), "--log-level", "WARNING",
-                               "--max-connections", str(max(clients) + 1), "--threads", str(torch.get_num_threads())],
-                              stdout=subprocess.DEVNULL, stderr=log)
+                               "--max-connections", str(max(clients) + 1), "--threads", str(torch.get_num_threads()),
+                               *extra_args], stdout=subprocess.DEVNULL, stderr=log)
     rows, idle = [], 0.0
     try:
         _wait_listening(server, port, work / "serve.log")
@@ -152,9 +143,10 @@ def bench_server(clients: tuple[int, ...] = (1, 4, 8), n_slices: int = 3, shape:
                 lat, ok = _slice_latencies(r)
                 latencies += lat
                 early += ok
+            first = [r.arrivals[0] if r.arrivals else None for r in results]
             rows.append({
-                "clients": n, "seconds": seconds, "slices_per_s": n * n_slices / seconds,
-                "first_image_s": [r.arrivals[0] if r.arrivals else None for r in results],
+                "clients": n, "seconds": seconds, "slices_per_s": n * n_slices / seconds, "first_image_s": first,
+                "first_image_s_median": float(np.median([x for x in first if x is not None] or [np.nan])),
                 "slice_latency_s": latencies, "before_next_slice": early,
                 "images": sum(len(r.images) for r in results), "images_expected": n * n_slices * n_phases,
                 "texts": [t for r in results for t in r.texts + r.problems], "rss_mb_peak": rss.peak,
@@ -166,11 +158,44 @@ def bench_server(clients: tuple[int, ...] = (1, 4, 8), n_slices: int = 3, shape:
         except subprocess.TimeoutExpired:
             server.kill()
         log.close()
+    return rows, idle
+
+
+def bench_server(clients: tuple[int, ...] = (1, 4, 8), n_slices: int = 3, shape: tuple[int, int] = (96, 96),
+                 n_phases: int = 12, n_coils: int = 8, acceleration: int = 8, chain: str = "crunet",
+                 pace: float = 0.0, workdir: str | Path | None = None, one_at_a_time: bool = True) -> dict:
+    """Replay an ``n_slices`` simulated series through ``chain`` with each number of concurrent ``clients``.
+
+    Returns a JSON-ready dict (see the module doc); one warm-up replay first loads the model.
+    ``one_at_a_time``: also replay with one client through a server that reconstructs one
+    slice of a connection at a time (``--parallel-slices 1``), in the same run:
+    ``one_at_a_time`` and ``side_by_side_gain`` (one client's throughput, default over that).
+    """
+    import tempfile
+
+    from recon.simulate.cine import SimulationConfig, simulate_to_file
+
+    if not clients or min(clients) < 1:
+        raise ValueError(f"clients must be >= 1, got {clients}")
+    tmp = tempfile.TemporaryDirectory() if workdir is None else None
+    work = Path(tmp.name if tmp else workdir)
+    try:
+        raw = work / "bench_server_raw.h5"
+        simulate_to_file(SimulationConfig(n_slices=n_slices, n_phases=n_phases, n_coils=n_coils, matrix=tuple(shape),
+                                          acceleration=acceleration, noise_scan=False), raw)
+        rows, idle = _serve_and_replay(raw, work, clients, n_slices, n_phases, chain, pace)
+        single = (_serve_and_replay(raw, work, (1,), n_slices, n_phases, chain, pace, ("--parallel-slices", "1"))[0][0]
+                  if one_at_a_time else None)
+    finally:
         if tmp:
             tmp.cleanup()
     one_client = next((r["slices_per_s"] for r in rows if r["clients"] == 1), None)
     for r in rows:
         r["throughput_ratio"] = r["slices_per_s"] / one_client if one_client else None
-        r["first_image_s_median"] = float(np.median([x for x in r["first_image_s"] if x is not None] or [np.nan]))
-    return {"chain": chain, "rss_mb_idle": idle, "slices": n_slices, "shape": list(shape), "phases": n_phases, "coils": n_coils,
-            "acceleration": acceleration, "pace_s": pace, "threads": torch.get_num_threads(), "runs": rows}
+    out = {"chain": chain, "rss_mb_idle": idle, "slices": n_slices, "shape": list(shape), "phases": n_phases,
+           "coils": n_coils, "acceleration": acceleration, "pace_s": pace, "threads": torch.get_num_threads(),
+           "runs": rows}
+    if single is not None:
+        out["one_at_a_time"] = single
+        out["side_by_side_gain"] = one_client / single["slices_per_s"] if one_client else None
+    return out
