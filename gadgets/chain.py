@@ -144,6 +144,15 @@ class SliceReconstructor:
         self.next_index += len(images)
         return images
 
+    def safe_number(self, images: list[ismrmrd.Image], bucket: Bucket) -> list:
+        """Like :meth:`number`, but a failure (image indices used up) becomes a :class:`ChainError` item."""
+        try:
+            return self.number(images)
+        except InputError as exc:
+            slices = _bucket_slices(bucket)
+            log.error("slice %s: %s", list(slices), exc)
+            return [ChainError(f"crunet: slice {', '.join(map(str, slices))}: {exc}", slices, _first_header(bucket))]
+
     def safe_bucket(self, bucket: Bucket, noise_sigma: float | None = None, number: bool = True) -> list:
         """Like :meth:`bucket`, but a failure becomes a :class:`ChainError` item."""
         slices = _bucket_slices(bucket)

@@ -101,11 +101,12 @@ class SliceJobs:
         outs = self.recon.safe_bucket(bucket, noise_sigma=sigma, number=False)
 
         def send() -> None:
-            if outs and isinstance(outs[0], ChainError):
-                self._report(outs[0])
-            else:
-                for image in self.recon.number(outs):
-                    self._send(image)
+            done = outs if outs and isinstance(outs[0], ChainError) else self.recon.safe_number(outs, bucket)
+            for out in done:
+                if isinstance(out, ChainError):
+                    self._report(out)
+                else:
+                    self._send(out)
             self.finished.append(slices)
         return send
 

@@ -506,3 +506,25 @@ def test_slices_side_by_side_go_out_in_order(many_slices_raw, monkeypatch):
     assert [int(im.image_index) for im in res.images] == list(range(1, 6 * N_PHASES + 1))
     assert [int(im.phase) for im in res.images] == [p for _ in range(6) for p in range(N_PHASES)]
     assert min(ended[s] for s in range(1, 6)) < ended[0], "no slice ran beside slice 0"
+
+
+def test_image_indices_used_up_is_a_clear_failure_of_that_slice(raw, monkeypatch):
+    """Images are numbered as they go out; a slice whose indices would pass 65535 is reported (TEXT
+    naming it), not dropped silently."""
+    init = chain.SliceReconstructor.__init__
+
+    def near_the_end(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        self.next_index = 65535 - N_PHASES + 1  # slice 0's images fit, slice 1's do not
+
+    monkeypatch.setattr(chain.SliceReconstructor, "__init__", near_the_end)
+    srv = _server()
+    try:
+        res = replay(raw, None, port=srv.port, config=ZF)
+    finally:
+        _stop(srv)
+    assert res.closed
+    good = [im for im in res.images if im.image_series_index < 1000]  # not the failure markers
+    assert [int(im.image_index) for im in good] == list(range(65535 - N_PHASES + 1, 65536))
+    assert {int(im.slice) for im in good} == {0}
+    assert len(res.texts) == 1 and "slice 1" in res.texts[0] and "image_index" in res.texts[0], res.texts
