@@ -31,24 +31,9 @@ import numpy as np
 from recon.config import Settings
 from recon.errors import InputError
 from recon.machine import Device
-from recon.weights import DEFAULT_WEIGHTS
+from crunet.report_models import BANK_DEPTH, LEARNED, REFERENCE, depth_line
 
 CLASSICAL = ("zf", "sense", "lps")
-#: Learned methods of the paper's comparison, in table order; the reference (crunet_ca) last.
-LEARNED = ("crnn", "crnn_3k", "promptmr", "crunet", "crunet_conv", "crunet_3k", "crunet_conv_3k", "crunet_ca_k2",
-           "crunet_ca_k3", "crunet_ca_kall", "crunet_ca")
-#: The method every other one is tested against (the paper: CRUNet-MR w/ CA).
-REFERENCE = DEFAULT_WEIGHTS
-#: The bank-depth ablation: K = all earlier cascades (the shipped crunet_ca, and crunet_ca_kall
-#: trained exactly as the K = 3 and K = 2 models), the 3 and the 2 most recent.
-BANK_DEPTH = ("crunet_ca", "crunet_ca_kall", "crunet_ca_k3", "crunet_ca_k2")
-#: K = all on the recipe and steps of the K = 2 / 3 models: the depth comparison's control.
-DEPTH_CONTROL = "crunet_ca_kall"
-#: No bank, conv bank, CA bank trained alike (the bank-depth models' recipe, 3,000 steps): the
-#: bank claims use them when installed (the shipped crunet / crunet_conv / crunet_ca differ in training).
-EQUAL_BANK = ("crunet_3k", "crunet_conv_3k", DEPTH_CONTROL)
-#: The shipped no-bank, conv-bank and CA-bank models.
-SHIPPED_BANK = ("crunet", "crunet_conv", REFERENCE)
 ACCELERATIONS = (4, 8, 24)
 #: The report's default series: every slice of the held-out patient (11; the demo uses 2 of them),
 #: enough for the Wilcoxon signed-rank test to reach a Bonferroni-corrected threshold.
@@ -259,23 +244,10 @@ def bank_depths(installed: list[str]) -> dict[str, int]:
     return {n: int(weights_info(n).config.crunet.bank_depth) for n in BANK_DEPTH if n in installed}
 
 
-def depth_line(depths: dict[str, int]) -> tuple[list[str], str | None]:
-    """The installed depth models compared along K in the axis' order (K = 2, 3, then all), and the
-    one shown beside them (or None).
-
-    With the control (:data:`DEPTH_CONTROL`, K = all trained as K = 2 / 3) installed, the line
-    is the control and the K = 2 / 3 models, and the shipped crunet_ca (K = all, trained
-    otherwise) stands beside it; without it, crunet_ca is the line's K = all."""
-    beside = REFERENCE if DEPTH_CONTROL in depths and REFERENCE in depths else None
-    line = sorted((n for n in depths if n != beside), key=lambda n: depths[n] or float("inf"))  # all (0) last
-    return line, beside
-
-
 def run_report(cfg: ReportConfig = ReportConfig(), log=print) -> dict:
     """Simulate, evaluate every R, draw the region figure and write ``report.json`` and ``README.md``."""
     from crunet.demo import DEFAULT_CONFIG, demo_series
     from crunet.evaluate import EvalConfig, evaluate
-    from crunet.report_markdown import write_index
     from recon.machine import describe_machine, machine_line, resolve_device
     from recon.weights import weights_info
 
@@ -367,3 +339,21 @@ def _regions(path: Path, n_slices: int, out: Path) -> dict:
     return {"figure": "regions.png", "noise_multiple": NOISE_MULTIPLE,
             "threshold": {k: t for k, (_, t) in regions.items()},
             "dynamic_share": {k: float(m.mean()) for k, (m, _) in regions.items()}}
+
+
+def index(report: dict) -> str:
+    """The whole ``README.md``: the pages' sections (:mod:`crunet.report_markdown`) and the paper's claims
+    tested (:mod:`crunet.report_claims`)."""
+    from crunet.report_claims import claims_section
+    from crunet.report_markdown import (bank_section, figures_section, files_section, header, quality_section,
+                                        regions_section)
+
+    parts = [header(report), quality_section(report), figures_section(report), regions_section(report),
+             bank_section(report), claims_section(report), files_section(report)]
+    return "\n".join(line for part in parts for line in part).rstrip() + "\n"
+
+
+def write_index(report: dict, path: str | Path) -> Path:
+    path = Path(path)
+    path.write_text(index(report))
+    return path

@@ -21,6 +21,7 @@ and :func:`training_caveat` says which groups mix the architecture with the trai
 from __future__ import annotations
 
 from crunet.report_markdown import NAMES, label, rows_by_method
+from crunet.report_models import DEPTH_CONTROL, EQUAL_BANK, REFERENCE, SHIPPED_BANK
 
 CA = "crunet_ca"
 #: The published baselines of the paper's Fig. 1 that CRUNet-MR w/ CA is claimed to beat.
@@ -35,10 +36,8 @@ def _has(report: dict, name: str) -> bool:
 
 def bank_models(report: dict) -> tuple[str, str, str]:
     """``(no bank, conv bank, CA bank)`` the bank claims compare: the models trained alike
-    (:data:`crunet.report.EQUAL_BANK`) when the no-bank and CA ones of them are in the report,
+    (:data:`crunet.report_models.EQUAL_BANK`) when the no-bank and CA ones of them are in the report,
     else the shipped ``crunet``, ``crunet_conv``, ``crunet_ca``."""
-    from crunet.report import EQUAL_BANK, SHIPPED_BANK
-
     base, _, ca = EQUAL_BANK
     return EQUAL_BANK if _has(report, base) and _has(report, ca) else SHIPPED_BANK
 
@@ -47,16 +46,12 @@ def baseline_pair(report: dict, name: str) -> tuple[str, str]:
     """``(CA model, baseline model)`` a baseline claim compares: ``crunet_ca_kall`` against the
     baseline trained on its recipe (:data:`EQUAL_BASELINES`) when both are in the report, else
     the shipped ``crunet_ca`` against the shipped baseline."""
-    from crunet.report import DEPTH_CONTROL
-
     alike = EQUAL_BASELINES.get(name)
     return (DEPTH_CONTROL, alike) if alike and _has(report, alike) and _has(report, DEPTH_CONTROL) else (CA, name)
 
 
 def depth_full(report: dict) -> str:
     """K = all in the depth claims: the control trained as the K = 2 / 3 models when installed, else crunet_ca."""
-    from crunet.report import DEPTH_CONTROL, REFERENCE
-
     return DEPTH_CONTROL if DEPTH_CONTROL in report.get("bank_depths", {}) else REFERENCE
 
 
@@ -85,8 +80,6 @@ def _beats(report: dict, better: str, than: str) -> tuple[bool | None, str]:
 
 def claims(report: dict) -> list[tuple[str, bool | None, str]]:
     """``(claim, agrees / not / None = not testable, the numbers)`` for each of the paper's claims."""
-    from crunet.report import SHIPPED_BANK
-
     base, conv, ca = bank_models(report)
     # the paper's names for the shipped trio; the models' own names when the trio trained alike stands in
     ca_base, ca_conv = (("w/ CA minus CRUNet-MR", "w/ CA minus w/ Conv") if (base, conv, ca) == SHIPPED_BANK

@@ -1,17 +1,21 @@
-"""The index of ``crunet report``: ``<out>/README.md`` from the dict :func:`crunet.report.run_report` builds.
+"""The sections of ``crunet report``'s index, ``<out>/README.md`` (put together by
+:func:`crunet.report.index`), from the dict :func:`crunet.report.run_report` builds.
 
 Sections: how it was made (command, machine, data, split, methods: run, not shipped yet),
 1. the Fig. 1 style table per R (mean ± std over slices of PSNR, SSIM, HaarPSI, DISTS and
 seconds per slice, a dagger where the Wilcoxon signed-rank test against ``crunet_ca``
 passes its Bonferroni threshold, a note when n is too small for that), 2. the
 qualitative figures, 3. the dynamic/static regions, 4. the feature-bank depth, 5. the
-paper's claims checked against these numbers (:mod:`crunet.report_claims`), then the files. Pure text: it reads nothing and computes no metric.
+paper's claims checked against these numbers (:mod:`crunet.report_claims`), then the
+files. Pure text: it reads nothing and computes no metric.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
+
+from crunet.report_models import depth_line
 
 #: Display names (the paper's), by method name.
 NAMES = {"zf": "zero-filled", "sense": "SENSE", "lps": "L+S", "crnn": "CRNN-MRI", "promptmr": "PromptMR",
@@ -168,8 +172,6 @@ def bank_section(report: dict) -> list[str]:
     if len(depths) < 2:
         return lines + ["No comparison of depths is possible until at least two of them are installed "
                         "(`configs/cpu/crunet_ca_k2.yaml`, `configs/cpu/crunet_ca_k3.yaml`).", ""]
-    from crunet.report import depth_line
-
     line, shipped = depth_line(depths)
     training = report.get("training", {})
     trained = {n: training.get(n) for n in line}
@@ -231,18 +233,3 @@ def files_section(report: dict) -> list[str]:
         lines.append(f"- `r{r}/`: `crunet evaluate` at R = {r}: table.md, table.csv, results.csv, stats.csv, "
                      + ", ".join(f"`{Path(f).name}`" for f in res["figures"]))
     return lines + [""]
-
-
-def index(report: dict) -> str:
-    """The whole ``README.md``."""
-    from crunet.report_claims import claims_section  # it builds on this module's labels
-
-    parts = [header(report), quality_section(report), figures_section(report), regions_section(report),
-             bank_section(report), claims_section(report), files_section(report)]
-    return "\n".join(line for part in parts for line in part).rstrip() + "\n"
-
-
-def write_index(report: dict, path: str | Path) -> Path:
-    path = Path(path)
-    path.write_text(index(report))
-    return path

@@ -190,7 +190,7 @@ def test_significance_needs_enough_slices():
 
 
 def test_dagger_marks_significant_cells_and_a_missing_reference_is_said(report):
-    from crunet.report_markdown import index
+    from crunet.report import index
 
     res, _ = report
     r4 = res["accelerations"][4]
