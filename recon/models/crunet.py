@@ -55,7 +55,10 @@ frames at once):
   (``configs/cpu/crunet_ca_p1_3k.yaml``) against 3x3 (``crunet_ca_kall.yaml``) +0.09 /
   +0.13 / +0.29 dB on the training acquisitions, -0.06 / +0.06 / +0.08 on the held-out
   ones: the 1x1 bank gives the same quality for 0.11x less time, and is the design to
-  train. The shipped crunet_ca keeps the 3x3 projection for now: it has 11,000 steps,
+  train. Attention alone (``sum``, ``crunet_ca_sum_3k.yaml``) on the same recipe: +0.34 /
+  +0.64 / +0.99 dB and -0.02 / +0.23 / +0.39 dB against 3x3 (full FOV; in the centre crop
+  -0.25 / -0.08 / +0.08 and -0.70 / -0.01 / +0.46), at 1.09x: the projection's
+  parameters buy nothing at this size. The shipped crunet_ca keeps the 3x3 projection for now: it has 11,000 steps,
   and fine-tuning it into the 1x1 design (``init_pointwise_bank``) lost 0.3-0.6 dB after
   2,000 steps and 0.2-0.9 dB after 4,000 (``configs/cpu/crunet_ca_p1_ft.yaml``): a 1x1
   crunet_ca has to be trained through the recipe's stages itself.
