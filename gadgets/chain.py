@@ -103,6 +103,11 @@ def _first_header(bucket: Bucket) -> ismrmrd.AcquisitionHeader | None:
     return ismrmrd.AcquisitionHeader.from_buffer_copy(bytes(acqs[0].getHead())) if acqs else None
 
 
+def _slice_failure(bucket: Bucket, reason: str) -> ChainError:
+    slices = _bucket_slices(bucket)
+    return ChainError(f"crunet: slice {', '.join(map(str, slices))}: {reason}", slices, _first_header(bucket))
+
+
 class SliceReconstructor:
     """Bucket -> images, with running image indices across slices."""
 
@@ -114,22 +119,19 @@ class SliceReconstructor:
         self.next_index = 1
         self.failures = 0
         self.seconds: list[float] = []
-        #: k-space noise std of the data after the chain's noise adjustment (None: unknown,
-        #: the methods estimate it from the data)
-        self.noise_sigma: float | None = None
 
     def bucket(self, bucket: Bucket, noise_sigma: float | None = None, number: bool = True) -> list[ismrmrd.Image]:
         """Reconstruct the slice in ``bucket``; raises InputError on bad data.
 
-        ``noise_sigma`` : the k-space noise std after the chain's noise adjustment (None:
-        :attr:`noise_sigma`). ``number`` : give the images the next image indices of the
-        series; False leaves them numbered from 1 for a later :meth:`number` (slices
-        reconstructed side by side, numbered in the order they are sent)."""
+        ``noise_sigma`` : the k-space noise std of the data after the chain's noise
+        adjustment (None: unknown, the methods estimate it from the data). ``number`` :
+        give the images the series' next image indices; False leaves them numbered from 1
+        for a later :meth:`number` (slices reconstructed side by side, numbered in the
+        order they are sent)."""
         t0 = time.perf_counter()
         s = bucket_to_slice(bucket, self.encoding, self.header)
-        sigma = self.noise_sigma if noise_sigma is None else noise_sigma
-        if sigma is not None:
-            s.extra[NOISE_SIGMA_KEY] = sigma
+        if noise_sigma is not None:
+            s.extra[NOISE_SIGMA_KEY] = noise_sigma
         images, _ = slice_to_images(s, self.config)
         self.seconds.append(time.perf_counter() - t0)
         log.info("slice %d: %d images in %.2f s (%s)", s.slice_index, len(images), self.seconds[-1],
@@ -149,23 +151,21 @@ class SliceReconstructor:
         try:
             return self.number(images)
         except InputError as exc:
-            slices = _bucket_slices(bucket)
-            log.error("slice %s: %s", list(slices), exc)
-            return [ChainError(f"crunet: slice {', '.join(map(str, slices))}: {exc}", slices, _first_header(bucket))]
+            log.error("slice %s: %s", list(_bucket_slices(bucket)), exc)
+            return [_slice_failure(bucket, str(exc))]
 
     def safe_bucket(self, bucket: Bucket, noise_sigma: float | None = None, number: bool = True) -> list:
         """Like :meth:`bucket`, but a failure becomes a :class:`ChainError` item."""
-        slices = _bucket_slices(bucket)
-        label = ", ".join(map(str, slices))
+        slices = list(_bucket_slices(bucket))
         try:
             return self.bucket(bucket, noise_sigma, number)
         except InputError as exc:
-            log.error("slice %s: %s", list(slices), exc)
+            log.error("slice %s: %s", slices, exc)
             reason = str(exc)
         except Exception as exc:  # noqa: BLE001 - any failure of one slice is reported, others go on
-            log.exception("slice %s failed", list(slices))
+            log.exception("slice %s failed", slices)
             reason = f"internal error: {type(exc).__name__}: {exc}"
-        return [ChainError(f"crunet: slice {label}: {reason}", slices, _first_header(bucket))]
+        return [_slice_failure(bucket, reason)]
 
     def failure_image(self, error: ChainError) -> ismrmrd.Image:
         """The marker image of ``error`` (see :func:`failure_image`), numbered in its own series."""
@@ -364,8 +364,7 @@ class ChainSession:
         out = []
         for item in items:
             if isinstance(item, Bucket):
-                self.recon.noise_sigma = self.assembler.noise_sigma
-                out += self.recon.safe_bucket(item)
+                out += self.recon.safe_bucket(item, noise_sigma=self.assembler.noise_sigma)
             else:
                 out.append(item)
         return out

@@ -19,16 +19,17 @@ is reconstructed by :class:`gadgets.chain.SliceReconstructor` and sent back as
 one ISMRMRD image per cardiac phase; every other message passes through
 unchanged. The gadget keeps reading while slices reconstruct, two side by side on a
 CPU (:class:`gadgets.slicejobs.SliceJobs`: at most 4 waiting, then it stops reading
-until one starts), and sends everything in the order it came. A slice that fails is logged (Gadgetron writes the gadget's output to
-its log) and the other slices go on. By default (``error_reporting=image``) the
-failure also reaches the client as a marker image, which Gadgetron passes on like
-any image: zeros in series ``series_index + 1000`` with the slice's geometry and
-meta ``CrunetStatus=failed``, ``CrunetError`` and an ``ImageComment`` naming the
-slice and the reason (the stock client writes it to ``/<group>/image_1001``).
-``error_reporting=text`` sends a TEXT message instead, for peers that accept one
-(Gadgetron 4 does not: TEXT from an external gadget ends its stream); ``log``
-sends nothing. A failure of the gadget itself (bad settings, header without
-encoding) is sent as ERROR, which Gadgetron reports as a remote error.
+until one starts), and sends everything in the order it came. A slice that fails is
+logged (Gadgetron writes the gadget's output to its log) and the other slices go on.
+By default (``error_reporting=image``) the failure also reaches the client as a
+marker image, which Gadgetron passes on like any image: zeros in series
+``series_index + 1000`` with the slice's geometry and meta ``CrunetStatus=failed``,
+``CrunetError`` and an ``ImageComment`` naming the slice and the reason (the stock
+client writes it to ``/<group>/image_1001``). ``error_reporting=text`` sends a TEXT
+message instead, for peers that accept one (Gadgetron 4 does not: TEXT from an
+external gadget ends its stream); ``log`` sends nothing. A failure of the gadget
+itself (bad settings, header without encoding) is sent as ERROR, which Gadgetron
+reports as a remote error.
 """
 
 from __future__ import annotations

@@ -81,7 +81,6 @@ class Worker:
         self._order = threading.Condition()
         self.interrupted = 0  # jobs stopped half-way
         self._shared = shared
-        self._limit = threads
         self._extra = extra
         self._threads = [threading.Thread(target=self._loop, args=(i > 0,),
                                           name=name if threads == 1 else f"{name}-{i}", daemon=True)
@@ -161,7 +160,7 @@ class Worker:
         while True:
             with self._jobs.mutex:
                 head = self._jobs.queue[0] if self._jobs.queue else None
-            if head is _END or (head is not None and self._shared.count < self._limit):
+            if head is _END or (head is not None and self._shared.count < len(self._threads)):
                 try:
                     return self._jobs.get_nowait()
                 except queue.Empty:  # another thread took it
