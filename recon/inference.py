@@ -47,7 +47,7 @@ import torch
 from recon.errors import InputError
 from recon.kspace import normalisation_scale
 from recon.machine import bf16_autocast, native_bf16
-from recon.problem import SliceProblem
+from recon.problem import SliceProblem, noise_level
 from recon.scheduler import runner_for
 
 #: Arithmetic of the network at inference: ``fp32``, ``bf16`` autocast, or ``auto``
@@ -91,20 +91,27 @@ def learned(p: SliceProblem, weights: str = "", precision: Precision = "auto", t
     model, _ = load_cached(weights, p.kspace.device)
     if precision == "auto":
         precision = "bf16" if native_bf16(p.kspace.device) else "fp32"
+    # a model that weighs data consistency by the noise gets the slice's level (noise scan, else estimated)
+    noise = torch.tensor([noise_level(p)], dtype=torch.float32) if getattr(model, "uses_noise", False) else None
     outs = []
     for g in TTA_SETS[tta]:
         k, mask, maps = g.problem(p).batched()
         key = (id(model), precision, tuple(k.shape), tuple(mask.shape), tuple(maps.shape), k.dtype, maps.dtype)
-        outs.append(g.image(runner_for(k.device).call(key, partial(_forward, model, precision), (k, mask, maps))))
+        outs.append(g.image(runner_for(k.device).call(key, partial(_forward, model, precision),
+                                                      (k, mask, maps, noise))))
     x = outs[0] if tta == 1 else torch.stack(outs).mean(0)
     return x.to(torch.complex64)
 
 
 def _forward(model: torch.nn.Module, precision: str, items) -> list[torch.Tensor]:
-    """The network on a batch of slices of one shape: ``[(k [1, t, c, y, x], mask, maps), ...]`` ->
-    ``[x [t, y, x], ...]``; k-space scaled per slice as in training and the scale undone."""
-    k, mask, maps = ((torch.cat(parts) if len(parts) > 1 else parts[0]) for parts in zip(*items))
+    """The network on a batch of slices of one shape: ``[(k [1, t, c, y, x], mask, maps, noise), ...]``
+    -> ``[x [t, y, x], ...]``; k-space (and the noise level ``[1]``, None for a model that takes
+    none) scaled per slice as in training and the scale undone."""
+    k, mask, maps = ((torch.cat(parts) if len(parts) > 1 else parts[0]) for parts in zip(*(i[:3] for i in items)))
     scale = normalisation_scale(k).to(k.real.dtype)
+    extra = {}
+    if items[0][3] is not None:
+        extra["noise"] = torch.cat([i[3] for i in items]).to(k.device, scale.dtype) / scale
     with torch.inference_mode(), bf16_autocast(k.device, precision == "bf16"):
-        x = model(k / scale.view(-1, 1, 1, 1, 1), mask, maps) * scale.view(-1, 1, 1, 1)
+        x = model(k / scale.view(-1, 1, 1, 1, 1), mask, maps, **extra) * scale.view(-1, 1, 1, 1)
     return list(x.unbind(0))

@@ -1,4 +1,4 @@
-"""SENSE operators, hard data consistency and a conjugate-gradient SENSE solver.
+"""SENSE operators, data consistency (hard, or weighted by the noise) and a conjugate-gradient SENSE solver.
 
 Shapes (batched, torch complex tensors):
 
@@ -88,19 +88,39 @@ class SenseOperator:
     __call__ = forward
 
 
-def data_consistency(x: torch.Tensor, k0: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Hard k-space data consistency in image space.
+def data_consistency(x: torch.Tensor, k0: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor,
+                     weight: torch.Tensor | None = None) -> torch.Tensor:
+    """k-space data consistency in image space, hard or weighted.
 
-    ``x_dc = S^H F^H [ (1 - M) F S x + M k0 ]``: expand to coils, replace the
-    sampled k-space locations by the measurement ``k0 [b, t, c, y, x]``, transform
-    back and combine. With maps of unit sum-of-squares, sampled k-space of
-    ``F S x_dc`` equals ``k0`` wherever ``S S^H`` acts as identity on the data
-    (exactly so for a single coil of unit modulus).
+    Hard (``weight`` None): ``x_dc = S^H F^H [ (1 - M) F S x + M k0 ]``: expand to
+    coils, replace the sampled k-space locations by the measurement
+    ``k0 [b, t, c, y, x]``, transform back and combine. With maps of unit
+    sum-of-squares, sampled k-space of ``F S x_dc`` equals ``k0`` wherever ``S S^H``
+    acts as identity on the data (exactly so for a single coil of unit modulus).
+
+    Weighted (``weight`` ``w``, real, broadcasting against ``[b, t, c, y, x]``, in
+    ``(0, 1]``): the sampled locations become ``(1 - w) F S x + w k0``, the
+    minimum-variance mix of an estimate and a measurement whose error variances are in
+    the ratio ``w : 1 - w`` (:func:`noise_weight`); ``w = 1`` is the hard case.
     """
     m = expand_mask(mask).to(x.real.dtype)
     k = fft2c(expand(x, maps))
-    k = k.mul_(1 - m).addcmul_(m, k0)  # in place on the transform's new array: no further copies
+    if weight is None:
+        k = k.mul_(1 - m).addcmul_(m, k0)  # in place on the transform's new array: no further copies
+    else:
+        k = k.mul_(1 - weight * m).addcmul_(weight * m, k0)
     return reduce(ifft2c(k), maps)
+
+
+def noise_weight(tau: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Weight of the measurement in weighted data consistency: ``tau^2 / (tau^2 + sigma^2)``.
+
+    ``tau``: the k-space error std of the estimate; ``sigma``: the measurement's noise std
+    (both per coil and sample, in the same units, broadcasting). ``sigma = 0`` gives 1,
+    hard data consistency: the noise-free case.
+    """
+    t2 = tau * tau
+    return t2 / (t2 + sigma * sigma)
 
 
 class DataConsistency:
@@ -130,12 +150,16 @@ class DataConsistency:
         else:
             self.maps, self.k0 = maps, k0
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """``x [b, t, y, x]`` -> its data-consistent version, same shape."""
+    def __call__(self, x: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        """``x [b, t, y, x]`` -> its data-consistent version, same shape; hard, or weighted
+        by ``weight`` (see :func:`data_consistency`)."""
         if not self.folded:
-            return data_consistency(x, self.k0, self.maps, self.mask)
+            return data_consistency(x, self.k0, self.maps, self.mask, weight)
         k = torch.fft.fft2(expand(x, self.maps), norm="ortho")
-        k = k.mul_(self.keep).add_(self.k0)
+        if weight is None:
+            k = k.mul_(self.keep).add_(self.k0)
+        else:  # k0 is zero off the mask: (1 - w M) k + w k0
+            k = k.mul_(1 - weight * self.mask).add_(weight * self.k0)
         return reduce(torch.fft.ifft2(k, norm="ortho"), self.maps)
 
 

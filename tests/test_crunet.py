@@ -158,6 +158,39 @@ def test_data_consistency_exact_for_one_unit_modulus_coil(fusion):
     assert (k_out[~m].abs() > 0).any()  # the unsampled part is filled in by the network
 
 
+def test_noise_weighted_data_consistency():
+    """data_consistency: noise -- a noise level per slice is required and checked; at zero
+    noise the model is the hard one with the same weights; the noisier the slice, the less
+    its sampled k-space is replaced (single unit-modulus coil: exact); every tau_i gets a
+    gradient."""
+    g = torch.Generator().manual_seed(9)
+    b, t, ny, nx = 2, 3, 11, 9
+    phase = torch.rand(b, 1, ny, nx, generator=g, dtype=torch.float64) * 2 * math.pi
+    maps = torch.polar(torch.ones_like(phase), phase).to(torch.complex64)
+    mask = torch.rand(b, t, ny, generator=g) < 0.4
+    mask[..., ny // 2] = True
+    k = _crandn(g, b, t, 1, ny, nx) * mask[:, :, None, :, None]
+    hard = _model(seed=3, fusion="ca", cascades=3)
+    soft = _model(seed=3, fusion="ca", cascades=3, data_consistency="noise")
+    assert soft.uses_noise and not hard.uses_noise
+    soft.load_state_dict(hard.state_dict(), strict=False)
+    with torch.no_grad():
+        torch.testing.assert_close(soft(k, mask, maps, noise=torch.zeros(b)), hard(k, mask, maps))
+        out = soft(k, mask, maps, noise=torch.tensor([0.0, 3.0]))
+    k_out = fft2c(expand(out, maps))
+    m = mask[:, :, None, :, None].expand_as(k)
+    gap = (k_out - k).abs()
+    assert gap[0][m[0]].max() < 1e-5 * k.abs().max()  # noise-free: the measurement is kept
+    assert gap[1][m[1]].max() > 1e-2 * k.abs().max()  # noisy: the estimate is kept in part
+    out = soft(k, mask, maps, noise=torch.tensor([0.5, 1.0]))
+    torch.view_as_real(out).pow(2).sum().backward()
+    assert soft.dc_log_tau.grad is not None and (soft.dc_log_tau.grad != 0).all()
+    for bad, match in [(None, "pass the per-coil k-space noise std"), (torch.ones(3), "one level per slice"),
+                       (torch.tensor([0.1, -1.0]), "finite and >= 0"), (torch.tensor([0.1, float("nan")]), "finite")]:
+        with pytest.raises(InputError, match=match):
+            soft(k, mask, maps, noise=bad)
+
+
 # ---------------------------------------------------------------------------- feature bank
 
 def test_fusion_none_has_no_bank_parameters():

@@ -159,6 +159,38 @@ def test_tta_averages_the_model_over_exact_symmetries(raw):
         run_method("crunet_ca", p, tta=3)
 
 
+def test_noise_weighted_weights_get_the_slices_noise_level(raw, tmp_path):
+    """Weights with ``data_consistency: noise`` are given the slice's noise level (its noise
+    scan, else estimated): a noise-free slice gives the hard model's images, a noisy one others."""
+    from dataclasses import replace
+
+    from recon.models.config import CRUNetConfig, ModelConfig
+    from recon.models.registry import build_model
+    from recon.problem import SliceProblem, noise_level
+    from recon.weights import save_weights
+
+    p = prepare(raw)
+    hard_cfg = ModelConfig(name="crunet", crunet=CRUNetConfig(channels=4, cascades=2, fusion="ca", ca_reduction=2))
+    soft_cfg = replace(hard_cfg, crunet=replace(hard_cfg.crunet, data_consistency="noise"))
+    torch.manual_seed(0)
+    hard = build_model(hard_cfg)
+    soft = build_model(soft_cfg)
+    soft.load_state_dict(hard.state_dict(), strict=False)
+    with torch.no_grad():
+        soft.dc_log_tau.fill_(-0.2)  # tau = e^-4 of the normalised k-space: clearly soft
+    save_weights(hard, hard_cfg, tmp_path / "hard")
+    save_weights(soft, soft_cfg, tmp_path / "soft")
+
+    def run(weights, sigma):
+        q = SliceProblem(p.kspace, p.mask, p.maps, noise_sigma=sigma)
+        return run_method("model", q, weights=str(tmp_path / weights), precision="fp32")
+
+    torch.testing.assert_close(run("soft", 0.0), run("hard", 0.0))
+    estimated = run("soft", None)  # no noise scan: the level estimated from the data
+    assert not torch.allclose(estimated, run("hard", None))
+    torch.testing.assert_close(estimated, run("soft", noise_level(p)))
+
+
 def test_the_default_model_does_not_depend_on_the_objects_row(tmp_path):
     """The shipped crunet_ca sees wrapped rows along y: moving an object that crosses the
     field of view's edge by a few rows moves its reconstruction with it: 1.2-1.8 % change here,

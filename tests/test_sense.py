@@ -6,7 +6,7 @@ import torch
 from recon.errors import InputError
 from recon.fft import fft2c
 from recon.sense import (DataConsistency, SenseOperator, cg_sense, data_consistency, data_consistency_kspace, expand,
-                         expand_mask, reduce)
+                         expand_mask, noise_weight, reduce)
 
 
 def _crandn(g, *shape, dtype=torch.complex128):
@@ -134,3 +134,24 @@ def test_data_consistency_with_folded_signs_equals_the_centred_one(ny, nx):
     (ga,) = torch.autograd.grad((a.conj() * w).real.sum(), x)
     (gb,) = torch.autograd.grad((b.conj() * w).real.sum(), x)
     torch.testing.assert_close(gb, ga, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("ny, nx", [(9, 8), (10, 8)])  # odd: the centred path; even: the folded one
+def test_weighted_data_consistency_mixes_measurement_and_estimate(ny, nx):
+    """Weight w: sampled k-space becomes (1 - w) estimate + w measurement, unsampled keeps the
+    estimate; w = 1 is the hard replacement; noise_weight is tau^2 / (tau^2 + sigma^2)."""
+    g = torch.Generator().manual_seed(5)
+    maps = _maps(g, 2, 1, ny, nx)  # single coil of unit modulus: S^H S = 1 exactly
+    mask = _line_mask(g, 2, 3, ny)
+    k0 = expand_mask(mask) * fft2c(expand(_crandn(g, 2, 3, ny, nx), maps))
+    x = _crandn(g, 2, 3, ny, nx)
+    w = torch.tensor([0.25, 1.0], dtype=torch.float64).view(-1, 1, 1, 1, 1)
+    out = DataConsistency(k0, maps, mask)(x, w)
+    k_out, k_x = fft2c(expand(out, maps)), fft2c(expand(x, maps))
+    m = expand_mask(mask).bool().expand_as(k_out)
+    expected = torch.where(m, (1 - w) * k_x + w * k0, k_x)
+    torch.testing.assert_close(k_out, expected, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(out[1:], DataConsistency(k0, maps, mask)(x)[1:], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out, data_consistency(x, k0, maps, mask, w), rtol=1e-4, atol=1e-5)
+    tau, sigma = torch.tensor([1.0, 2.0]), torch.tensor([0.0, 2.0])
+    torch.testing.assert_close(noise_weight(tau, sigma), torch.tensor([1.0, 0.5]))

@@ -531,6 +531,33 @@ def test_init_weights_fine_tunes_saved_weights(tmp_path, one_thread):
         torch.testing.assert_close(a, b, msg=name)
 
 
+def test_noise_weighted_run_starts_from_hard_weights_and_trains_on_the_noise(tmp_path, one_thread):
+    """data_consistency: noise from weights with hard data consistency: every parameter copied,
+    each tau_i at its initial value, the run records the change; training feeds the samples'
+    noise levels (the simulated noise std over the sample's scale, what the data shows)."""
+    from recon.noise import estimate_sigma
+    from recon.train.engine import Trainer
+    from recon.weights import save_weights
+
+    def noisy(cfg: RunConfig) -> RunConfig:
+        sub = replace(cfg.model.crunet, data_consistency="noise")
+        return replace(cfg, model=replace(cfg.model, crunet=sub))
+
+    donor = Trainer(tiny_run(epochs=1), tmp_path / "donor", progress=False)
+    save_weights(donor.model, donor.cfg.model, tmp_path / "w")
+    run = Trainer(noisy(tiny_run(init_weights=str(tmp_path / "w"), seed=4)), tmp_path / "n", progress=False)
+    assert run.history["init_weights"]["data_consistency"] == ["hard", "noise"]
+    new = run.model.state_dict()
+    assert torch.equal(new.pop("dc_log_tau"), torch.zeros(2))
+    for name, value in donor.model.state_dict().items():
+        torch.testing.assert_close(new[name], value, msg=name)
+    run.fit(max_epochs=1)
+    assert (run.model.dc_log_tau != 0).all()  # trained
+    sample = run.validation_samples("val")[0]
+    est = estimate_sigma(sample["k"], sample["mask"])
+    assert 0.7 < float(sample["noise"]) / est < 1.4
+
+
 def test_init_widen_starts_a_wider_model_from_narrow_weights(tmp_path, one_thread):
     """train.init_widen: 4-channel weights start an 8-channel run that gives their images at
     step 0 (recorded for the card); without init_weights, or across architectures, refused."""

@@ -38,6 +38,16 @@ class CRUNetConfig(Settings):
         0 = zero padding at the edge (the reference's, and the weights trained before the
         option): those learn the simulator's edge and lose up to 7 dB when the object moves
         by one row. No parameters depend on it.
+    data_consistency : ``hard`` (the reference's: every cascade replaces the sampled k-space
+        by the measurement, right for noise-free data) or ``noise``: cascade ``i`` mixes
+        its estimate and the measurement at the sampled locations with the weight
+        ``tau_i^2 / (tau_i^2 + sigma^2)`` (:func:`recon.sense.noise_weight`): ``sigma`` the
+        measured per-coil k-space noise std of the slice (noise scan, else estimated from
+        the data; :func:`recon.problem.noise_level`), ``tau_i`` a learned error std of the
+        cascade's estimate (one parameter per cascade, relative to the normalised k-space).
+        Hard replacement puts the measurement's whole noise back after every cascade, the
+        last one included; weighted, the noisier the data, the more of the network's
+        estimate is kept. Needs the noise level at every call.
     """
 
     WHERE = "model.crunet"
@@ -51,6 +61,7 @@ class CRUNetConfig(Settings):
     dilations: tuple[int, int, int] = (1, 2, 4)
     temporal_padding: Literal["circular", "zeros"] = "circular"
     wrap_rows: int = 0
+    data_consistency: Literal["hard", "noise"] = "hard"
 
     def check(self) -> None:
         if self.channels < 1 or self.cascades < 1:

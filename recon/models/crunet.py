@@ -22,7 +22,9 @@ frames at once):
   encoder skip concatenated; down/up-sampling are 2x2 stride-2 conv / transposed
   conv followed by a temporal conv. Temporal padding is ``config.temporal_padding``.
   A 5x5 conv maps to 2 channels, added to the input (residual); de-normalise; crop;
-  hard data consistency (:class:`recon.sense.DataConsistency`). The input is padded
+  data consistency (:class:`recon.sense.DataConsistency`: hard, the reference's, or with
+  ``data_consistency: noise`` weighted per cascade by the slice's measured noise level,
+  :class:`recon.models.config.CRUNetConfig`). The input is padded
   first: ``config.wrap_rows`` rows of each edge along y beyond the opposite edge (the
   phase-encode axis is periodic; the reference pads with zeros, ``wrap_rows: 0``), then
   zeros to even sizes; the hidden states carry the padded size. Measured (2 threads,
@@ -93,10 +95,12 @@ from recon.models.layers import (
     pad_to_multiple,
     pool,
 )
-from recon.sense import DataConsistency, SenseOperator
+from recon.errors import InputError
+from recon.sense import DataConsistency, SenseOperator, noise_weight
 
 LEVELS = 3  # level 0 (full res), level 1 (half res), bottleneck (half res)
 DOWNSAMPLING = 2  # total spatial downsampling of the UNet (one 2x2 stride-2 step)
+DC_RATE = 20.0  # log tau_i = DC_RATE * parameter (CRUNetMR.dc_tau)
 
 
 def _conv3(cin: int, cout: int, dilation: int) -> nn.Conv2d:
@@ -249,6 +253,20 @@ class CRUNetMR(nn.Module):
                               for j in range(LEVELS))
                 for i in range(1, cfg.cascades)
             )
+        # data_consistency "noise": each cascade's k-space error std tau_i (normalised units) is
+        # exp(DC_RATE * dc_log_tau[i]); 0 (tau = 1) keeps data of normalised noise std below ~0.1
+        # almost hard. Adam moves every parameter by about lr per step, far too little for a
+        # log-scale over a short fine-tuning: the rate gives these scalars larger steps.
+        self.dc_log_tau = nn.Parameter(torch.zeros(cfg.cascades)) if self.uses_noise else None
+
+    def dc_tau(self, i: int) -> torch.Tensor:
+        """Cascade ``i``'s learned k-space error std ``tau_i`` (``data_consistency: noise``)."""
+        return (DC_RATE * self.dc_log_tau[i]).exp()
+
+    @property
+    def uses_noise(self) -> bool:
+        """Whether :meth:`forward` needs the slice's noise level (``data_consistency: noise``)."""
+        return self.cfg.data_consistency == "noise"
 
     def bank_size(self, cascade: int) -> int:
         """How many earlier cascades' features cascade ``cascade`` (0-based) fuses (0 for none)."""
@@ -258,9 +276,10 @@ class CRUNetMR(nn.Module):
         return min(cascade, k) if k else cascade
 
     def _cascade(self, i: int, x: torch.Tensor, dc: DataConsistency,
-                 states: tuple[torch.Tensor, ...] | None, banked: list[list[torch.Tensor]] | None):
+                 states: tuple[torch.Tensor, ...] | None, banked: list[list[torch.Tensor]] | None,
+                 noise: torch.Tensor | None = None):
         """Cascade ``i``: (fuse ``banked[j]``, the features to fuse per level,) normalise, UNet,
-        de-normalise, data consistency."""
+        de-normalise, data consistency (weighted by ``noise [b, 1, 1, 1, 1]`` when given)."""
         if banked is not None:
             states = tuple(self.fusion[i - 1][j](banked[j]) for j in range(LEVELS))
         frames = x.shape[1]
@@ -270,10 +289,12 @@ class CRUNetMR(nn.Module):
         feat = channels_last(feat)
         out, new_states = self.cascades[i](feat, frames, states)
         out = denormalize(crop_to(out, size).to(x.real.dtype), mean, std)
-        x = dc(channels_to_complex(out, frames))
+        weight = None if noise is None else noise_weight(self.dc_tau(i), noise)
+        x = dc(channels_to_complex(out, frames), weight)
         return x, new_states
 
-    def forward(self, k: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+    def forward(self, k: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor,
+                noise: torch.Tensor | None = None) -> torch.Tensor:
         """Reconstruct cine images.
 
         Parameters
@@ -282,12 +303,18 @@ class CRUNetMR(nn.Module):
             recon grid (zeros where not sampled).
         mask : bool or 0/1 ``[b, t, y]``, sampled phase-encode lines.
         maps : complex ``[b, c, y, x]``, coil sensitivities (unit sum-of-squares).
+        noise : real ``[b]``, the per-coil noise std of ``k`` (same units); needed with
+            ``data_consistency: noise`` (:attr:`uses_noise`), ignored otherwise.
 
         Returns
         -------
         Complex images ``[b, t, y, x]`` (dtype of ``k``), data-consistent after every cascade.
         """
         check_model_inputs(k, mask, maps)
+        if self.uses_noise:
+            noise = check_noise(noise, k.shape[0]).to(k.real.dtype).view(-1, 1, 1, 1, 1)
+        else:
+            noise = None
         op = SenseOperator(maps, mask)
         x = op.adjoint(k)  # SENSE adjoint: zero-filled, coil-combined
         dc = DataConsistency(k, maps, mask)
@@ -299,14 +326,30 @@ class CRUNetMR(nn.Module):
             # fresh lists (not the bank itself): a checkpointed cascade is re-run later with the same inputs
             banked = [bank[j][-self.bank_size(i):] for j in range(LEVELS)] if bank is not None and i else None
             if use_ckpt:
-                x, states = _checkpoint(self._cascade, i, x, dc, states, banked, use_reentrant=False)
+                x, states = _checkpoint(self._cascade, i, x, dc, states, banked, noise, use_reentrant=False)
             else:
-                x, states = self._cascade(i, x, dc, states, banked)
+                x, states = self._cascade(i, x, dc, states, banked, noise)
             if bank is not None:
                 for j in range(LEVELS):
                     bank[j].append(states[j])
                     del bank[j][:-keep]
         return x
+
+
+def check_noise(noise: torch.Tensor | None, batch: int) -> torch.Tensor:
+    """The noise levels ``[batch]`` of a noise-weighted model's input; InputError naming
+    what is wrong (missing, wrong length, negative or not finite)."""
+    if noise is None:
+        raise InputError("this model weighs data consistency by the noise (data_consistency: noise): "
+                         "pass the per-coil k-space noise std of each slice, noise=[b]")
+    noise = torch.as_tensor(noise)
+    if noise.ndim > 1 or noise.numel() != batch:
+        raise InputError(f"noise must hold one level per slice of the batch ({batch}), got shape "
+                         f"{tuple(noise.shape)}")
+    noise = noise.reshape(batch)
+    if noise.is_complex() or not bool(torch.isfinite(noise).all()) or bool((noise < 0).any()):
+        raise InputError(f"noise levels must be real, finite and >= 0, got {noise.tolist()}")
+    return noise
 
 
 # ---------------------------------------------------------------------------- inspection

@@ -154,6 +154,7 @@ class _RawSlice:
     maps: np.ndarray
     target: np.ndarray
     acceleration: int
+    noise: float  # per-coil k-space noise std (noise scan, else estimated: recon.problem.noise_level)
 
 
 class RawFileSlices:
@@ -190,6 +191,7 @@ class RawFileSlices:
             return self._cache[entry]
         from recon.io.raw import read_raw, read_reference
         from recon.pipeline import prepare
+        from recon.problem import noise_level
 
         path, i = entry
         raw = read_raw(path)
@@ -208,7 +210,7 @@ class RawFileSlices:
         gt = np.asarray(gt, dtype=np.complex64).reshape(p.kspace.shape[0], *p.kspace.shape[-2:])
         if self.cfg.maps == "espirit" and csm is not None:
             gt = project_reference(gt, unit_maps(np.asarray(csm)), maps)
-        item = _RawSlice(p.kspace.numpy(), p.mask.numpy(), maps, gt, int(s.acceleration))
+        item = _RawSlice(p.kspace.numpy(), p.mask.numpy(), maps, gt, int(s.acceleration), noise_level(p))
         self._cache[entry] = item
         return item
 
@@ -225,7 +227,7 @@ class RawFileSlices:
             t, _, ny, nx = k.shape
             width = strip_width(self.cfg.pixels_per_sample, t, ny, nx)
             k, maps, target = readout_strip(k, maps, target, strip_start(target, width, rng), width)
-        return finish_sample(k, item.mask, maps, target, item.acceleration)
+        return finish_sample(k, item.mask, maps, target, item.acceleration, item.noise)
 
 
 def make_source(cfg: DataConfig, seed: int, split: str):

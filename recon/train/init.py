@@ -1,8 +1,10 @@
 """Starting a training run from installed weights (``train.init_weights``).
 
 The weights are copied as they are (fine-tuning), widened to more channels
-(``train.init_widen``, :mod:`recon.models.widen`) or given the 1x1 bank projection
-(``train.init_pointwise_bank``, :mod:`recon.models.reproject`); the run records which
+(``train.init_widen``, :mod:`recon.models.widen`), given the 1x1 bank projection
+(``train.init_pointwise_bank``, :mod:`recon.models.reproject`) or, for a run with
+``data_consistency: noise`` from weights trained with hard data consistency, copied with
+each cascade's noise weight at its initial value; the run records which
 weights it started from (name, folder, SHA-256, architecture) for its card.
 """
 
@@ -42,6 +44,11 @@ def init_from_weights(target: torch.nn.Module, cfg: RunConfig, ref: str) -> dict
                              f"is {info.config.name}, the run's model {model.name}")
         c_old, c_new = info.config.crunet.channels, model.crunet.channels  # fewer: widen_into refuses
         model = replace(model, crunet=replace(model.crunet, channels=c_old))
+    # hard -> noise-weighted data consistency: the same network plus one tau per cascade (kept at its init)
+    noise_dc = (model.name == "crunet" and info.config.name == "crunet"
+                and model.crunet.data_consistency == "noise" and info.config.crunet.data_consistency == "hard")
+    if noise_dc:
+        model = replace(model, crunet=replace(model.crunet, data_consistency="hard"))
     if not same_parameters(info.config, model):
         raise InputError(f"init_weights {ref!r} ({info.describe()}) were trained with another model "
                          f"config than this run's model section; copy their config.yaml into `model` "
@@ -57,6 +64,12 @@ def init_from_weights(target: torch.nn.Module, cfg: RunConfig, ref: str) -> dict
     elif pointwise:
         pointwise_bank_into(source, target)
         record["bank_projection"] = ["3x3", "1x1"]
+    elif noise_dc:
+        missing, unexpected = target.load_state_dict(source.state_dict(), strict=False)
+        if unexpected or set(missing) != {"dc_log_tau"}:  # the one parameter hard weights lack
+            raise InputError(f"init_weights {ref!r}: parameters {sorted(missing)} missing, {sorted(unexpected)} "
+                             "unexpected for the noise-weighted data consistency of this run")
+        record["data_consistency"] = ["hard", "noise"]
     else:
         target.load_state_dict(source.state_dict())
     return record

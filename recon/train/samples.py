@@ -9,6 +9,9 @@ Every sample is a dict of tensors (no batch axis; keys :data:`KEYS`)::
     target  complex64 [t, y, x]     ground truth a reconstruction with these maps can recover
     acceleration  int64 []          R of the mask
     scale   float32   []            the factor k and target were divided by
+    noise   float32   []            per-coil noise std of k (divided by scale too): the
+                                    simulated level (what a noise scan measures), or
+                                    for raw files :func:`recon.problem.noise_level`
 
 Simulated samples (:class:`recon.train.data.SimulatedCine`) go through exactly what
 inference does with a raw file, so there is no train/inference mismatch:
@@ -73,7 +76,7 @@ from recon.simulate.realdata import fit_to_matrix
 from recon.train.config import DataConfig
 
 #: The keys of every sample (and batch), in order.
-KEYS = ("k", "mask", "maps", "target", "acceleration", "scale")
+KEYS = ("k", "mask", "maps", "target", "acceleration", "scale", "noise")
 
 
 # ---------------------------------------------------------------------------
@@ -293,7 +296,7 @@ def scene_sample(cfg: DataConfig, scene: Scene, acq: Acquisition, rng: np.random
         t, _, ny, nx = k.shape
         w = strip_width(cfg.pixels_per_sample, t, ny, nx)
         k, maps, target = readout_strip(k, maps, target, strip_start(target, w, rng), w)
-    return finish_sample(k, mask, maps, target, acq.acceleration)
+    return finish_sample(k, mask, maps, target, acq.acceleration, scene.sim.sigma)
 
 
 def simulate_sample(cfg: DataConfig, magnitude: np.ndarray, acq: Acquisition, rng: np.random.Generator,
@@ -303,13 +306,14 @@ def simulate_sample(cfg: DataConfig, magnitude: np.ndarray, acq: Acquisition, rn
     return scene_sample(cfg, scene, acq, rng, strip)
 
 
-def finish_sample(k, mask, maps, target, acceleration: int) -> dict[str, torch.Tensor]:
-    """The sample dict (:data:`KEYS`) of numpy or torch arrays, k and target divided by
-    the normalisation scale (step 7)."""
+def finish_sample(k, mask, maps, target, acceleration: int, noise: float) -> dict[str, torch.Tensor]:
+    """The sample dict (:data:`KEYS`) of numpy or torch arrays, k, target and the noise
+    std ``noise`` of k divided by the normalisation scale (step 7)."""
     k = torch.as_tensor(np.ascontiguousarray(k)).to(torch.complex64)
     mask = torch.as_tensor(np.ascontiguousarray(mask)).to(torch.bool)
     maps = torch.as_tensor(np.ascontiguousarray(maps)).to(torch.complex64)
     target = torch.as_tensor(np.ascontiguousarray(target)).to(torch.complex64)
     scale = normalisation_scale(k[None])[0]
     return {"k": k / scale, "mask": mask, "maps": maps, "target": target / scale,
-            "acceleration": torch.tensor(int(acceleration)), "scale": scale.float()}
+            "acceleration": torch.tensor(int(acceleration)), "scale": scale.float(),
+            "noise": (float(noise) / scale).float()}
