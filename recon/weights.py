@@ -267,7 +267,8 @@ class WeightsInfo:
 
 def describe_model(cfg: ModelConfig) -> str:
     """Architecture in a few words: ``CRUNet-MR 16ch x5 fusion ca (bank all)`` (``(bank all, 1x1 projection)``
-    when the bank is not projected by the default 3x3 conv), ``CRNN-MRI 64ch x5 (5 layers)``,
+    when the bank is not projected by the default 3x3 conv; ``, noise-weighted DC`` with
+    ``data_consistency: noise``), ``CRNN-MRI 64ch x5 (5 layers)``,
     ``PromptMR 12ch x5 (5 adjacent frames)``."""
     if cfg.name == "crnn":
         c = cfg.crnn
@@ -280,6 +281,8 @@ def describe_model(cfg: ModelConfig) -> str:
     if c.fusion != "none":
         projection = "" if c.bank_projection == "3x3" else f", {c.bank_projection} projection"
         text += f" (bank {'all' if c.bank_depth == 0 else f'K={c.bank_depth}'}{projection})"
+    if c.data_consistency == "noise":
+        text += ", noise-weighted DC"
     return text
 
 

@@ -238,6 +238,8 @@ def test_describe_model_variants():
         == "CRUNet-MR 64ch x5 fusion conv (bank K=2)"
     assert describe_model(ModelConfig(crunet=CRUNetConfig(fusion="ca", bank_projection="1x1"))) \
         == "CRUNet-MR 64ch x5 fusion ca (bank all, 1x1 projection)"
+    assert describe_model(ModelConfig(crunet=CRUNetConfig(channels=16, fusion="ca", data_consistency="noise"))) \
+        == "CRUNet-MR 16ch x5 fusion ca (bank all), noise-weighted DC"
     assert describe_model(ModelConfig(name="crnn", crnn=CRNNConfig())) == "CRNN-MRI 64ch x5 (5 layers)"
 
 

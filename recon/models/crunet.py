@@ -365,7 +365,8 @@ def describe(model: nn.Module) -> str:
         return f"{type(model).__name__}: {parameter_count(model):,} parameters"
     cfg = model.cfg
     lines = [f"CRUNet-MR: {cfg.channels} channels, {cfg.cascades} cascades, fusion {cfg.fusion}"
-             + (f" (bank depth {cfg.bank_depth or 'all'})" if cfg.fusion != "none" else "")]
+             + (f" (bank depth {cfg.bank_depth or 'all'})" if cfg.fusion != "none" else "")
+             + (", noise-weighted data consistency" if model.uses_noise else "")]
     for i, casc in enumerate(model.cascades):
         lines.append(f"  cascade {i}: {parameter_count(casc):>12,}")
     if model.fusion is not None:
@@ -376,5 +377,7 @@ def describe(model: nn.Module) -> str:
         total_fusion = 0
     lines.append(f"  cascades total: {parameter_count(model.cascades):>12,}")
     lines.append(f"  bank/fusion total: {total_fusion:>12,}")
+    if model.dc_log_tau is not None:
+        lines.append(f"  data consistency (tau per cascade): {model.dc_log_tau.numel():>12,}")
     lines.append(f"  total: {parameter_count(model):>12,}")
     return "\n".join(lines)
