@@ -388,6 +388,13 @@ def test_ismrmrd_file_samples(tmp_path):
     v = val.sample(0, 1)
     gt = torch.as_tensor(np.asarray(read_reference(path, "ground_truth", 1)))
     assert torch.allclose(v["target"] * v["scale"], gt.reshape(v["target"].shape), atol=1e-5)
+    # no noise scan: the noise level the data shows, as inference estimates it
+    from recon.io.raw import read_raw
+    from recon.noise import estimate_sigma
+    from recon.pipeline import prepare
+
+    p = prepare(read_raw(path).slices[1], maps=np.zeros((2, 32, 24), np.complex64))
+    assert float(v["noise"]) * float(v["scale"]) == pytest.approx(estimate_sigma(p.kspace, p.mask), rel=1e-4)
     tr = RawFileSlices(cfg, seed=0, split="train")
     a, b = tr.sample(0, 3), tr.sample(0, 3)
     assert torch.equal(a["k"], b["k"]) and a["k"].shape == (3, 2, 32, 16) and a["mask"].shape == (3, 32)
