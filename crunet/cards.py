@@ -63,7 +63,9 @@ def _model_line(model: dict) -> str:
                    if projection == "sum" else f"feature bank fused by channel attention + {projection} projection"),
             }[c["fusion"]]
     depth = "" if c["fusion"] == "none" else f" (bank depth {c['bank_depth'] or 'all earlier cascades'})"
-    return f"CRUNet-MR, {c['channels']} channels, {c['cascades']} cascades, {bank}{depth}"
+    dc = ("; data consistency weighted by the measured noise" if c.get("data_consistency", "hard") == "noise"
+          else "")
+    return f"CRUNet-MR, {c['channels']} channels, {c['cascades']} cascades, {bank}{depth}{dc}"
 
 
 def _loss_line(loss: dict) -> str:
