@@ -139,15 +139,20 @@ def test_checkpointing_gives_the_same_values_and_gradients():
 
 # ---------------------------------------------------------------------------- data consistency
 
-@pytest.mark.parametrize("fusion", ["none", "conv"])
-def test_data_consistency_exact_for_one_unit_modulus_coil(fusion):
-    g = torch.Generator().manual_seed(8)
-    b, t, ny, nx = 2, 3, 11, 9
+def _one_coil_problem(seed, b=2, t=3, ny=11, nx=9):
+    """k-space, line mask and the map of a single coil of unit modulus (``S^H S = 1`` exactly)."""
+    g = torch.Generator().manual_seed(seed)
     phase = torch.rand(b, 1, ny, nx, generator=g, dtype=torch.float64) * 2 * math.pi
     maps = torch.polar(torch.ones_like(phase), phase).to(torch.complex64)
     mask = torch.rand(b, t, ny, generator=g) < 0.4
     mask[..., ny // 2] = True
     k = _crandn(g, b, t, 1, ny, nx) * mask[:, :, None, :, None]
+    return k, mask, maps
+
+
+@pytest.mark.parametrize("fusion", ["none", "conv"])
+def test_data_consistency_exact_for_one_unit_modulus_coil(fusion):
+    k, mask, maps = _one_coil_problem(seed=8)
     model = _model(fusion=fusion, cascades=2)
     with torch.no_grad():
         out = model(k, mask, maps)
@@ -163,13 +168,8 @@ def test_noise_weighted_data_consistency():
     noise the model is the hard one with the same weights; the noisier the slice, the less
     its sampled k-space is replaced (single unit-modulus coil: exact); every tau_i gets a
     gradient."""
-    g = torch.Generator().manual_seed(9)
-    b, t, ny, nx = 2, 3, 11, 9
-    phase = torch.rand(b, 1, ny, nx, generator=g, dtype=torch.float64) * 2 * math.pi
-    maps = torch.polar(torch.ones_like(phase), phase).to(torch.complex64)
-    mask = torch.rand(b, t, ny, generator=g) < 0.4
-    mask[..., ny // 2] = True
-    k = _crandn(g, b, t, 1, ny, nx) * mask[:, :, None, :, None]
+    k, mask, maps = _one_coil_problem(seed=9)
+    b = k.shape[0]
     hard = _model(seed=3, fusion="ca", cascades=3)
     soft = _model(seed=3, fusion="ca", cascades=3, data_consistency="noise")
     assert soft.uses_noise and not hard.uses_noise
