@@ -103,7 +103,9 @@ def quality_section(report: dict) -> list[str]:
              "the frames of a slice, then mean ± std over the slices, on the whole field of view; PSNR / SSIM "
              "centre: the same on the region the challenge scores (`run4Ranking.m`: two thirds of the field of "
              "view along the readout, half along the phase encodes). s / slice: seconds of the method on one "
-             f"slice on {report['device']} (coil maps excluded, given below).", ""]
+             f"slice on {report['device']} (coil maps excluded, given below); a row kept from an earlier run "
+             "(`--cache`) keeps that run's time, and other work on the machine slows every method: compare "
+             "times measured together (`crunet bench --what methods`).", ""]
     for r, res in report["accelerations"].items():
         rows, sig = rows_by_method(report, r), _significant(res["stats"])
         lines += [f"### R = {r} (n = {res['n']} slice{'s' if res['n'] != 1 else ''})", "",
