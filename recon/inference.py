@@ -37,6 +37,7 @@ CUDA graphs, ``configs/gpu/bench.sh``).
 
 from __future__ import annotations
 
+import logging
 import threading
 from functools import partial
 from pathlib import Path
@@ -53,6 +54,8 @@ from recon.scheduler import runner_for
 #: Arithmetic of the network at inference: ``fp32``, ``bf16`` autocast, or ``auto``
 #: (bf16 where it is native, see :func:`recon.machine.native_bf16`).
 Precision = Literal["auto", "fp32", "bf16"]
+
+log = logging.getLogger(__name__)
 
 _CACHE: dict[tuple[str, str], tuple[torch.nn.Module, object]] = {}
 _LOCK = threading.Lock()
@@ -105,8 +108,16 @@ def learned(p: SliceProblem, weights: str = "", precision: Precision = "auto", t
 def _noise(p: SliceProblem) -> float:
     """The noise level for a model that weighs data consistency by it: the noise scan's as it
     is (the level training used), else estimated from the data (:func:`recon.problem.noise_level`;
-    its check of a scan against the data costs 0.1-0.3 s a slice, which the classical methods pay)."""
-    return float(p.noise_sigma) if p.noise_sigma is not None else noise_level(p)
+    its check of a scan against the data costs 0.1-0.3 s a slice, which the classical methods pay).
+    Data with neither (no scan, no line sampled in every frame to estimate from) get 0: hard
+    data consistency, the noise-free case, as the network was first trained; logged."""
+    if p.noise_sigma is not None:
+        return float(p.noise_sigma)
+    try:
+        return noise_level(p)
+    except InputError as exc:
+        log.warning("no noise level for the noise-weighted data consistency (%s): hard data consistency", exc)
+        return 0.0
 
 
 def _forward(model: torch.nn.Module, precision: str, items) -> list[torch.Tensor]:

@@ -62,7 +62,8 @@ def shepp_logan_file(tmp_path_factory):
 
 #: Tiny models under the shipped weights names (random weights; seconds to build, fast to run).
 TINY_MODELS = {
-    "crunet_ca": dict(name="crunet", crunet=dict(channels=4, cascades=2, fusion="ca")),
+    # the shipped default's design: channel-attention bank, data consistency weighted by the noise
+    "crunet_ca": dict(name="crunet", crunet=dict(channels=4, cascades=2, fusion="ca", data_consistency="noise")),
     "crunet": dict(name="crunet", crunet=dict(channels=4, cascades=2, fusion="none")),
     "crunet_conv": dict(name="crunet", crunet=dict(channels=4, cascades=2, fusion="conv")),
     "crnn": dict(name="crnn", crnn=dict(channels=4, cascades=2, layers=3)),

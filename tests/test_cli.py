@@ -167,7 +167,7 @@ def test_bench_refuses_unknown_method_before_work(tmp_path, capsys):
 def test_serve_and_gadget_report_the_default_weights(tiny_weights):
     from recon.weights import weights_status
 
-    assert weights_status().startswith("crunet_ca: CRUNet-MR 4ch x2 fusion ca (bank all) sha256:")
+    assert weights_status().startswith("crunet_ca: CRUNet-MR 4ch x2 fusion ca (bank all), noise-weighted DC sha256:")
     assert weights_status("nope").startswith("nope: not usable: trained weights 'nope' not found")
 
 

@@ -100,7 +100,7 @@ def test_image_comment_names_architecture_fusion_and_hash(raw, tiny_weights):
     sha = json.loads((tiny_weights / "crunet_ca" / "manifest.json").read_text())["files"]["model.safetensors"]
     images, _ = slice_to_images(raw, ReconConfig(device="cpu"))
     comment = ismrmrd.Meta.deserialize(images[0].attribute_string)["ImageComment"]
-    assert comment == f"crunet crunet_ca: CRUNet-MR 4ch x2 fusion ca (bank all) sha256:{sha['sha256'][:12]}, " \
+    assert comment == f"crunet crunet_ca: CRUNet-MR 4ch x2 fusion ca (bank all), noise-weighted DC sha256:{sha['sha256'][:12]}, " \
                       "espirit maps"
     crnn = ReconConfig(method="model", options={"weights": str(tiny_weights / "crnn")}).comment()
     assert re.fullmatch(r"crunet model crnn: CRNN-MRI 4ch x2 \(3 layers\) sha256:[0-9a-f]{12}, espirit maps", crnn)
@@ -189,6 +189,14 @@ def test_noise_weighted_weights_get_the_slices_noise_level(raw, tmp_path):
     estimated = run("soft", None)  # no noise scan: the level estimated from the data
     assert not torch.allclose(estimated, run("hard", None))
     torch.testing.assert_close(estimated, run("soft", noise_level(p)))
+    # no scan and no line sampled in every frame to estimate from: hard data consistency, not a failure
+    t, ny = p.mask.shape
+    shifted = (torch.arange(ny)[None] + torch.arange(t)[:, None]) % t == 0  # each line in one frame only
+    q = SliceProblem(p.kspace * shifted[:, None, :, None], shifted, p.maps)
+    with pytest.raises(InputError, match="cannot estimate the noise level"):
+        noise_level(q)
+    hard_q = run_method("model", q, weights=str(tmp_path / "hard"), precision="fp32")
+    torch.testing.assert_close(run_method("model", q, weights=str(tmp_path / "soft"), precision="fp32"), hard_q)
 
 
 def test_the_default_model_does_not_depend_on_the_objects_row(tmp_path):
