@@ -125,7 +125,7 @@ def test_learned_model_batched_equals_one_by_one(tiny_weights):
         mask = (torch.rand(1, 4, 16, generator=g) > 0.5).float()
         maps = torch.randn(1, 3, 16, 12, dtype=torch.complex64, generator=g)
         maps = maps / maps.abs().pow(2).sum(1, keepdim=True).sqrt()
-        items.append((k * mask[..., None, :, None], mask, maps, None))
+        items.append((k * mask[..., None, :, None], mask, maps, torch.tensor([0.3 * scale])))  # noise-weighted DC
     both = _forward(model, "fp32", items)
     alone = [_forward(model, "fp32", [i])[0] for i in items]
     for b, a in zip(both, alone):

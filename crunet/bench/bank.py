@@ -30,7 +30,7 @@ def bench_bank(model_config, shape: tuple[int, int] = (128, 128), frames: int = 
                acceleration: int = 8, repeats: int = 5, device: str = "auto") -> dict:
     """Seconds per slice of each :data:`BANK_VARIANTS` of ``model_config`` (a CRUNet-MR
     :class:`recon.models.config.ModelConfig`) and the ratio to ``none``. JSON-ready dict."""
-    from crunet.bench.network import _inputs
+    from crunet.bench.network import _inputs, noise_kwargs
     from recon.errors import InputError
     from recon.machine import bf16_autocast, native_bf16, resolve_device
     from recon.models.registry import build_model
@@ -49,7 +49,7 @@ def bench_bank(model_config, shape: tuple[int, int] = (128, 128), frames: int = 
     def run(name: str) -> float:
         t0 = time.perf_counter()
         with torch.inference_mode(), bf16_autocast(dev, bf16):
-            models[name](k, mask, maps)
+            models[name](k, mask, maps, **noise_kwargs(models[name], dev))
         sync_device(dev)
         return time.perf_counter() - t0
 
