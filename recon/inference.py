@@ -37,7 +37,6 @@ CUDA graphs, ``configs/gpu/bench.sh``).
 
 from __future__ import annotations
 
-import logging
 import threading
 from functools import partial
 from pathlib import Path
@@ -48,14 +47,12 @@ import torch
 from recon.errors import InputError
 from recon.kspace import normalisation_scale
 from recon.machine import bf16_autocast, native_bf16
-from recon.problem import SliceProblem, noise_level
+from recon.problem import SliceProblem, weighting_noise_level
 from recon.scheduler import runner_for
 
 #: Arithmetic of the network at inference: ``fp32``, ``bf16`` autocast, or ``auto``
 #: (bf16 where it is native, see :func:`recon.machine.native_bf16`).
 Precision = Literal["auto", "fp32", "bf16"]
-
-log = logging.getLogger(__name__)
 
 _CACHE: dict[tuple[str, str], tuple[torch.nn.Module, object]] = {}
 _LOCK = threading.Lock()
@@ -94,7 +91,7 @@ def learned(p: SliceProblem, weights: str = "", precision: Precision = "auto", t
     model, _ = load_cached(weights, p.kspace.device)
     if precision == "auto":
         precision = "bf16" if native_bf16(p.kspace.device) else "fp32"
-    noise = torch.tensor([_noise(p)], dtype=torch.float32) if getattr(model, "uses_noise", False) else None
+    noise = torch.tensor([weighting_noise_level(p)], dtype=torch.float32) if getattr(model, "uses_noise", False) else None
     outs = []
     for g in TTA_SETS[tta]:
         k, mask, maps = g.problem(p).batched()
@@ -103,21 +100,6 @@ def learned(p: SliceProblem, weights: str = "", precision: Precision = "auto", t
                                                       (k, mask, maps, noise))))
     x = outs[0] if tta == 1 else torch.stack(outs).mean(0)
     return x.to(torch.complex64)
-
-
-def _noise(p: SliceProblem) -> float:
-    """The noise level for a model that weighs data consistency by it: the noise scan's as it
-    is (the level training used), else estimated from the data (:func:`recon.problem.noise_level`;
-    its check of a scan against the data costs 0.1-0.3 s a slice, which the classical methods pay).
-    Data with neither (no scan, no line sampled in every frame to estimate from) get 0: hard
-    data consistency, the noise-free case, as the network was first trained; logged."""
-    if p.noise_sigma is not None:
-        return float(p.noise_sigma)
-    try:
-        return noise_level(p)
-    except InputError as exc:
-        log.warning("no noise level for the noise-weighted data consistency (%s): hard data consistency", exc)
-        return 0.0
 
 
 def _forward(model: torch.nn.Module, precision: str, items) -> list[torch.Tensor]:

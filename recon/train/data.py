@@ -154,7 +154,7 @@ class _RawSlice:
     maps: np.ndarray
     target: np.ndarray
     acceleration: int
-    noise: float  # per-coil k-space noise std (noise scan, else estimated: recon.problem.noise_level)
+    noise: float  # per-coil k-space noise std as inference measures it (recon.problem.weighting_noise_level)
 
 
 class RawFileSlices:
@@ -191,7 +191,7 @@ class RawFileSlices:
             return self._cache[entry]
         from recon.io.raw import read_raw, read_reference
         from recon.pipeline import prepare
-        from recon.problem import noise_level
+        from recon.problem import weighting_noise_level
 
         path, i = entry
         raw = read_raw(path)
@@ -210,7 +210,8 @@ class RawFileSlices:
         gt = np.asarray(gt, dtype=np.complex64).reshape(p.kspace.shape[0], *p.kspace.shape[-2:])
         if self.cfg.maps == "espirit" and csm is not None:
             gt = project_reference(gt, unit_maps(np.asarray(csm)), maps)
-        item = _RawSlice(p.kspace.numpy(), p.mask.numpy(), maps, gt, int(s.acceleration), noise_level(p))
+        item = _RawSlice(p.kspace.numpy(), p.mask.numpy(), maps, gt, int(s.acceleration),
+                         weighting_noise_level(p))
         self._cache[entry] = item
         return item
 

@@ -11,7 +11,8 @@ Every sample is a dict of tensors (no batch axis; keys :data:`KEYS`)::
     scale   float32   []            the factor k and target were divided by
     noise   float32   []            per-coil noise std of k (divided by scale too): the
                                     simulated level (what a noise scan measures), or
-                                    for raw files :func:`recon.problem.noise_level`
+                                    for raw files as inference measures it
+                                    (:func:`recon.problem.weighting_noise_level`)
 
 Simulated samples (:class:`recon.train.data.SimulatedCine`) go through exactly what
 inference does with a raw file, so there is no train/inference mismatch:
