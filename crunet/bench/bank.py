@@ -30,10 +30,10 @@ def bench_bank(model_config, shape: tuple[int, int] = (128, 128), frames: int = 
                acceleration: int = 8, repeats: int = 5, device: str = "auto") -> dict:
     """Seconds per slice of each :data:`BANK_VARIANTS` of ``model_config`` (a CRUNet-MR
     :class:`recon.models.config.ModelConfig`) and the ratio to ``none``. JSON-ready dict."""
-    from crunet.bench.network import _inputs, noise_kwargs
+    from crunet.bench.network import BENCH_NOISE, _inputs
     from recon.errors import InputError
     from recon.machine import bf16_autocast, native_bf16, resolve_device
-    from recon.models.registry import build_model
+    from recon.models.registry import build_model, noise_kwargs
     from recon.pipeline import sync_device
 
     if model_config.name != "crunet":
@@ -45,11 +45,12 @@ def bench_bank(model_config, shape: tuple[int, int] = (128, 128), frames: int = 
                                                                      bank_projection=projection))).to(dev).eval()
               for name, (fusion, projection) in BANK_VARIANTS.items()}
     k, mask, maps = _inputs(shape, frames, coils, acceleration, dev)
+    noise = torch.full((1,), BENCH_NOISE, device=dev)
 
     def run(name: str) -> float:
         t0 = time.perf_counter()
         with torch.inference_mode(), bf16_autocast(dev, bf16):
-            models[name](k, mask, maps, **noise_kwargs(models[name], dev))
+            models[name](k, mask, maps, **noise_kwargs(models[name], noise))
         sync_device(dev)
         return time.perf_counter() - t0
 

@@ -45,11 +45,6 @@ def _inputs(shape: tuple[int, int], frames: int, coils: int, acceleration: int, 
 BENCH_NOISE = 0.05
 
 
-def noise_kwargs(model, device) -> dict:
-    """``{"noise": [1]}`` for a model that weighs data consistency by the noise, else nothing."""
-    return {"noise": torch.full((1,), BENCH_NOISE, device=device)} if getattr(model, "uses_noise", False) else {}
-
-
 def bench_network(model_config=None, weights: str | None = None, shape: tuple[int, int] = (256, 256),
                   frames: int = 25, coils: int = 10, acceleration: int = 8, variants: tuple[str, ...] = VARIANTS,
                   repeats: int = 5, device: str = "auto", chain: bool = True) -> dict:
@@ -61,6 +56,7 @@ def bench_network(model_config=None, weights: str | None = None, shape: tuple[in
     from recon.errors import InputError
     from recon.machine import bf16_autocast, resolve_device
     from recon.config import to_dict
+    from recon.models.registry import noise_kwargs
     from recon.pipeline import sync_device
 
     dev = resolve_device(device)
@@ -78,7 +74,7 @@ def bench_network(model_config=None, weights: str | None = None, shape: tuple[in
 
         model = build_model(model_config).to(dev).eval()
     k, mask, maps = _inputs(shape, frames, coils, acceleration, dev)
-    extra = noise_kwargs(model, dev)
+    extra = noise_kwargs(model, torch.full((1,), BENCH_NOISE, device=dev))
     runs: dict = {}
     compiled, compile_s = None, None
     for v in variants:

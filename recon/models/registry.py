@@ -36,3 +36,9 @@ def build_model(cfg: ModelConfig, **kwargs) -> nn.Module:
 
         return PromptMR(cfg.promptmr, **kwargs)
     raise InputError(f"unknown model {cfg.name!r}; known models: {', '.join(MODEL_NAMES)}")
+
+
+def noise_kwargs(model: nn.Module, noise) -> dict:
+    """``{"noise": noise}`` for a model that weighs data consistency by the noise
+    (``uses_noise``; a DDP wrapper is looked through), else nothing: the keyword to call it with."""
+    return {"noise": noise} if getattr(getattr(model, "module", model), "uses_noise", False) else {}

@@ -38,6 +38,7 @@ import torch
 from recon.config import dump_yaml, to_dict
 from recon.errors import CrunetError, InputError
 from recon.machine import bf16_autocast, resolve_device
+from recon.models.registry import noise_kwargs
 from recon.train.config import RunConfig
 from recon.train.data import epoch_loader, make_source, validation_set
 from recon.train.ddp import DistContext, init_distributed, process_device, wrap_model
@@ -180,17 +181,12 @@ class Trainer:
     def _to_device(self, batch: dict) -> dict:
         return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
 
-    def _noise(self, b: dict) -> dict:
-        """The noise levels of batch ``b`` as the model's keyword, for a model that weighs its
-        data consistency by them (``data_consistency: noise``); nothing for the others."""
-        return {"noise": b["noise"]} if getattr(self.model, "uses_noise", False) else {}
-
     def train_step(self, batch: dict) -> dict:
         """One optimiser step on a batch; returns this rank's loss terms and the lr used."""
         b = self._to_device(batch)
         self.ddp_model.train()
         with bf16_autocast(self.device, self.cfg.train.precision == "bf16"):
-            pred = self.ddp_model(b["k"], b["mask"], b["maps"], **self._noise(b))
+            pred = self.ddp_model(b["k"], b["mask"], b["maps"], **noise_kwargs(self.model, b["noise"]))
         loss, terms = self.loss_fn(pred.to(b["target"].dtype), b["target"])
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -259,7 +255,7 @@ class Trainer:
         sums = np.zeros(7)  # loss, psnr, ssim, zf_psnr, zf_ssim, count, zf_count
         for s in self.validation_samples(name):
             b = self._to_device({k: v[None] for k, v in s.items()})
-            pred = self.model(b["k"], b["mask"], b["maps"], **self._noise(b))
+            pred = self.model(b["k"], b["mask"], b["maps"], **noise_kwargs(self.model, b["noise"]))
             loss, _ = self.loss_fn(pred, b["target"])
             target, rec = s["target"].numpy(), pred[0].cpu().numpy()
             sums[:3] += [float(loss), float(np.mean(psnr(target, rec))), float(np.mean(ssim(target, rec)))]
