@@ -250,6 +250,34 @@ def test_widening_keeps_the_images_and_trains_the_new_channels(kw):
         widen_into(_model(channels=8, cascades=4, **kw), narrow, 8, 4)
 
 
+def test_widening_carries_the_learned_noise_weighting():
+    """widen_into copies parameters outside the convolutions (each cascade's learned tau):
+    the widened noise-weighted model gives the narrow one's images at a noise level where
+    tau matters; ``keep_init`` leaves a parameter the narrow model lacks at its init."""
+    from recon.models.widen import widen_into
+
+    g = torch.Generator().manual_seed(5)
+    k, mask, maps = _problem(g, 1, 3, 2, 12, 10)
+    noise = torch.tensor([0.8])
+    narrow = _model(seed=1, channels=4, cascades=3, fusion="ca", data_consistency="noise")
+    with torch.no_grad():
+        narrow.dc_log_tau.copy_(torch.tensor([0.01, -0.02, 0.03]))
+        ref = narrow(k, mask, maps, noise=noise)
+    wide = _model(seed=2, channels=8, cascades=3, fusion="ca", data_consistency="noise")
+    widen_into(narrow, wide, 4, 8)
+    torch.testing.assert_close(wide.dc_log_tau.detach(), narrow.dc_log_tau.detach())
+    with torch.no_grad():
+        out = wide(k, mask, maps, noise=noise)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5 * float(ref.abs().max()))
+    hard = _model(seed=1, channels=4, cascades=3, fusion="ca")
+    with pytest.raises(InputError, match="dc_log_tau"):  # the narrow model has no tau to copy
+        widen_into(hard, _model(seed=2, channels=8, cascades=3, fusion="ca", data_consistency="noise"), 4, 8)
+    fresh = _model(seed=2, channels=8, cascades=3, fusion="ca", data_consistency="noise")
+    init = fresh.dc_log_tau.detach().clone()
+    widen_into(hard, fresh, 4, 8, keep_init=("dc_log_tau",))
+    torch.testing.assert_close(fresh.dc_log_tau.detach(), init)
+
+
 def test_bank_projection_sizes_and_checks():
     c = 8
     p3, p1, ps = (_model(fusion="ca", channels=c, cascades=4, bank_projection=p) for p in ("3x3", "1x1", "sum"))

@@ -24,6 +24,8 @@ Used by the trainer's ``train.init_widen`` (:mod:`recon.train.init`).
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 from torch import nn
 
@@ -50,19 +52,25 @@ def _axes(module: nn.Module) -> tuple[int, int]:
 
 
 @torch.no_grad()
-def widen_into(narrow: nn.Module, wide: nn.Module, c_old: int, c_new: int) -> None:
+def widen_into(narrow: nn.Module, wide: nn.Module, c_old: int, c_new: int,
+               keep_init: Sequence[str] = ()) -> None:
     """Copy the trained ``narrow`` model into the freshly initialised ``wide`` one in place.
 
     ``narrow`` and ``wide`` are models of one architecture built with ``c_old`` and
     ``c_new >= c_old`` channels; every leaf layer with a weight is a convolution
-    (``Conv2d``, ``ConvTranspose2d``, ``TemporalConv``).
+    (``Conv2d``, ``ConvTranspose2d``, ``TemporalConv``). Parameters outside those layers
+    are copied as they are; those named in ``keep_init`` (parameters the narrow model
+    lacks, e.g. ``dc_log_tau`` when hard data consistency becomes noise-weighted) keep
+    the wide model's initial values.
     """
     if c_new < c_old:
         raise InputError(f"cannot widen {c_old} channels to fewer ({c_new})")
     old_modules = dict(narrow.named_modules())
+    widened: set[str] = set()
     for name, module in wide.named_modules():
         if any(True for _ in module.children()) or getattr(module, "weight", None) is None:
             continue
+        widened.update(f"{name}.{p}" for p, _ in module.named_parameters(recurse=False))
         old = old_modules.get(name)
         if old is None or getattr(old, "weight", None) is None:
             raise InputError(f"layer {name!r} of the wide model has no counterpart in the narrow one")
@@ -80,3 +88,20 @@ def widen_into(narrow: nn.Module, wide: nn.Module, c_old: int, c_new: int) -> No
         w_new.index_copy_(ax_out, pos_out.to(w_new.device), block)
         if getattr(module, "bias", None) is not None:
             module.bias.index_copy_(0, pos_out.to(w_new.device), old.bias.to(module.bias))
+    _copy_unchanged(narrow, wide, widened | set(keep_init))
+
+
+@torch.no_grad()
+def _copy_unchanged(narrow: nn.Module, wide: nn.Module, skip: set[str]) -> None:
+    """Copy every parameter outside the widened layers (e.g. the noise-weighted data
+    consistency's per-cascade ``dc_log_tau``, [cascades]): no channel axis, same shape."""
+    old_params = dict(narrow.named_parameters())
+    for name, param in wide.named_parameters():
+        if name in skip:
+            continue
+        old = old_params.get(name)
+        if old is None or old.shape != param.shape:
+            raise InputError(f"parameter {name!r} {tuple(param.shape)} of the wide model has no counterpart "
+                             f"of the same shape in the narrow one"
+                             + ("" if old is None else f" ({tuple(old.shape)})"))
+        param.copy_(old.to(param))

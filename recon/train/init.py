@@ -59,8 +59,10 @@ def init_from_weights(target: torch.nn.Module, cfg: RunConfig, ref: str) -> dict
     record = {"ref": str(ref), "directory": str(info.directory), "sha256": info.sha256,
               "model": info.describe()}
     if widen:
-        widen_into(source, target, c_old, c_new)
+        widen_into(source, target, c_old, c_new, keep_init=("dc_log_tau",) if noise_dc else ())
         record["widened"] = [c_old, c_new]
+        if noise_dc:
+            record["data_consistency"] = ["hard", "noise"]
     elif pointwise:
         pointwise_bank_into(source, target)
         record["bank_projection"] = ["3x3", "1x1"]
