@@ -33,9 +33,21 @@ SETS = {"val": "held-out patient, training acquisitions", "xval": "held-out pati
 CASES_RECORD = "cases.json"
 
 
+def heldout_coils(cfg: DataConfig) -> str | None:
+    """``"family xN[/M...]"`` when ``cfg``'s held-out set has another coil model than the default
+    (:data:`recon.simulate.acquisition.HELDOUT_SPACE`), else None."""
+    from recon.simulate.acquisition import HELDOUT_SPACE
+
+    space = cfg.heldout_space
+    if (space.coil_families, space.coil_counts) == (HELDOUT_SPACE.coil_families, HELDOUT_SPACE.coil_counts):
+        return None
+    return f"{'/'.join(space.coil_families)} x{'/'.join(str(c) for c in space.coil_counts)}"
+
+
 def write_cases(out_dir: str | Path, cfg: DataConfig = DataConfig(), accelerations=CMRX_ACCELERATIONS,
-                cases: int = 3, log=print) -> dict[str, dict[int, list[Path]]]:
-    """Raw files ``<out>/<set>/r<R>_case<i>.h5`` -> ``{set: {R: [paths]}}`` (existing files are kept)."""
+                cases: int = 3, log=print, sets: tuple[str, ...] = tuple(SETS)) -> dict[str, dict[int, list[Path]]]:
+    """Raw files ``<out>/<set>/r<R>_case<i>.h5`` -> ``{set: {R: [paths]}}`` for each of ``sets``
+    (existing files are kept)."""
     from recon.errors import InputError
     from recon.simulate.cine import write_slice_file
     from recon.train.data import SimulatedCine
@@ -44,12 +56,17 @@ def write_cases(out_dir: str | Path, cfg: DataConfig = DataConfig(), acceleratio
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     record, made = out / CASES_RECORD, {"seam_rows": int(cfg.seam_rows)}
+    if heldout_coils(cfg) is not None:  # the default's record stays as folders made before have it
+        made["heldout_coils"] = heldout_coils(cfg)
+    unknown = [name for name in sets if name not in SETS]
+    if unknown or not sets:
+        raise InputError(f"validation sets must be among {list(SETS)}, got {list(sets)}")
     if record.is_file() and json.loads(record.read_text()) != made:
         raise InputError(f"{out}: its cases were made with {record.read_text().strip()}, not {json.dumps(made)}; "
                          "use another --out")
     record.write_text(json.dumps(made) + "\n")
     files: dict[str, dict[int, list[Path]]] = {}
-    for name in SETS:
+    for name in (n for n in SETS if n in sets):
         src = SimulatedCine(cfg, seed=0, split=name)
         (out / name).mkdir(parents=True, exist_ok=True)
         files[name] = {int(r): [] for r in accelerations}
@@ -109,7 +126,8 @@ def oracle_row(rows: list[dict], grid_labels: list[str]) -> dict:
 def run_validation(out_dir: str | Path, methods: tuple[str, ...], weights: tuple[str, ...] = (),
                    cfg: DataConfig = DataConfig(), accelerations=CMRX_ACCELERATIONS, cases: int = 3,
                    device: str = "auto", figures: bool = False, sense_grid: tuple[float, ...] = SENSE_GRID,
-                   oracle_accelerations: tuple[int, ...] = (8,), log=print) -> dict:
+                   oracle_accelerations: tuple[int, ...] = (8,), sets: tuple[str, ...] = tuple(SETS),
+                   log=print) -> dict:
     """Write the cases, evaluate ``methods`` (+ ``weights`` dirs) per set and R, write the report.
 
     With a ``sense_grid``, CG-SENSE also runs at each of its weights at the R values of
@@ -120,7 +138,7 @@ def run_validation(out_dir: str | Path, methods: tuple[str, ...], weights: tuple
     from crunet.evaluate import EvalConfig, evaluate
 
     out = Path(out_dir)
-    files = write_cases(out, cfg, accelerations, cases, log)
+    files = write_cases(out, cfg, accelerations, cases, log, sets=sets)
     grid = [f"sense:lam={lam:g}" for lam in sense_grid]
     reference = (list(methods) + [Path(w).name for w in weights])[-1]
     plain = EvalConfig(methods=tuple(methods), weights=tuple(weights), device=device, figures=figures,
@@ -129,10 +147,12 @@ def run_validation(out_dir: str | Path, methods: tuple[str, ...], weights: tuple
     results: dict = {"methods": list(methods) + [Path(w).name for w in weights] + ([ORACLE] if grid else []),
                      "cases": cases, "sense_grid": list(sense_grid), "sets": {},
                      "machine": describe_machine(device), "load_at_start": os.getloadavg()[0]}
+    if heldout_coils(cfg) is not None:
+        results["heldout_coils"] = heldout_coils(cfg)
     for name, by_r in files.items():
         results["sets"][name] = {}
         for r, paths in by_r.items():
-            log(f"== {name} ({SETS[name]}), R = {r}")
+            log(f"== {name} ({set_title(results, name)}), R = {r}")
             oracle = bool(grid) and r in oracle_accelerations
             res = evaluate(paths, out / name / f"r{r}", with_grid if oracle else plain, log=log)
             rows = {row["method"]: row for row in res["summary"] if row["method"] not in grid}
@@ -160,6 +180,12 @@ def load_results(out_dir: str | Path) -> dict:
     return results
 
 
+def set_title(results: dict, name: str) -> str:
+    """What set ``name`` of a report holds (:data:`SETS`, with the held-out coil model when not the default)."""
+    coils = results.get("heldout_coils")
+    return f"{SETS[name]}: {coils} coils" if name == "xval" and coils else SETS[name]
+
+
 def _cell(row: dict, key: str, fmt: str) -> str:
     if f"{key}_mean" not in row:
         return "n/a"
@@ -181,7 +207,7 @@ def markdown(results: dict) -> str:
                   "that run's times. Other work on the machine slows every method: compare times within one "
                   "table, not across runs.", ""]
     for name, by_r in results["sets"].items():
-        lines += [f"## {name}: {SETS[name]}", "",
+        lines += [f"## {name}: {set_title(results, name)}", "",
                   "| R | method | PSNR dB | SSIM | HaarPSI | PSNR centre | SSIM centre | s / slice |",
                   "|---|---|---|---|---|---|---|---|"]
         for r, rows in by_r.items():

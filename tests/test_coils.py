@@ -363,3 +363,36 @@ def test_virtual_coils_in_the_pipeline(tmp_path):
     settings = GadgetSettings.from_xml('<configuration><property name="method" value="zf"/>'
                                        '<property name="virtual_coils" value="8"/></configuration>')
     assert settings.recon_config().virtual_coils == 8
+
+
+def test_bart_sensitivities_layout_and_limits():
+    """``bart phantom -S``: [c, size, size] in our layout (its rows BART's second dimension);
+    more coils than BART simulates is a clear error before BART runs."""
+    from recon.coils.bart_io import bart_sensitivities
+
+    with pytest.raises(InputError, match="1 to 8 coils"):
+        bart_sensitivities(9, 32)
+    _require_bart()
+    s = bart_sensitivities(3, 32)
+    assert s.shape == (3, 32, 32) and s.dtype == np.complex64
+    assert np.isfinite(s).all() and np.abs(s).max() > 0
+    assert not np.allclose(np.abs(s[0]), np.abs(s[0]).T, rtol=0.05)  # not symmetric: the layout matters
+
+
+def test_bart_phantom_outline_in_our_layout():
+    """The outline the ``bart`` coil family maps the body onto (recon.simulate.coils._BART_BODY)
+    is that of BART's phantom in our [y, x] layout, on the sensitivities' grid."""
+    import subprocess
+    import tempfile
+
+    from recon.coils.bart_io import bart_to_images
+    from recon.simulate.coils import _BART_BODY, _BART_GRID
+
+    _require_bart()
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(["bart", "phantom", "-x", str(_BART_GRID), f"{tmp}/p"], check=True, capture_output=True)
+        img = np.abs(bart_to_images(read_cfl(f"{tmp}/p", ndim=2)[:, :, None, None])[0])
+    half = _BART_GRID / 2
+    for axis, semi in zip((0, 1), _BART_BODY):
+        inside = np.flatnonzero(img.max(axis=1 - axis) > 0)
+        assert (inside[-1] - inside[0] + 1) / 2 / half == pytest.approx(semi, abs=0.02)

@@ -53,3 +53,40 @@ def test_a_folder_keeps_the_cases_it_was_made_with(tmp_path):
     write_cases(tmp_path, CFG, accelerations=(4,), cases=1, log=lambda *_: None)  # same setting: reused
     with pytest.raises(InputError, match="seam_rows.*another --out"):
         write_cases(tmp_path, replace(CFG, seam_rows=4), accelerations=(4,), cases=1, log=lambda *_: None)
+
+
+def test_another_heldout_coil_model_is_recorded_and_named(tmp_path):
+    """--heldout-coils: the held-out set with another coil model (here ring x4; bart:8 for
+    BART's) only, its own record (a folder of the default cases refuses it), the report names it."""
+    from recon.errors import InputError
+    from crunet.validation import heldout_coils
+
+    cfg = replace(CFG, heldout_space=replace(CFG.heldout_space, coil_families=("ring",), coil_counts=(4,)))
+    assert heldout_coils(DataConfig()) is None  # the default's record is that of folders made before
+    assert heldout_coils(CFG) == "dipole x5" and heldout_coils(cfg) == "ring x4"
+    files = write_cases(tmp_path / "ring", cfg, accelerations=(4,), cases=1, log=lambda *_: None, sets=("xval",))
+    assert set(files) == {"xval"} and read_raw(files["xval"][4][0]).slices[0].n_coils == 4
+    assert not (tmp_path / "ring" / "val").exists()
+    with pytest.raises(InputError, match="ring x4.*dipole x5.*another --out"):
+        write_cases(tmp_path / "ring", CFG, accelerations=(4,), cases=1, log=lambda *_: None)
+    with pytest.raises(InputError, match="validation sets"):
+        write_cases(tmp_path / "x", cfg, accelerations=(4,), cases=1, log=lambda *_: None, sets=("test",))
+    res = run_validation(tmp_path / "ring", ("zf",), cfg=cfg, accelerations=(4,), cases=1, device="cpu",
+                         sense_grid=(), sets=("xval",), log=lambda *_: None)
+    assert set(res["sets"]) == {"xval"} and res["heldout_coils"] == "ring x4"
+    assert "## xval: held-out patient, held-out acquisitions: ring x4 coils" in (tmp_path / "ring" / "validation.md").read_text()
+
+
+def test_heldout_coils_option_parses_and_checks():
+    from recon.errors import InputError
+    from crunet.cli.validate import heldout_space
+
+    space = heldout_space("bart:8")
+    assert space.coil_families == ("bart",) and space.coil_counts == (8,) and space.snr_bands == HELDOUT_SPACE.snr_bands
+    assert heldout_space("ring").coil_counts == HELDOUT_SPACE.coil_counts
+    with pytest.raises(InputError, match="bart:8"):
+        heldout_space("bart")  # the held-out counts exceed BART's 8 coils
+    with pytest.raises(InputError, match="integers"):
+        heldout_space("ring:a")
+    with pytest.raises(InputError, match="coil_families"):
+        heldout_space("helmet:8")

@@ -27,7 +27,11 @@ Coil families (``family``), what a scanner's arrays vary:
   off-centre);
 * ``dipole``: not loops at all, each element modelled as a point magnetic dipole at an
   irregular position around a displaced body outline (a different physical model,
-  kept out of training to validate on an acquisition family the networks never saw).
+  kept out of training to validate on an acquisition family the networks never saw);
+* ``bart``: not ours at all: BART's simulated sensitivities (``bart phantom -S``, at most
+  8 coils; needs the ``bart`` command), its field of view stretched onto the body ellipse
+  (its phantom's outline onto the body's), for validating on a coil model another
+  project wrote (``crunet validate --heldout-coils bart:8``).
 
 Loop size (``radius_scale``) and the wire's distance from the body (``standoff_mm``)
 are parameters too. :func:`coil_maps` simulates on a coarse grid and interpolates
@@ -48,7 +52,15 @@ _STANDOFF_MM = 10.0  # the wires run this far outside the body surface
 _ARRAY_HALF_SPAN_DEG = 70.0  # anterior / posterior arrays cover +-70 degrees
 
 #: Coil families of :func:`coil_sensitivities` (see the module docstring).
-COIL_FAMILIES = ("wrap", "ring", "front_back", "irregular", "dipole")
+COIL_FAMILIES = ("wrap", "ring", "front_back", "irregular", "dipole", "bart")
+#: The most elements a family has, where it is limited (``bart``: BART's model).
+FAMILY_MAX_COILS = {"bart": 8}
+#: Semi-axes (y, x) of BART's phantom in half fields of view of its sensitivity grid, in our
+#: layout (:func:`recon.coils.bart_io.bart_to_images`; ``bart phantom -x 64``: rows 10-54,
+#: columns 3-61): the body ellipse maps onto them.
+_BART_BODY = (0.70, 0.92)
+#: BART sensitivity grid (they are smooth; interpolated to the pixels).
+_BART_GRID = 64
 
 #: Placement jitter of the loop families: (angle in radians, angle in element spacings -- the
 #: two add --, loop radius relative, z of the loop centre in mm, body-centre shift relative).
@@ -191,6 +203,24 @@ def _dipole_maps(n_coils: int, px: np.ndarray, py: np.ndarray, body: tuple[float
     return out
 
 
+def _bart_maps(n_coils: int, px: np.ndarray, py: np.ndarray, body: tuple[float, float]) -> np.ndarray:
+    """BART's sensitivities ``[c, n]`` at the pixel positions (the ``bart`` family): its grid's
+    phantom outline (:data:`_BART_BODY`) stretched onto the body ellipse, cubic interpolation,
+    the edge values beyond the grid."""
+    from scipy.ndimage import map_coordinates
+
+    from recon.coils.bart_io import bart_sensitivities
+
+    grid = bart_sensitivities(n_coils, _BART_GRID)  # [c, g, g]
+    half = _BART_GRID / 2
+    coords = np.stack([py / body[0] * _BART_BODY[0] * half + half, px / body[1] * _BART_BODY[1] * half + half])
+    out = np.empty((n_coils, px.size), dtype=np.complex128)
+    for c in range(n_coils):
+        out[c] = (map_coordinates(grid[c].real, coords, order=3, mode="nearest")
+                  + 1j * map_coordinates(grid[c].imag, coords, order=3, mode="nearest"))
+    return out
+
+
 def _loop_field(px: np.ndarray, py: np.ndarray, wire: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Transverse Biot-Savart field (B_x, B_y), arbitrary units, of a unit current
     along the closed polygon ``wire`` [s + 1, 3] at points (px, py, 0), each [n]."""
@@ -272,8 +302,12 @@ def coil_sensitivities(
     y = (np.arange(ny) - ny // 2) * (fov[0] / ny)
     x = (np.arange(nx) - nx // 2) * (fov[1] / nx)
     yy, xx = np.meshgrid(y, x, indexing="ij")
+    if n_coils > FAMILY_MAX_COILS.get(family, n_coils):
+        raise InputError(f"the {family!r} coil family has at most {FAMILY_MAX_COILS[family]} coils, got {n_coils}")
     if family == "dipole":
         maps = _dipole_maps(n_coils, xx.ravel(), yy.ravel(), body, standoff_mm, g)
+    elif family == "bart":
+        maps = _bart_maps(n_coils, xx.ravel(), yy.ravel(), body)
     else:
         maps = np.empty((n_coils, ny * nx), dtype=np.complex128)
         for c, wire in enumerate(_loop_layout(n_coils, n_rings, body, g, family, standoff_mm, radius_scale)):
@@ -325,4 +359,4 @@ def coil_maps(n_coils: int, shape: tuple[int, int], fov_mm: tuple[float, float],
     return (wy[None] @ coarse @ wx.T[None]).astype(np.complex64)
 
 
-__all__ = ["COIL_FAMILIES", "coil_sensitivities", "coil_maps"]
+__all__ = ["COIL_FAMILIES", "FAMILY_MAX_COILS", "coil_sensitivities", "coil_maps"]
