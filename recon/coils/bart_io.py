@@ -115,20 +115,18 @@ def bart_ecalib(kspace: np.ndarray, kernel: tuple[int, int] = (6, 6), calib_size
             "command": " ".join(["bart"] + cmd[1:-3])}
 
 
-#: The most receive coils BART's simulated sensitivities have (``bart phantom -S``).
-BART_MAX_COILS = 8
-
-
 def bart_sensitivities(n_coils: int, size: int, workdir: str | Path | None = None) -> np.ndarray:
     """BART's simulated receive sensitivities, ``bart phantom -x size -S n_coils``.
 
-    BART's own coil model (not ours): ``n_coils`` <= :data:`BART_MAX_COILS` elements
-    around its phantom's field of view. Returns complex64 ``[c, size, size]`` (rows:
+    BART's own coil model (not ours): at most 8 elements (the ``bart`` family's
+    :data:`recon.simulate.coils.FAMILY_MAX_COILS`) around its phantom's field of view. Returns complex64 ``[c, size, size]`` (rows:
     BART's second dimension, columns: its first, as :func:`bart_to_images`), as BART
     scales them. InputError when ``bart`` is missing or fails, or for too many coils.
     """
-    if not 1 <= int(n_coils) <= BART_MAX_COILS:
-        raise InputError(f"BART's simulated sensitivities have 1 to {BART_MAX_COILS} coils, got {n_coils}")
+    from recon.simulate.coils import FAMILY_MAX_COILS
+
+    if not 1 <= int(n_coils) <= FAMILY_MAX_COILS["bart"]:
+        raise InputError(f"BART's simulated sensitivities have 1 to {FAMILY_MAX_COILS['bart']} coils, got {n_coils}")
     if int(size) < 2:
         raise InputError(f"BART sensitivity grid must be >= 2 pixels, got {size}")
     exe = bart_executable()
