@@ -47,6 +47,7 @@ setup(
         "matplotlib>=3.7",
         "tqdm>=4.60",
         "safetensors>=0.4",
+        "threadpoolctl>=3.1",  # numpy's BLAS kept to one thread beside torch's (recon.machine)
     ],
     extras_require={
         "dev": ["pytest>=7", "scikit-image>=0.21"],

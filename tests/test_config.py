@@ -129,6 +129,25 @@ def test_threads_auto_count_or_a_clear_error(monkeypatch):
         torch.set_num_threads(before)
 
 
+def test_choosing_threads_keeps_numpy_blas_to_one_thread():
+    """choose_threads leaves the cores to torch: numpy's BLAS runs one thread afterwards
+    (its spinning threads slowed the next torch forward by a quarter on 2 cores)."""
+    import torch
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from recon.machine import choose_threads
+
+    before = torch.get_num_threads()
+    try:
+        with threadpool_limits(limits=2, user_api="blas"):  # as numpy starts on a 2-core machine
+            choose_threads(2)
+            blas = [i for i in threadpool_info() if i["user_api"] == "blas"]
+            assert blas and all(i["num_threads"] == 1 for i in blas)
+            assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_malloc_arenas_capped_unless_the_user_chose(monkeypatch):
     from recon.machine import limit_malloc_arenas
 
