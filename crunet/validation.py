@@ -55,9 +55,9 @@ def write_cases(out_dir: str | Path, cfg: DataConfig = DataConfig(), acceleratio
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    record, made = out / CASES_RECORD, {"seam_rows": int(cfg.seam_rows)}
-    if heldout_coils(cfg) is not None:  # the default's record stays as folders made before have it
-        made["heldout_coils"] = heldout_coils(cfg)
+    record, made, coils = out / CASES_RECORD, {"seam_rows": int(cfg.seam_rows)}, heldout_coils(cfg)
+    if coils is not None:  # the default's record stays as folders made before have it
+        made["heldout_coils"] = coils
     unknown = [name for name in sets if name not in SETS]
     if unknown or not sets:
         raise InputError(f"validation sets must be among {list(SETS)}, got {list(sets)}")
@@ -147,8 +147,9 @@ def run_validation(out_dir: str | Path, methods: tuple[str, ...], weights: tuple
     results: dict = {"methods": list(methods) + [Path(w).name for w in weights] + ([ORACLE] if grid else []),
                      "cases": cases, "sense_grid": list(sense_grid), "sets": {},
                      "machine": describe_machine(device), "load_at_start": os.getloadavg()[0]}
-    if heldout_coils(cfg) is not None:
-        results["heldout_coils"] = heldout_coils(cfg)
+    coils = heldout_coils(cfg)
+    if coils is not None:
+        results["heldout_coils"] = coils
     for name, by_r in files.items():
         results["sets"][name] = {}
         for r, paths in by_r.items():

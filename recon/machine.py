@@ -153,7 +153,7 @@ def choose_threads(setting: str | int | None = None, long_running: bool = False)
 
 
 def limit_numpy_blas() -> None:
-    """Keep numpy's (and scipy's) BLAS to one thread for the rest of the process.
+    """Keep numpy's BLAS to one thread for the rest of the process.
 
     torch holds the cores (its OpenMP threads); numpy's OpenBLAS keeps its own threads
     spinning for a while after each call, and on a 2-core machine they then compete with

@@ -86,7 +86,7 @@ def weighting_noise_level(p: SliceProblem) -> float:
     of a scan against the data costs 0.1-0.3 s a slice, which the classical methods pay),
     else the quick estimate from the data (:func:`recon.noise.estimate_sigma` with
     :data:`recon.noise.QUICK_CALIBRATION_COLUMNS`: about a quarter of the full estimate's
-    time, about a quarter of a 16-channel network's forward otherwise; the weight
+    time, which was itself about a quarter of a 16-channel network's forward; the weight
     ``tau^2 / (tau^2 + sigma^2)`` needs sigma only where it nears tau, at low SNR, where
     the two estimates agree within 5 %). Data with neither (no scan, no line sampled in
     every frame to estimate from) get 0: hard data consistency, the noise-free case; logged."""

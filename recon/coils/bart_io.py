@@ -119,9 +119,9 @@ def bart_sensitivities(n_coils: int, size: int, workdir: str | Path | None = Non
     """BART's simulated receive sensitivities, ``bart phantom -x size -S n_coils``.
 
     BART's own coil model (not ours): at most 8 elements (the ``bart`` family's
-    :data:`recon.simulate.coils.FAMILY_MAX_COILS`) around its phantom's field of view. Returns complex64 ``[c, size, size]`` (rows:
-    BART's second dimension, columns: its first, as :func:`bart_to_images`), as BART
-    scales them. InputError when ``bart`` is missing or fails, or for too many coils.
+    :data:`recon.simulate.coils.FAMILY_MAX_COILS`) around its phantom's field of view.
+    Returns complex64 ``[c, size, size]`` (rows: BART's second dimension, columns: its
+    first, as :func:`bart_to_images`), as BART scales them. InputError when ``bart`` is missing or fails, or for too many coils.
     """
     from recon.simulate.coils import FAMILY_MAX_COILS
 

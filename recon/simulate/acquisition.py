@@ -33,7 +33,7 @@ import numpy as np
 
 from recon.errors import InputError
 from recon.masks import CMRX_ACCELERATIONS, cine_mask
-from recon.simulate.coils import COIL_FAMILIES, FAMILY_MAX_COILS
+from recon.simulate.coils import COIL_FAMILIES, check_family_coils
 
 PHASE_MODELS = ("smooth", "strong", "ramp")
 ORDERINGS = ("segmented", "linear")
@@ -113,9 +113,7 @@ class Acquisition:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.coil_family not in COIL_FAMILIES:
             raise InputError(f"coil_family must be one of {COIL_FAMILIES}, got {self.coil_family!r}")
-        if int(self.n_coils) > FAMILY_MAX_COILS.get(self.coil_family, int(self.n_coils)):
-            raise InputError(f"the {self.coil_family!r} coil family has at most "
-                             f"{FAMILY_MAX_COILS[self.coil_family]} coils, got n_coils = {self.n_coils}")
+        check_family_coils(self.coil_family, self.n_coils)
         if not 0 <= self.n_acs <= ny:
             raise InputError(f"n_acs = {self.n_acs} must lie in [0, {ny}]")
         if not self.snr > 0:
@@ -204,11 +202,8 @@ class AcquisitionSpace:
             raise InputError(f"coil_families must be a non-empty subset of {COIL_FAMILIES}, got {self.coil_families}")
         if not self.coil_counts or min(self.coil_counts) < 1:
             raise InputError(f"coil_counts must be a non-empty list of integers >= 1, got {self.coil_counts}")
-        limited = [f for f in self.coil_families if max(self.coil_counts) > FAMILY_MAX_COILS.get(f, max(self.coil_counts))]
-        if limited:
-            raise InputError(f"coil_counts {self.coil_counts}: the {limited[0]!r} coil family has at most "
-                             f"{FAMILY_MAX_COILS[limited[0]]} coils (e.g. --heldout-coils {limited[0]}:"
-                             f"{FAMILY_MAX_COILS[limited[0]]})")
+        for family in self.coil_families:
+            check_family_coils(family, max(self.coil_counts), suggest=True)
         if not self.snr_bands or any(not 0 < lo <= hi for lo, hi in self.snr_bands):
             raise InputError(f"snr_bands must be non-empty (lo, hi) pairs with 0 < lo <= hi, got {self.snr_bands}")
         lo, hi = self.matrix

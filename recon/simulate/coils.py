@@ -55,6 +55,17 @@ _ARRAY_HALF_SPAN_DEG = 70.0  # anterior / posterior arrays cover +-70 degrees
 COIL_FAMILIES = ("wrap", "ring", "front_back", "irregular", "dipole", "bart")
 #: The most elements a family has, where it is limited (``bart``: BART's model).
 FAMILY_MAX_COILS = {"bart": 8}
+
+
+def check_family_coils(family: str, n_coils: int, suggest: bool = False) -> None:
+    """InputError when ``family`` has fewer elements than ``n_coils`` (:data:`FAMILY_MAX_COILS`);
+    ``suggest``: the message names the ``crunet validate --heldout-coils`` that fits."""
+    most = FAMILY_MAX_COILS.get(family)
+    if most is not None and int(n_coils) > most:
+        raise InputError(f"the {family!r} coil family has at most {most} coils, got {n_coils}"
+                         + (f" (e.g. --heldout-coils {family}:{most})" if suggest else ""))
+
+
 #: Semi-axes (y, x) of BART's phantom in half fields of view of its sensitivity grid, in our
 #: layout (:func:`recon.coils.bart_io.bart_to_images`; ``bart phantom -x 64``: rows 10-54,
 #: columns 3-61): the body ellipse maps onto them.
@@ -302,8 +313,7 @@ def coil_sensitivities(
     y = (np.arange(ny) - ny // 2) * (fov[0] / ny)
     x = (np.arange(nx) - nx // 2) * (fov[1] / nx)
     yy, xx = np.meshgrid(y, x, indexing="ij")
-    if n_coils > FAMILY_MAX_COILS.get(family, n_coils):
-        raise InputError(f"the {family!r} coil family has at most {FAMILY_MAX_COILS[family]} coils, got {n_coils}")
+    check_family_coils(family, n_coils)
     if family == "dipole":
         maps = _dipole_maps(n_coils, xx.ravel(), yy.ravel(), body, standoff_mm, g)
     elif family == "bart":
@@ -359,4 +369,4 @@ def coil_maps(n_coils: int, shape: tuple[int, int], fov_mm: tuple[float, float],
     return (wy[None] @ coarse @ wx.T[None]).astype(np.complex64)
 
 
-__all__ = ["COIL_FAMILIES", "FAMILY_MAX_COILS", "coil_sensitivities", "coil_maps"]
+__all__ = ["COIL_FAMILIES", "FAMILY_MAX_COILS", "check_family_coils", "coil_sensitivities", "coil_maps"]
