@@ -202,8 +202,24 @@ def cg_sense(
     if lam < 0:
         raise InputError(f"lam must be >= 0, got {lam}")
     op = SenseOperator(maps, mask)
-    rhs = op.adjoint(k)
     normal = (lambda v: op.normal(v) + lam * v) if lam else op.normal
+    return conjugate_gradient(normal, op.adjoint(k), n_iter=n_iter, tol=tol, x0=x0, callback=callback)
+
+
+def conjugate_gradient(
+    normal: Callable[[torch.Tensor], torch.Tensor],
+    rhs: torch.Tensor,
+    n_iter: int = 20,
+    tol: float = 1e-6,
+    x0: torch.Tensor | None = None,
+    callback: Callable[[int, torch.Tensor], None] | None = None,
+) -> torch.Tensor:
+    """CG for ``normal(x) = rhs``, one independent system per index of the first axis.
+
+    ``normal`` must be Hermitian positive (semi-)definite over all axes but the first;
+    inner products and step sizes are per sample ``rhs[i]``. Stops after ``n_iter``
+    iterations or when every sample's relative residual is below ``tol``.
+    """
     x = torch.zeros_like(rhs) if x0 is None else x0.clone()
     r = rhs - normal(x) if x0 is not None else rhs.clone()
     p = r.clone()

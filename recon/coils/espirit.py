@@ -69,6 +69,11 @@ class EspiritOptions(Settings):
     coarse : eigen-decomposition grid step in pixels (1 = exact on every pixel);
         None picks one from the grid size (about 64 coarse samples per axis).
     refine : power iterations on the full grid after interpolation.
+    sets : map sets (BART ``-m``): 1, or 2 for the second eigenvector too, each set
+        weighted by the crop of its own eigenvalue. A second set is non-zero where two
+        sensitivity vectors share a pixel: where the object is cut by the field of view
+        along the phase encodes, so that the coil images of the two edges meet across the
+        periodic boundary (see :mod:`recon.coils.merge`).
     """
 
     kernel: tuple[int, int] = (6, 6)
@@ -78,6 +83,7 @@ class EspiritOptions(Settings):
     soft_crop: bool = True
     coarse: int | None = None
     refine: int = 3
+    sets: int = 1
 
     WHERE = "ESPIRiT options"
 
@@ -92,6 +98,8 @@ class EspiritOptions(Settings):
             raise InputError(f"coarse must be None or an integer >= 1, got {self.coarse!r}")
         if self.refine < 0:
             raise InputError(f"refine must be an integer >= 0, got {self.refine!r}")
+        if self.sets not in (1, 2):
+            raise InputError(f"sets must be 1 or 2, got {self.sets!r}")
 
     @classmethod
     def from_dict(cls, data: dict | None, where: str | None = None, text: bool = False,
@@ -239,7 +247,7 @@ def auto_coarse(shape: tuple[int, int]) -> int:
 
 def espirit_maps(calib, shape: tuple[int, int], options: EspiritOptions | None = None,
                  return_eigenvalues: bool = False, **kwargs):
-    """ESPIRiT coil maps (first eigenvector set) on a grid of ``shape``.
+    """ESPIRiT coil maps (the first eigenvector set, or the first two) on a grid of ``shape``.
 
     Parameters
     ----------
@@ -253,6 +261,10 @@ def espirit_maps(calib, shape: tuple[int, int], options: EspiritOptions | None =
     -------
     complex64 maps ``[c, y, x]`` (numpy for numpy input, else torch), unit norm over
     coils where not cropped; with ``return_eigenvalues``, ``(maps, eigenvalues)``.
+    With ``sets=2``: maps ``[2, c, y, x]`` and eigenvalues ``[2, y, x]``; the second set
+    is the top eigenvector of each pixel's matrix with the first removed (deflation),
+    found the same way (coarse grid, interpolation, refinement), with the same phase
+    convention.
 
     Raises
     ------
@@ -283,8 +295,13 @@ def espirit_maps(calib, shape: tuple[int, int], options: EspiritOptions | None =
         step = auto_coarse(grid) if opts.coarse is None else int(opts.coarse)
         ref = principal_coil_vector(t)
         vecs, vals = dominant_eigenvectors(full, ref, coarse=step, refine=opts.refine)
+        if opts.sets == 2:
+            # deflation in place: G - l1 v1 v1^H keeps the other eigenpairs of every pixel
+            full -= vals * vecs[:, None] * vecs.conj()[None, :]
+            vecs2, vals2 = dominant_eigenvectors(full, ref, coarse=step, refine=opts.refine)
+            vecs, vals = torch.stack([vecs, vecs2]), torch.stack([vals, vals2])
         weights = crop_weights(vals, opts.crop, opts.soft_crop) if opts.crop > 0 else torch.ones_like(vals)
-        maps = vecs * weights
+        maps = vecs * weights.unsqueeze(-3)
     if not torch.isfinite(torch.view_as_real(maps)).all():
         raise EigenSolverError("ESPIRiT maps came out NaN/Inf (calibration values overflow?)")
     if was_numpy:

@@ -26,7 +26,8 @@ from recon.coils.walsh import walsh_maps
 from recon.config import check_keys
 from recon.errors import InputError
 from recon.fft import ifft2c
-from recon.kspace import center_crop, remove_readout_oversampling
+from recon.coils.merge import merge_sets
+from recon.kspace import center_crop, remove_readout_oversampling, to_recon_grid
 
 #: Coil-map estimators by name (a setting typed ``CoilMethod`` names one).
 CoilMethod = Literal["espirit", "walsh"]
@@ -133,7 +134,7 @@ def maps_from_acs(acs: np.ndarray, acs_lines: np.ndarray, n_ky: int, shape: tupl
 
     Returns
     -------
-    complex64 ``[c, y, x]``.
+    complex64 ``[c, y, x]`` (ESPIRiT with ``sets=2``: ``[2, c, y, x]``).
 
     Raises
     ------
@@ -189,13 +190,22 @@ def _hann(n: int) -> np.ndarray:
     return (0.5 - 0.5 * np.cos(2 * np.pi * (np.arange(n) + 1) / (n + 1))).astype(np.float32)
 
 
-def estimate_maps(s, method: str = "espirit", **options) -> np.ndarray:
+def estimate_maps(s, method: str = "espirit", second_set: bool = True, **options) -> np.ndarray:
     """Coil maps of a slice on its recon grid.
 
     Parameters
     ----------
     s : :class:`~recon.slicedata.SliceData`.
-    method, options : see :func:`maps_from_acs`.
+    method, options : see :func:`maps_from_acs` (``sets`` is this function's choice).
+    second_set : ESPIRiT only: also compute the second map set and merge the two into
+        one from the slice's own data (:func:`recon.coils.merge.merge_sets`) where the
+        second set is not cropped away. Measured on the validate cases (held-out patient,
+        R 8, 3 cases a set, full FOV PSNR), first set only -> merged: held-out acquisitions
+        CG-SENSE 35.41 -> 37.76 dB, crunet_ca 37.21 -> 40.31; training acquisitions
+        CG-SENSE 31.15 -> 32.74, crunet_ca 34.29 -> 37.77 (the true maps: crunet_ca 40.61
+        on the held-out set). Skipped when the encoded field of view along y is larger
+        than the recon one (phase oversampling: the maps are cropped and no edge meets
+        another) or when no pixel has a second eigenvalue above the crop.
 
     Returns
     -------
@@ -205,13 +215,21 @@ def estimate_maps(s, method: str = "espirit", **options) -> np.ndarray:
     ------
     InputError : as :func:`maps_from_acs`; an eigen-solver failure names the slice.
     """
+    if "sets" in options:
+        raise InputError("estimate_maps returns one map set; use second_set=True/False, not 'sets'")
     acs = calibration_region(s)
     rx, ry = int(s.encoding.recon_matrix[0]), int(s.encoding.recon_matrix[1])
+    n_ky = int(s.kspace.shape[-2])
+    merge = bool(second_set) and method == "espirit" and n_ky == ry
     try:
-        return maps_from_acs(acs, s.acs_lines, n_ky=int(s.kspace.shape[-2]), shape=(ry, rx),
-                             method=method, **options)
+        maps = maps_from_acs(acs, s.acs_lines, n_ky=n_ky, shape=(ry, rx), method=method,
+                             **({**options, "sets": 2} if merge else options))
     except EigenSolverError as exc:
         raise InputError(f"coil maps of slice {s.slice_index}: {exc}") from None
+    if not merge:
+        return maps
+    k = to_recon_grid(s.kspace, s.encoding.recon_matrix)
+    return merge_sets(k, s.mask, maps)
 
 
 def compare_maps(maps: np.ndarray, reference: np.ndarray, mask: np.ndarray | None = None) -> dict:

@@ -256,10 +256,10 @@ class Scene:
     """One simulated slice (anatomy + acquisition) from which training samples are cut.
 
     ``sim`` holds noise on every ky line, so any mask of the space can be applied;
-    ``maps`` (ESPIRiT from the ACS, the same block whatever R) and ``target`` are filled
-    by the first sample made from the scene with each calibration (per frame, or the
-    time average of an interleaved mask: other ACS data, other ESPIRiT maps), keyed by
-    :attr:`Acquisition.calibration` (one key for the simulated maps of ``maps: true``).
+    ``maps`` and ``target`` are filled by the first sample made from the scene with each
+    mask, keyed by :attr:`Acquisition.calibration` and the mask (ESPIRiT's second set is
+    merged from every sampled line, :mod:`recon.coils.merge`; one key for the simulated
+    maps of ``maps: true``).
     """
 
     sim: SimulatedSlice
@@ -284,7 +284,9 @@ def scene_sample(cfg: DataConfig, scene: Scene, acq: Acquisition, rng: np.random
 
     mask = acq.mask()
     s = to_slice_data(replace(scene.sim, mask=mask), acq)
-    key = acq.calibration if cfg.maps == "espirit" else "true"  # the true maps do not depend on the ACS
+    # the true maps do not depend on the acquisition; estimated maps depend on the ACS and,
+    # through the second ESPIRiT set's merge (recon.coils.merge), on every sampled line
+    key = f"{acq.calibration}:{np.packbits(mask).tobytes().hex()}" if cfg.maps == "espirit" else "true"
     if key not in scene.maps and cfg.maps == "true":
         scene.maps[key] = unit_maps(scene.sim.csm)
     p = prepare(s, maps=scene.maps.get(key))
