@@ -194,6 +194,8 @@ UI_TEXT = {
     "method": ("Method", "Reconstruction method. The trained ones need their weights in the image "
                          "($CRUNET_WEIGHTS_DIR); 'model' runs the weights named in 'weights'."),
     "coil_method": ("Coil maps", "Coil sensitivity estimation from the ACS lines."),
+    "coil_second_set": ("ESPIRiT second set", "Merge ESPIRiT's second map set where the anatomy is cut by "
+                                              "the field of view along the phase encodes."),
     "device": ("Device", "auto: CUDA when the container sees a GPU, else CPU."),
     "image_type": ("Image type", "magnitude (float) or complex images; complex needs the "
                                  "compleximage injector."),

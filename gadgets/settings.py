@@ -17,6 +17,7 @@ mechanism of :mod:`recon.config`, as for YAML configs).
 | series_index | 1 | image_series_index of the output images |
 | noise_adjust | true | pre-whiten with the noise scan when one arrives (crunet serve / crunet recon) |
 | virtual_coils | 0 | compress the coils to this many SVD virtual coils (from the ACS) before coil maps and reconstruction: faster for large arrays; 0 keeps every coil |
+| coil_second_set | true | espirit: merge ESPIRiT's second map set where the object is cut by the field of view along the phase encodes (two sensitivities share those pixels); false: the first set alone |
 | weights | (empty) | for method ``model`` only: a trained weights directory (``crunet train`` output ``weights/``) or the name of installed weights |
 | error_reporting | image | a slice that fails (always logged, to Gadgetron's log under Gadgetron; the other slices go on): ``image`` also sends a marker image (zeros, series ``series_index + 1000``, meta ``CrunetStatus=failed``, ``CrunetError`` and ``ImageComment`` naming the slice and the reason), ``text`` a TEXT message instead (for peers that accept one; Gadgetron 4 treats TEXT from an external gadget as an illegal message and ends the stream), ``log`` nothing more |
 """
@@ -55,6 +56,7 @@ class GadgetSettings(Settings):
     error_reporting: ErrorReporting = "image"
     weights: str = ""
     virtual_coils: int = 0
+    coil_second_set: bool = True
 
     def check(self) -> None:
         self.recon_config()  # method, its weights, CUDA, series index
@@ -104,6 +106,7 @@ class GadgetSettings(Settings):
         if self.weights and self.method != "model":
             raise InputError(f"setting 'weights' goes only with method 'model', not '{self.method}' "
                              "(installed weights are chosen by name alone, e.g. method=crunet_ca)")
-        return validated(ReconConfig(method=self.method, coil_method=self.coil_method, device=self.device,
+        return validated(ReconConfig(method=self.method, coil_method=self.coil_method,
+                                     coil_second_set=self.coil_second_set, device=self.device,
                                      image_type=self.image_type, series_index=self.series_index,
                                      options=options, virtual_coils=self.virtual_coils), self.WHERE)

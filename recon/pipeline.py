@@ -47,6 +47,9 @@ class ReconConfig(Settings):
         classical method (``zf``, ``sense``, ``lps``), or ``model`` with
         ``options={"weights": <directory or name>}``; see :mod:`recon.methods`.
     coil_method : ``espirit`` or ``walsh`` (maps from the ACS, time-averaged).
+    coil_second_set : ESPIRiT only: merge ESPIRiT's second map set where two sensitivities
+        share a pixel, the object being cut by the field of view along y
+        (:mod:`recon.coils.merge`; off: the first set alone, as BART ``ecalib -m1``).
     device : ``auto`` (CUDA when available, else CPU), ``cpu`` or ``cuda``.
     image_type : ``magnitude`` or ``complex`` images out.
     series_index : ``image_series_index`` of the output images.
@@ -61,6 +64,7 @@ class ReconConfig(Settings):
 
     method: str = DEFAULT_METHOD
     coil_method: CoilMethod = "espirit"
+    coil_second_set: bool = True
     device: Device = "auto"
     image_type: ImageType = "magnitude"
     series_index: int = 1
@@ -127,7 +131,8 @@ class ReconConfig(Settings):
                 described = "weights unreadable"
             text += (f" {label}" if label else "") + f": {described}"
         coils = f", {self.virtual_coils} virtual coils" if self.virtual_coils else ""
-        return f"{text}, {self.coil_method} maps{coils}"
+        first = " (first set only)" if self.coil_method == "espirit" and not self.coil_second_set else ""
+        return f"{text}, {self.coil_method} maps{first}{coils}"
 
 
 #: Methods compared by default (``crunet evaluate``, ``crunet bench``): classical, then the learned default.
@@ -224,7 +229,7 @@ def reconstruct_slice(s: SliceData, cfg: ReconConfig = ReconConfig(), maps: np.n
     if 0 < cfg.virtual_coils < s.n_coils:  # the maps' time counts the compression
         s = compress_slice(s, n_virtual=cfg.virtual_coils)[0]
     if maps is None:
-        maps = estimate_maps(s, method=cfg.coil_method)
+        maps = estimate_maps(s, method=cfg.coil_method, second_set=cfg.coil_second_set)
     t1 = time.perf_counter()
     problem = prepare(s, maps=maps, device=device)
     sync_device(device)

@@ -252,14 +252,15 @@ def test_figure_slices_limit_the_figures_not_the_table(raw, tmp_path):
 
 def test_row_keys_keep_rows_made_before_an_off_by_default_setting():
     """A setting that is off by default (virtual_coils = 0) does not enter the key, so rows stored
-    before it existed are found; set, it does."""
+    before it existed are found; set, it does. (coil_second_set is on by default and changes
+    every method's maps: it enters the key, so rows made with the first set alone are recomputed.)"""
     from dataclasses import replace
 
     from crunet.evaluate import _config_key
     from recon.pipeline import ReconConfig
 
-    before = ("ReconConfig(method='zf', coil_method='espirit', device='auto', image_type='magnitude', "
-              "series_index=0, options={})")
+    before = ("ReconConfig(method='zf', coil_method='espirit', coil_second_set=True, device='auto', "
+              "image_type='magnitude', series_index=0, options={})")
     assert _config_key(ReconConfig(method="zf", series_index=0)) == before
     assert _config_key(replace(ReconConfig(method="zf", series_index=0), virtual_coils=8)) == \
         before[:-1] + ", virtual_coils=8)"

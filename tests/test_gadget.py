@@ -419,5 +419,5 @@ def test_readme_lists_every_setting_with_its_default():
         shown = rows[name].strip()
         want = "(empty)" if default == "" else f"`{str(default).lower() if isinstance(default, bool) else default}`"
         assert shown == want, (name, shown, want)
-    assert f"There are {['zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine'][len(fields)]} " \
+    assert f"There are {['zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine', 'ten'][len(fields)]} " \
            "settings" in text

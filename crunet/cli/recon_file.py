@@ -18,6 +18,9 @@ def add_parser(p: argparse.ArgumentParser) -> None:
                         "crunet_ca:precision=fp32)")
     p.add_argument("--weights", help="a trained weights directory (or name) to run as method model")
     p.add_argument("--coil-method", choices=("espirit", "walsh"), default="espirit")
+    p.add_argument("--first-set-only", action="store_true",
+                   help="ESPIRiT's first map set alone (as bart ecalib -m1), without merging the second set "
+                        "where the anatomy is cut by the field of view along the phase encodes")
     p.add_argument("--virtual-coils", type=int, default=0, metavar="N",
                    help="compress the coils to N SVD virtual coils first (faster for large arrays; 0: every coil)")
     p.add_argument("--image-type", choices=("magnitude", "complex"), default="magnitude")
@@ -37,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     from recon.pipeline import DEFAULT_METHOD, ReconConfig, slice_to_images
 
     method, options = method_and_options(args.method, args.weights, DEFAULT_METHOD)
-    cfg = ReconConfig(method=method, coil_method=args.coil_method, device=args.device,
+    cfg = ReconConfig(method=method, coil_method=args.coil_method, coil_second_set=not args.first_set_only,
+                      device=args.device,
                       image_type=args.image_type, series_index=args.series, options=options,
                       virtual_coils=args.virtual_coils)
     check_paths(args.input, args.output)
