@@ -38,7 +38,8 @@ import numpy as np
 import torch
 
 from recon.errors import InputError
-from recon.sense import SenseOperator, conjugate_gradient
+from recon.fft import fftc, ifft2c, ifftc
+from recon.sense import conjugate_gradient, expand, reduce
 
 __all__ = ["MERGE_FLOOR", "MERGE_ITERATIONS", "MERGE_LAMBDA", "MERGE_MIN_WEIGHT", "merge_sets", "time_average"]
 
@@ -106,9 +107,7 @@ def merge_sets(kspace, mask, sets, lam: float = MERGE_LAMBDA, iterations: int = 
         return first.numpy() if was_numpy else first
     with torch.no_grad():
         avg, sampled = time_average(k.to(torch.complex64), m)
-        # the two-set operator: the sets are a batch of two whose k-spaces add up
-        op = SenseOperator(s, sampled[None].expand(2, 1, -1))
-        images = _two_set_cg(op, avg, lam, iterations)  # [2, y, x]
+        images = _two_set_cg(s, avg, sampled, lam, iterations)  # [2, y, x]
         raw = first * images[0] + second * images[1]  # the coil images the data imply, [c, y, x]
         norm = raw.abs().square().sum(0).sqrt()
         # unit direction, scaled like ESPIRiT's crop (the larger of the two sets' weights)
@@ -121,18 +120,22 @@ def merge_sets(kspace, mask, sets, lam: float = MERGE_LAMBDA, iterations: int = 
     return out.numpy() if was_numpy else out
 
 
-def _two_set_cg(op: SenseOperator, k: torch.Tensor, lam: float, iterations: int) -> torch.Tensor:
+def _two_set_cg(sets: torch.Tensor, k: torch.Tensor, sampled: torch.Tensor, lam: float,
+                iterations: int) -> torch.Tensor:
     """``argmin ||M F (S_1 X_1 + S_2 X_2) - k||^2 + lam ||X||^2`` by CG: ``[2, y, x]``.
 
-    ``op`` holds the two sets as a batch ``[2, c, y, x]``; the forward of the pair is the
-    sum over that batch, its adjoint the same k-space given to both. The pair is one CG
-    system: the unknowns ride as ``[1, 2, y, x]`` (one sample) through
-    :func:`recon.sense.conjugate_gradient`.
+    sets ``[2, c, y, x]``, k ``[c, y, x]`` (zeros off ``sampled``), sampled bool ``[y]``. The
+    pair is one CG system (the unknowns ride as one sample ``[1, 2, y, x]`` through
+    :func:`recon.sense.conjugate_gradient`). The mask samples whole lines, so in the normal
+    operator ``F^H M F`` the readout transforms cancel: only the phase-encode axis is transformed.
     """
-    def normal(x):  # [1, 2, y, x]
-        sets = x.transpose(0, 1)  # [2, 1, y, x]
-        k_sum = op.forward(sets).sum(0, keepdim=True).expand(2, -1, -1, -1, -1)
-        return op.adjoint(k_sum).transpose(0, 1) + lam * x
+    maps5 = sets[None]  # [1, 2, c, y, x]: the sets on the frame axis of recon.sense's helpers
+    m = sampled.to(k.real.dtype)[:, None]  # [y, 1]
 
-    rhs = op.adjoint(k[None, None].expand(2, 1, -1, -1, -1)).transpose(0, 1)
-    return conjugate_gradient(normal, rhs, n_iter=iterations, tol=0.0)[0]
+    def normal(x):  # [1, 2, y, x]
+        coil = expand(x, maps5).sum(1, keepdim=True)  # S_1 X_1 + S_2 X_2: [1, 1, c, y, x]
+        coil = ifftc(m * fftc(coil, dims=(-2,)), dims=(-2,))
+        return reduce(coil.expand(-1, 2, -1, -1, -1), maps5) + lam * x
+
+    coil = ifft2c(m * k)[None, None].expand(-1, 2, -1, -1, -1)
+    return conjugate_gradient(normal, reduce(coil, maps5), n_iter=iterations, tol=0.0)[0]
