@@ -199,13 +199,14 @@ def estimate_maps(s, method: str = "espirit", second_set: bool = True, **options
     method, options : see :func:`maps_from_acs` (``sets`` is this function's choice).
     second_set : ESPIRiT only: also compute the second map set and merge the two into
         one from the slice's own data (:func:`recon.coils.merge.merge_sets`) where the
-        second set is not cropped away. Measured on the validate cases (held-out patient,
+        second set is not cropped away. Measured with ``crunet validate`` (held-out patient,
         R 8, 3 cases a set, full FOV PSNR), first set only -> merged: held-out acquisitions
-        CG-SENSE 35.41 -> 37.76 dB, crunet_ca 37.21 -> 40.31; training acquisitions
-        CG-SENSE 31.15 -> 32.74, crunet_ca 34.29 -> 37.77 (the true maps: crunet_ca 40.61
-        on the held-out set). Skipped when the encoded field of view along y is larger
-        than the recon one (phase oversampling: the maps are cropped and no edge meets
-        another) or when no pixel has a second eigenvalue above the crop.
+        CG-SENSE 35.41 -> 37.80 dB, L+S 35.61 -> 39.94, crunet_ca 37.21 -> 40.41 (with the
+        simulator's true maps 40.61); training acquisitions CG-SENSE 31.16 -> 33.03, L+S
+        32.29 -> 34.05, crunet_ca 34.32 -> 37.97. Skipped when the encoded field of view
+        along y is larger than the recon one (phase oversampling: the maps are cropped and
+        no edge meets another) or when no pixel's second set has a weight above
+        :data:`recon.coils.merge.MERGE_MIN_WEIGHT`.
 
     Returns
     -------
