@@ -302,6 +302,8 @@ def test_bench_reports_timings_and_agreement(tmp_path):
 
     res = bench_coil_maps(shape=(48, 40), n_coils=4, repeats=1)
     assert res["ours"]["seconds"] > 0
+    assert res["merged"]["seconds"] > 0 and res["merged"]["ratio_to_first_set"] > 0
+    assert 0 <= res["merged"]["pixels_merged"] <= 1
     if bart_executable() is None:
         assert res["bart"] == "not installed"
     else:

@@ -22,12 +22,14 @@ from recon.coils.bart_io import bart_ecalib, bart_executable
 from recon.coils.espirit import EspiritOptions
 from recon.coils.estimate import calibration_region, compare_maps, maps_from_acs
 from recon.errors import InputError
-from recon.kspace import remove_readout_oversampling
+from recon.coils.merge import merge_sets
+from recon.kspace import remove_readout_oversampling, to_recon_grid
 from recon.slicedata import SliceData
 
 
 def _simulated_calibration(shape: tuple[int, int], n_coils: int, seed: int):
-    """ACS ``[c, 24, nx]``, their lines, ky count, true maps and object support of one simulated slice."""
+    """ACS ``[c, 24, nx]``, their lines, ky count, true maps, object support, and the slice's
+    k-space ``[t, c, y, x]`` (readout oversampling removed) and mask ``[t, y]`` of one simulated slice."""
     from recon.masks import acs_indices
     from recon.simulate.cine import SimulationConfig, simulate_scan
 
@@ -37,7 +39,8 @@ def _simulated_calibration(shape: tuple[int, int], n_coils: int, seed: int):
     lines = acs_indices(shape[0], cfg.n_acs)
     acs = remove_readout_oversampling(sim.kspace[:, :, lines].mean(0), shape[1])
     image = np.abs(sim.image).mean(0)
-    return acs.astype(np.complex64), lines, shape[0], sim.csm, image > 0.05 * image.max()
+    kspace = remove_readout_oversampling(sim.kspace * sim.mask[:, None, :, None], shape[1]).astype(np.complex64)
+    return acs.astype(np.complex64), lines, shape[0], sim.csm, image > 0.05 * image.max(), kspace, sim.mask
 
 
 def bench_coil_maps(shape: tuple[int, int] | SliceData = (128, 128), n_coils: int = 10, repeats: int = 5,
@@ -56,7 +59,9 @@ def bench_coil_maps(shape: tuple[int, int] | SliceData = (128, 128), n_coils: in
     Returns
     -------
     dict (JSON-ready): ``shape``, ``n_coils``, ``options``, ``ours`` (``seconds``
-    median, ``runs``), ``bart`` (``seconds``, ``runs``, ``command``; or the string
+    median, ``runs``), ``merged`` (the second set computed and merged as
+    :func:`~recon.coils.estimate_maps` does by default: ``seconds``, ``runs``,
+    ``ratio_to_first_set``, ``pixels_merged``), ``bart`` (``seconds``, ``runs``, ``command``; or the string
     ``"not installed"``), ``ratio`` (ours / BART), ``agreement`` (ours vs BART over
     the pixels both keep, inside the object for a simulated slice; see
     :func:`~recon.coils.compare_maps`), ``agreement_all_kept`` (the same over
@@ -71,16 +76,22 @@ def bench_coil_maps(shape: tuple[int, int] | SliceData = (128, 128), n_coils: in
     truth = support = None
     if isinstance(shape, SliceData):
         acs, lines, n_ky = calibration_region(shape), shape.acs_lines, int(shape.kspace.shape[-2])
+        data, mask = to_recon_grid(shape.kspace, shape.encoding.recon_matrix), shape.mask
     else:
         shape = tuple(int(s) for s in shape)
-        acs, lines, n_ky, truth, support = _simulated_calibration(shape, n_coils, seed)
+        acs, lines, n_ky, truth, support, data, mask = _simulated_calibration(shape, n_coils, seed)
     c, _, nx = acs.shape
     kspace = np.zeros((c, n_ky, nx), np.complex64)
     kspace[:, lines] = acs
     run_ours = lambda: maps_from_acs(acs, lines, n_ky, **_fields(opts))  # noqa: E731
+    merge_here = data.shape[-2] == n_ky  # as estimate_maps: no merge with phase oversampling
+
+    def run_merged():  # what estimate_maps does by default: both sets, merged from the data
+        sets = maps_from_acs(acs, lines, n_ky, **{**_fields(opts), "sets": 2})
+        return merge_sets(data, mask, sets)
     old_threads = torch.get_num_threads()
     have_bart = bart_executable() is not None
-    ours_t, bart_t, bart = [], [], None
+    ours_t, merged_t, bart_t, bart = [], [], [], None
     try:
         if threads is not None:
             torch.set_num_threads(int(threads))
@@ -89,6 +100,10 @@ def bench_coil_maps(shape: tuple[int, int] | SliceData = (128, 128), n_coils: in
             t0 = time.perf_counter()
             ours = run_ours()
             ours_t.append(time.perf_counter() - t0)
+            if merge_here:
+                t0 = time.perf_counter()
+                merged = run_merged()
+                merged_t.append(time.perf_counter() - t0)
             if have_bart:
                 bart = bart_ecalib(kspace, kernel=opts.kernel, calib_size=opts.calib_size,
                                    threshold=opts.threshold, crop=opts.crop, soft_crop=opts.soft_crop)
@@ -103,6 +118,10 @@ def bench_coil_maps(shape: tuple[int, int] | SliceData = (128, 128), n_coils: in
         "repeats": repeats,
         "options": _fields(opts),
         "ours": {"seconds": float(np.median(ours_t)), "runs": [round(t, 4) for t in ours_t]},
+        "merged": ({"seconds": float(np.median(merged_t)), "runs": [round(t, 4) for t in merged_t],
+                    "ratio_to_first_set": float(np.median(merged_t) / np.median(ours_t)),
+                    "pixels_merged": float((np.abs(merged - ours).sum(0) > 0).mean())}
+                   if merge_here else "not run (phase oversampling)"),
         "cpu_count": os.cpu_count(),
         "torch_threads": used_threads,
         "load_avg": [round(v, 2) for v in os.getloadavg()],
@@ -121,6 +140,8 @@ def bench_coil_maps(shape: tuple[int, int] | SliceData = (128, 128), n_coils: in
         result["crop_mismatch"] = float((kept_b != kept_o).mean())
     if truth is not None:
         result["truth"] = {"ours": compare_maps(ours, truth, support)}
+        if merge_here:
+            result["truth"]["merged"] = compare_maps(merged, truth, support)
         if have_bart:
             result["truth"]["bart"] = compare_maps(bart["maps"], truth, support)
     return result

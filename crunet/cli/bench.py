@@ -91,8 +91,10 @@ def run(args: argparse.Namespace) -> int:
 
             r = bench_coil_maps(size, n_coils=args.coils, repeats=args.repeats)
             result["coils"].append(r)
+            merged = r["merged"]
             print(f"coil maps {size[0]}x{size[1]}: ours {r['ours']['seconds']:.3f} s, bart "
-                  f"{r['bart']['seconds'] if isinstance(r.get('bart'), dict) else r.get('bart')}", flush=True)
+                  f"{r['bart']['seconds'] if isinstance(r.get('bart'), dict) else r.get('bart')}, second set "
+                  f"merged {merged['seconds'] if isinstance(merged, dict) else merged}", flush=True)
         if "methods" in args.what:
             from crunet.bench.methods import bench_methods
 
