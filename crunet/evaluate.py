@@ -66,6 +66,7 @@ class EvalConfig:
     methods: tuple[str, ...] = COMPARED_METHODS
     weights: tuple[str, ...] = ()
     coil_method: str = "espirit"
+    coil_second_set: bool = True
     crop: bool = False
     reference_method: str | None = None  # default: the last method
     alpha: float = 0.05
@@ -77,7 +78,8 @@ class EvalConfig:
 
     def configs(self) -> dict[str, ReconConfig]:
         """Label -> validated ReconConfig, in table order."""
-        return method_configs(self.methods, self.weights, coil_method=self.coil_method, device=self.device)
+        return method_configs(self.methods, self.weights, coil_method=self.coil_method,
+                              coil_second_set=self.coil_second_set, device=self.device)
 
 
 def run_methods(s: SliceData, configs: dict[str, ReconConfig]) -> tuple[dict[str, np.ndarray], dict[str, float],

@@ -18,6 +18,9 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", nargs="+", default=[], metavar="DIR",
                    help="trained weights directories, each a method (labelled by folder name) after --methods")
     p.add_argument("--coil-method", choices=("espirit", "walsh"), default="espirit")
+    p.add_argument("--first-set-only", action="store_true",
+                   help="ESPIRiT's first map set alone (as bart ecalib -m1), without merging the second set "
+                        "where the anatomy is cut by the field of view along the phase encodes")
     p.add_argument("--device", choices=DEVICES, default="auto",
                    help="auto (default): CUDA when available, else CPU")
     p.add_argument("--reference-method", default=None,
@@ -35,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from recon.pipeline import compared_methods
 
     cfg = EvalConfig(methods=compared_methods(args.methods, args.weights), weights=tuple(args.weights),
-                     coil_method=args.coil_method, crop=args.crop, reference_method=args.reference_method,
+                     coil_method=args.coil_method, coil_second_set=not args.first_set_only, crop=args.crop, reference_method=args.reference_method,
                      figures=not args.no_figures, device=args.device, cache=args.cache)
     result = evaluate(args.inputs, args.out, cfg)
     print(f"table  : {result['table']} (and table.csv, results.csv, stats.csv)")
