@@ -268,3 +268,15 @@ def test_out_of_memory_is_one_line(tmp_path, capsys, monkeypatch):
 def test_threads_option_is_checked_before_work(tmp_path, capsys):
     assert main(["recon-file", str(tmp_path / "missing.h5"), str(tmp_path / "o.h5"), "--threads", "zero"]) == 2
     assert "threads must be 'auto' or a count >= 1, got 'zero'" in capsys.readouterr().err
+
+
+def test_recon_file_first_set_only_is_named_in_the_image_comment(small_raw, tmp_path):
+    from recon.io.images import read_images
+
+    out = tmp_path / "first.h5"
+    assert main(["recon-file", str(small_raw), str(out), "--method", "zf", "--first-set-only"]) == 0
+    (_, _, metas), = read_images(out).values()
+    assert "espirit maps (first set only)" in metas[0]
+    assert main(["recon-file", str(small_raw), str(tmp_path / "merged.h5"), "--method", "zf"]) == 0
+    (_, _, metas), = read_images(tmp_path / "merged.h5").values()
+    assert "espirit maps" in metas[0] and "first set only" not in metas[0]
