@@ -296,8 +296,11 @@ def espirit_maps(calib, shape: tuple[int, int], options: EspiritOptions | None =
         ref = principal_coil_vector(t)
         vecs, vals = dominant_eigenvectors(full, ref, coarse=step, refine=opts.refine)
         if opts.sets == 2:
-            # deflation in place: G - l1 v1 v1^H keeps the other eigenpairs of every pixel
-            full -= vals * vecs[:, None] * vecs.conj()[None, :]
+            # deflation in place, one row of G at a time (no second c x c x y x x array):
+            # G - l1 v1 v1^H keeps the other eigenpairs of every pixel
+            scaled = vecs.conj() * vals
+            for i in range(full.shape[0]):
+                full[i] -= vecs[i] * scaled
             vecs2, vals2 = dominant_eigenvectors(full, ref, coarse=step, refine=opts.refine)
             vecs, vals = torch.stack([vecs, vecs2]), torch.stack([vals, vals2])
         weights = crop_weights(vals, opts.crop, opts.soft_crop) if opts.crop > 0 else torch.ones_like(vals)
