@@ -150,6 +150,8 @@ def run_validation(out_dir: str | Path, methods: tuple[str, ...], weights: tuple
     coils = heldout_coils(cfg)
     if coils is not None:
         results["heldout_coils"] = coils
+    results["mask_kinds"] = {name: {r: [mask_kind(p) for p in paths] for r, paths in by_r.items()}
+                             for name, by_r in files.items()}
     for name, by_r in files.items():
         results["sets"][name] = {}
         for r, paths in by_r.items():
@@ -169,6 +171,14 @@ def run_validation(out_dir: str | Path, methods: tuple[str, ...], weights: tuple
     return results
 
 
+def mask_kind(path: str | Path) -> str:
+    """``shifted`` when the first slice of a raw file samples other lines in some frame, else ``fixed``."""
+    from recon.io.raw import read_raw
+
+    mask = read_raw(path).slices[0].mask
+    return "shifted" if bool((mask != mask[:1]).any()) else "fixed"
+
+
 def load_results(out_dir: str | Path) -> dict:
     """``<out_dir>/validation.json`` as :func:`run_validation` returned it (R keys as ints)."""
     from recon.errors import InputError
@@ -177,7 +187,9 @@ def load_results(out_dir: str | Path) -> dict:
     if not path.is_file():
         raise InputError(f"{path}: no crunet validate report")
     results = json.loads(path.read_text())
-    results["sets"] = {name: {int(r): rows for r, rows in by_r.items()} for name, by_r in results["sets"].items()}
+    for key in ("sets", "mask_kinds"):
+        if key in results:
+            results[key] = {name: {int(r): v for r, v in by_r.items()} for name, by_r in results[key].items()}
     return results
 
 
@@ -225,6 +237,8 @@ def markdown(results: dict) -> str:
     for region, prefix in REGIONS:
         if learned:
             lines += _comparison(sets, learned[0], region, prefix)
+    if learned and "mask_kinds" in results:
+        lines += _by_mask(sets, results["mask_kinds"], learned[0])
     if "val" in sets and "xval" in sets:
         lines += ["## In distribution minus held-out acquisitions (PSNR dB)", "",
                   "The two sets differ in difficulty (zero-filled differs too), so the gain over zero-filled",
@@ -270,6 +284,32 @@ def _comparison(sets: dict, ours_name: str, region: str, prefix: str) -> list[st
                     if classical and ssim_key in ours else "n/a")
             lines.append(f"| {name} | {r} | {diff('zf')} ({worst}) | {diff('sense')} | {diff(ORACLE)} | "
                          f"{diff('lps')} | {ssim} |")
+    return lines + [""]
+
+
+def _by_mask(sets: dict, kinds: dict, ours_name: str) -> list[str]:
+    """``ours_name`` minus each classical method per set, R and mask kind (full FOV, per-case PSNR):
+    masks that move from frame to frame let L+S take missing lines from other frames."""
+    lines = [f"## {ours_name} against the others by mask: the same lines in every frame (fixed) or "
+             "moving (shifted) (full FOV PSNR dB, mean over those cases)", "",
+             "| set | R | mask | cases | - zero-filled | - SENSE (auto) | - L+S (auto) |", "|---|---|---|---|---|---|---|"]
+    for name, by_r in sets.items():
+        for r, rows in by_r.items():
+            ours = rows.get(ours_name, {}).get("psnr_cases")
+            labels = kinds.get(name, {}).get(r)
+            if not ours or not labels or len(labels) != len(ours):
+                continue
+            for kind in ("fixed", "shifted"):
+                idx = [i for i, k in enumerate(labels) if k == kind]
+                if not idx:
+                    continue
+
+                def diff(m):
+                    other = rows.get(m, {}).get("psnr_cases")
+                    if not other or len(other) != len(ours):
+                        return "n/a"
+                    return f"{sum(ours[i] - other[i] for i in idx) / len(idx):+.2f}"
+                lines.append(f"| {name} | {r} | {kind} | {len(idx)} | {diff('zf')} | {diff('sense')} | {diff('lps')} |")
     return lines + [""]
 
 

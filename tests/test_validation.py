@@ -90,3 +90,23 @@ def test_heldout_coils_option_parses_and_checks():
         heldout_space("ring:a")
     with pytest.raises(InputError, match="coil_families"):
         heldout_space("helmet:8")
+
+
+def test_cases_are_split_by_mask_kind(tmp_path):
+    """Each case's mask is recorded as fixed or shifted, and the report compares the default
+    model with the classical methods for each kind (shifted masks favour L+S)."""
+    from crunet.validation import DEFAULT_WEIGHTS, markdown, mask_kind
+
+    cfg = replace(CFG, train_space=replace(CFG.train_space, shifted_mask=1.0),
+                  heldout_space=replace(CFG.heldout_space, shifted_mask=0.0))
+    files = write_cases(tmp_path, cfg, accelerations=(4,), cases=1, log=lambda *_: None)
+    assert mask_kind(files["val"][4][0]) == "shifted" and mask_kind(files["xval"][4][0]) == "fixed"
+    res = run_validation(tmp_path, ("zf",), cfg=cfg, accelerations=(4,), cases=1, device="cpu", sense_grid=(),
+                         log=lambda *_: None)
+    assert res["mask_kinds"] == {"val": {4: ["shifted"]}, "xval": {4: ["fixed"]}}
+    rows = {"zf": {"psnr_cases": [30.0, 31.0, 32.0]}, "lps": {"psnr_cases": [33.0, 36.0, 34.0]},
+            DEFAULT_WEIGHTS: {"psnr_cases": [35.0, 34.0, 37.0]}}
+    md = markdown({"cases": 3, "methods": ["zf", "lps", DEFAULT_WEIGHTS], "sets": {"xval": {8: rows}},
+                   "mask_kinds": {"xval": {8: ["fixed", "shifted", "fixed"]}}})
+    assert "| xval | 8 | fixed | 2 | +5.00 | n/a | +2.50 |" in md
+    assert "| xval | 8 | shifted | 1 | +3.00 | n/a | -2.00 |" in md
