@@ -121,14 +121,14 @@ def test_time_average_uses_only_the_frames_that_sampled_each_line():
 
 def test_bad_inputs_are_named():
     sets = np.zeros((2, 3, 8, 6), np.complex64)
-    k = np.zeros((4, 3, 8, 6), np.complex64)
-    mask = np.ones((4, 8), bool)
+    k = np.zeros((3, 8, 6), np.complex64)
+    mask = np.ones(8, bool)
     with pytest.raises(InputError, match="map sets"):
         merge_sets(k, mask, sets[0])
     with pytest.raises(InputError, match="k-space"):
-        merge_sets(k[:, :2], mask, sets)
+        merge_sets(k[:2], mask, sets)
     with pytest.raises(InputError, match="mask"):
-        merge_sets(k, mask[:, :5], sets)
+        merge_sets(k, mask[:5], sets)
     with pytest.raises(InputError, match="sets must be 1 or 2"):
         EspiritOptions(sets=3).validate()
     with pytest.raises(InputError, match="second_set"):

@@ -21,15 +21,16 @@ import torch
 from recon.coils.bart_io import bart_ecalib, bart_executable
 from recon.coils.espirit import EspiritOptions
 from recon.coils.estimate import calibration_region, compare_maps, maps_from_acs
+from recon.coils.merge import merge_sets, time_average
 from recon.errors import InputError
-from recon.coils.merge import merge_sets
 from recon.kspace import remove_readout_oversampling, to_recon_grid
 from recon.slicedata import SliceData
 
 
 def _simulated_calibration(shape: tuple[int, int], n_coils: int, seed: int):
     """ACS ``[c, 24, nx]``, their lines, ky count, true maps, object support, and the slice's
-    k-space ``[t, c, y, x]`` (readout oversampling removed) and mask ``[t, y]`` of one simulated slice."""
+    time-averaged k-space ``[c, y, x]`` (readout oversampling removed) and sampled lines ``[y]``
+    (:func:`recon.coils.merge.time_average`) of one simulated slice."""
     from recon.masks import acs_indices
     from recon.simulate.cine import SimulationConfig, simulate_scan
 
@@ -39,8 +40,9 @@ def _simulated_calibration(shape: tuple[int, int], n_coils: int, seed: int):
     lines = acs_indices(shape[0], cfg.n_acs)
     acs = remove_readout_oversampling(sim.kspace[:, :, lines].mean(0), shape[1])
     image = np.abs(sim.image).mean(0)
-    kspace = remove_readout_oversampling(sim.kspace * sim.mask[:, None, :, None], shape[1]).astype(np.complex64)
-    return acs.astype(np.complex64), lines, shape[0], sim.csm, image > 0.05 * image.max(), kspace, sim.mask
+    average, sampled = time_average(torch.from_numpy(sim.kspace * sim.mask[:, None, :, None]), torch.from_numpy(sim.mask))
+    average = remove_readout_oversampling(average, shape[1])
+    return acs.astype(np.complex64), lines, shape[0], sim.csm, image > 0.05 * image.max(), average, sampled
 
 
 def bench_coil_maps(shape: tuple[int, int] | SliceData = (128, 128), n_coils: int = 10, repeats: int = 5,
@@ -76,19 +78,21 @@ def bench_coil_maps(shape: tuple[int, int] | SliceData = (128, 128), n_coils: in
     truth = support = None
     if isinstance(shape, SliceData):
         acs, lines, n_ky = calibration_region(shape), shape.acs_lines, int(shape.kspace.shape[-2])
-        data, mask = to_recon_grid(shape.kspace, shape.encoding.recon_matrix), shape.mask
+        average, sampled = time_average(torch.from_numpy(np.ascontiguousarray(shape.kspace)),
+                                        torch.from_numpy(shape.mask))
+        average = to_recon_grid(average, shape.encoding.recon_matrix)
     else:
         shape = tuple(int(s) for s in shape)
-        acs, lines, n_ky, truth, support, data, mask = _simulated_calibration(shape, n_coils, seed)
+        acs, lines, n_ky, truth, support, average, sampled = _simulated_calibration(shape, n_coils, seed)
     c, _, nx = acs.shape
     kspace = np.zeros((c, n_ky, nx), np.complex64)
     kspace[:, lines] = acs
     run_ours = lambda: maps_from_acs(acs, lines, n_ky, **_fields(opts))  # noqa: E731
-    merge_here = data.shape[-2] == n_ky  # as estimate_maps: no merge with phase oversampling
+    merge_here = average.shape[-2] == n_ky  # as estimate_maps: no merge with phase oversampling
 
     def run_merged():  # what estimate_maps does by default: both sets, merged from the data
         sets = maps_from_acs(acs, lines, n_ky, **{**_fields(opts), "sets": 2})
-        return merge_sets(data, mask, sets)
+        return merge_sets(average, sampled, sets)
     old_threads = torch.get_num_threads()
     have_bart = bart_executable() is not None
     ours_t, merged_t, bart_t, bart = [], [], [], None

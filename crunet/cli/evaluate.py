@@ -38,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
     from recon.pipeline import compared_methods
 
     cfg = EvalConfig(methods=compared_methods(args.methods, args.weights), weights=tuple(args.weights),
-                     coil_method=args.coil_method, coil_second_set=not args.first_set_only, crop=args.crop, reference_method=args.reference_method,
+                     coil_method=args.coil_method, coil_second_set=not args.first_set_only, crop=args.crop,
+                     reference_method=args.reference_method,
                      figures=not args.no_figures, device=args.device, cache=args.cache)
     result = evaluate(args.inputs, args.out, cfg)
     print(f"table  : {result['table']} (and table.csv, results.csv, stats.csv)")

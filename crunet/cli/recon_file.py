@@ -41,8 +41,7 @@ def run(args: argparse.Namespace) -> int:
 
     method, options = method_and_options(args.method, args.weights, DEFAULT_METHOD)
     cfg = ReconConfig(method=method, coil_method=args.coil_method, coil_second_set=not args.first_set_only,
-                      device=args.device,
-                      image_type=args.image_type, series_index=args.series, options=options,
+                      device=args.device, image_type=args.image_type, series_index=args.series, options=options,
                       virtual_coils=args.virtual_coils)
     check_paths(args.input, args.output)
     if not args.group.strip("/ "):

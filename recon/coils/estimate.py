@@ -19,14 +19,15 @@ from __future__ import annotations
 from typing import Literal, get_args
 
 import numpy as np
+import torch
 
 from recon.coils.eigen import EigenSolverError
 from recon.coils.espirit import EspiritOptions, auto_coarse, espirit_maps
+from recon.coils.merge import merge_sets, time_average
 from recon.coils.walsh import walsh_maps
 from recon.config import check_keys
 from recon.errors import InputError
 from recon.fft import ifft2c
-from recon.coils.merge import merge_sets
 from recon.kspace import center_crop, remove_readout_oversampling, to_recon_grid
 
 #: Coil-map estimators by name (a setting typed ``CoilMethod`` names one).
@@ -205,8 +206,8 @@ def estimate_maps(s, method: str = "espirit", second_set: bool = True, **options
         simulator's true maps 40.61); training acquisitions CG-SENSE 31.16 -> 33.03, L+S
         32.29 -> 34.05, crunet_ca 34.32 -> 37.97. Skipped when the encoded field of view
         along y is larger than the recon one (phase oversampling: the maps are cropped and
-        no edge meets another) or when no pixel's second set has a weight above
-        :data:`recon.coils.merge.MERGE_MIN_WEIGHT`.
+        no edge meets another), and the merge returns the first set when fewer pixels than
+        one row have a second-set weight above :data:`recon.coils.merge.MERGE_MIN_WEIGHT`.
 
     Returns
     -------
@@ -229,8 +230,8 @@ def estimate_maps(s, method: str = "espirit", second_set: bool = True, **options
         raise InputError(f"coil maps of slice {s.slice_index}: {exc}") from None
     if not merge:
         return maps
-    k = to_recon_grid(s.kspace, s.encoding.recon_matrix)
-    return merge_sets(k, s.mask, maps)
+    average, sampled = time_average(torch.from_numpy(np.ascontiguousarray(s.kspace)), torch.from_numpy(s.mask))
+    return merge_sets(to_recon_grid(average, s.encoding.recon_matrix), sampled, maps)
 
 
 def compare_maps(maps: np.ndarray, reference: np.ndarray, mask: np.ndarray | None = None) -> dict:

@@ -15,8 +15,8 @@ second eigenvalue above the crop (0.8).
 The networks and every other method take one map set. This module turns the two sets
 into one, from the slice's own data: the time-averaged k-space (each line the mean over
 the frames that sampled it, so the image is the static anatomy, where the edges are) is
-reconstructed with both sets (Tikhonov-regularised CG-SENSE, :func:`recon.sense.cg_sense`
-over the two-set operator), ``X_1``, ``X_2``; the merged map is
+reconstructed with both sets (Tikhonov-regularised CG over the two-set SENSE operator,
+:func:`recon.sense.conjugate_gradient`), ``X_1``, ``X_2``; the merged map is
 
     ``S = w (S_1 X_1 + S_2 X_2) / ||S_1 X_1 + S_2 X_2||``
 
@@ -68,7 +68,8 @@ def time_average(kspace: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor
     """Each sampled line's mean over the frames that sampled it.
 
     kspace : complex ``[t, c, y, x]`` (zeros where not sampled); mask : bool ``[t, y]``.
-    Returns ``(k [c, y, x], sampled [y])``.
+    Returns ``(k [c, y, x], sampled [y])``. Linear in each readout line, so it commutes with
+    the removal of readout oversampling: average first, then remove it from one array.
     """
     m = mask.to(kspace.real.dtype)
     count = m.sum(0)
@@ -76,15 +77,15 @@ def time_average(kspace: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor
     return k, count > 0
 
 
-def merge_sets(kspace, mask, sets, lam: float = MERGE_LAMBDA, iterations: int = MERGE_ITERATIONS,
+def merge_sets(average, sampled, sets, lam: float = MERGE_LAMBDA, iterations: int = MERGE_ITERATIONS,
                floor: float = MERGE_FLOOR, min_weight: float = MERGE_MIN_WEIGHT):
     """One map set ``[c, y, x]`` from ESPIRiT's two and the slice's data (module docstring).
 
     Parameters
     ----------
-    kspace : complex ``[t, c, y, x]``, the slice's k-space on the maps' grid (zeros where
-        not sampled); numpy or torch.
-    mask : bool ``[t, y]``, sampled lines per frame.
+    average : complex ``[c, y, x]``, the slice's time-averaged k-space on the maps' grid
+        (:func:`time_average`; zeros on lines no frame sampled); numpy or torch.
+    sampled : bool ``[y]``, the lines some frame sampled.
     sets : complex ``[2, c, y, x]``, :func:`recon.coils.espirit.espirit_maps` with ``sets=2``.
     lam, iterations, floor, min_weight : see :data:`MERGE_LAMBDA`, :data:`MERGE_ITERATIONS`,
         :data:`MERGE_FLOOR`, :data:`MERGE_MIN_WEIGHT`.
@@ -96,16 +97,15 @@ def merge_sets(kspace, mask, sets, lam: float = MERGE_LAMBDA, iterations: int = 
     """
     was_numpy = isinstance(sets, np.ndarray)
     s = torch.as_tensor(np.ascontiguousarray(sets) if was_numpy else sets).to(torch.complex64)
-    k = torch.as_tensor(np.ascontiguousarray(kspace) if isinstance(kspace, np.ndarray) else kspace)
-    m = torch.as_tensor(np.asarray(mask) if isinstance(mask, np.ndarray) else mask).to(torch.bool)
+    k = torch.as_tensor(np.ascontiguousarray(average) if isinstance(average, np.ndarray) else average)
+    m = torch.as_tensor(np.asarray(sampled) if isinstance(sampled, np.ndarray) else sampled).to(torch.bool)
     if s.ndim != 4 or s.shape[0] != 2:
         raise InputError(f"map sets must be [2, coils, y, x], got shape {tuple(s.shape)}")
-    if k.ndim != 4 or tuple(k.shape[1:]) != tuple(s.shape[1:]):
-        raise InputError(f"k-space {tuple(k.shape)} does not match the map sets {tuple(s.shape)} "
-                         "([frames, coils, y, x] on the maps' grid)")
-    if tuple(m.shape) != (k.shape[0], k.shape[2]):
-        raise InputError(f"mask {tuple(m.shape)} does not match the k-space's frames and lines "
-                         f"{(k.shape[0], k.shape[2])}")
+    if tuple(k.shape) != tuple(s.shape[1:]):
+        raise InputError(f"time-averaged k-space {tuple(k.shape)} does not match the map sets {tuple(s.shape)} "
+                         "([coils, y, x] on the maps' grid)")
+    if tuple(m.shape) != (k.shape[1],):
+        raise InputError(f"sampled-line mask {tuple(m.shape)} does not match the k-space's {k.shape[1]} lines")
     first, second = s[0], s[1]
     strong = second.abs().square().sum(0).sqrt() > min_weight  # [y, x]
     if int(strong.sum()) < strong.shape[-1]:
@@ -113,8 +113,7 @@ def merge_sets(kspace, mask, sets, lam: float = MERGE_LAMBDA, iterations: int = 
         # worth), and the merge would cost 3-4x the first set's time for nothing
         return first.numpy() if was_numpy else first
     with torch.no_grad():
-        avg, sampled = time_average(k.to(torch.complex64), m)
-        images = _two_set_cg(s, avg, sampled, lam, iterations)  # [2, y, x]
+        images = _two_set_cg(s, k.to(torch.complex64), m, lam, iterations)  # [2, y, x]
         raw = first * images[0] + second * images[1]  # the coil images the data imply, [c, y, x]
         norm = raw.abs().square().sum(0).sqrt()
         # unit direction, scaled like ESPIRiT's crop (the larger of the two sets' weights)
