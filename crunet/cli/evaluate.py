@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from crunet.cli.options import add_coil_options
 from recon.machine import DEVICES
 
 
@@ -17,10 +18,7 @@ def add_parser(p: argparse.ArgumentParser) -> None:
                         "default: zf sense lps crunet_ca; zf sense lps when --weights is given")
     p.add_argument("--weights", nargs="+", default=[], metavar="DIR",
                    help="trained weights directories, each a method (labelled by folder name) after --methods")
-    p.add_argument("--coil-method", choices=("espirit", "walsh"), default="espirit")
-    p.add_argument("--first-set-only", action="store_true",
-                   help="ESPIRiT's first map set alone (as bart ecalib -m1), without merging the second set "
-                        "where the anatomy is cut by the field of view along the phase encodes")
+    add_coil_options(p)
     p.add_argument("--device", choices=DEVICES, default="auto",
                    help="auto (default): CUDA when available, else CPU")
     p.add_argument("--reference-method", default=None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from crunet.cli.options import add_coil_options
 from recon.machine import DEVICES
 
 
@@ -17,10 +18,7 @@ def add_parser(p: argparse.ArgumentParser) -> None:
                         "(implied by --weights); options as name:key=value,... (sense:lam=0.01, "
                         "crunet_ca:precision=fp32)")
     p.add_argument("--weights", help="a trained weights directory (or name) to run as method model")
-    p.add_argument("--coil-method", choices=("espirit", "walsh"), default="espirit")
-    p.add_argument("--first-set-only", action="store_true",
-                   help="ESPIRiT's first map set alone (as bart ecalib -m1), without merging the second set "
-                        "where the anatomy is cut by the field of view along the phase encodes")
+    add_coil_options(p)
     p.add_argument("--virtual-coils", type=int, default=0, metavar="N",
                    help="compress the coils to N SVD virtual coils first (faster for large arrays; 0: every coil)")
     p.add_argument("--image-type", choices=("magnitude", "complex"), default="magnitude")
