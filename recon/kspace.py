@@ -77,3 +77,17 @@ def normalisation_scale(k: torch.Tensor, n_center: int = 24) -> torch.Tensor:
     centre = k[..., ny // 2 - n // 2: ny // 2 - n // 2 + n, :]
     energy = torch.view_as_real(centre).float().pow(2).flatten(1).sum(dim=1)
     return (energy / (t * ny * nx)).sqrt().clamp_min(torch.finfo(torch.float32).tiny)
+
+
+def time_average(kspace: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each sampled line's mean over the frames that sampled it.
+
+    kspace : complex ``[..., t, c, y, x]`` (zeros where not sampled); mask : bool or 0/1
+    ``[..., t, y]`` (the same leading axes). Returns ``(k [..., c, y, x], sampled [..., y])``,
+    zeros on the lines no frame sampled. Linear in each readout line, so it commutes with
+    the removal of readout oversampling: average first, then remove it from one array.
+    """
+    m = mask.to(kspace.real.dtype)
+    count = m.sum(-2)
+    k = (kspace * m[..., None, :, None]).sum(-4) / count.clamp_min(1)[..., None, :, None]
+    return k, count > 0

@@ -21,6 +21,7 @@ import torch
 
 from recon.errors import InputError
 from recon.fft import centring_signs, fft2c, ifft2c
+from recon.kspace import time_average
 
 
 def expand_mask(mask: torch.Tensor, ndim_k: int = 5) -> torch.Tensor:
@@ -240,3 +241,12 @@ def conjugate_gradient(
         if callback is not None:
             callback(it, x)
     return x
+
+
+def composite_image(k: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+    """The composite image ``[b, y, x]`` of k-space ``[b, t, c, y, x]`` sampled on ``mask [b, t, y]``:
+    the SENSE adjoint of the time-averaged k-space (:func:`recon.kspace.time_average`) on the
+    lines some frame sampled."""
+    lines = mask if mask.ndim == 3 else expand_mask(mask)[:, :, 0, :, 0]
+    average, sampled = time_average(k, lines > 0)
+    return SenseOperator(maps, sampled[:, None]).adjoint(average[:, None])[:, 0]

@@ -11,7 +11,8 @@ import torch
 
 from recon.coils import compare_maps, espirit_maps, estimate_maps
 from recon.coils.espirit import EspiritOptions
-from recon.coils.merge import merge_sets, time_average
+from recon.coils.merge import merge_sets
+from recon.kspace import time_average
 from recon.errors import InputError
 from recon.simulate.acquisition import Acquisition
 from recon.simulate.cine import simulate_slice, to_slice_data

@@ -733,3 +733,40 @@ def test_deform_applies_to_training_series_only(tmp_path):
     assert not np.allclose(mag(plain, "train"), mag(warped, "train"))
     with pytest.raises(InputError, match="deform"):
         DataConfig(deform=-0.5).validate()
+
+
+def test_composite_input_run_starts_as_its_source_and_its_heads_learn_at_their_rate(tmp_path, one_thread):
+    """composite_input from weights without it: every parameter copied, each cascade's composite
+    head at zero (the run's model computes the source's images at step 0), the run records the
+    change; train.lr_scale gives the new heads their own rate; a missing name part is refused."""
+    from recon.train.engine import Trainer, parameter_groups
+    from recon.weights import save_weights
+
+    def composite(cfg: RunConfig) -> RunConfig:
+        return replace(cfg, model=replace(cfg.model, crunet=replace(cfg.model.crunet, composite_input=True)))
+
+    donor = Trainer(tiny_run(epochs=1), tmp_path / "donor", progress=False)
+    save_weights(donor.model, donor.cfg.model, tmp_path / "w")
+    run = Trainer(composite(tiny_run(init_weights=str(tmp_path / "w"), seed=4, lr_scale={"composite_head": 20.0})),
+                  tmp_path / "c", progress=False)
+    assert run.history["init_weights"]["composite_input"] == [False, True]
+    new = run.model.state_dict()
+    heads = [name for name in new if ".composite_head." in name]
+    assert len(heads) == 4  # weight and bias of each of the 2 cascades
+    for name in heads:
+        assert not new.pop(name).any()
+    for name, value in donor.model.state_dict().items():
+        torch.testing.assert_close(new[name], value, msg=name)
+    sample = run.validation_samples("val")[0]
+    with torch.no_grad():
+        args = (sample["k"][None], sample["mask"][None], sample["maps"][None])
+        torch.testing.assert_close(run.model(*args), donor.model(*args))
+    scales = sorted(g["lr_scale"] for g in run.optimizer.param_groups)
+    assert scales == [1.0, 20.0]
+    run.fit(max_epochs=1)
+    lrs = {g["lr_scale"]: g["lr"] for g in run.optimizer.param_groups}
+    assert lrs[20.0] == pytest.approx(20 * lrs[1.0])
+    assert all(run.model.state_dict()[name].any() for name in heads)  # the heads left zero
+    assert len(parameter_groups(run.model, {})) == 1
+    with pytest.raises(InputError, match="lr_scale"):
+        tiny_run(lr_scale={"head": 0.0}).validate()

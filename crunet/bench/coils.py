@@ -21,16 +21,16 @@ import torch
 from recon.coils.bart_io import bart_ecalib, bart_executable
 from recon.coils.espirit import EspiritOptions
 from recon.coils.estimate import calibration_region, compare_maps, maps_from_acs
-from recon.coils.merge import merge_sets, time_average
+from recon.coils.merge import merge_sets
 from recon.errors import InputError
-from recon.kspace import remove_readout_oversampling, to_recon_grid
+from recon.kspace import remove_readout_oversampling, time_average, to_recon_grid
 from recon.slicedata import SliceData
 
 
 def _simulated_calibration(shape: tuple[int, int], n_coils: int, seed: int):
     """ACS ``[c, 24, nx]``, their lines, ky count, true maps, object support, and the slice's
     time-averaged k-space ``[c, y, x]`` (readout oversampling removed) and sampled lines ``[y]``
-    (:func:`recon.coils.merge.time_average`) of one simulated slice."""
+    (:func:`recon.kspace.time_average`) of one simulated slice."""
     from recon.masks import acs_indices
     from recon.simulate.cine import SimulationConfig, simulate_scan
 

@@ -23,12 +23,12 @@ import torch
 
 from recon.coils.eigen import EigenSolverError
 from recon.coils.espirit import EspiritOptions, auto_coarse, espirit_maps
-from recon.coils.merge import merge_sets, time_average
+from recon.coils.merge import merge_sets
 from recon.coils.walsh import walsh_maps
 from recon.config import check_keys
 from recon.errors import InputError
 from recon.fft import ifft2c
-from recon.kspace import center_crop, remove_readout_oversampling, to_recon_grid
+from recon.kspace import center_crop, remove_readout_oversampling, time_average, to_recon_grid
 
 #: Coil-map estimators by name (a setting typed ``CoilMethod`` names one).
 CoilMethod = Literal["espirit", "walsh"]

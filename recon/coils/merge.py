@@ -44,7 +44,7 @@ from recon.errors import InputError
 from recon.fft import fftc, ifft2c, ifftc
 from recon.sense import conjugate_gradient, expand, reduce
 
-__all__ = ["MERGE_FLOOR", "MERGE_ITERATIONS", "MERGE_LAMBDA", "MERGE_MIN_WEIGHT", "merge_sets", "time_average"]
+__all__ = ["MERGE_FLOOR", "MERGE_ITERATIONS", "MERGE_LAMBDA", "MERGE_MIN_WEIGHT", "merge_sets"]
 
 #: Tikhonov weight of the two-set reconstruction (dimensionless: maps of unit norm and
 #: an orthonormal FFT make ``A^H A``'s eigenvalues at most 1, and the solution scales with
@@ -64,19 +64,6 @@ MERGE_FLOOR = 0.1
 MERGE_MIN_WEIGHT = 0.9
 
 
-def time_average(kspace: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each sampled line's mean over the frames that sampled it.
-
-    kspace : complex ``[t, c, y, x]`` (zeros where not sampled); mask : bool ``[t, y]``.
-    Returns ``(k [c, y, x], sampled [y])``. Linear in each readout line, so it commutes with
-    the removal of readout oversampling: average first, then remove it from one array.
-    """
-    m = mask.to(kspace.real.dtype)
-    count = m.sum(0)
-    k = (kspace * m[:, None, :, None]).sum(0) / count.clamp_min(1)[None, :, None]
-    return k, count > 0
-
-
 def merge_sets(average, sampled, sets, lam: float = MERGE_LAMBDA, iterations: int = MERGE_ITERATIONS,
                floor: float = MERGE_FLOOR, min_weight: float = MERGE_MIN_WEIGHT):
     """One map set ``[c, y, x]`` from ESPIRiT's two and the slice's data (module docstring).
@@ -84,7 +71,7 @@ def merge_sets(average, sampled, sets, lam: float = MERGE_LAMBDA, iterations: in
     Parameters
     ----------
     average : complex ``[c, y, x]``, the slice's time-averaged k-space on the maps' grid
-        (:func:`time_average`; zeros on lines no frame sampled); numpy or torch.
+        (:func:`recon.kspace.time_average`; zeros on lines no frame sampled); numpy or torch.
     sampled : bool ``[y]``, the lines some frame sampled.
     sets : complex ``[2, c, y, x]``, :func:`recon.coils.espirit.espirit_maps` with ``sets=2``.
     lam, iterations, floor, min_weight : see :data:`MERGE_LAMBDA`, :data:`MERGE_ITERATIONS`,

@@ -92,11 +92,12 @@ from recon.models.layers import (
     crop_to,
     denormalize,
     normalize_cine,
+    normalize_like,
     pad_to_multiple,
     pool,
 )
 from recon.errors import InputError
-from recon.sense import DataConsistency, SenseOperator, noise_weight
+from recon.sense import DataConsistency, SenseOperator, composite_image, noise_weight
 
 LEVELS = 3  # level 0 (full res), level 1 (half res), bottleneck (half res)
 DOWNSAMPLING = 2  # total spatial downsampling of the UNet (one 2x2 stride-2 step)
@@ -110,19 +111,21 @@ def _conv3(cin: int, cout: int, dilation: int) -> nn.Conv2d:
 class CRUNetCascade(nn.Module):
     """One cascade's UNet on normalised folded features ``[b*t, 2, y, x]`` (``y``, ``x`` even).
 
-    ``forward(x, frames, states)`` with ``states`` = ``(H_0, H_1, H_2)`` of the previous
-    cascade (or the fused bank) or None, returns ``(x + residual, (H_0, H_1, H_2))``;
+    ``forward(x, frames, states, composite)`` with ``states`` = ``(H_0, H_1, H_2)`` of the previous
+    cascade (or the fused bank) or None and, with ``composite``, the normalised composite image
+    folded like ``x`` (``CRUNetConfig.composite_input``), returns ``(x + residual, (H_0, H_1, H_2))``;
     ``H_0`` is ``[b*t, C, y, x]``, ``H_1`` and ``H_2`` are ``[b*t, C, y/2, x/2]``.
     """
 
     def __init__(self, channels: int, dilations: tuple[int, int, int], temporal_padding: str,
-                 first: bool):
+                 first: bool, composite: bool = False):
         super().__init__()
         c = channels
         d0, d1, d2 = dilations
         it = not first
         tp = temporal_padding
         self.head = nn.Conv2d(2, c, 3, padding=1)
+        self.composite_head = nn.Conv2d(2, c, 3, padding=1) if composite else None
         self.enc0 = CRNNLayer(c, c, 3, d0, "forward", iteration=it)
         self.enc0_skip = Conv1x1(c, c)
         self.down = SpatioTemporalConv(nn.Conv2d(c, c, 2, stride=2), c, tp)
@@ -141,9 +144,12 @@ class CRUNetCascade(nn.Module):
         self.dec0_out = SpatioTemporalConv(_conv3(2 * c, c, d0), c, tp)
         self.tail = nn.Conv2d(c, 2, 5, padding=2)
 
-    def forward(self, x: torch.Tensor, frames: int, states: tuple[torch.Tensor, ...] | None = None):
+    def forward(self, x: torch.Tensor, frames: int, states: tuple[torch.Tensor, ...] | None = None,
+                composite: torch.Tensor | None = None):
         h0, h1, h2 = states if states is not None else (None, None, None)
         f = self.head(x)
+        if self.composite_head is not None:
+            f = f + self.composite_head(composite)
         e0 = self.enc0(f, frames, h0) + self.enc0_skip(f)
         d = self.down(e0, frames)
         e1 = self.enc1(d, frames, h1) + self.enc1_skip(d)
@@ -241,7 +247,8 @@ class CRUNetMR(nn.Module):
         self.checkpoint = checkpoint
         dil = tuple(int(d) for d in cfg.dilations)
         self.cascades = nn.ModuleList(
-            CRUNetCascade(cfg.channels, dil, cfg.temporal_padding, first=(i == 0)) for i in range(cfg.cascades)
+            CRUNetCascade(cfg.channels, dil, cfg.temporal_padding, first=(i == 0), composite=cfg.composite_input)
+            for i in range(cfg.cascades)
         )
         if cfg.fusion == "none":
             self.fusion = None
@@ -277,9 +284,10 @@ class CRUNetMR(nn.Module):
 
     def _cascade(self, i: int, x: torch.Tensor, dc: DataConsistency,
                  states: tuple[torch.Tensor, ...] | None, banked: list[list[torch.Tensor]] | None,
-                 noise: torch.Tensor | None = None):
+                 noise: torch.Tensor | None = None, composite: torch.Tensor | None = None):
         """Cascade ``i``: (fuse ``banked[j]``, the features to fuse per level,) normalise, UNet,
-        de-normalise, data consistency (weighted by ``noise [b, 1, 1, 1, 1]`` when given)."""
+        de-normalise, data consistency (weighted by ``noise [b, 1, 1, 1, 1]`` when given);
+        ``composite [b, y, x]``: the composite image (``composite_input``), normalised as ``x``."""
         if banked is not None:
             states = tuple(self.fusion[i - 1][j](banked[j]) for j in range(LEVELS))
         frames = x.shape[1]
@@ -287,7 +295,11 @@ class CRUNetMR(nn.Module):
         feat, mean, std = normalize_cine(x)
         feat, size = pad_to_multiple(feat.to(dtype), DOWNSAMPLING, self.cfg.wrap_rows)
         feat = channels_last(feat)
-        out, new_states = self.cascades[i](feat, frames, states)
+        comp = None
+        if composite is not None:
+            comp = normalize_like(composite, frames, mean, std)
+            comp = channels_last(pad_to_multiple(comp.to(dtype), DOWNSAMPLING, self.cfg.wrap_rows)[0])
+        out, new_states = self.cascades[i](feat, frames, states, comp)
         out = denormalize(crop_to(out, size).to(x.real.dtype), mean, std)
         weight = None if noise is None else noise_weight(self.dc_tau(i), noise)
         x = dc(channels_to_complex(out, frames), weight)
@@ -317,6 +329,7 @@ class CRUNetMR(nn.Module):
             noise = None
         op = SenseOperator(maps, mask)
         x = op.adjoint(k)  # SENSE adjoint: zero-filled, coil-combined
+        composite = composite_image(k, mask, maps) if self.cfg.composite_input else None
         dc = DataConsistency(k, maps, mask)
         states = None
         bank = [[] for _ in range(LEVELS)] if self.fusion is not None else None
@@ -326,9 +339,10 @@ class CRUNetMR(nn.Module):
             # fresh lists (not the bank itself): a checkpointed cascade is re-run later with the same inputs
             banked = [bank[j][-self.bank_size(i):] for j in range(LEVELS)] if bank is not None and i else None
             if use_ckpt:
-                x, states = _checkpoint(self._cascade, i, x, dc, states, banked, noise, use_reentrant=False)
+                x, states = _checkpoint(self._cascade, i, x, dc, states, banked, noise, composite,
+                                        use_reentrant=False)
             else:
-                x, states = self._cascade(i, x, dc, states, banked, noise)
+                x, states = self._cascade(i, x, dc, states, banked, noise, composite)
             if bank is not None:
                 for j in range(LEVELS):
                     bank[j].append(states[j])

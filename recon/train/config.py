@@ -177,6 +177,11 @@ class TrainConfig(Settings):
         projection starts as the sum of the 3x3 kernel's taps, every other weight copied
         (:mod:`recon.models.reproject`), then train: the cheaper bank without training
         the whole network again.
+    lr_scale : ``{name part: factor}``: parameters whose name contains the part learn at the
+        scheduled rate times the factor (the first matching part counts). For parameters a
+        fine-tuning adds at zero (``composite_head`` with ``composite_input``): Adam moves
+        each weight by about the rate per step, far too little at a fine-tuning's rate for a
+        weight that has to grow from zero.
     val_every : validate every N epochs (and after the last).
     max_minutes : a wall-time budget: after the first epoch the run plans as many epochs
         as fit it (at most ``epochs``), so the schedule still ends at ``min_lr``; null = none.
@@ -200,6 +205,7 @@ class TrainConfig(Settings):
     init_weights: str | None = None
     init_widen: bool = False
     init_pointwise_bank: bool = False
+    lr_scale: dict[str, float] = field(default_factory=dict)
     val_every: int = 1
     max_minutes: float | None = None
     loss: LossConfig = field(default_factory=LossConfig)
@@ -228,6 +234,9 @@ class TrainConfig(Settings):
             raise InputError("init_widen needs init_weights: the narrower weights to widen")
         if self.init_pointwise_bank and self.init_weights is None:
             raise InputError("init_pointwise_bank needs init_weights: the weights with the 3x3 bank projection")
+        for part, factor in self.lr_scale.items():
+            if not str(part) or not isinstance(factor, (int, float)) or not factor > 0:
+                raise InputError(f"lr_scale maps a parameter name part to a factor > 0, got {part!r}: {factor!r}")
         if self.init_pointwise_bank and self.init_widen:
             raise InputError("init_pointwise_bank and init_widen cannot be combined: convert in two runs")
 

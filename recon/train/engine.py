@@ -114,8 +114,8 @@ class Trainer:
         self.model = build_model(cfg.model).to(self.device)
         self.ddp_model = wrap_model(self.model, self.ctx, self.device)
         t = cfg.train
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=t.lr, betas=tuple(t.betas),
-                                           weight_decay=t.weight_decay)
+        self.optimizer = torch.optim.AdamW(parameter_groups(self.model, t.lr_scale), lr=t.lr,
+                                           betas=tuple(t.betas), weight_decay=t.weight_decay)
         self.scheduler = WarmupCosine(self.optimizer, t.total_steps, t.warmup_steps, t.lr, t.min_lr)
         self.loss_fn = ReconLoss(t.loss)
         self.train_source = make_source(cfg.data, t.seed, "train")
@@ -369,3 +369,14 @@ def train(cfg: RunConfig, out_dir: str | Path, resume: bool = False, progress: b
         return result
     finally:
         trainer.close()
+
+
+def parameter_groups(model: torch.nn.Module, lr_scale: dict[str, float]) -> list[dict]:
+    """The optimiser's parameter groups: one per learning-rate factor of ``lr_scale``
+    (``TrainConfig.lr_scale``: the first name part a parameter's name contains), in the
+    order of ``model.parameters()`` within each group; without factors, one group."""
+    groups: dict[float, list] = {}
+    for name, param in model.named_parameters():
+        factor = next((float(f) for part, f in lr_scale.items() if part in name), 1.0)
+        groups.setdefault(factor, []).append(param)
+    return [{"params": params, "lr_scale": factor} for factor, params in groups.items()]

@@ -4,7 +4,9 @@ The weights are copied as they are (fine-tuning), widened to more channels
 (``train.init_widen``, :mod:`recon.models.widen`), given the 1x1 bank projection
 (``train.init_pointwise_bank``, :mod:`recon.models.reproject`) or, for a run with
 ``data_consistency: noise`` from weights trained with hard data consistency, copied with
-each cascade's noise weight at its initial value; the run records which
+each cascade's noise weight at its initial value, or, for a run with ``composite_input``
+from weights without it, copied with each cascade's composite head at zero (the run starts
+as the source network exactly); the run records which
 weights it started from (name, folder, SHA-256, architecture) for its card.
 """
 
@@ -49,6 +51,14 @@ def init_from_weights(target: torch.nn.Module, cfg: RunConfig, ref: str) -> dict
                 and model.crunet.data_consistency == "noise" and info.config.crunet.data_consistency == "hard")
     if noise_dc:
         model = replace(model, crunet=replace(model.crunet, data_consistency="hard"))
+    # the composite input added: the same network plus one head per cascade, zero at the start
+    composite = (model.name == "crunet" and info.config.name == "crunet"
+                 and model.crunet.composite_input and not info.config.crunet.composite_input)
+    if composite:
+        if widen or pointwise:
+            raise InputError("composite_input is added to installed weights by plain fine-tuning; "
+                             "not together with init_widen or init_pointwise_bank")
+        model = replace(model, crunet=replace(model.crunet, composite_input=False))
     if not same_parameters(info.config, model):
         raise InputError(f"init_weights {ref!r} ({info.describe()}) were trained with another model "
                          f"config than this run's model section; copy their config.yaml into `model` "
@@ -66,12 +76,21 @@ def init_from_weights(target: torch.nn.Module, cfg: RunConfig, ref: str) -> dict
     elif pointwise:
         pointwise_bank_into(source, target)
         record["bank_projection"] = ["3x3", "1x1"]
-    elif noise_dc:
+    elif noise_dc or composite:
         missing, unexpected = target.load_state_dict(source.state_dict(), strict=False)
-        if unexpected or set(missing) != {"dc_log_tau"}:  # the one parameter hard weights lack
+        new = {name for name, _ in target.named_parameters()
+               if (noise_dc and name == "dc_log_tau") or (composite and ".composite_head." in name)}
+        if unexpected or set(missing) != new:  # exactly the parameters the source model lacks
             raise InputError(f"init_weights {ref!r}: parameters {sorted(missing)} missing, {sorted(unexpected)} "
-                             "unexpected for the noise-weighted data consistency of this run")
-        record["data_consistency"] = ["hard", "noise"]
+                             f"unexpected; this run adds only {sorted(new)}")
+        if noise_dc:
+            record["data_consistency"] = ["hard", "noise"]
+        if composite:
+            with torch.no_grad():  # the run starts as the source network exactly
+                for name, param in target.named_parameters():
+                    if ".composite_head." in name:
+                        param.zero_()
+            record["composite_input"] = [False, True]
     else:
         target.load_state_dict(source.state_dict())
     return record

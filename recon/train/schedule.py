@@ -52,10 +52,11 @@ class WarmupCosine:
         return warmup_cosine_lr(self.step_count, self.total_steps, self.warmup_steps, self.base_lr, self.min_lr)
 
     def apply(self) -> float:
-        """Write the next step's learning rate into every parameter group; return it."""
+        """Write the next step's learning rate into every parameter group (times the group's
+        ``lr_scale``, 1 when it has none); return it."""
         lr = self.lr()
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         return lr
 
     def advance(self) -> None:
