@@ -65,7 +65,9 @@ def _model_line(model: dict) -> str:
     depth = "" if c["fusion"] == "none" else f" (bank depth {c['bank_depth'] or 'all earlier cascades'})"
     dc = ("; data consistency weighted by the measured noise" if c.get("data_consistency", "hard") == "noise"
           else "")
-    return f"CRUNet-MR, {c['channels']} channels, {c['cascades']} cascades, {bank}{depth}{dc}"
+    comp = ("; every cascade also sees the composite image (SENSE adjoint of the time-averaged k-space)"
+            if c.get("composite_input", False) else "")
+    return f"CRUNet-MR, {c['channels']} channels, {c['cascades']} cascades, {bank}{depth}{dc}{comp}"
 
 
 def _loss_line(loss: dict) -> str:

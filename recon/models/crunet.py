@@ -4,7 +4,9 @@ Architecture (docs/design.md §1, §4; learned from github dong845/CRUNet, model
 re-implemented here, batched and with every non-recurrent convolution run over all
 frames at once):
 
-* ``x_0`` = SENSE adjoint of the undersampled k-space (zero-filled, coil-combined).
+* ``x_0`` = SENSE adjoint of the undersampled k-space (zero-filled, coil-combined); with
+  ``composite_input`` every cascade's head also takes the composite image
+  (:func:`recon.sense.composite_image`), normalised as ``x``, through a 3x3 conv of its own.
 * Each cascade ``i`` (own weights): per-sample mean/std normalisation of ``x``;
   real/imag as 2 channels; zero padding of ``y``/``x`` to even sizes; a 3-level
   UNet, the levels being
@@ -380,7 +382,8 @@ def describe(model: nn.Module) -> str:
     cfg = model.cfg
     lines = [f"CRUNet-MR: {cfg.channels} channels, {cfg.cascades} cascades, fusion {cfg.fusion}"
              + (f" (bank depth {cfg.bank_depth or 'all'})" if cfg.fusion != "none" else "")
-             + (", noise-weighted data consistency" if model.uses_noise else "")]
+             + (", noise-weighted data consistency" if model.uses_noise else "")
+             + (", composite input" if cfg.composite_input else "")]
     for i, casc in enumerate(model.cascades):
         lines.append(f"  cascade {i}: {parameter_count(casc):>12,}")
     if model.fusion is not None:
