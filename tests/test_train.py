@@ -768,5 +768,14 @@ def test_composite_input_run_starts_as_its_source_and_its_heads_learn_at_their_r
     assert lrs[20.0] == pytest.approx(20 * lrs[1.0])
     assert all(run.model.state_dict()[name].any() for name in heads)  # the heads left zero
     assert len(parameter_groups(run.model, {})) == 1
-    with pytest.raises(InputError, match="lr_scale"):
-        tiny_run(lr_scale={"head": 0.0}).validate()
+    frozen = Trainer(composite(tiny_run(init_weights=str(tmp_path / "w"), seed=5,
+                                        lr_scale={"composite_head": 1.0, "": 0.0})), tmp_path / "f", progress=False)
+    frozen.fit(max_epochs=1)
+    for name, value in frozen.model.state_dict().items():  # only the heads trained
+        if ".composite_head." in name:
+            assert value.any(), name
+        else:
+            torch.testing.assert_close(value, donor.model.state_dict()[name], msg=name)
+    for bad in ({"head": -1.0}, {"": 0.0}):
+        with pytest.raises(InputError, match="lr_scale"):
+            tiny_run(lr_scale=bad).validate()

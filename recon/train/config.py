@@ -178,10 +178,12 @@ class TrainConfig(Settings):
         (:mod:`recon.models.reproject`), then train: the cheaper bank without training
         the whole network again.
     lr_scale : ``{name part: factor}``: parameters whose name contains the part learn at the
-        scheduled rate times the factor (the first matching part counts). For parameters a
-        fine-tuning adds at zero (``composite_head`` with ``composite_input``): Adam moves
-        each weight by about the rate per step, far too little at a fine-tuning's rate for a
-        weight that has to grow from zero.
+        scheduled rate times the factor (the first matching part in the mapping's order
+        counts; the part ``""`` matches every name, so put it last for "the rest"). A factor
+        0 keeps those parameters as they are. For parameters a fine-tuning adds at zero
+        (``composite_head`` with ``composite_input``): Adam moves each weight by about the
+        rate per step, far too little at a fine-tuning's rate for a weight that has to grow
+        from zero; or train them alone (``{composite_head: 1, "": 0}``).
     val_every : validate every N epochs (and after the last).
     max_minutes : a wall-time budget: after the first epoch the run plans as many epochs
         as fit it (at most ``epochs``), so the schedule still ends at ``min_lr``; null = none.
@@ -235,8 +237,10 @@ class TrainConfig(Settings):
         if self.init_pointwise_bank and self.init_weights is None:
             raise InputError("init_pointwise_bank needs init_weights: the weights with the 3x3 bank projection")
         for part, factor in self.lr_scale.items():
-            if not str(part) or not isinstance(factor, (int, float)) or not factor > 0:
-                raise InputError(f"lr_scale maps a parameter name part to a factor > 0, got {part!r}: {factor!r}")
+            if not isinstance(factor, (int, float)) or isinstance(factor, bool) or not factor >= 0:
+                raise InputError(f"lr_scale maps a parameter name part to a factor >= 0, got {part!r}: {factor!r}")
+        if self.lr_scale and not any(self.lr_scale.values()):
+            raise InputError(f"lr_scale {self.lr_scale} keeps every parameter fixed: nothing would train")
         if self.init_pointwise_bank and self.init_widen:
             raise InputError("init_pointwise_bank and init_widen cannot be combined: convert in two runs")
 

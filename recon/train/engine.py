@@ -377,6 +377,6 @@ def parameter_groups(model: torch.nn.Module, lr_scale: dict[str, float]) -> list
     order of ``model.parameters()`` within each group; without factors, one group."""
     groups: dict[float, list] = {}
     for name, param in model.named_parameters():
-        factor = next((float(f) for part, f in lr_scale.items() if part in name), 1.0)
+        factor = next((float(f) for part, f in lr_scale.items() if str(part) in name), 1.0)
         groups.setdefault(factor, []).append(param)
     return [{"params": params, "lr_scale": factor} for factor, params in groups.items()]
