@@ -65,8 +65,10 @@ def _model_line(model: dict) -> str:
     depth = "" if c["fusion"] == "none" else f" (bank depth {c['bank_depth'] or 'all earlier cascades'})"
     dc = ("; data consistency weighted by the measured noise" if c.get("data_consistency", "hard") == "noise"
           else "")
-    comp = ("; every cascade also sees the composite image (SENSE adjoint of the time-averaged k-space)"
-            if c.get("composite_input", False) else "")
+    comp = {"none": "", "average": "; every cascade also sees the composite image (SENSE adjoint of the "
+            "time-averaged k-space)", "missing": "; every cascade also sees each frame's missing lines taken "
+            "from the frames that sampled them (SENSE adjoint of the time-averaged k-space on those lines)",
+            }[c.get("composite_input", "none")]
     return f"CRUNet-MR, {c['channels']} channels, {c['cascades']} cascades, {bank}{depth}{dc}{comp}"
 
 

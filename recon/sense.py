@@ -243,10 +243,14 @@ def conjugate_gradient(
     return x
 
 
-def composite_image(k: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
-    """The composite image ``[b, y, x]`` of k-space ``[b, t, c, y, x]`` sampled on ``mask [b, t, y]``:
+def composite_image(k: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor, missing: bool = False) -> torch.Tensor:
+    """A composite image ``[b, t, y, x]`` of k-space ``[b, t, c, y, x]`` sampled on ``mask [b, t, y]``:
     the SENSE adjoint of the time-averaged k-space (:func:`recon.kspace.time_average`) on the
-    lines some frame sampled."""
-    lines = mask if mask.ndim == 3 else expand_mask(mask)[:, :, 0, :, 0]
-    average, sampled = time_average(k, lines > 0)
-    return SenseOperator(maps, sampled[:, None]).adjoint(average[:, None])[:, 0]
+    lines some frame sampled, the same in every frame; with ``missing``, each frame's adjoint
+    on the lines that frame did not sample only (zero where every frame has the same lines)."""
+    lines = (mask if mask.ndim == 3 else expand_mask(mask)[:, :, 0, :, 0]) > 0
+    average, sampled = time_average(k, lines)
+    if not missing:
+        image = SenseOperator(maps, sampled[:, None]).adjoint(average[:, None])
+        return image.expand(-1, k.shape[1], -1, -1)
+    return SenseOperator(maps, sampled[:, None] & ~lines).adjoint(average[:, None].expand_as(k))

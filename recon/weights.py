@@ -268,7 +268,7 @@ class WeightsInfo:
 def describe_model(cfg: ModelConfig) -> str:
     """Architecture in a few words: ``CRUNet-MR 16ch x5 fusion ca (bank all)`` (``(bank all, 1x1 projection)``
     when the bank is not projected by the default 3x3 conv; ``, noise-weighted DC`` with
-    ``data_consistency: noise``; ``, composite input`` with ``composite_input``), ``CRNN-MRI 64ch x5 (5 layers)``,
+    ``data_consistency: noise``; ``, composite input (missing)`` with ``composite_input``), ``CRNN-MRI 64ch x5 (5 layers)``,
     ``PromptMR 12ch x5 (5 adjacent frames)``."""
     if cfg.name == "crnn":
         c = cfg.crnn
@@ -283,8 +283,8 @@ def describe_model(cfg: ModelConfig) -> str:
         text += f" (bank {'all' if c.bank_depth == 0 else f'K={c.bank_depth}'}{projection})"
     if c.data_consistency == "noise":
         text += ", noise-weighted DC"
-    if c.composite_input:
-        text += ", composite input"
+    if c.composite_input != "none":
+        text += f", composite input ({c.composite_input})"
     return text
 
 

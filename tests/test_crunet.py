@@ -28,7 +28,7 @@ from recon.models.layers import (
     unfold,
 )
 from recon.models.registry import MODEL_NAMES, build_model
-from recon.sense import expand
+from recon.sense import SenseOperator, expand
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -642,33 +642,53 @@ def test_overfits_one_simulated_slice():
     assert losses[-1] < 0.5 * losses[0], losses
 
 
-def test_composite_image_is_the_adjoint_of_the_time_averaged_kspace_and_reaches_the_network():
-    """composite_image: with a mask moving one line per frame (union: every line) and a static
-    object, the composite is the fully sampled coil-combined image; the composite input changes
-    the output only through its heads (zero heads: the same output as without it)."""
-    from dataclasses import replace as dc_replace
-
-    from recon.sense import composite_image
-    from recon.sense import SenseOperator
-
+def _moving_mask_problem(t=4, c=3, ny=12, nx=10, r=4, shifted=True):
+    """A static object ``[1, t, ny, nx]``, unit-norm maps and its k-space on a mask moving one line
+    per frame (the union every line) or the same lines in every frame."""
     torch.manual_seed(0)
-    t, c, ny, nx, r = 4, 3, 12, 10, 4
     maps = torch.randn(1, c, ny, nx, dtype=torch.complex64)
     maps = maps / maps.abs().pow(2).sum(1, keepdim=True).sqrt()
     image = torch.randn(1, 1, ny, nx, dtype=torch.complex64).expand(1, t, ny, nx)
     mask = torch.zeros(1, t, ny)
     for i in range(t):
-        mask[0, i, i::r] = 1
-    k = SenseOperator(maps, mask).forward(image)
-    torch.testing.assert_close(composite_image(k, mask, maps), image[:, 0], atol=1e-5, rtol=1e-5)
+        mask[0, i, (i if shifted else 0)::r] = 1
+    mask[0, :, ny // 2] = 1  # a line every frame samples (as the ACS)
+    return image, SenseOperator(maps, mask).forward(image), mask, maps
+
+
+def test_composite_images_hold_the_lines_of_the_other_frames():
+    """``average``: with a moving mask and a static object, the fully sampled coil-combined image in
+    every frame; ``missing``: each frame's zero-filled image plus it is that image, and it is zero
+    for a fixed mask."""
+    from recon.sense import composite_image
+
+    image, k, mask, maps = _moving_mask_problem()
+    torch.testing.assert_close(composite_image(k, mask, maps), image, atol=1e-5, rtol=1e-5)
+    zero_filled = SenseOperator(maps, mask).adjoint(k)
+    torch.testing.assert_close(zero_filled + composite_image(k, mask, maps, missing=True), image, atol=1e-5, rtol=1e-5)
+    _, k, mask, maps = _moving_mask_problem(shifted=False)
+    assert not composite_image(k, mask, maps, missing=True).any()
+
+
+@pytest.mark.parametrize("mode", ["average", "missing"])
+def test_composite_input_reaches_the_network_only_through_its_heads(mode):
+    """Zero heads: the output of the network without the input; trained (non-zero) heads change it
+    on a moving mask, and with ``missing`` never on a fixed mask (no input there, no bias)."""
+    from dataclasses import replace as dc_replace
+
     cfg = CRUNetConfig(channels=4, cascades=2, fusion="ca")
-    plain, comp = CRUNetMR(cfg), CRUNetMR(dc_replace(cfg, composite_input=True))
+    plain, comp = CRUNetMR(cfg), CRUNetMR(dc_replace(cfg, composite_input=mode))
     missing, unexpected = comp.load_state_dict(plain.state_dict(), strict=False)
-    assert not unexpected and all(".composite_head." in name for name in missing) and len(missing) == 4
+    assert not unexpected and all(".composite_head." in name for name in missing)
+    assert len(missing) == (4 if mode == "average" else 2)  # a bias only with "average"
     for name, p in comp.named_parameters():
         if ".composite_head." in name:
             torch.nn.init.zeros_(p)
+    _, k, mask, maps = _moving_mask_problem()
+    _, k_fixed, mask_fixed, _ = _moving_mask_problem(shifted=False)
     with torch.no_grad():
         torch.testing.assert_close(comp(k, mask, maps), plain(k, mask, maps))
-        comp.cascades[0].composite_head.bias.fill_(0.1)
+        comp.cascades[0].composite_head.weight.fill_(0.1)
         assert not torch.allclose(comp(k, mask, maps), plain(k, mask, maps))
+        fixed_same = torch.allclose(comp(k_fixed, mask_fixed, maps), plain(k_fixed, mask_fixed, maps))
+        assert fixed_same == (mode == "missing")

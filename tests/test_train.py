@@ -743,16 +743,16 @@ def test_composite_input_run_starts_as_its_source_and_its_heads_learn_at_their_r
     from recon.weights import save_weights
 
     def composite(cfg: RunConfig) -> RunConfig:
-        return replace(cfg, model=replace(cfg.model, crunet=replace(cfg.model.crunet, composite_input=True)))
+        return replace(cfg, model=replace(cfg.model, crunet=replace(cfg.model.crunet, composite_input="missing")))
 
     donor = Trainer(tiny_run(epochs=1), tmp_path / "donor", progress=False)
     save_weights(donor.model, donor.cfg.model, tmp_path / "w")
     run = Trainer(composite(tiny_run(init_weights=str(tmp_path / "w"), seed=4, lr_scale={"composite_head": 20.0})),
                   tmp_path / "c", progress=False)
-    assert run.history["init_weights"]["composite_input"] == [False, True]
+    assert run.history["init_weights"]["composite_input"] == ["none", "missing"]
     new = run.model.state_dict()
     heads = [name for name in new if ".composite_head." in name]
-    assert len(heads) == 4  # weight and bias of each of the 2 cascades
+    assert len(heads) == 2  # the weight of each of the 2 cascades (no bias with "missing")
     for name in heads:
         assert not new.pop(name).any()
     for name, value in donor.model.state_dict().items():

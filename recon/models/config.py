@@ -48,13 +48,16 @@ class CRUNetConfig(Settings):
         Hard replacement puts the measurement's whole noise back after every cascade, the
         last one included; weighted, the noisier the data, the more of the network's
         estimate is kept. Needs the noise level at every call.
-    composite_input : every cascade also sees the slice's composite image, the SENSE adjoint
-        of the time-averaged k-space (each line the mean over the frames that sampled it,
-        :func:`recon.kspace.time_average`), through its own 3x3 head convolution added to the
-        cascade's. With a mask that moves from frame to frame the composite holds the static
-        anatomy without aliasing (the lines missing in one frame are taken from the others,
-        as view sharing and L+S do); with a fixed mask it is the mean of the zero-filled
-        frames. False: the reference's input alone.
+    composite_input : ``none`` (the reference's input alone), ``average`` or ``missing``: every
+        cascade also sees a composite image through its own 3x3 head convolution, added to the
+        cascade's head (:func:`recon.sense.composite_image`). ``average``: the SENSE adjoint of
+        the time-averaged k-space (each line the mean over the frames that sampled it,
+        :func:`recon.kspace.time_average`), the same for every frame; with a mask that moves
+        from frame to frame it holds the static anatomy without aliasing, with a fixed mask it
+        is the mean of the zero-filled frames. ``missing``: per frame, only the lines that
+        frame did not sample, from that average (view sharing of the missing lines); zero for
+        a mask that is the same in every frame, and its heads have no bias, so on fixed masks
+        the network is exactly the one without it.
     """
 
     WHERE = "model.crunet"
@@ -69,7 +72,7 @@ class CRUNetConfig(Settings):
     temporal_padding: Literal["circular", "zeros"] = "circular"
     wrap_rows: int = 0
     data_consistency: Literal["hard", "noise"] = "hard"
-    composite_input: bool = False
+    composite_input: Literal["none", "average", "missing"] = "none"
 
     def check(self) -> None:
         if self.channels < 1 or self.cascades < 1:

@@ -5,8 +5,8 @@ re-implemented here, batched and with every non-recurrent convolution run over a
 frames at once):
 
 * ``x_0`` = SENSE adjoint of the undersampled k-space (zero-filled, coil-combined); with
-  ``composite_input`` every cascade's head also takes the composite image
-  (:func:`recon.sense.composite_image`), normalised as ``x``, through a 3x3 conv of its own.
+  ``composite_input`` every cascade's head also takes a composite image
+  (:func:`recon.sense.composite_image`), scaled as ``x``, through a 3x3 conv of its own.
 * Each cascade ``i`` (own weights): per-sample mean/std normalisation of ``x``;
   real/imag as 2 channels; zero padding of ``y``/``x`` to even sizes; a 3-level
   UNet, the levels being
@@ -94,9 +94,9 @@ from recon.models.layers import (
     crop_to,
     denormalize,
     normalize_cine,
-    normalize_like,
     pad_to_multiple,
     pool,
+    scale_like,
 )
 from recon.errors import InputError
 from recon.sense import DataConsistency, SenseOperator, composite_image, noise_weight
@@ -113,21 +113,20 @@ def _conv3(cin: int, cout: int, dilation: int) -> nn.Conv2d:
 class CRUNetCascade(nn.Module):
     """One cascade's UNet on normalised folded features ``[b*t, 2, y, x]`` (``y``, ``x`` even).
 
-    ``forward(x, frames, states, composite)`` with ``states`` = ``(H_0, H_1, H_2)`` of the previous
-    cascade (or the fused bank) or None and, with ``composite``, the normalised composite image
-    folded like ``x`` (``CRUNetConfig.composite_input``), returns ``(x + residual, (H_0, H_1, H_2))``;
+    ``forward(x, frames, states, composite)``, ``states`` = ``(H_0, H_1, H_2)`` of the previous cascade
+    (or the fused bank) or None, ``composite`` folded as ``x`` or None, returns ``(x + residual, (H_0, H_1, H_2))``;
     ``H_0`` is ``[b*t, C, y, x]``, ``H_1`` and ``H_2`` are ``[b*t, C, y/2, x/2]``.
     """
 
     def __init__(self, channels: int, dilations: tuple[int, int, int], temporal_padding: str,
-                 first: bool, composite: bool = False):
+                 first: bool, composite: str = "none"):
         super().__init__()
         c = channels
         d0, d1, d2 = dilations
         it = not first
         tp = temporal_padding
         self.head = nn.Conv2d(2, c, 3, padding=1)
-        self.composite_head = nn.Conv2d(2, c, 3, padding=1) if composite else None
+        self.composite_head = None if composite == "none" else nn.Conv2d(2, c, 3, 1, 1, bias=composite == "average")
         self.enc0 = CRNNLayer(c, c, 3, d0, "forward", iteration=it)
         self.enc0_skip = Conv1x1(c, c)
         self.down = SpatioTemporalConv(nn.Conv2d(c, c, 2, stride=2), c, tp)
@@ -289,7 +288,7 @@ class CRUNetMR(nn.Module):
                  noise: torch.Tensor | None = None, composite: torch.Tensor | None = None):
         """Cascade ``i``: (fuse ``banked[j]``, the features to fuse per level,) normalise, UNet,
         de-normalise, data consistency (weighted by ``noise [b, 1, 1, 1, 1]`` when given);
-        ``composite [b, y, x]``: the composite image (``composite_input``), normalised as ``x``."""
+        ``composite [b, t, y, x]``: the composite image (``composite_input``), scaled as ``x``."""
         if banked is not None:
             states = tuple(self.fusion[i - 1][j](banked[j]) for j in range(LEVELS))
         frames = x.shape[1]
@@ -299,7 +298,7 @@ class CRUNetMR(nn.Module):
         feat = channels_last(feat)
         comp = None
         if composite is not None:
-            comp = normalize_like(composite, frames, mean, std)
+            comp = scale_like(composite, std)
             comp = channels_last(pad_to_multiple(comp.to(dtype), DOWNSAMPLING, self.cfg.wrap_rows)[0])
         out, new_states = self.cascades[i](feat, frames, states, comp)
         out = denormalize(crop_to(out, size).to(x.real.dtype), mean, std)
@@ -331,7 +330,8 @@ class CRUNetMR(nn.Module):
             noise = None
         op = SenseOperator(maps, mask)
         x = op.adjoint(k)  # SENSE adjoint: zero-filled, coil-combined
-        composite = composite_image(k, mask, maps) if self.cfg.composite_input else None
+        mode = self.cfg.composite_input  # the second input, the same in every cascade
+        composite = None if mode == "none" else composite_image(k, mask, maps, missing=mode == "missing")
         dc = DataConsistency(k, maps, mask)
         states = None
         bank = [[] for _ in range(LEVELS)] if self.fusion is not None else None
@@ -383,7 +383,7 @@ def describe(model: nn.Module) -> str:
     lines = [f"CRUNet-MR: {cfg.channels} channels, {cfg.cascades} cascades, fusion {cfg.fusion}"
              + (f" (bank depth {cfg.bank_depth or 'all'})" if cfg.fusion != "none" else "")
              + (", noise-weighted data consistency" if model.uses_noise else "")
-             + (", composite input" if cfg.composite_input else "")]
+             + ("" if cfg.composite_input == "none" else f", composite input ({cfg.composite_input})")]
     for i, casc in enumerate(model.cascades):
         lines.append(f"  cascade {i}: {parameter_count(casc):>12,}")
     if model.fusion is not None:

@@ -95,12 +95,11 @@ def normalize_cine(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.T
     return feat, per_frame(mean), per_frame(std)
 
 
-def normalize_like(image: torch.Tensor, frames: int, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """One image per sample ``[b, y, x]`` repeated over ``frames`` and folded as
-    :func:`normalize_cine` folds a cine, standardised by its
-    ``mean``/``std`` (``[b * frames, 1, 1, 1]``) -> ``[b * frames, 2, y, x]``."""
-    z = torch.view_as_real(image).permute(0, 3, 1, 2).repeat_interleave(frames, dim=0)
-    return (z - mean) / std
+def scale_like(x: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """Complex cine ``[b, t, y, x]`` folded as :func:`normalize_cine` folds one and divided by
+    another cine's ``std`` (``[b * t, 1, 1, 1]``; no mean removed: zero stays zero) ->
+    ``[b * t, 2, y, x]``."""
+    return fold(torch.view_as_real(x).permute(0, 1, 4, 2, 3)) / std
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int, wrap_rows: int = 0) -> tuple[torch.Tensor, tuple[int, int, int]]:

@@ -53,12 +53,12 @@ def init_from_weights(target: torch.nn.Module, cfg: RunConfig, ref: str) -> dict
         model = replace(model, crunet=replace(model.crunet, data_consistency="hard"))
     # the composite input added: the same network plus one head per cascade, zero at the start
     composite = (model.name == "crunet" and info.config.name == "crunet"
-                 and model.crunet.composite_input and not info.config.crunet.composite_input)
+                 and model.crunet.composite_input != "none" and info.config.crunet.composite_input == "none")
     if composite:
         if widen or pointwise:
             raise InputError("composite_input is added to installed weights by plain fine-tuning; "
                              "not together with init_widen or init_pointwise_bank")
-        model = replace(model, crunet=replace(model.crunet, composite_input=False))
+        model = replace(model, crunet=replace(model.crunet, composite_input="none"))
     if not same_parameters(info.config, model):
         raise InputError(f"init_weights {ref!r} ({info.describe()}) were trained with another model "
                          f"config than this run's model section; copy their config.yaml into `model` "
@@ -90,7 +90,7 @@ def init_from_weights(target: torch.nn.Module, cfg: RunConfig, ref: str) -> dict
                 for name, param in target.named_parameters():
                     if ".composite_head." in name:
                         param.zero_()
-            record["composite_input"] = [False, True]
+            record["composite_input"] = ["none", cfg.model.crunet.composite_input]
     else:
         target.load_state_dict(source.state_dict())
     return record
