@@ -90,13 +90,13 @@ from recon.models.layers import (
     SpatioTemporalConv,
     channels_last,
     channels_to_complex,
+    complex_to_channels,
     check_model_inputs,
     crop_to,
     denormalize,
     normalize_cine,
     pad_to_multiple,
     pool,
-    scale_like,
 )
 from recon.errors import InputError
 from recon.sense import DataConsistency, SenseOperator, composite_image, noise_weight
@@ -288,7 +288,7 @@ class CRUNetMR(nn.Module):
                  noise: torch.Tensor | None = None, composite: torch.Tensor | None = None):
         """Cascade ``i``: (fuse ``banked[j]``, the features to fuse per level,) normalise, UNet,
         de-normalise, data consistency (weighted by ``noise [b, 1, 1, 1, 1]`` when given);
-        ``composite [b, t, y, x]``: the composite image (``composite_input``), scaled as ``x``."""
+        ``composite``: the composite image's folded, padded features (``composite_input``), divided here by ``x``'s std."""
         if banked is not None:
             states = tuple(self.fusion[i - 1][j](banked[j]) for j in range(LEVELS))
         frames = x.shape[1]
@@ -296,10 +296,7 @@ class CRUNetMR(nn.Module):
         feat, mean, std = normalize_cine(x)
         feat, size = pad_to_multiple(feat.to(dtype), DOWNSAMPLING, self.cfg.wrap_rows)
         feat = channels_last(feat)
-        comp = None
-        if composite is not None:
-            comp = scale_like(composite, std)
-            comp = channels_last(pad_to_multiple(comp.to(dtype), DOWNSAMPLING, self.cfg.wrap_rows)[0])
+        comp = None if composite is None else composite / std.to(dtype)
         out, new_states = self.cascades[i](feat, frames, states, comp)
         out = denormalize(crop_to(out, size).to(x.real.dtype), mean, std)
         weight = None if noise is None else noise_weight(self.dc_tau(i), noise)
@@ -331,7 +328,9 @@ class CRUNetMR(nn.Module):
         op = SenseOperator(maps, mask)
         x = op.adjoint(k)  # SENSE adjoint: zero-filled, coil-combined
         mode = self.cfg.composite_input  # the second input, the same in every cascade
-        composite = None if mode == "none" else composite_image(k, mask, maps, missing=mode == "missing")
+        composite = None if mode == "none" else channels_last(pad_to_multiple(complex_to_channels(
+            composite_image(k, mask, maps, missing=mode == "missing")).to(self.cascades[0].tail.weight.dtype),
+            DOWNSAMPLING, self.cfg.wrap_rows)[0])
         dc = DataConsistency(k, maps, mask)
         states = None
         bank = [[] for _ in range(LEVELS)] if self.fusion is not None else None

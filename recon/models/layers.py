@@ -95,13 +95,6 @@ def normalize_cine(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.T
     return feat, per_frame(mean), per_frame(std)
 
 
-def scale_like(x: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """Complex cine ``[b, t, y, x]`` folded as :func:`normalize_cine` folds one and divided by
-    another cine's ``std`` (``[b * t, 1, 1, 1]``; no mean removed: zero stays zero) ->
-    ``[b * t, 2, y, x]``."""
-    return fold(torch.view_as_real(x).permute(0, 1, 4, 2, 3)) / std
-
-
 def pad_to_multiple(x: torch.Tensor, multiple: int, wrap_rows: int = 0) -> tuple[torch.Tensor, tuple[int, int, int]]:
     """Pad the last two axes ``(y, x)`` for a network: wrapped rows in y, then zeros to a multiple.
 
