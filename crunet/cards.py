@@ -68,6 +68,8 @@ def _model_line(model: dict) -> str:
     comp = {"none": "", "average": "; every cascade also sees the composite image (SENSE adjoint of the "
             "time-averaged k-space)", "missing": "; every cascade also sees each frame's missing lines taken "
             "from the frames that sampled them (SENSE adjoint of the time-averaged k-space on those lines)",
+            "nearest": "; every cascade also sees each frame's missing lines taken from the frames nearest in time "
+            "that sampled them (SENSE adjoint on those lines)",
             }[c.get("composite_input", "none")]
     return f"CRUNet-MR, {c['channels']} channels, {c['cascades']} cascades, {bank}{depth}{dc}{comp}"
 

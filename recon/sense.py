@@ -243,14 +243,32 @@ def conjugate_gradient(
     return x
 
 
-def composite_image(k: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor, missing: bool = False) -> torch.Tensor:
+def composite_image(k: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor, missing: bool = False,
+                    nearest: bool = False) -> torch.Tensor:
     """A composite image ``[b, t, y, x]`` of k-space ``[b, t, c, y, x]`` sampled on ``mask [b, t, y]``:
     the SENSE adjoint of the time-averaged k-space (:func:`recon.kspace.time_average`) on the
     lines some frame sampled, the same in every frame; with ``missing``, each frame's adjoint
-    on the lines that frame did not sample only (zero where every frame has the same lines)."""
+    on the lines that frame did not sample only (zero where every frame has the same lines);
+    with ``nearest`` too, each such line from the frames nearest in circular time that sampled
+    it (ties averaged) instead of the mean over all of them."""
     lines = (mask if mask.ndim == 3 else expand_mask(mask)[:, :, 0, :, 0]) > 0
     average, sampled = time_average(k, lines)
     if not missing:
         image = SenseOperator(maps, sampled[:, None]).adjoint(average[:, None])
         return image.expand(-1, k.shape[1], -1, -1)
-    return SenseOperator(maps, sampled[:, None] & ~lines).adjoint(average[:, None].expand_as(k))
+    fill = nearest_lines(k, lines) if nearest else average[:, None].expand_as(k)
+    return SenseOperator(maps, sampled[:, None] & ~lines).adjoint(fill)
+
+
+def nearest_lines(k: torch.Tensor, lines: torch.Tensor) -> torch.Tensor:
+    """k-space ``[b, t, c, y, x]`` with every line of every frame taken from the frames nearest
+    in circular time that sampled it (``lines`` bool ``[b, t, y]``; ties averaged; zero where
+    no frame did)."""
+    t = k.shape[1]
+    idx = torch.arange(t, device=k.device)
+    d = (idx[:, None] - idx[None, :]).abs()
+    d = torch.minimum(d, t - d)  # [t, s]
+    dist = torch.where(lines[:, None], d[None, :, :, None], t + 1)  # [b, t, s, y]
+    w = (dist == dist.min(2, keepdim=True).values) & (dist <= t)
+    w = w.to(k.real.dtype) / w.sum(2, keepdim=True).clamp_min(1)
+    return torch.einsum("btsy,bscyx->btcyx", w.to(k.dtype), k)

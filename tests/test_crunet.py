@@ -666,8 +666,25 @@ def test_composite_images_hold_the_lines_of_the_other_frames():
     torch.testing.assert_close(composite_image(k, mask, maps), image, atol=1e-5, rtol=1e-5)
     zero_filled = SenseOperator(maps, mask).adjoint(k)
     torch.testing.assert_close(zero_filled + composite_image(k, mask, maps, missing=True), image, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(zero_filled + composite_image(k, mask, maps, missing=True, nearest=True), image,
+                               atol=1e-5, rtol=1e-5)
     _, k, mask, maps = _moving_mask_problem(shifted=False)
     assert not composite_image(k, mask, maps, missing=True).any()
+    assert not composite_image(k, mask, maps, missing=True, nearest=True).any()
+
+
+def test_nearest_lines_take_each_line_from_the_nearest_frames_in_circular_time():
+    from recon.sense import nearest_lines
+
+    t = 6
+    k = torch.arange(t, dtype=torch.float32).view(1, t, 1, 1, 1).expand(1, t, 1, 3, 1).to(torch.complex64)
+    lines = torch.zeros(1, t, 3, dtype=torch.bool)
+    lines[0, 0, 0] = True             # line 0: frame 0 only
+    lines[0, [1, 3], 1] = True        # line 1: frames 1 and 3 (frame 2 ties: their mean)
+    filled = nearest_lines(k, lines)[0, :, 0, :, 0].real
+    assert filled[:, 0].tolist() == [0.0] * t
+    assert filled[:, 1].tolist() == [1.0, 1.0, 2.0, 3.0, 3.0, 2.0]  # frame 5: 1 (circular) and 3 both 2 away
+    assert not filled[:, 2].any()     # no frame sampled line 2
 
 
 @pytest.mark.parametrize("mode", ["average", "missing"])

@@ -57,7 +57,9 @@ class CRUNetConfig(Settings):
         is the mean of the zero-filled frames. ``missing``: per frame, only the lines that
         frame did not sample, from that average (view sharing of the missing lines); zero for
         a mask that is the same in every frame, and its heads have no bias, so on fixed masks
-        the network is exactly the one without it.
+        the network is exactly the one without it. ``nearest``: as ``missing``, each line from
+        the frames nearest in (circular) time that sampled it instead of their mean (ties
+        averaged): less temporal blur where the heart moves, more noise.
     """
 
     WHERE = "model.crunet"
@@ -72,7 +74,7 @@ class CRUNetConfig(Settings):
     temporal_padding: Literal["circular", "zeros"] = "circular"
     wrap_rows: int = 0
     data_consistency: Literal["hard", "noise"] = "hard"
-    composite_input: Literal["none", "average", "missing"] = "none"
+    composite_input: Literal["none", "average", "missing", "nearest"] = "none"
 
     def check(self) -> None:
         if self.channels < 1 or self.cascades < 1:

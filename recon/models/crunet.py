@@ -329,7 +329,7 @@ class CRUNetMR(nn.Module):
         x = op.adjoint(k)  # SENSE adjoint: zero-filled, coil-combined
         mode = self.cfg.composite_input  # the second input, the same in every cascade
         composite = None if mode == "none" else channels_last(pad_to_multiple(complex_to_channels(
-            composite_image(k, mask, maps, missing=mode == "missing")).to(self.cascades[0].tail.weight.dtype),
+            composite_image(k, mask, maps, missing=mode != "average", nearest=mode == "nearest")).to(self.cascades[0].tail.weight.dtype),
             DOWNSAMPLING, self.cfg.wrap_rows)[0])
         dc = DataConsistency(k, maps, mask)
         states = None
