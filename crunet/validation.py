@@ -14,6 +14,10 @@ the accelerations on the same anatomy and acquisition. ``crunet validate`` write
 files, runs every method and writes ``validation.md`` / ``validation.json``: per set and
 R, the mean +- std of PSNR / SSIM / HaarPSI and seconds per slice, and the gap between
 the two sets (how far in-distribution validation over-states quality elsewhere).
+With ``paired_masks`` each case is written twice at every R, with the same scene, coils and
+noise: once with the same lines in every frame (``r<R>_case<i>_fixed.h5``) and once with the
+lattice moved one line per frame (``_shifted``); the report then gives every method's mean per
+mask kind and what the moving mask gains it (how much of the other frames' lines it uses).
 """
 
 from __future__ import annotations
@@ -45,8 +49,10 @@ def heldout_coils(cfg: DataConfig) -> str | None:
 
 
 def write_cases(out_dir: str | Path, cfg: DataConfig = DataConfig(), accelerations=CMRX_ACCELERATIONS,
-                cases: int = 3, log=print, sets: tuple[str, ...] = tuple(SETS)) -> dict[str, dict[int, list[Path]]]:
-    """Raw files ``<out>/<set>/r<R>_case<i>.h5`` -> ``{set: {R: [paths]}}`` for each of ``sets``
+                cases: int = 3, log=print, sets: tuple[str, ...] = tuple(SETS),
+                paired_masks: bool = False) -> dict[str, dict[int, list[Path]]]:
+    """Raw files ``<out>/<set>/r<R>_case<i>.h5`` (with ``paired_masks``: ``..._fixed.h5`` and
+    ``..._shifted.h5``, module docstring) -> ``{set: {R: [paths]}}`` for each of ``sets``
     (existing files are kept)."""
     from recon.errors import InputError
     from recon.simulate.cine import write_slice_file
@@ -58,6 +64,8 @@ def write_cases(out_dir: str | Path, cfg: DataConfig = DataConfig(), acceleratio
     record, made, coils = out / CASES_RECORD, {"seam_rows": int(cfg.seam_rows)}, heldout_coils(cfg)
     if coils is not None:  # the default's record stays as folders made before have it
         made["heldout_coils"] = coils
+    if paired_masks:
+        made["paired_masks"] = True
     unknown = [name for name in sets if name not in SETS]
     if unknown or not sets:
         raise InputError(f"validation sets must be among {list(SETS)}, got {list(sets)}")
@@ -70,18 +78,20 @@ def write_cases(out_dir: str | Path, cfg: DataConfig = DataConfig(), acceleratio
         src = SimulatedCine(cfg, seed=0, split=name)
         (out / name).mkdir(parents=True, exist_ok=True)
         files[name] = {int(r): [] for r in accelerations}
+        kinds = {"_fixed": False, "_shifted": True} if paired_masks else {"": None}
         for i in range(cases):
-            paths = {int(r): out / name / f"r{int(r)}_case{i}.h5" for r in accelerations}
+            paths = {(int(r), k): out / name / f"r{int(r)}_case{i}{k}.h5" for r in accelerations for k in kinds}
             files_needed = [p for p in paths.values() if not p.is_file()]
             if files_needed:
                 rng = src.rng(0, 1000 + i)  # not the trainer's validation samples (0 .. val_samples - 1)
                 acq = src.space.draw(rng, acceleration=int(accelerations[0]))
                 scene = simulate_scene(cfg, src.magnitude(rng, acq.frames, acq.matrix), acq, rng)
-                for r, path in paths.items():
-                    write_slice_file(path, scene.sim, replace(acq, acceleration=r))
+                for (r, k), path in paths.items():
+                    shifted = {} if kinds[k] is None else {"shifted_mask": kinds[k], "calibration": "frame"}
+                    write_slice_file(path, scene.sim, replace(acq, acceleration=r, **shifted))
                 log(f"{name} case {i}: {acq.coil_family} x{acq.n_coils}, SNR {acq.snr:.0f}, {acq.matrix[0]}x"
                     f"{acq.matrix[1]}, {acq.frames} frames, {acq.ordering} order")
-            for r, path in paths.items():
+            for (r, _), path in paths.items():
                 files[name][r].append(path)
     return files
 
@@ -127,7 +137,7 @@ def run_validation(out_dir: str | Path, methods: tuple[str, ...], weights: tuple
                    cfg: DataConfig = DataConfig(), accelerations=CMRX_ACCELERATIONS, cases: int = 3,
                    device: str = "auto", figures: bool = False, sense_grid: tuple[float, ...] = SENSE_GRID,
                    oracle_accelerations: tuple[int, ...] = (8,), sets: tuple[str, ...] = tuple(SETS),
-                   log=print) -> dict:
+                   paired_masks: bool = False, log=print) -> dict:
     """Write the cases, evaluate ``methods`` (+ ``weights`` dirs) per set and R, write the report.
 
     With a ``sense_grid``, CG-SENSE also runs at each of its weights at the R values of
@@ -138,7 +148,7 @@ def run_validation(out_dir: str | Path, methods: tuple[str, ...], weights: tuple
     from crunet.evaluate import EvalConfig, evaluate
 
     out = Path(out_dir)
-    files = write_cases(out, cfg, accelerations, cases, log, sets=sets)
+    files = write_cases(out, cfg, accelerations, cases, log, sets=sets, paired_masks=paired_masks)
     grid = [f"sense:lam={lam:g}" for lam in sense_grid]
     reference = (list(methods) + [Path(w).name for w in weights])[-1]
     plain = EvalConfig(methods=tuple(methods), weights=tuple(weights), device=device, figures=figures,
@@ -150,6 +160,7 @@ def run_validation(out_dir: str | Path, methods: tuple[str, ...], weights: tuple
     coils = heldout_coils(cfg)
     if coils is not None:
         results["heldout_coils"] = coils
+    results["paired_masks"] = paired_masks
     results["mask_kinds"] = {name: {r: [mask_kind(p) for p in paths] for r, paths in by_r.items()}
                              for name, by_r in files.items()}
     for name, by_r in files.items():
@@ -239,6 +250,8 @@ def markdown(results: dict) -> str:
             lines += _comparison(sets, learned[0], region, prefix)
     if learned and "mask_kinds" in results:
         lines += _by_mask(sets, results["mask_kinds"], learned[0])
+    if results.get("paired_masks"):
+        lines += _mask_gain(sets, results["mask_kinds"])
     if "val" in sets and "xval" in sets:
         lines += ["## In distribution minus held-out acquisitions (PSNR dB)", "",
                   "The two sets differ in difficulty (zero-filled differs too), so the gain over zero-filled",
@@ -310,6 +323,24 @@ def _by_mask(sets: dict, kinds: dict, ours_name: str) -> list[str]:
                         return "n/a"
                     return f"{sum(ours[i] - other[i] for i in idx) / len(idx):+.2f}"
                 lines.append(f"| {name} | {r} | {kind} | {len(idx)} | {diff('zf')} | {diff('sense')} | {diff('lps')} |")
+    return lines + [""]
+
+
+def _mask_gain(sets: dict, kinds: dict) -> list[str]:
+    """Every method's mean full-FOV PSNR on the fixed and the shifted acquisitions of the same
+    scenes (``paired_masks``), and the difference: what the other frames' lines give it."""
+    lines = ["## The same scenes with a fixed and with a shifted mask (full FOV PSNR dB, mean over cases)", "",
+             "| set | R | method | fixed | shifted | shifted - fixed |", "|---|---|---|---|---|---|"]
+    for name, by_r in sets.items():
+        for r, rows in by_r.items():
+            labels = kinds.get(name, {}).get(r) or []
+            for m, row in rows.items():
+                cases = row.get("psnr_cases") or []
+                if len(cases) != len(labels):
+                    continue
+                means = [sum(v for v, k in zip(cases, labels) if k == kind) / max(1, labels.count(kind))
+                         for kind in ("fixed", "shifted")]
+                lines.append(f"| {name} | {r} | {m} | {means[0]:.2f} | {means[1]:.2f} | {means[1] - means[0]:+.2f} |")
     return lines + [""]
 
 

@@ -110,3 +110,28 @@ def test_cases_are_split_by_mask_kind(tmp_path):
                    "mask_kinds": {"xval": {8: ["fixed", "shifted", "fixed"]}}})
     assert "| xval | 8 | fixed | 2 | +5.00 | n/a | +2.50 |" in md
     assert "| xval | 8 | shifted | 1 | +3.00 | n/a | -2.00 |" in md
+
+
+def test_paired_masks_acquire_each_scene_with_both_masks_and_report_the_gain(tmp_path):
+    """--paired-masks: each case written with a fixed and a shifted mask of the same scene (the lines
+    both sample hold the same data), its own folder record, and a table of each method's mean per
+    mask kind and the shifted - fixed difference."""
+    import numpy as np
+
+    from recon.errors import InputError
+    from crunet.validation import markdown, mask_kind
+
+    files = write_cases(tmp_path, CFG, accelerations=(4,), cases=1, log=lambda *_: None, sets=("xval",),
+                        paired_masks=True)
+    fixed, shifted = files["xval"][4]
+    assert fixed.name == "r4_case0_fixed.h5" and shifted.name == "r4_case0_shifted.h5"
+    assert mask_kind(fixed) == "fixed" and mask_kind(shifted) == "shifted"
+    a, b = read_raw(fixed).slices[0], read_raw(shifted).slices[0]
+    both = a.mask & b.mask
+    assert both.any() and np.array_equal(a.kspace.transpose(0, 2, 1, 3)[both], b.kspace.transpose(0, 2, 1, 3)[both])
+    with pytest.raises(InputError, match="another --out"):
+        write_cases(tmp_path, CFG, accelerations=(4,), cases=1, log=lambda *_: None, sets=("xval",))
+    rows = {"zf": {"psnr_cases": [30.0, 30.5]}, "lps": {"psnr_cases": [33.0, 38.0]}}
+    md = markdown({"cases": 1, "methods": ["zf", "lps"], "sets": {"xval": {8: rows}}, "paired_masks": True,
+                   "mask_kinds": {"xval": {8: ["fixed", "shifted"]}}})
+    assert "| xval | 8 | lps | 33.00 | 38.00 | +5.00 |" in md and "| xval | 8 | zf | 30.00 | 30.50 | +0.50 |" in md

@@ -36,6 +36,10 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--oracle-r", nargs="*", type=int, default=[8], metavar="R",
                    help="R values with the oracle-tuned CG-SENSE row (SENSE at 9 Tikhonov weights, 0 to 1, the best "
                         "per case against the ground truth); none: no oracle row (default 8)")
+    p.add_argument("--paired-masks", action="store_true",
+                   help="write each case twice, with the same lines in every frame and with the lattice moved one "
+                        "line per frame (same scene, coils and noise), and report what the moving mask gains each "
+                        "method; give its own --out")
 
 
 def heldout_space(spec: str):
@@ -67,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         cfg = replace(cfg, heldout_space=heldout_space(args.heldout_coils))
     run_validation(args.out, methods, tuple(args.weights), cfg=cfg.validate(),
                    accelerations=tuple(args.accelerations), cases=args.cases, device=args.device,
-                   figures=args.figures, oracle_accelerations=tuple(args.oracle_r), sets=tuple(args.sets))
+                   figures=args.figures, oracle_accelerations=tuple(args.oracle_r), sets=tuple(args.sets),
+                   paired_masks=args.paired_masks)
     print(f"report : {args.out}/validation.md (and validation.json, per set and R: table.md, results.csv)")
     return 0
