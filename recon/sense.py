@@ -243,20 +243,22 @@ def conjugate_gradient(
     return x
 
 
-def composite_image(k: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor, missing: bool = False,
-                    nearest: bool = False) -> torch.Tensor:
-    """A composite image ``[b, t, y, x]`` of k-space ``[b, t, c, y, x]`` sampled on ``mask [b, t, y]``:
-    the SENSE adjoint of the time-averaged k-space (:func:`recon.kspace.time_average`) on the
-    lines some frame sampled, the same in every frame; with ``missing``, each frame's adjoint
-    on the lines that frame did not sample only (zero where every frame has the same lines);
-    with ``nearest`` too, each such line from the frames nearest in circular time that sampled
-    it (ties averaged) instead of the mean over all of them."""
+def composite_image(k: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor, mode: str = "average") -> torch.Tensor:
+    """A composite image ``[b, t, y, x]`` of k-space ``[b, t, c, y, x]`` sampled on ``mask [b, t, y]``
+    (``mode`` as :attr:`recon.models.config.CRUNetConfig.composite_input`): ``average``, the SENSE
+    adjoint of the time-averaged k-space (:func:`recon.kspace.time_average`) on the lines some
+    frame sampled, the same in every frame; ``missing``, each frame's adjoint on the lines that
+    frame did not sample only (zero where every frame has the same lines); ``nearest``, as
+    ``missing`` with each such line from the frames nearest in circular time that sampled it
+    (ties averaged) instead of the mean over all of them."""
+    if mode not in ("average", "missing", "nearest"):
+        raise InputError(f"composite mode must be average, missing or nearest, got {mode!r}")
     lines = (mask if mask.ndim == 3 else expand_mask(mask)[:, :, 0, :, 0]) > 0
     average, sampled = time_average(k, lines)
-    if not missing:
+    if mode == "average":
         image = SenseOperator(maps, sampled[:, None]).adjoint(average[:, None])
         return image.expand(-1, k.shape[1], -1, -1)
-    fill = nearest_lines(k, lines) if nearest else average[:, None].expand_as(k)
+    fill = nearest_lines(k, lines) if mode == "nearest" else average[:, None].expand_as(k)
     return SenseOperator(maps, sampled[:, None] & ~lines).adjoint(fill)
 
 

@@ -665,12 +665,14 @@ def test_composite_images_hold_the_lines_of_the_other_frames():
     image, k, mask, maps = _moving_mask_problem()
     torch.testing.assert_close(composite_image(k, mask, maps), image, atol=1e-5, rtol=1e-5)
     zero_filled = SenseOperator(maps, mask).adjoint(k)
-    torch.testing.assert_close(zero_filled + composite_image(k, mask, maps, missing=True), image, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(zero_filled + composite_image(k, mask, maps, missing=True, nearest=True), image,
+    torch.testing.assert_close(zero_filled + composite_image(k, mask, maps, "missing"), image, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(zero_filled + composite_image(k, mask, maps, "nearest"), image,
                                atol=1e-5, rtol=1e-5)
     _, k, mask, maps = _moving_mask_problem(shifted=False)
-    assert not composite_image(k, mask, maps, missing=True).any()
-    assert not composite_image(k, mask, maps, missing=True, nearest=True).any()
+    assert not composite_image(k, mask, maps, "missing").any()
+    assert not composite_image(k, mask, maps, "nearest").any()
+    with pytest.raises(InputError, match="composite mode"):
+        composite_image(k, mask, maps, "none")
 
 
 def test_nearest_lines_take_each_line_from_the_nearest_frames_in_circular_time():

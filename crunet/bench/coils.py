@@ -20,10 +20,10 @@ import torch
 
 from recon.coils.bart_io import bart_ecalib, bart_executable
 from recon.coils.espirit import EspiritOptions
-from recon.coils.estimate import calibration_region, compare_maps, maps_from_acs
+from recon.coils.estimate import calibration_region, compare_maps, maps_from_acs, merge_data
 from recon.coils.merge import merge_sets
 from recon.errors import InputError
-from recon.kspace import remove_readout_oversampling, time_average, to_recon_grid
+from recon.kspace import remove_readout_oversampling, time_average
 from recon.slicedata import SliceData
 
 
@@ -78,9 +78,7 @@ def bench_coil_maps(shape: tuple[int, int] | SliceData = (128, 128), n_coils: in
     truth = support = None
     if isinstance(shape, SliceData):
         acs, lines, n_ky = calibration_region(shape), shape.acs_lines, int(shape.kspace.shape[-2])
-        average, sampled = time_average(torch.from_numpy(np.ascontiguousarray(shape.kspace)),
-                                        torch.from_numpy(shape.mask))
-        average = to_recon_grid(average, shape.encoding.recon_matrix)
+        average, sampled = merge_data(shape)
     else:
         shape = tuple(int(s) for s in shape)
         acs, lines, n_ky, truth, support, average, sampled = _simulated_calibration(shape, n_coils, seed)

@@ -230,8 +230,14 @@ def estimate_maps(s, method: str = "espirit", second_set: bool = True, **options
         raise InputError(f"coil maps of slice {s.slice_index}: {exc}") from None
     if not merge:
         return maps
+    return merge_sets(*merge_data(s), maps)
+
+
+def merge_data(s) -> tuple[torch.Tensor, torch.Tensor]:
+    """What :func:`recon.coils.merge.merge_sets` takes from a slice (:class:`recon.slicedata.SliceData`):
+    its time-averaged k-space on the recon grid ``[c, y, x]`` and the lines some frame sampled ``[y]``."""
     average, sampled = time_average(torch.from_numpy(np.ascontiguousarray(s.kspace)), torch.from_numpy(s.mask))
-    return merge_sets(to_recon_grid(average, s.encoding.recon_matrix), sampled, maps)
+    return to_recon_grid(average, s.encoding.recon_matrix), sampled
 
 
 def compare_maps(maps: np.ndarray, reference: np.ndarray, mask: np.ndarray | None = None) -> dict:

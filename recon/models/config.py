@@ -48,7 +48,7 @@ class CRUNetConfig(Settings):
         Hard replacement puts the measurement's whole noise back after every cascade, the
         last one included; weighted, the noisier the data, the more of the network's
         estimate is kept. Needs the noise level at every call.
-    composite_input : ``none`` (the reference's input alone), ``average`` or ``missing``: every
+    composite_input : ``none`` (the reference's input alone), ``average``, ``missing`` or ``nearest``: every
         cascade also sees a composite image through its own 3x3 head convolution, added to the
         cascade's head (:func:`recon.sense.composite_image`). ``average``: the SENSE adjoint of
         the time-averaged k-space (each line the mean over the frames that sampled it,

@@ -288,7 +288,8 @@ class CRUNetMR(nn.Module):
                  noise: torch.Tensor | None = None, composite: torch.Tensor | None = None):
         """Cascade ``i``: (fuse ``banked[j]``, the features to fuse per level,) normalise, UNet,
         de-normalise, data consistency (weighted by ``noise [b, 1, 1, 1, 1]`` when given);
-        ``composite``: the composite image's folded, padded features (``composite_input``), divided here by ``x``'s std."""
+        ``composite``: the composite image's folded, padded features (``composite_input``),
+        divided here by ``x``'s std."""
         if banked is not None:
             states = tuple(self.fusion[i - 1][j](banked[j]) for j in range(LEVELS))
         frames = x.shape[1]
@@ -329,8 +330,8 @@ class CRUNetMR(nn.Module):
         x = op.adjoint(k)  # SENSE adjoint: zero-filled, coil-combined
         mode = self.cfg.composite_input  # the second input, the same in every cascade
         composite = None if mode == "none" else channels_last(pad_to_multiple(complex_to_channels(
-            composite_image(k, mask, maps, missing=mode != "average", nearest=mode == "nearest")).to(self.cascades[0].tail.weight.dtype),
-            DOWNSAMPLING, self.cfg.wrap_rows)[0])
+            composite_image(k, mask, maps, mode)).to(self.cascades[0].tail.weight.dtype), DOWNSAMPLING,
+            self.cfg.wrap_rows)[0])
         dc = DataConsistency(k, maps, mask)
         states = None
         bank = [[] for _ in range(LEVELS)] if self.fusion is not None else None
