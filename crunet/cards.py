@@ -71,7 +71,9 @@ def _model_line(model: dict) -> str:
             "nearest": "; every cascade also sees each frame's missing lines taken from the frames nearest in time "
             "that sampled them (SENSE adjoint on those lines)",
             }[c.get("composite_input", "none")]
-    return f"CRUNet-MR, {c['channels']} channels, {c['cascades']} cascades, {bank}{depth}{dc}{comp}"
+    mean = ("; after every cascade the temporal mean of each sampled k-space line is set to its measured mean"
+            if c.get("mean_consistency") else "")
+    return f"CRUNet-MR, {c['channels']} channels, {c['cascades']} cascades, {bank}{depth}{dc}{comp}{mean}"
 
 
 def _loss_line(loss: dict) -> str:

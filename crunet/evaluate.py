@@ -184,13 +184,20 @@ def _row_key(path: str | Path, slice_index: int, rc: ReconConfig, crop) -> str:
 
     st = Path(path).stat()
     weights = rc.weights()
-    sha = weights_info(weights).sha256 if weights else ""
+    sha = ""
+    if weights:  # the weights file's hash, and the parameter-free model settings that are switched on
+        info = weights_info(weights)
+        crunet = info.config.crunet if info.config.name == "crunet" else None
+        sha = info.sha256 + "".join(f" {f}" for f in MODEL_OFF_BY_DEFAULT if crunet is not None and getattr(crunet, f))
     defaults = {k: v for k, v in method_options(rc.method).items() if k != "progress"}
     maps = repr(EspiritOptions()) if rc.coil_method == "espirit" else rc.coil_method  # the maps' defaults too
     return json.dumps([str(Path(path).resolve()), st.st_size, st.st_mtime_ns, int(slice_index), crop,
                        _config_key(replace(rc, series_index=0)), sha, repr(defaults), maps], default=str)
 
 
+#: Parameter-free CRUNet-MR settings (``config.yaml`` of the weights, not their file) that are off
+#: by default: a row of weights with one of them on is keyed apart from the same weights without it.
+MODEL_OFF_BY_DEFAULT = ("mean_consistency",)
 #: ReconConfig settings that are off by default: they enter a row's key only when set, so that
 #: adding one to the config keeps every row computed before it (they are all "off" rows).
 OFF_BY_DEFAULT = ("virtual_coils",)

@@ -164,6 +164,46 @@ class DataConsistency:
         return reduce(torch.fft.ifft2(k, norm="ortho"), self.maps)
 
 
+class TemporalMeanConsistency:
+    """Fills the temporal mean of a cine's k-space from the frames that sampled each line.
+
+    ``k0``: complex ``[b, t, c, y, x]`` measured k-space (zeros where not sampled); ``maps``:
+    ``[b, c, y, x]``; ``mask``: ``[b, t, y]`` (bool or 0/1). On each line that some frames
+    sampled and others did not (a lattice that moves from frame to frame), the line's mean over
+    the frames that sampled it (:func:`recon.kspace.time_average`) is taken as its mean over all
+    frames: exact for what does not move, view sharing's assumption for what does. Calling the
+    object on images ``x [b, t, y, x]`` adds ``A^H (k_mean - A mean_t(x))`` to every frame (``A``:
+    SENSE on those lines), so the frames get that mean on those lines and keep their differences
+    from it. Lines every frame sampled (the ACS, a mask that is the same in every frame) are left
+    to the frames' own data consistency: a second data-consistency step on their mean adds
+    nothing new and, measured at R = 24, costs 0.3-0.9 dB. So on a fixed mask ``x`` is returned
+    unchanged.
+    """
+
+    def __init__(self, k0: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor):
+        if maps.ndim != 4:
+            raise InputError(f"temporal mean consistency needs one set of maps [b, c, y, x], got {tuple(maps.shape)}")
+        lines = (mask if mask.ndim == 3 else expand_mask(mask)[:, :, 0, :, 0]) > 0
+        self.mean, sampled = time_average(k0, lines)
+        self.count = lines.sum(1).to(k0.real.dtype)  # [b, y]: frames that sampled each line
+        self.lines = sampled & ~lines.all(1)  # [b, y]: sampled by some frames, not by all
+        self.op = SenseOperator(maps, self.lines[:, None])
+
+    def weight(self, tau: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """Per-line weight ``[b, 1, 1, y, 1]`` of the measured mean against an estimate of k-space
+        error std ``tau``: :func:`noise_weight` with the mean's noise, ``sigma / sqrt(count)``
+        (``sigma`` per slice, broadcasting against ``[b, 1, 1, 1, 1]``)."""
+        return noise_weight(tau, sigma / self.count.clamp_min(1).sqrt()[:, None, None, :, None])
+
+    def __call__(self, x: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        """``x [b, t, y, x]`` -> the same frames with the measured temporal mean on :attr:`lines`
+        (``weight`` None), or moved by ``weight`` (:meth:`weight`) of the way towards it."""
+        if not bool(self.lines.any()):
+            return x
+        step = self.mean[:, None] - self.op.forward(x.mean(1, keepdim=True))
+        return x + self.op.adjoint(step if weight is None else weight * step)
+
+
 def data_consistency_kspace(k: torch.Tensor, k0: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Hard replacement on multi-coil k-space: ``(1 - M) k + M k0``."""
     m = expand_mask(mask).to(k.real.dtype)

@@ -268,7 +268,8 @@ class WeightsInfo:
 def describe_model(cfg: ModelConfig) -> str:
     """Architecture in a few words: ``CRUNet-MR 16ch x5 fusion ca (bank all)`` (``(bank all, 1x1 projection)``
     when the bank is not projected by the default 3x3 conv; ``, noise-weighted DC`` with
-    ``data_consistency: noise``; ``, composite input (missing)`` with ``composite_input``), ``CRNN-MRI 64ch x5 (5 layers)``,
+    ``data_consistency: noise``; ``, composite input (missing)`` with ``composite_input``; ``, mean-consistent``
+    with ``mean_consistency``), ``CRNN-MRI 64ch x5 (5 layers)``,
     ``PromptMR 12ch x5 (5 adjacent frames)``."""
     if cfg.name == "crnn":
         c = cfg.crnn
@@ -285,6 +286,8 @@ def describe_model(cfg: ModelConfig) -> str:
         text += ", noise-weighted DC"
     if c.composite_input != "none":
         text += f", composite input ({c.composite_input})"
+    if c.mean_consistency:
+        text += ", mean-consistent"
     return text
 
 

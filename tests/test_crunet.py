@@ -711,3 +711,34 @@ def test_composite_input_reaches_the_network_only_through_its_heads(mode):
         assert not torch.allclose(comp(k, mask, maps), plain(k, mask, maps))
         fixed_same = torch.allclose(comp(k_fixed, mask_fixed, maps), plain(k_fixed, mask_fixed, maps))
         assert fixed_same == (mode == "missing")
+
+
+def test_mean_consistency_gives_a_static_object_its_mean_with_no_parameters():
+    """``mean_consistency``: the same parameters as without it (weights load both ways); on a static
+    object, one coil of unit modulus and a mask whose lines cover k-space over time the output's
+    temporal mean is the object (hard data consistency), whatever the weights; gradients reach
+    every parameter."""
+    from dataclasses import replace as dc_replace
+
+    cfg = CRUNetConfig(channels=4, cascades=2, fusion="ca")
+    plain, mc = CRUNetMR(cfg), CRUNetMR(dc_replace(cfg, mean_consistency=True))
+    mc.load_state_dict(plain.state_dict())
+    image, k, mask, maps = _moving_mask_problem(c=1)
+    out = mc(k, mask, maps)
+    torch.testing.assert_close(out.detach().mean(1), image[:, 0], atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(plain(k, mask, maps).detach().mean(1), image[:, 0], atol=1e-3)
+    out.abs().pow(2).sum().backward()
+    assert all(p.grad is not None for p in mc.parameters() if p.requires_grad)
+    assert "temporal mean consistency" in describe(mc)
+
+
+def test_parameter_free_settings_do_not_stop_fine_tuning():
+    """``wrap_rows`` and ``mean_consistency`` build no parameters: weights trained without them start
+    a run with them (``same_parameters``); channels do not."""
+    from dataclasses import replace as dc_replace
+
+    from recon.models.config import ModelConfig, same_parameters
+
+    base = ModelConfig(crunet=CRUNetConfig(channels=4, cascades=2, fusion="ca"))
+    assert same_parameters(base, dc_replace(base, crunet=dc_replace(base.crunet, mean_consistency=True, wrap_rows=8)))
+    assert not same_parameters(base, dc_replace(base, crunet=dc_replace(base.crunet, channels=8)))

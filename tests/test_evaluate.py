@@ -1,6 +1,7 @@
 """crunet evaluate and crunet recon-file on a simulated SAX slice at R=8 (learned methods: tiny stand-ins)."""
 
 import csv
+import shutil
 
 import h5py
 import numpy as np
@@ -264,3 +265,29 @@ def test_row_keys_keep_rows_made_before_an_off_by_default_setting():
     assert _config_key(ReconConfig(method="zf", series_index=0)) == before
     assert _config_key(replace(ReconConfig(method="zf", series_index=0), virtual_coils=8)) == \
         before[:-1] + ", virtual_coils=8)"
+
+
+def test_row_keys_tell_weights_with_a_parameter_free_setting_apart(raw, tmp_path):
+    """Two weights folders with the same file, one with ``mean_consistency`` on in its config: their
+    rows are keyed apart; the one without keys by the file's hash alone (as rows stored before it)."""
+    from dataclasses import replace
+
+    from crunet.evaluate import _row_key
+    from recon.models.config import CRUNetConfig, ModelConfig
+    from recon.models.registry import build_model
+    from recon.pipeline import ReconConfig
+    from recon.config import dump_yaml
+    from recon.weights import CONFIG_FILE, save_weights, weights_info, write_manifest
+
+    cfg = ModelConfig(crunet=CRUNetConfig(channels=2, cascades=1))
+    model = build_model(cfg)
+    save_weights(model, cfg, tmp_path / "plain")
+    shutil.copytree(tmp_path / "plain", tmp_path / "mc")  # the same file; only config.yaml differs
+    dump_yaml(replace(cfg, crunet=replace(cfg.crunet, mean_consistency=True)), tmp_path / "mc" / CONFIG_FILE)
+    write_manifest(tmp_path / "mc", sum(p.numel() for p in model.parameters()), "crunet", "float32")
+    info = weights_info(tmp_path / "plain")
+    assert info.sha256 == weights_info(tmp_path / "mc").sha256
+    keys = {name: _row_key(raw, 0, ReconConfig(method="model", options={"weights": str(tmp_path / name)}), None)
+            for name in ("plain", "mc")}
+    assert keys["plain"] != keys["mc"]
+    assert f'"{info.sha256}"' in keys["plain"] and f'"{info.sha256} mean_consistency"' in keys["mc"]

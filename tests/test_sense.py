@@ -155,3 +155,75 @@ def test_weighted_data_consistency_mixes_measurement_and_estimate(ny, nx):
     torch.testing.assert_close(out, data_consistency(x, k0, maps, mask, w), rtol=1e-4, atol=1e-5)
     tau, sigma = torch.tensor([1.0, 2.0]), torch.tensor([0.0, 2.0])
     torch.testing.assert_close(noise_weight(tau, sigma), torch.tensor([1.0, 0.5]))
+
+
+def _shifted_lines(t, ny, r, shifted=True, centre=True):
+    """``[1, t, ny]`` bool: every ``r``-th line, moved one line per frame (or not), and the centre
+    line in every frame (unless ``centre`` is False)."""
+    mask = torch.zeros(1, t, ny, dtype=torch.bool)
+    for i in range(t):
+        mask[0, i, (i % r if shifted else 0)::r] = True
+    if centre:
+        mask[0, :, ny // 2] = True
+    return mask
+
+
+@pytest.mark.parametrize("ny,nx", [(12, 10), (11, 9)])
+def test_temporal_mean_consistency_gives_a_static_object_its_mean_and_keeps_the_differences(ny, nx):
+    """A static object on a mask that moves one line per frame (each line sampled by one frame, the
+    union every line, so ``A^H A = S^H S = I`` there): the zero-filled frames get the object as their
+    mean; each frame's difference from the mean is kept."""
+    from recon.sense import TemporalMeanConsistency
+
+    g = torch.Generator().manual_seed(3)
+    t, c = 4, 3
+    maps = _maps(g, 1, c, ny, nx, dtype=torch.complex64)
+    image = _crandn(g, 1, 1, ny, nx, dtype=torch.complex64).expand(1, t, ny, nx)
+    mask = _shifted_lines(t, ny, 4, centre=False)
+    k = SenseOperator(maps, mask).forward(image)
+    x = SenseOperator(maps, mask).adjoint(k)  # zero-filled frames: the wrong mean
+    out = TemporalMeanConsistency(k, maps, mask)(x)
+    torch.testing.assert_close(out.mean(1), image[:, 0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out - out.mean(1, keepdim=True), x - x.mean(1, keepdim=True), atol=1e-5, rtol=1e-5)
+
+
+def test_temporal_mean_consistency_leaves_lines_every_frame_sampled_to_data_consistency():
+    """A moving object: on a fixed mask nothing changes (bit for bit); on a moving lattice with a
+    line every frame samples, that line and every frame's difference from the mean are kept while
+    the other sampled lines get the measured mean (one coil of unit modulus: the k-space statements
+    are exact). Weight 0: nothing moves; ``weight`` uses the mean's noise, ``sigma / sqrt(frames
+    that sampled the line)``."""
+    from recon.sense import TemporalMeanConsistency
+
+    g = torch.Generator().manual_seed(4)
+    t, c, ny, nx = 6, 1, 12, 8
+    maps = _maps(g, 1, c, ny, nx, dtype=torch.complex64)
+    truth = _crandn(g, 1, t, ny, nx, dtype=torch.complex64)
+    x = truth + 0.3 * _crandn(g, 1, 1, ny, nx, dtype=torch.complex64)  # every frame off by the same error
+    fixed = _shifted_lines(t, ny, 3, shifted=False)
+    assert torch.equal(TemporalMeanConsistency(SenseOperator(maps, fixed).forward(truth), maps, fixed)(x), x)
+
+    mask = _shifted_lines(t, ny, 3)
+    k = SenseOperator(maps, mask).forward(truth)
+    tmc = TemporalMeanConsistency(k, maps, mask)
+    out = tmc(x)
+    full = SenseOperator(maps, torch.ones(1, t, ny))
+    k_out, k_x = full.forward(out), full.forward(x)
+    some = mask[0].any(0) & ~mask[0].all(0)
+    assert some.sum() == ny - 1 and tmc.lines[0].tolist() == some.tolist()
+    mean_sampled = (k * mask[:, :, None, :, None]).sum(1) / mask.sum(1)[:, None, :, None]
+    torch.testing.assert_close(k_out.mean(1)[..., some, :], mean_sampled[..., some, :], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(k_out[..., ~some, :], k_x[..., ~some, :], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out - out.mean(1, keepdim=True), x - x.mean(1, keepdim=True), atol=1e-5, rtol=1e-5)
+    w = tmc.weight(torch.tensor(1.0), torch.tensor([2.0]).view(1, 1, 1, 1, 1))
+    assert w.shape == (1, 1, 1, ny, 1)
+    torch.testing.assert_close(w[0, 0, 0, some, 0], torch.full((ny - 1,), 1 / (1 + 4 / 2)))  # 2 of 6 frames
+    torch.testing.assert_close(tmc(x, torch.zeros_like(w)), x)
+
+
+def test_temporal_mean_consistency_needs_one_set_of_maps():
+    from recon.sense import TemporalMeanConsistency
+
+    k = torch.zeros(1, 2, 3, 8, 8, dtype=torch.complex64)
+    with pytest.raises(InputError, match=r"one set of maps \[b, c, y, x\]"):
+        TemporalMeanConsistency(k, torch.ones(1, 2, 3, 8, 8, dtype=torch.complex64), torch.ones(1, 2, 8))

@@ -60,6 +60,14 @@ class CRUNetConfig(Settings):
         the network is exactly the one without it. ``nearest``: as ``missing``, each line from
         the frames nearest in (circular) time that sampled it instead of their mean (ties
         averaged): less temporal blur where the heart moves, more noise.
+    mean_consistency : after every cascade's data consistency, the temporal mean's
+        (:class:`recon.sense.TemporalMeanConsistency`): on every sampled line the mean of the
+        frames' k-space over time is set to the measured one (the line's mean over the frames
+        that sampled it), weighted with ``data_consistency: noise`` as the frames are, with that
+        mean's noise (``sigma / sqrt(frames that sampled the line)``). No parameters. On a mask
+        that is the same in every frame it is data consistency of the mean, with the noise
+        averaged over all frames; on a mask that moves from frame to frame it also fills each
+        line's mean from the frames that sampled it (exact for what does not move).
     """
 
     WHERE = "model.crunet"
@@ -75,6 +83,7 @@ class CRUNetConfig(Settings):
     wrap_rows: int = 0
     data_consistency: Literal["hard", "noise"] = "hard"
     composite_input: Literal["none", "average", "missing", "nearest"] = "none"
+    mean_consistency: bool = False
 
     def check(self) -> None:
         if self.channels < 1 or self.cascades < 1:
@@ -188,14 +197,14 @@ class ModelConfig(Settings):
 
 
 #: Model settings that no parameter depends on: fine-tuning (``train.init_weights``) may change them.
-PARAMETER_FREE_FIELDS = ("wrap_rows",)
+PARAMETER_FREE_FIELDS = ("wrap_rows", "mean_consistency")
 
 
 def same_parameters(a: ModelConfig, b: ModelConfig) -> bool:
     """Whether ``a`` and ``b`` build the same model up to :data:`PARAMETER_FREE_FIELDS`."""
     def neutral(cfg: ModelConfig) -> ModelConfig:
-        subs = {name: replace(getattr(cfg, name), **{f: 0 for f in PARAMETER_FREE_FIELDS})
-                for name in ("crunet", "crnn", "promptmr")}
+        subs = {name: replace(sub, **{f: 0 for f in PARAMETER_FREE_FIELDS if hasattr(sub, f)})
+                for name, sub in ((n, getattr(cfg, n)) for n in ("crunet", "crnn", "promptmr"))}
         return replace(cfg, **subs)
 
     return neutral(a) == neutral(b)

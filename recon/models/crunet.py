@@ -26,7 +26,8 @@ frames at once):
   A 5x5 conv maps to 2 channels, added to the input (residual); de-normalise; crop;
   data consistency (:class:`recon.sense.DataConsistency`: hard, the reference's, or with
   ``data_consistency: noise`` weighted per cascade by the slice's measured noise level,
-  :class:`recon.models.config.CRUNetConfig`). The input is padded
+  :class:`recon.models.config.CRUNetConfig`); with ``mean_consistency`` then the temporal
+  mean's (:class:`recon.sense.TemporalMeanConsistency`, noise-weighted alike). The input is padded
   first: ``config.wrap_rows`` rows of each edge along y beyond the opposite edge (the
   phase-encode axis is periodic; the reference pads with zeros, ``wrap_rows: 0``), then
   zeros to even sizes; the hidden states carry the padded size. Measured (2 threads,
@@ -50,22 +51,9 @@ frames at once):
   its weights (per image ``P (a * f) = (P diag(a)) f``: one batched matrix product per
   banked cascade, no attended copy of any feature); ``sum`` (``ca`` only) adds the ``n``
   attended features with no projection at all. Neither path concatenates the bank
-  (:class:`BankFusion`). Cost against ``none``, ``crunet bench --what bank`` (the
-  installed crunet_ca's size: 16 channels, wrap 8; 128 x 128, 12 frames, 10 coils, bf16,
-  idle machine, 2026-12-01, median of 9 interleaved rounds): ``ca`` 3x3 1.18x, ``ca``
-  1x1 1.07x, ``ca`` sum 1.09x, ``conv`` 3x3 1.11x at 2 threads (``none`` 0.352 s);
-  1.19x / 1.08x / 1.09x / 1.14x at 1 thread (0.425 s). Quality at equal training
-  (3,000 steps of one recipe, ``crunet validate``, full FOV, R 4 / 8 / 24): 1x1
-  (``configs/cpu/crunet_ca_p1_3k.yaml``) against 3x3 (``crunet_ca_kall.yaml``) +0.09 /
-  +0.13 / +0.29 dB on the training acquisitions, -0.06 / +0.06 / +0.08 on the held-out
-  ones: the 1x1 bank gives the same quality for 0.11x less time, and is the design to
-  train. Attention alone (``sum``, ``crunet_ca_sum_3k.yaml``) on the same recipe: +0.34 /
-  +0.64 / +0.99 dB and -0.02 / +0.23 / +0.39 dB against 3x3 (full FOV; in the centre crop
-  -0.25 / -0.08 / +0.08 and -0.70 / -0.01 / +0.46), at 1.09x: the projection's
-  parameters buy nothing at this size. The shipped crunet_ca keeps the 3x3 projection for now: it has 11,000 steps,
-  and fine-tuning it into the 1x1 design (``init_pointwise_bank``) lost 0.3-0.6 dB after
-  2,000 steps and 0.2-0.9 dB after 4,000 (``configs/cpu/crunet_ca_p1_ft.yaml``): a 1x1
-  crunet_ca has to be trained through the recipe's stages itself.
+  (:class:`BankFusion`). Cost against ``none`` (16 channels, 128 x 128, 12 frames, 10 coils,
+  bf16, 2 threads, ``crunet bench --what bank``): ``ca`` 3x3 1.18x, 1x1 1.07x, sum 1.09x,
+  ``conv`` 1.11x; quality at equal and at full training: ``weights/README.md``.
 
 Differences from the reference, on purpose: any batch size (per-sample results do
 not depend on the batch), any image size (pad to even, crop back), any frame count
@@ -99,7 +87,7 @@ from recon.models.layers import (
     pool,
 )
 from recon.errors import InputError
-from recon.sense import DataConsistency, SenseOperator, composite_image, noise_weight
+from recon.sense import DataConsistency, SenseOperator, TemporalMeanConsistency, composite_image, noise_weight
 
 LEVELS = 3  # level 0 (full res), level 1 (half res), bottleneck (half res)
 DOWNSAMPLING = 2  # total spatial downsampling of the UNet (one 2x2 stride-2 step)
@@ -285,9 +273,11 @@ class CRUNetMR(nn.Module):
 
     def _cascade(self, i: int, x: torch.Tensor, dc: DataConsistency,
                  states: tuple[torch.Tensor, ...] | None, banked: list[list[torch.Tensor]] | None,
-                 noise: torch.Tensor | None = None, composite: torch.Tensor | None = None):
+                 noise: torch.Tensor | None = None, composite: torch.Tensor | None = None,
+                 temporal: TemporalMeanConsistency | None = None):
         """Cascade ``i``: (fuse ``banked[j]``, the features to fuse per level,) normalise, UNet,
-        de-normalise, data consistency (weighted by ``noise [b, 1, 1, 1, 1]`` when given);
+        de-normalise, data consistency (weighted by ``noise [b, 1, 1, 1, 1]`` when given), then
+        the temporal mean's (``temporal``, weighted alike);
         ``composite``: the composite image's folded, padded features (``composite_input``),
         divided here by ``x``'s std."""
         if banked is not None:
@@ -300,8 +290,10 @@ class CRUNetMR(nn.Module):
         comp = None if composite is None else composite / std.to(dtype)
         out, new_states = self.cascades[i](feat, frames, states, comp)
         out = denormalize(crop_to(out, size).to(x.real.dtype), mean, std)
-        weight = None if noise is None else noise_weight(self.dc_tau(i), noise)
-        x = dc(channels_to_complex(out, frames), weight)
+        tau = None if noise is None else self.dc_tau(i)
+        x = dc(channels_to_complex(out, frames), None if tau is None else noise_weight(tau, noise))
+        if temporal is not None:
+            x = temporal(x, None if tau is None else temporal.weight(tau, noise))
         return x, new_states
 
     def forward(self, k: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor,
@@ -333,6 +325,7 @@ class CRUNetMR(nn.Module):
             composite_image(k, mask, maps, mode)).to(self.cascades[0].tail.weight.dtype), DOWNSAMPLING,
             self.cfg.wrap_rows)[0])
         dc = DataConsistency(k, maps, mask)
+        temporal = TemporalMeanConsistency(k, maps, mask) if self.cfg.mean_consistency else None
         states = None
         bank = [[] for _ in range(LEVELS)] if self.fusion is not None else None
         keep = self.cfg.bank_depth or self.cfg.cascades
@@ -341,10 +334,10 @@ class CRUNetMR(nn.Module):
             # fresh lists (not the bank itself): a checkpointed cascade is re-run later with the same inputs
             banked = [bank[j][-self.bank_size(i):] for j in range(LEVELS)] if bank is not None and i else None
             if use_ckpt:
-                x, states = _checkpoint(self._cascade, i, x, dc, states, banked, noise, composite,
+                x, states = _checkpoint(self._cascade, i, x, dc, states, banked, noise, composite, temporal,
                                         use_reentrant=False)
             else:
-                x, states = self._cascade(i, x, dc, states, banked, noise, composite)
+                x, states = self._cascade(i, x, dc, states, banked, noise, composite, temporal)
             if bank is not None:
                 for j in range(LEVELS):
                     bank[j].append(states[j])
@@ -383,7 +376,8 @@ def describe(model: nn.Module) -> str:
     lines = [f"CRUNet-MR: {cfg.channels} channels, {cfg.cascades} cascades, fusion {cfg.fusion}"
              + (f" (bank depth {cfg.bank_depth or 'all'})" if cfg.fusion != "none" else "")
              + (", noise-weighted data consistency" if model.uses_noise else "")
-             + ("" if cfg.composite_input == "none" else f", composite input ({cfg.composite_input})")]
+             + ("" if cfg.composite_input == "none" else f", composite input ({cfg.composite_input})")
+             + (", temporal mean consistency" if cfg.mean_consistency else "")]
     for i, casc in enumerate(model.cascades):
         lines.append(f"  cascade {i}: {parameter_count(casc):>12,}")
     if model.fusion is not None:
