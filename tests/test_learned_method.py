@@ -61,9 +61,10 @@ def test_weights_name_is_a_method(raw, tiny_weights, name):
 
 def test_options_of_learned_and_classical_methods(raw):
     p = prepare(raw)
-    assert method_options("crunet_ca") == {"precision": "auto", "tta": 1}
-    assert set(method_options("model")) == {"weights", "precision", "tta"}
-    with pytest.raises(InputError, match=r"method 'crunet_ca': unknown key\(s\) weights; valid keys: precision, tta"):
+    assert method_options("crunet_ca") == {"precision": "auto", "tta": 1, "mean_consistency": "auto"}
+    assert set(method_options("model")) == {"weights", "precision", "tta", "mean_consistency"}
+    with pytest.raises(InputError, match=r"method 'crunet_ca': unknown key\(s\) weights; valid keys: mean_consistency, "
+                                         r"precision, tta"):
         run_method("crunet_ca", p, weights="x")
     with pytest.raises(InputError, match=r"method 'sense': unknown key\(s\) bogus; valid keys: lam"):
         run_method("sense", p, bogus=1)
@@ -226,3 +227,40 @@ def test_the_default_model_does_not_depend_on_the_objects_row(tmp_path):
         for rows in (1, 3):
             out = torch.roll(run_method("model", moved(across, rows), weights=shipped), -rows, -2)
             assert float((out - ref).norm() / ref.norm()) < 0.025, rows
+
+
+def test_mean_consistency_is_switched_per_call(raw, tmp_path):
+    """``mean_consistency``: ``auto`` runs the weights as configured, ``on`` / ``off`` switch it: weights
+    with it on and ``off`` give the images of the same weights without it, and the reverse; on a
+    mask that moves from frame to frame the two differ; a model that has no such step says so."""
+    from dataclasses import replace
+
+    from recon.models.config import CRUNetConfig, ModelConfig
+    from recon.models.registry import build_model
+    from recon.problem import SliceProblem
+    from recon.weights import save_weights
+
+    p = prepare(raw)
+    t, ny = p.mask.shape
+    moving = ((torch.arange(ny)[None] + torch.arange(t)[:, None]) % 2 == 0) | p.mask.all(0)  # lines alternate by frame
+    q = SliceProblem(p.kspace * moving[:, None, :, None], moving, p.maps, noise_sigma=0.0)
+    cfg = ModelConfig(name="crunet", crunet=CRUNetConfig(channels=4, cascades=2, fusion="ca", ca_reduction=2))
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    save_weights(model, cfg, tmp_path / "plain")
+    save_weights(model, replace(cfg, crunet=replace(cfg.crunet, mean_consistency=True)), tmp_path / "mc")
+
+    def run(weights, **options):
+        return run_method("model", q, weights=str(tmp_path / weights), precision="fp32", **options)
+
+    plain, mc = run("plain"), run("mc")
+    assert not torch.allclose(plain, mc)
+    torch.testing.assert_close(run("mc", mean_consistency="off"), plain)
+    torch.testing.assert_close(run("plain", mean_consistency="on"), mc)
+    torch.testing.assert_close(run("mc", mean_consistency="auto"), mc)
+    with pytest.raises(InputError, match=r"method 'model'\.mean_consistency: 'yes' is not one of auto, on, off"):
+        run("mc", mean_consistency="yes")
+    crnn_cfg = ModelConfig(name="crnn")
+    save_weights(build_model(crnn_cfg), crnn_cfg, tmp_path / "crnn")
+    with pytest.raises(InputError, match="mean_consistency=on is a CRUNet-MR setting"):
+        run("crnn", mean_consistency="on")

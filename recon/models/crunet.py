@@ -297,7 +297,7 @@ class CRUNetMR(nn.Module):
         return x, new_states
 
     def forward(self, k: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor,
-                noise: torch.Tensor | None = None) -> torch.Tensor:
+                noise: torch.Tensor | None = None, temporal_mean: bool | None = None) -> torch.Tensor:
         """Reconstruct cine images.
 
         Parameters
@@ -308,6 +308,7 @@ class CRUNetMR(nn.Module):
         maps : complex ``[b, c, y, x]``, coil sensitivities (unit sum-of-squares).
         noise : real ``[b]``, the per-coil noise std of ``k`` (same units); needed with
             ``data_consistency: noise`` (:attr:`uses_noise`), ignored otherwise.
+        temporal_mean : the temporal-mean consistency on or off for this call (None: ``mean_consistency``).
 
         Returns
         -------
@@ -325,7 +326,8 @@ class CRUNetMR(nn.Module):
             composite_image(k, mask, maps, mode)).to(self.cascades[0].tail.weight.dtype), DOWNSAMPLING,
             self.cfg.wrap_rows)[0])
         dc = DataConsistency(k, maps, mask)
-        temporal = TemporalMeanConsistency(k, maps, mask) if self.cfg.mean_consistency else None
+        use_mean = self.cfg.mean_consistency if temporal_mean is None else temporal_mean
+        temporal = TemporalMeanConsistency(k, maps, mask) if use_mean else None
         states = None
         bank = [[] for _ in range(LEVELS)] if self.fusion is not None else None
         keep = self.cfg.bank_depth or self.cfg.cascades
