@@ -13,6 +13,10 @@
 * ``NOTES.md`` of the run folder, when there is one: what the records cannot say (a
   schedule changed on resume, an estimator that changed mid-run).
 
+``crunet ship RUN NAME --model-set mean_consistency=true`` ships the run's weights with a
+setting no parameter depends on changed in ``config.yaml``; the card describes the shipped
+model and names what differs from the run.
+
 ``crunet ship weights/NAME NAME --validation DIR`` (the shipped folder in place of a run)
 replaces only the card's ``crunet validate`` section: every card can be brought onto one
 validation run after the run folders are gone, the weights and the rest untouched.
@@ -71,8 +75,8 @@ def _model_line(model: dict) -> str:
             "nearest": "; every cascade also sees each frame's missing lines taken from the frames nearest in time "
             "that sampled them (SENSE adjoint on those lines)",
             }[c.get("composite_input", "none")]
-    mean = ("; after every cascade the temporal mean of each sampled k-space line is set to its measured mean"
-            if c.get("mean_consistency") else "")
+    mean = ("; after every cascade, each k-space line some frames sampled and others did not gets the mean of "
+            "those frames as its temporal mean" if c.get("mean_consistency") else "")
     return f"CRUNet-MR, {c['channels']} channels, {c['cascades']} cascades, {bank}{depth}{dc}{comp}{mean}"
 
 
@@ -112,10 +116,15 @@ def _export_checkpoint(run: Path, dest: Path) -> None:
     save_weights(model, cfg.model, dest)
 
 
-def card_markdown(name: str, run: Path, manifest: dict, validation: dict | None = None) -> str:
-    """The card of weights ``name`` trained in ``run`` (see the module docstring)."""
+def card_markdown(name: str, run: Path, manifest: dict, validation: dict | None = None,
+                  shipped_model: dict | None = None) -> str:
+    """The card of weights ``name`` trained in ``run`` (see the module docstring); ``shipped_model``:
+    the shipped ``config.yaml`` when :func:`ship` set parameter-free settings the run did not have
+    (the card describes what runs and names what differs from the run)."""
 
     cfg, metrics = _run_summary(run)
+    model = shipped_model if shipped_model is not None else cfg["model"]
+    changed = _changed_settings(cfg["model"], model)
     epochs = metrics.get("epochs", [])
     t, data = cfg["train"], cfg["data"]
     steps = epochs[-1]["step"] if epochs else 0
@@ -123,7 +132,7 @@ def card_markdown(name: str, run: Path, manifest: dict, validation: dict | None 
     planned = t["epochs"] * t["steps_per_epoch"]
     lines = [
         f"# {name}", "",
-        f"{_model_line(cfg['model'])}; {manifest.get('parameters', 0):,} parameters "
+        f"{_model_line(model)}; {manifest.get('parameters', 0):,} parameters "
         f"(stored as {manifest.get('dtype', 'float32')}). "
         f"`model.safetensors` sha256 `{manifest['files'][WEIGHTS_FILE]['sha256']}`.", "",
         "## Training", "",
@@ -147,7 +156,11 @@ def card_markdown(name: str, run: Path, manifest: dict, validation: dict | None 
         f"{data['train_space']['frames']}, R {data['train_space']['accelerations']}), strips of "
         f"{data['pixels_per_sample']} pixels, {data['scene_reuse']} samples per simulated slice.",
         f"- Held-out patients (never trained on): {', '.join(data['holdout'])}; see `weights/SPLIT.md`.",
-        "- Full configuration: `train_config.yaml` beside this card (the run's resolved config).", "",
+        "- Full configuration: `train_config.yaml` beside this card (the run's resolved config).",
+        *([f"- Shipped with {', '.join(f'`{k}: {new}`' for k, _, new in changed)} in `config.yaml` (the run: "
+           f"{', '.join(f'`{old}`' for _, old, _ in changed)}; no parameter depends on "
+           f"{'it' if len(changed) == 1 else 'them'}, `crunet ship --model-set`): the weights are the run's."]
+          if changed else []), "",
     ]
     val = [e for e in epochs if "val_psnr" in e]
     if val:
@@ -203,15 +216,55 @@ def refresh_validation(dest: str | Path, validation_dir: str | Path) -> Path:
     return dest
 
 
-def ship(run: str | Path, name: str, dest_root: str | Path, validation_dir: str | Path | None = None) -> Path:
+def _changed_settings(trained: dict, shipped: dict) -> list[tuple[str, str, str]]:
+    """``(name, trained value, shipped value)`` of each CRUNet-MR setting that differs (values as JSON;
+    a setting the run's config predates has its default)."""
+    from dataclasses import asdict
+
+    from recon.models.config import CRUNetConfig
+
+    a, b, default = trained.get("crunet", {}), shipped.get("crunet", {}), asdict(CRUNetConfig())
+    pairs = ((k, json.dumps(a.get(k, default.get(k))), json.dumps(b[k])) for k in sorted(b))  # tuples, lists alike
+    return [(k, old, new) for k, old, new in pairs if old != new]
+
+
+def set_model_settings(dest: Path, settings: dict) -> dict:
+    """Set parameter-free CRUNet-MR settings (:data:`recon.models.config.PARAMETER_FREE_FIELDS`) in
+    shipped weights ``dest``'s ``config.yaml`` and rewrite the manifest; returns the new model config
+    as a dict. Anything else (a setting that builds parameters, another model) is an InputError."""
+    from dataclasses import asdict, replace
+
+    from recon.config import dump_yaml
+    from recon.models.config import PARAMETER_FREE_FIELDS
+    from recon.weights import load_weights, write_manifest
+
+    model, cfg = load_weights(dest)
+    bad = sorted(set(settings) - set(PARAMETER_FREE_FIELDS))
+    if bad or cfg.name != "crunet":
+        raise InputError(f"--model-set takes CRUNet-MR settings no parameter depends on "
+                         f"({', '.join(PARAMETER_FREE_FIELDS)}); got {', '.join(bad) or 'them'} for {cfg.name}")
+    cfg = replace(cfg, crunet=replace(cfg.crunet, **settings))
+    cfg.crunet.validate()
+    dtype = read_manifest(dest).get("dtype", "float32")
+    dump_yaml(cfg, dest / CONFIG_FILE)
+    write_manifest(dest, sum(p.numel() for p in model.parameters()), cfg.name, dtype)
+    return asdict(cfg)
+
+
+def ship(run: str | Path, name: str, dest_root: str | Path, validation_dir: str | Path | None = None,
+         model_settings: dict | None = None) -> Path:
     """Copy ``run``'s weights to ``<dest_root>/<name>/`` with the run's config, curves and a card.
 
     A completed run ships ``run/weights``; a run still going (or stopped) ships the model
     of its last checkpoint (the last completed epoch), and the card says how many of the
-    planned steps it had: the run can be resumed and shipped again later."""
+    planned steps it had: the run can be resumed and shipped again later.
+    ``model_settings``: parameter-free settings to ship with (:func:`set_model_settings`),
+    e.g. ``{"mean_consistency": True}``; the card says which differ from the run's."""
     run = Path(run)
     dest = Path(dest_root) / name
     if (run / CARD_FILE).is_file() and (run / MANIFEST_FILE).is_file():  # a shipped folder: its card only
+        if model_settings:
+            raise InputError("--model-set ships a training run's weights with other settings; give the run folder")
         if validation_dir is None:
             raise InputError(f"{run} is shipped weights, not a training run: give --validation DIR to refresh "
                              "its card's crunet validate section")
@@ -233,11 +286,12 @@ def ship(run: str | Path, name: str, dest_root: str | Path, validation_dir: str 
 
         model, model_cfg = load_weights(dest)
         save_weights(model, model_cfg, dest, dtype=torch.bfloat16)
+    shipped_model = set_model_settings(dest, model_settings) if model_settings else None
     manifest = read_manifest(dest)
     shutil.copy2(run / "config.yaml", dest / "train_config.yaml")
     for f in ("loss_curve.png", "validation.png", "metrics.csv"):
         if (run / f).is_file():
             shutil.copy2(run / f, dest / f)
     validation = load_results(validation_dir) if validation_dir is not None else None
-    (dest / CARD_FILE).write_text(card_markdown(name, run, manifest, validation))
+    (dest / CARD_FILE).write_text(card_markdown(name, run, manifest, validation, shipped_model))
     return dest

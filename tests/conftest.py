@@ -62,8 +62,10 @@ def shepp_logan_file(tmp_path_factory):
 
 #: Tiny models under the shipped weights names (random weights; seconds to build, fast to run).
 TINY_MODELS = {
-    # the shipped default's design: channel-attention bank, data consistency weighted by the noise
-    "crunet_ca": dict(name="crunet", crunet=dict(channels=4, cascades=2, fusion="ca", data_consistency="noise")),
+    # the shipped default's design: channel-attention bank, data consistency weighted by the noise, each
+    # frame's missing lines as a second input, temporal-mean consistency
+    "crunet_ca": dict(name="crunet", crunet=dict(channels=4, cascades=2, fusion="ca", data_consistency="noise",
+                                                 composite_input="missing", mean_consistency=True)),
     "crunet": dict(name="crunet", crunet=dict(channels=4, cascades=2, fusion="none")),
     "crunet_conv": dict(name="crunet", crunet=dict(channels=4, cascades=2, fusion="conv")),
     "crnn": dict(name="crnn", crnn=dict(channels=4, cascades=2, layers=3)),
@@ -72,6 +74,11 @@ TINY_MODELS = {
         prompt_components=(2, 2, 2), prompt_sizes=(6, 4, 2), encoder_blocks=(1, 1, 1), decoder_blocks=(1, 1, 1),
         skip_blocks=(1, 1, 1), bottleneck_blocks=1)),
 }
+
+
+#: How the tiny crunet_ca describes itself (ImageComment, weights status) before its hash.
+TINY_CA_DESCRIPTION = ("CRUNet-MR 4ch x2 fusion ca (bank all), noise-weighted DC, composite input (missing), "
+                       "mean-consistent")
 
 
 def save_tiny_weights(directory, name: str = "crunet_ca", seed: int = 0):

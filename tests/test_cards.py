@@ -158,3 +158,26 @@ def test_shipping_the_shipped_folder_refreshes_only_its_validation_section(run, 
     assert after.startswith(head) and after.count("## `crunet validate`") == 1
     assert "| 4 | tiny |" in after and "| 4 | tiny |" not in before
     assert (dest / "model.safetensors").read_bytes() == weights
+
+
+def test_model_set_ships_the_run_with_a_parameter_free_setting(run, tmp_path, capsys):
+    """``--model-set mean_consistency=true``: the run's tensors, config.yaml with the setting (the
+    manifest rewritten, so the weights load), a card that describes what runs and names what differs
+    from the run; a setting that builds parameters is refused, and nothing is set on a shipped folder."""
+    from safetensors.torch import load_file
+
+    assert main(["ship", str(run), "tiny_mc", "--dest", str(tmp_path), "--model-set", "mean_consistency=true"]) == 0
+    dest = tmp_path / "tiny_mc"
+    model, cfg = load_weights(dest)
+    assert cfg.crunet.mean_consistency and not load_weights(run / "weights")[1].crunet.mean_consistency
+    trained, shipped = load_file(str(run / "weights" / "model.safetensors")), load_file(str(dest / "model.safetensors"))
+    assert trained.keys() == shipped.keys() and all(torch.equal(trained[k], shipped[k]) for k in trained)
+    card = (dest / "CARD.md").read_text()
+    assert "gets the mean of those frames as its temporal mean" in card
+    assert "Shipped with `mean_consistency: true` in `config.yaml` (the run: `false`; no parameter depends on it" in card
+    for args, error in ((["tiny_bad", "--model-set", "channels=8"], "takes CRUNet-MR settings no parameter depends on"),
+                        (["tiny_bad", "--model-set", "mean_consistency"], "--model-set takes KEY=VALUE"),
+                        (["tiny_mc", "--model-set", "mean_consistency=true"], "give the run folder")):
+        src = dest if error == "give the run folder" else run
+        assert main(["ship", str(src), *args[:1], "--dest", str(tmp_path), *args[1:]]) == 2
+        assert error in capsys.readouterr().err

@@ -8,6 +8,7 @@ import pytest
 
 from crunet.cli import COMMANDS, main
 from recon.errors import InputError
+from tests.conftest import TINY_CA_DESCRIPTION
 
 
 def test_help_lists_subcommands(capsys):
@@ -167,7 +168,7 @@ def test_bench_refuses_unknown_method_before_work(tmp_path, capsys):
 def test_serve_and_gadget_report_the_default_weights(tiny_weights):
     from recon.weights import weights_status
 
-    assert weights_status().startswith("crunet_ca: CRUNet-MR 4ch x2 fusion ca (bank all), noise-weighted DC sha256:")
+    assert weights_status().startswith(f"crunet_ca: {TINY_CA_DESCRIPTION} sha256:")
     assert weights_status("nope").startswith("nope: not usable: trained weights 'nope' not found")
 
 

@@ -11,6 +11,7 @@ from crunet.cli import main
 from recon.io import flags as F
 from recon.io.raw import read_acquisitions, write_raw
 from recon.simulate.cine import SimulationConfig, simulate_to_file
+from tests.conftest import TINY_CA_DESCRIPTION
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +116,7 @@ def test_recon_file_default_is_the_learned_model(raw, tmp_path, tiny_weights, ca
     ds = ismrmrd.Dataset(str(out), "dataset", create_if_needed=False)
     comment = ismrmrd.Meta.deserialize(ds.read_image("image_1", 0).attribute_string)["ImageComment"]
     ds.close()
-    assert comment.startswith("crunet crunet_ca: CRUNet-MR 4ch x2 fusion ca (bank all), noise-weighted DC sha256:")
+    assert comment.startswith(f"crunet crunet_ca: {TINY_CA_DESCRIPTION} sha256:")
     out2 = tmp_path / "dir.h5"
     assert main(["recon-file", str(raw), str(out2), "--weights", str(tiny_weights / "crnn"), "--series", "5"]) == 0
     with h5py.File(out2) as f:

@@ -16,6 +16,7 @@ from recon.errors import InputError
 from recon.io.header import encoding_info, parse_header
 from recon.io.raw import read_raw
 from recon.simulate.cine import SimulationConfig, simulate_to_file
+from tests.conftest import TINY_CA_DESCRIPTION
 from tests.gadgetron_harness import GadgetronPeer, configuration, file_acquisitions, slice_buckets
 
 N_PHASES, N_SLICES = 3, 3
@@ -367,7 +368,7 @@ def test_default_method_is_the_learned_model(stream):
     assert got.closed and not got.errors and not got.texts, peer.output()
     assert len(got.images) == N_PHASES
     comment = ismrmrd.Meta.deserialize(got.images[0].attribute_string)["ImageComment"]
-    assert comment.startswith("crunet crunet_ca: CRUNet-MR 4ch x2 fusion ca (bank all), noise-weighted DC sha256:")
+    assert comment.startswith(f"crunet crunet_ca: {TINY_CA_DESCRIPTION} sha256:")
 
 
 def test_missing_default_weights_is_one_error_line(stream, monkeypatch, tmp_path, caplog):

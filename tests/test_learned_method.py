@@ -18,7 +18,7 @@ from recon.machine import native_bf16
 from recon.methods import available_methods, method_options, run_method
 from recon.pipeline import ReconConfig, prepare, reconstruct_slice, slice_to_images
 from recon.simulate.cine import SimulationConfig, simulate_to_file
-from tests.conftest import TINY_MODELS
+from tests.conftest import TINY_CA_DESCRIPTION, TINY_MODELS
 
 SHIPPED = Path(__file__).resolve().parents[1] / "weights"
 
@@ -101,7 +101,7 @@ def test_image_comment_names_architecture_fusion_and_hash(raw, tiny_weights):
     sha = json.loads((tiny_weights / "crunet_ca" / "manifest.json").read_text())["files"]["model.safetensors"]
     images, _ = slice_to_images(raw, ReconConfig(device="cpu"))
     comment = ismrmrd.Meta.deserialize(images[0].attribute_string)["ImageComment"]
-    assert comment == f"crunet crunet_ca: CRUNet-MR 4ch x2 fusion ca (bank all), noise-weighted DC sha256:{sha['sha256'][:12]}, " \
+    assert comment == f"crunet crunet_ca: {TINY_CA_DESCRIPTION} sha256:{sha['sha256'][:12]}, " \
                       "espirit maps"
     crnn = ReconConfig(method="model", options={"weights": str(tiny_weights / "crnn")}).comment()
     assert re.fullmatch(r"crunet model crnn: CRNN-MRI 4ch x2 \(3 layers\) sha256:[0-9a-f]{12}, espirit maps", crnn)

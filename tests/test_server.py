@@ -16,6 +16,7 @@ from crunet.cli import main
 from recon.io import flags as F
 from recon.io.raw import read_acquisitions, write_raw
 from recon.simulate.cine import SimulationConfig, simulate_to_file
+from tests.conftest import TINY_CA_DESCRIPTION
 from tests.gadgetron_harness import CHAIN_ZF
 
 N_PHASES, N_SLICES = 3, 2
@@ -162,7 +163,7 @@ def test_default_chain_runs_the_learned_model(raw, server):
     res = replay(raw, None, port=server.port, config="default.xml")
     assert res.closed and not res.texts and len(res.images) == N_PHASES * N_SLICES
     assert {im.image_series_index for im in res.images} == {1}
-    assert _comment(res.images[0]).startswith("crunet crunet_ca: CRUNet-MR 4ch x2 fusion ca (bank all), noise-weighted DC sha256:")
+    assert _comment(res.images[0]).startswith(f"crunet crunet_ca: {TINY_CA_DESCRIPTION} sha256:")
     res = replay(raw, None, port=server.port, config="crunet_sense.xml")
     assert res.closed and not res.texts and {im.image_series_index for im in res.images} == {30}
     assert _comment(res.images[0]) == "crunet sense, espirit maps"
