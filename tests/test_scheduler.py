@@ -126,8 +126,8 @@ def test_learned_model_batched_equals_one_by_one(tiny_weights):
         maps = torch.randn(1, 3, 16, 12, dtype=torch.complex64, generator=g)
         maps = maps / maps.abs().pow(2).sum(1, keepdim=True).sqrt()
         items.append((k * mask[..., None, :, None], mask, maps, torch.tensor([0.3 * scale])))  # noise-weighted DC
-    both = _forward(model, "fp32", items)
-    alone = [_forward(model, "fp32", [i])[0] for i in items]
+    both = _forward(model, "fp32", None, items)
+    alone = [_forward(model, "fp32", None, [i])[0] for i in items]
     for b, a in zip(both, alone):
         assert b.shape == (4, 16, 12)
         assert torch.allclose(b, a, rtol=1e-4, atol=1e-5 * a.abs().max().item())
