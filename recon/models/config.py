@@ -61,13 +61,14 @@ class CRUNetConfig(Settings):
         the frames nearest in (circular) time that sampled it instead of their mean (ties
         averaged): less temporal blur where the heart moves, more noise.
     mean_consistency : after every cascade's data consistency, the temporal mean's
-        (:class:`recon.sense.TemporalMeanConsistency`): on every sampled line the mean of the
-        frames' k-space over time is set to the measured one (the line's mean over the frames
-        that sampled it), weighted with ``data_consistency: noise`` as the frames are, with that
-        mean's noise (``sigma / sqrt(frames that sampled the line)``). No parameters. On a mask
-        that is the same in every frame it is data consistency of the mean, with the noise
-        averaged over all frames; on a mask that moves from frame to frame it also fills each
-        line's mean from the frames that sampled it (exact for what does not move).
+        (:class:`recon.sense.TemporalMeanConsistency`): on every line that some frames sampled
+        and others did not, the mean of the frames' k-space over time is set to the line's mean
+        over the frames that sampled it (exact for what does not move, view sharing's assumption
+        for what does), weighted with ``data_consistency: noise`` as the frames are, with that
+        mean's noise (``sigma / sqrt(frames that sampled the line)``). No parameters. Lines every
+        frame sampled are left to the frames' own data consistency, so a mask with the same
+        lines in every frame is untouched. Switched per call at inference by the learned
+        method's ``mean_consistency`` option (:mod:`recon.inference`).
     """
 
     WHERE = "model.crunet"
