@@ -103,6 +103,18 @@ def test_bench_learned_and_classical_side_by_side(tmp_path, tiny_weights, capsys
     assert r["methods"]["bart pics"]["psnr"] > r["methods"]["zf"]["psnr"]  # BART's CS does reconstruct
 
 
+def test_bench_on_a_shifted_mask_compares_the_temporal_mean_step(tmp_path, tiny_weights, capsys):
+    """``--shifted-mask``: the slice's lattice moves from frame to frame (recorded), and the default
+    methods time crunet_ca with and without the temporal-mean step in the same run."""
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--what", "methods", "--sizes", "32", "--coils", "2", "--repeats", "2", "--device", "cpu",
+                 "--shifted-mask", "--out", str(out)]) == 0
+    r = json.loads(out.read_text())["methods"][0]
+    assert r["shifted_mask"] is True
+    on, off = r["methods"]["crunet_ca"], r["methods"]["crunet_ca:mean_consistency=off"]
+    assert on["psnr"] != off["psnr"]  # the step acts on a moving lattice
+
+
 def test_bench_server_concurrent_clients_lose_nothing(tmp_path, tiny_weights, capsys):
     """crunet bench --what server (crunet serve in its own process): every client gets every image;
     slices paced as a scanner sends them have their latency measured; the server's memory is sampled."""

@@ -25,13 +25,14 @@ BART_LABEL = "bart pics"
 def bench_methods(shape: tuple[int, int] = (128, 128), n_phases: int = 12, n_coils: int = 10,
                   acceleration: int = 8, methods: tuple[str, ...] = COMPARED_METHODS,
                   repeats: int = 3, seed: int = 0, device: str = "auto", weights: tuple[str, ...] = (),
-                  bart: bool = True) -> dict:
+                  bart: bool = True, shifted_mask: bool = False) -> dict:
     """Time ``methods`` (names) and ``weights`` (directories, method ``model``) on one simulated slice.
 
     shape : recon matrix ``(y, x)``; n_phases, n_coils, acceleration : the simulated cine.
     bart : also time ``bart pics -R T:1024:0:0.01 -i 50`` (temporal TV, the CS reference;
         :func:`recon.coils.bart_io.bart_pics`) on the same k-space and maps, labelled
         ``bart pics``, when BART is installed (``"not installed"`` in ``bart`` otherwise).
+    shifted_mask : the R-line lattice moves one line per frame (recorded in the result).
     Returns a JSON-ready dict; ``methods`` maps each label to ``seconds`` (median),
     ``ratio_to_fastest``, ``all_seconds``, ``psnr``, ``ssim`` (and ``model`` for learned ones).
     """
@@ -42,7 +43,7 @@ def bench_methods(shape: tuple[int, int] = (128, 128), n_phases: int = 12, n_coi
 
     configs = method_configs(methods, weights, device=device)  # checked before the simulation
     cfg = SimulationConfig(n_phases=n_phases, n_coils=n_coils, matrix=tuple(shape), acceleration=acceleration,
-                           noise_scan=False, seed=seed)
+                           noise_scan=False, seed=seed, shifted_mask=shifted_mask)
     scan = simulate_scan(cfg)
     headers, data = scan.acquisitions()
     s = assemble_slices(headers, data, encoding_info(build_cine_header(cfg.protocol())))[0]
@@ -80,6 +81,7 @@ def bench_methods(shape: tuple[int, int] = (128, 128), n_phases: int = 12, n_coi
     first = next(iter(configs.values()))
     return {
         "shape": list(shape), "phases": n_phases, "coils": n_coils, "acceleration": acceleration,
+        "shifted_mask": shifted_mask,
         "device": str(first.torch_device()), "threads": torch.get_num_threads(), "repeats": repeats,
         "seconds_maps": t_maps,
         "methods": {m: {"seconds": med[m], "ratio_to_fastest": med[m] / fastest, "all_seconds": times[m],

@@ -37,6 +37,10 @@ def add_parser(p: argparse.ArgumentParser) -> None:
                         "against fp32 in one run); zf sense lps "
                         "when --weights is given. bart pics (temporal TV) is timed beside them when BART is "
                         "installed")
+    p.add_argument("--shifted-mask", action="store_true",
+                   help="methods: the R-line lattice moves one line per frame (default: the same lines in every "
+                        "frame); the default methods then add crunet_ca:mean_consistency=off, the temporal-mean "
+                        "step's cost and gain in one run (on a fixed mask the step does nothing)")
     p.add_argument("--weights", nargs="+", default=[], metavar="DIR",
                    help="trained weights directories, each timed as a method (labelled by folder name)")
     p.add_argument("--clients", nargs="+", type=int, default=[1, 4, 8],
@@ -83,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
     methods = compared_methods(args.methods, args.weights)
     if args.methods is None and DEFAULT_METHOD in methods:
         methods += (f"{DEFAULT_METHOD}:precision=fp32",)  # the default precision against fp32, one run
+        if args.shifted_mask:  # the temporal-mean step against none, one run
+            methods += (f"{DEFAULT_METHOD}:mean_consistency=off",)
     if "methods" in args.what:
         method_configs(methods, args.weights, device=args.device)  # unknown methods / missing weights: fail now
     for size in args.sizes:
@@ -99,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
             from crunet.bench.methods import bench_methods
 
             r = bench_methods(size, n_coils=args.coils, methods=tuple(methods), repeats=max(1, args.repeats // 2),
-                              device=args.device, weights=tuple(args.weights))
+                              device=args.device, weights=tuple(args.weights), shifted_mask=args.shifted_mask)
             result["methods"].append(r)
             for m, v in r["methods"].items():
                 print(f"{size[0]}x{size[1]} {m:<9} {v['seconds']:.3f} s/slice (x{v['ratio_to_fastest']:.1f}) "
