@@ -41,6 +41,12 @@ def expand_mask(mask: torch.Tensor, ndim_k: int = 5) -> torch.Tensor:
     raise InputError(f"mask must be [b, t, y], [b, t, y, x] or 5D, got shape {tuple(mask.shape)}")
 
 
+def line_mask(mask: torch.Tensor) -> torch.Tensor:
+    """The sampled phase-encode lines, bool ``[b, t, y]``, of a line mask ``[b, t, y]`` or of any
+    mask :func:`expand_mask` takes (its first readout column)."""
+    return (mask if mask.ndim == 3 else expand_mask(mask)[:, :, 0, :, 0]) > 0
+
+
 def _maps5(maps: torch.Tensor) -> torch.Tensor:
     if maps.ndim == 4:
         return maps[:, None]
@@ -183,10 +189,11 @@ class TemporalMeanConsistency:
     def __init__(self, k0: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor):
         if maps.ndim != 4:
             raise InputError(f"temporal mean consistency needs one set of maps [b, c, y, x], got {tuple(maps.shape)}")
-        lines = (mask if mask.ndim == 3 else expand_mask(mask)[:, :, 0, :, 0]) > 0
+        lines = line_mask(mask)
         self.mean, sampled = time_average(k0, lines)
         self.count = lines.sum(1).to(k0.real.dtype)  # [b, y]: frames that sampled each line
         self.lines = sampled & ~lines.all(1)  # [b, y]: sampled by some frames, not by all
+        self.active = bool(self.lines.any())  # once here, not at every cascade's call
         self.op = SenseOperator(maps, self.lines[:, None])
 
     def weight(self, tau: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -198,7 +205,7 @@ class TemporalMeanConsistency:
     def __call__(self, x: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
         """``x [b, t, y, x]`` -> the same frames with the measured temporal mean on :attr:`lines`
         (``weight`` None), or moved by ``weight`` (:meth:`weight`) of the way towards it."""
-        if not bool(self.lines.any()):
+        if not self.active:
             return x
         step = self.mean[:, None] - self.op.forward(x.mean(1, keepdim=True))
         return x + self.op.adjoint(step if weight is None else weight * step)
@@ -293,7 +300,7 @@ def composite_image(k: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor, mod
     (ties averaged) instead of the mean over all of them."""
     if mode not in ("average", "missing", "nearest"):
         raise InputError(f"composite mode must be average, missing or nearest, got {mode!r}")
-    lines = (mask if mask.ndim == 3 else expand_mask(mask)[:, :, 0, :, 0]) > 0
+    lines = line_mask(mask)
     average, sampled = time_average(k, lines)
     if mode == "average":
         image = SenseOperator(maps, sampled[:, None]).adjoint(average[:, None])
