@@ -16,7 +16,7 @@ from recon.models.config import CRUNetConfig, ModelConfig
 from recon.simulate.acquisition import HELDOUT_SPACE, TRAIN_SPACE, AcquisitionSpace
 from recon.train.config import DataConfig, LossConfig, RunConfig, TrainConfig, load_run_config
 from recon.train.data import RawFileSlices, SimulatedCine, collate, global_index
-from recon.train.loss import ReconLoss, image_l1, image_mse, kspace_mse, ssim_loss
+from recon.train.loss import ReconLoss, dynamic_mse, dynamic_weights, image_l1, image_mse, kspace_mse, ssim_loss
 from recon.train.samples import augment_series, move_along_y, simulate_sample, strip_start, strip_width
 from recon.train.schedule import WarmupCosine, warmup_cosine_lr
 from recon.train.series import split_series
@@ -146,7 +146,7 @@ def test_loss_terms_on_known_inputs():
     pred = target + offset
     assert float(image_mse(pred, target)) == pytest.approx((0.3**2 + 0.4**2) / 2, rel=1e-5)
     assert float(image_l1(pred, target)) == pytest.approx((0.3 + 0.4) / 2, rel=1e-5)
-    for fn in (image_mse, image_l1, kspace_mse, ssim_loss):
+    for fn in (image_mse, image_l1, kspace_mse, ssim_loss, dynamic_mse):
         assert float(fn(target, target)) == pytest.approx(0.0, abs=1e-6)
 
 
@@ -193,6 +193,38 @@ def test_recon_loss_is_the_weighted_sum():
     total, terms = ReconLoss(LossConfig(kspace_mse=0, image_mse=1, image_l1=0, ssim=0))(pred, target)
     assert float(total) == pytest.approx(float(image_mse(pred, target)), rel=1e-6)
     assert float(terms["ssim"]) == 0.0
+
+
+def test_dynamic_mse_weighs_the_moving_pixels():
+    """Weights average 1 per sample and follow the target's temporal std: an error on a
+    static pixel costs nothing, the same error on the moving pixel costs in proportion; with
+    the same temporal std everywhere the term is the image MSE."""
+    t, y, x = 6, 5, 4
+    target = torch.ones(2, t, y, x, dtype=torch.complex64)
+    target[0, :, 1, 2] = torch.arange(t) * (1 + 0.5j)  # sample 0: one moving pixel
+    w = dynamic_weights(target)
+    assert w.shape == (2, 1, y, x)
+    assert float(w[0].mean()) == pytest.approx(1.0, rel=1e-6) and float(w[0, 0, 1, 2]) == pytest.approx(y * x)
+    assert float(w[1].abs().max()) == 0.0  # sample 1 does not move: no weight, no NaN
+    static_err, moving_err = target.clone(), target.clone()
+    static_err[0, :, 0, 0] += 0.5
+    moving_err[0, :, 1, 2] += 0.5
+    assert float(dynamic_mse(static_err, target)) == 0.0
+    assert float(dynamic_mse(moving_err, target)) == pytest.approx(y * x * 0.25 / 2 / (2 * y * x), rel=1e-5)
+    flicker = torch.tensor([1.0, 2.0] * (t // 2)).view(1, t, 1, 1).expand(1, t, y, x).to(torch.complex64)
+    pred = _pair(4, (1, t, y, x))[0]  # the same temporal std at every pixel: the image MSE
+    assert float(dynamic_mse(pred, flicker)) == pytest.approx(float(image_mse(pred, flicker)), rel=1e-5)
+
+
+def test_dynamic_mse_is_in_the_weighted_sum_and_off_by_default():
+    pred, target = _pair(5)
+    assert LossConfig().dynamic_mse == 0.0
+    _, terms = ReconLoss()(pred, target)
+    assert float(terms["dynamic_mse"]) == 0.0
+    total, terms = ReconLoss(LossConfig(kspace_mse=0, image_mse=0, image_l1=0, ssim=0, dynamic_mse=2.0))(pred, target)
+    assert float(total) == pytest.approx(2.0 * float(dynamic_mse(pred, target)), rel=1e-6)
+    with pytest.raises(InputError, match="loss weights"):
+        LossConfig(dynamic_mse=-1.0).check()
 
 
 # ---------------------------------------------------------------------------- data

@@ -139,9 +139,10 @@ class LossConfig(Settings):
     image_l1: float = 0.5
     ssim: float = 0.5
     ssim_window: int = 7
+    dynamic_mse: float = 0.0  # ours, off in the reference recipe: image MSE weighted towards what moves
 
     def check(self) -> None:
-        weights = (self.kspace_mse, self.image_mse, self.image_l1, self.ssim)
+        weights = (self.kspace_mse, self.image_mse, self.image_l1, self.ssim, self.dynamic_mse)
         if any(w < 0 for w in weights) or not any(w > 0 for w in weights):
             raise InputError(f"loss weights must be >= 0 and not all 0, got {weights}")
         if self.ssim_window < 3 or self.ssim_window % 2 == 0:
