@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,11 +26,11 @@ import numpy as np
 
 from gadgets.client import replay
 from gadgets.server import start_background
-from recon.errors import InputError
 from recon.figures import comparison_figure
 from recon.io.raw import read_reference
 from recon.metrics import summarise
 from recon.simulate.cine import SimulationConfig, simulate_to_file
+from recon.simulate.realdata import shipped_series
 
 #: chain name -> label, in the order they are run and shown.
 CHAINS = {"crunet_zf.xml": "zero-filled", "crunet_sense.xml": "SENSE", "crunet_lps.xml": "L+S",
@@ -45,13 +44,8 @@ DEFAULT_CONFIG = SimulationConfig(n_slices=2, n_phases=20, n_coils=15, matrix=(1
 
 
 def demo_series(name: str = DEMO_SERIES) -> Path:
-    """A shipped real series (default: the demo's): ``data/`` of the source tree, or the installed share folder."""
-    here = Path(__file__).resolve().parents[1]
-    for d in (here / "data", Path(sys.prefix) / "share" / "crunet-gadgetron" / "data"):
-        if (d / name).is_file():
-            return d / name
-    raise InputError(f"the shipped series {name} is missing (looked in {here / 'data'} and "
-                     f"{Path(sys.prefix) / 'share' / 'crunet-gadgetron' / 'data'})")
+    """A shipped real series (default: the demo's; :func:`recon.simulate.realdata.shipped_series`)."""
+    return shipped_series(name)
 
 
 def _frames_by_slice(images: list[ismrmrd.Image]) -> dict[int, np.ndarray]:

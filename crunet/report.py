@@ -32,12 +32,13 @@ from recon.config import Settings
 from recon.errors import InputError
 from recon.machine import Device
 from crunet.report_models import BANK_DEPTH, LEARNED, REFERENCE, depth_line
+from recon.simulate.realdata import HELDOUT_SERIES
 
 CLASSICAL = ("zf", "sense", "lps")
 ACCELERATIONS = (4, 8, 24)
 #: The report's default series: every slice of the held-out patient (11; the demo uses 2 of them),
 #: enough for the Wilcoxon signed-rank test to reach a Bonferroni-corrected threshold.
-REPORT_SERIES = "sunnybrook_SCD0000401_sax_cine.npz"
+REPORT_SERIES = HELDOUT_SERIES
 QUICK_R = 8
 RAW_NAME = "heldout_r{r}.h5"
 

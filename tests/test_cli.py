@@ -95,6 +95,7 @@ def test_bench_learned_and_classical_side_by_side(tmp_path, tiny_weights, capsys
     assert "crunet_ca" in capsys.readouterr().out
     r = json.loads(out.read_text())["methods"][0]
     assert list(r["methods"]) == ["zf", "crunet_ca", "crnn", "crunet_conv", "bart pics"] and r["device"] == "cpu"
+    assert (r["source"], r["coil_family"], r["snr"]) == ("real", "dipole", 50.0)  # held-out anatomy and acquisition
     assert r["bart"] == "pics timed" and r["methods"]["bart pics"]["command"] == "bart pics -R T:1024:0:0.01 -i 50"
     for label, v in r["methods"].items():
         assert v["seconds"] > 0 and len(v["all_seconds"]) == 1 and v["ratio_to_fastest"] >= 1, label
@@ -108,9 +109,9 @@ def test_bench_on_a_shifted_mask_compares_the_temporal_mean_step(tmp_path, tiny_
     methods time crunet_ca with and without the temporal-mean step in the same run."""
     out = tmp_path / "bench.json"
     assert main(["bench", "--what", "methods", "--sizes", "32", "--coils", "2", "--repeats", "2", "--device", "cpu",
-                 "--shifted-mask", "--out", str(out)]) == 0
+                 "--shifted-mask", "--source", "phantom", "--out", str(out)]) == 0
     r = json.loads(out.read_text())["methods"][0]
-    assert r["shifted_mask"] is True
+    assert r["shifted_mask"] is True and r["source"] == "phantom"
     on, off = r["methods"]["crunet_ca"], r["methods"]["crunet_ca:mean_consistency=off"]
     assert on["psnr"] != off["psnr"]  # the step acts on a moving lattice
 

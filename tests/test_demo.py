@@ -4,8 +4,20 @@ report and figures (small sizes here; the tiny test weights stand in for crunet_
 from dataclasses import replace
 
 import numpy as np
+import pytest
 
 from crunet.demo import CHAINS, DEFAULT_CONFIG, demo_series, run_demo
+
+
+def test_image_source_names_the_shipped_series_or_refuses(tmp_path):
+    from recon.errors import InputError
+    from recon.simulate.realdata import HELDOUT_SERIES, image_source
+
+    assert image_source("phantom") == "phantom"
+    assert image_source("real").endswith(HELDOUT_SERIES) and image_source(image_source("real")) == image_source("real")
+    for bad in ("nope.npz", str(tmp_path)):
+        with pytest.raises(InputError, match="neither 'phantom', 'real'"):
+            image_source(bad)
 
 
 def test_demo_series_is_shipped_with_its_licence():

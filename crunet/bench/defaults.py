@@ -116,6 +116,8 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from recon.simulate.realdata import REAL_SOURCE, image_source
+
 SNRS = (10, 30, 100, 300, 1000)
 COILS = (8, 15)
 ACCELERATIONS = (4, 8)
@@ -123,8 +125,8 @@ LAM_GRID = (0.0, 1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 #: The former constant defaults (SENSE ``lam``; L+S relative ``lambda_l``, ``lambda_s``).
 OLD_LAM = 3e-2
 OLD_LPS = (0.01, 0.0025)
-REAL_SERIES = "/work/shared/data/sunnybrook_SCD0000401_sax_cine.npz"
-DEFAULT_SOURCES = (REAL_SERIES, "phantom")
+#: ``real``: the shipped held-out series (:func:`recon.simulate.realdata.image_source`).
+DEFAULT_SOURCES = (REAL_SOURCE, "phantom")
 #: Zero-padding factor that puts a real series' anatomy inside the simulated coil ring
 #: (body ellipse 0.66 of the FOV across: 1 / 0.66 = 1.52, plus the coils' standoff).
 PAD = 1.6
@@ -247,9 +249,10 @@ def cases(sources: Iterable[str] = DEFAULT_SOURCES, snrs: Iterable[float] = SNRS
           coils: Iterable[int] = COILS, accelerations: Iterable[int] = ACCELERATIONS,
           matrix: int = 128, phases: int = 12, seed: int = 0, pads: Iterable[float] = (1.0, PAD)
           ) -> list[Case]:
-    """Every combination, source by source; real series once per padding factor in ``pads``."""
+    """Every combination, source by source (``phantom``, ``real`` or a ``.npz`` path); real series
+    once per padding factor in ``pads``."""
     return [Case(src, snr, c, r, matrix, phases, seed, pad)
-            for src in sources for pad in (pads if src != "phantom" else (1.0,))
+            for src in map(image_source, sources) for pad in (pads if src != "phantom" else (1.0,))
             for snr in snrs for c in coils for r in accelerations]
 
 

@@ -1,7 +1,9 @@
 """Benchmark: seconds per slice of each reconstruction method, in one run, as ratios.
 
 Every method (classical, installed trained weights by name, weights directories) runs
-on the same simulated slice through the one pipeline
+on the same simulated slice (by default the shipped held-out patient's mid-ventricular slice,
+acquired as no training run saw: point-dipole coils, image SNR 50, line-by-line order; the
+piecewise-constant phantom flatters total-variation methods) through the one pipeline
 (:func:`recon.pipeline.reconstruct_slice`), with coil maps estimated once (ESPIRiT)
 and shared, alternating methods over ``repeats`` rounds so load from other processes
 hits all alike. The result holds, per method, the median seconds per slice, the ratio
@@ -25,7 +27,8 @@ BART_LABEL = "bart pics"
 def bench_methods(shape: tuple[int, int] = (128, 128), n_phases: int = 12, n_coils: int = 10,
                   acceleration: int = 8, methods: tuple[str, ...] = COMPARED_METHODS,
                   repeats: int = 3, seed: int = 0, device: str = "auto", weights: tuple[str, ...] = (),
-                  bart: bool = True, shifted_mask: bool = False) -> dict:
+                  bart: bool = True, shifted_mask: bool = False, source: str = "real",
+                  coil_family: str = "dipole", snr: float = 50.0) -> dict:
     """Time ``methods`` (names) and ``weights`` (directories, method ``model``) on one simulated slice.
 
     shape : recon matrix ``(y, x)``; n_phases, n_coils, acceleration : the simulated cine.
@@ -33,6 +36,9 @@ def bench_methods(shape: tuple[int, int] = (128, 128), n_phases: int = 12, n_coi
         :func:`recon.coils.bart_io.bart_pics`) on the same k-space and maps, labelled
         ``bart pics``, when BART is installed (``"not installed"`` in ``bart`` otherwise).
     shifted_mask : the R-line lattice moves one line per frame (recorded in the result).
+    source : the image (:func:`recon.simulate.realdata.image_source`: ``real``, the shipped
+        held-out series, ``phantom`` or a ``.npz`` path); coil_family, snr : its acquisition
+        (default the held-out dipole coils at SNR 50; recorded in the result).
     Returns a JSON-ready dict; ``methods`` maps each label to ``seconds`` (median),
     ``ratio_to_fastest``, ``all_seconds``, ``psnr``, ``ssim`` (and ``model`` for learned ones).
     """
@@ -42,8 +48,11 @@ def bench_methods(shape: tuple[int, int] = (128, 128), n_phases: int = 12, n_coi
     from recon.simulate.cine import SimulationConfig, simulate_scan
 
     configs = method_configs(methods, weights, device=device)  # checked before the simulation
+    from recon.simulate.realdata import image_source
+
     cfg = SimulationConfig(n_phases=n_phases, n_coils=n_coils, matrix=tuple(shape), acceleration=acceleration,
-                           noise_scan=False, seed=seed, shifted_mask=shifted_mask)
+                           noise_scan=False, seed=seed, shifted_mask=shifted_mask, source=image_source(source),
+                           coil_family=coil_family, snr=snr, ordering="linear")
     scan = simulate_scan(cfg)
     headers, data = scan.acquisitions()
     s = assemble_slices(headers, data, encoding_info(build_cine_header(cfg.protocol())))[0]
@@ -81,7 +90,7 @@ def bench_methods(shape: tuple[int, int] = (128, 128), n_phases: int = 12, n_coi
     first = next(iter(configs.values()))
     return {
         "shape": list(shape), "phases": n_phases, "coils": n_coils, "acceleration": acceleration,
-        "shifted_mask": shifted_mask,
+        "shifted_mask": shifted_mask, "source": source, "coil_family": coil_family, "snr": snr,
         "device": str(first.torch_device()), "threads": torch.get_num_threads(), "repeats": repeats,
         "seconds_maps": t_maps,
         "methods": {m: {"seconds": med[m], "ratio_to_fastest": med[m] / fastest, "all_seconds": times[m],

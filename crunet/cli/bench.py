@@ -41,6 +41,9 @@ def add_parser(p: argparse.ArgumentParser) -> None:
                    help="methods: the R-line lattice moves one line per frame (default: the same lines in every "
                         "frame); the default methods then add crunet_ca:mean_consistency=off, the temporal-mean "
                         "step's cost and gain in one run (on a fixed mask the step does nothing)")
+    p.add_argument("--source", default="real",
+                   help="methods: the slice's image: real (default; the shipped held-out patient, acquired with "
+                        "the held-out dipole coils at SNR 50), phantom, or a .npz cine series")
     p.add_argument("--weights", nargs="+", default=[], metavar="DIR",
                    help="trained weights directories, each timed as a method (labelled by folder name)")
     p.add_argument("--clients", nargs="+", type=int, default=[1, 4, 8],
@@ -105,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
             from crunet.bench.methods import bench_methods
 
             r = bench_methods(size, n_coils=args.coils, methods=tuple(methods), repeats=max(1, args.repeats // 2),
-                              device=args.device, weights=tuple(args.weights), shifted_mask=args.shifted_mask)
+                              device=args.device, weights=tuple(args.weights), shifted_mask=args.shifted_mask,
+                              source=args.source)
             result["methods"].append(r)
             for m, v in r["methods"].items():
                 print(f"{size[0]}x{size[1]} {m:<9} {v['seconds']:.3f} s/slice (x{v['ratio_to_fastest']:.1f}) "

@@ -13,7 +13,8 @@ from recon.simulate.coils import COIL_FAMILIES
 def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("output", help="ISMRMRD raw file to write (.h5)")
     p.add_argument("--source", default="phantom",
-                   help="'phantom' (default) or a real magnitude cine series (.npz with array 'cine')")
+                   help="'phantom' (default), 'real' (the shipped held-out patient's series, data/) or a real "
+                        "magnitude cine series (.npz with array 'cine')")
     p.add_argument("--view", choices=("sax", "lax"), default="sax", help="phantom geometry (default sax)")
     p.add_argument("--slices", type=int, default=1, help="number of slices (default 1)")
     p.add_argument("--phases", type=int, default=12, help="cardiac phases (default 12)")
@@ -41,12 +42,13 @@ def add_parser(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from recon.simulate.cine import SimulationConfig, simulate_to_file
+    from recon.simulate.realdata import image_source
 
     cfg = SimulationConfig(
         n_slices=args.slices, n_phases=args.phases, n_coils=args.coils, matrix=tuple(args.matrix),
         fov_mm=tuple(args.fov), acceleration=args.acceleration, n_acs=args.acs,
         shifted_mask=args.shifted_mask, snr=args.snr, coil_family=args.coil_family, ordering=args.ordering,
-        view=args.view, source=args.source,
+        view=args.view, source=image_source(args.source),
         noise_scan=not args.no_noise_scan, seed=args.seed,
     )
     summary = simulate_to_file(cfg, args.output)

@@ -160,6 +160,35 @@ def list_series(data_dir: str | os.PathLike) -> list[Path]:
     return sorted(p for p in d.glob("*.npz") if p.is_file())
 
 
+#: The shipped held-out patient's whole short-axis cine (``data/``, with its licence): never trained on.
+HELDOUT_SERIES = "sunnybrook_SCD0000401_sax_cine.npz"
+#: ``image_source("real")``: that series.
+REAL_SOURCE = "real"
+
+
+def shipped_series(name: str = HELDOUT_SERIES) -> Path:
+    """A real series shipped with the project: ``data/`` of the source tree, or the installed share folder."""
+    import sys
+
+    here = Path(__file__).resolve().parents[2]
+    places = (here / "data", Path(sys.prefix) / "share" / "crunet-gadgetron" / "data")
+    for d in places:
+        if (d / name).is_file():
+            return d / name
+    raise InputError(f"the shipped series {name} is missing (looked in {places[0]} and {places[1]})")
+
+
+def image_source(text: str) -> str:
+    """A simulation's image source from the command line: ``phantom``, ``real`` (the shipped
+    held-out series, :data:`HELDOUT_SERIES`) or a ``.npz`` cine series' path (checked here)."""
+    if text == "phantom":
+        return text
+    path = shipped_series() if text == REAL_SOURCE else Path(text)
+    if path.suffix != ".npz" or not path.is_file():
+        raise InputError(f"image source {text!r} is neither 'phantom', '{REAL_SOURCE}' nor an existing .npz file")
+    return str(path)
+
+
 def default_data_dir() -> Path | None:
     """Locate the ``shared/data`` folder of real cine series.
 
@@ -187,4 +216,5 @@ def default_data_dir() -> Path | None:
     return None
 
 
-__all__ = ["DATA_DIR_ENV", "load_cine_series", "fit_to_matrix", "list_series", "default_data_dir"]
+__all__ = ["DATA_DIR_ENV", "HELDOUT_SERIES", "REAL_SOURCE", "load_cine_series", "fit_to_matrix", "list_series",
+           "default_data_dir", "image_source", "shipped_series"]
