@@ -1,6 +1,7 @@
 """Reconstruction methods by name, with option validation.
 
-* classical methods: ``zf``, ``sense``, ``lps`` (:data:`CLASSICAL`);
+* classical methods: ``zf``, ``sense``, ``lps`` and ``bart_tv`` (BART's temporal TV, when
+  BART is installed) (:data:`CLASSICAL`);
 * ``model``: a trained CRUNet-MR / CRNN-MRI from any weights directory (option
   ``weights``, see :mod:`recon.inference`);
 * any other name: installed trained weights of that name (``crunet_ca``, ``crunet``,
@@ -21,6 +22,7 @@ from typing import Any, Callable, get_type_hints
 
 import torch
 
+from recon.baselines.bart_tv import bart_tv
 from recon.baselines.lps import lps
 from recon.baselines.sense import sense
 from recon.baselines.zero_filled import zero_filled
@@ -32,11 +34,13 @@ from recon.problem import SliceProblem
 Method = Callable[..., torch.Tensor]
 
 #: Classical methods. ``zf``: SENSE-combined zero-filled; ``sense``: CG-SENSE per frame;
-#: ``lps``: low-rank plus sparse (Otazo 2015).
+#: ``lps``: low-rank plus sparse (Otazo 2015); ``bart_tv``: ``bart pics -R T`` (temporal total variation,
+#: the external BART tool).
 CLASSICAL: dict[str, Method] = {
     "zf": zero_filled,
     "sense": sense,
     "lps": lps,
+    "bart_tv": bart_tv,
 }
 
 #: Methods with a fixed name: the classical ones and ``model`` (trained weights from a directory).

@@ -98,8 +98,8 @@ def test_shapes_and_dtype(name):
 
 
 def test_registry_names():
-    assert set(METHODS) == {"zf", "sense", "lps", "model"}
-    with pytest.raises(InputError, match="lps, model, sense, zf"):
+    assert set(METHODS) == {"zf", "sense", "lps", "bart_tv", "model"}
+    with pytest.raises(InputError, match="bart_tv, lps, model, sense, zf"):
         run_method("cs", _random_problem()[0])
 
 
@@ -430,3 +430,33 @@ def test_bench_defaults_runs_on_tiny_cases(tmp_path):
     table = format_table(rows)
     assert table.count("\n") == 3 and "series pad 1.6 SNR 100 c4 R4" in table
     assert list(tmp_path.iterdir()) == [series]  # the simulated files are removed
+
+
+# ---------------------------------------------------------------------------- bart_tv (BART's temporal TV)
+
+
+def test_bart_tv_reconstructs_through_bart_and_beats_zero_filling():
+    from recon.coils.bart_io import bart_executable
+    from tests.conftest import missing_tool
+
+    if bart_executable() is None:
+        missing_tool("bart", "bart")
+    p, ref = _simulated(matrix=64, n_phases=6, n_coils=6)
+    x = run_method("bart_tv", p, iterations=20)
+    assert x.shape == p.kspace[:, 0].shape and x.dtype == torch.complex64
+    assert np.mean(psnr(ref, x.numpy())) > np.mean(psnr(ref, zero_filled(p).numpy())) + 1.0
+    assert method_options("bart_tv") == {"lam": 0.01, "iterations": 50}
+
+
+def test_bart_tv_refuses_what_it_cannot_compare(monkeypatch):
+    import recon.coils.bart_io as bio
+
+    p, _ = _random_problem()  # odd sizes
+    if bio.bart_executable() is not None:
+        with pytest.raises(InputError, match="odd side"):
+            run_method("bart_tv", p)
+    with pytest.raises(InputError, match="lam must be > 0"):
+        run_method("bart_tv", p, lam=0.0)
+    monkeypatch.setattr(bio, "bart_executable", lambda: None)
+    with pytest.raises(InputError, match="'bart' is not installed"):
+        run_method("bart_tv", _random_problem(ny=16, nx=14)[0])
