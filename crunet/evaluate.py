@@ -29,12 +29,11 @@ from recon.errors import InputError
 from recon.figures import comparison_figure
 from recon.io.raw import read_raw, read_reference
 from recon.metrics import cmrxrecon_crop_size, psnr, region_split_metrics, ssim, summarise
+from recon.methods import LABELS
 from recon.pipeline import COMPARED_METHODS, ReconConfig, method_configs, reconstruct_slice
 from recon.slicedata import SliceData
 from recon.stats import compare_methods
 
-#: Display names of the classical methods (learned ones show their weights name).
-LABELS = {"zf": "zero-filled", "sense": "SENSE", "lps": "L+S"}
 METRICS = ("psnr", "ssim", "nmse", "haarpsi", "dists", "dynamic_psnr", "static_psnr", "dynamic_ssim",
            "static_ssim", "centre_psnr", "centre_ssim", "seconds")
 #: Scores every row carries; a stored row without one of them is computed again.

@@ -35,6 +35,8 @@ from crunet.report_models import BANK_DEPTH, LEARNED, REFERENCE, depth_line
 from recon.simulate.realdata import HELDOUT_SERIES
 
 CLASSICAL = ("zf", "sense", "lps")
+#: BART's temporal TV, compared when the ``bart`` tool is installed (the field's CS reference).
+BART = "bart_tv"
 ACCELERATIONS = (4, 8, 24)
 #: The report's default series: every slice of the held-out patient (11; the demo uses 2 of them),
 #: enough for the Wilcoxon signed-rank test to reach a Bonferroni-corrected threshold.
@@ -98,6 +100,13 @@ class ReportConfig(Settings):
         args += ["--device", self.device] if self.device != "auto" else []
         args += ["--raw-dir", str(self.raw_dir)] if self.raw_dir else []
         return shlex.join(args)
+
+
+def classical_methods() -> tuple[str, ...]:
+    """:data:`CLASSICAL`, and :data:`BART` when the ``bart`` tool is installed."""
+    from recon.coils.bart_io import bart_executable
+
+    return CLASSICAL + ((BART,) if bart_executable() is not None else ())
 
 
 def learned_methods() -> tuple[list[str], dict[str, str], list[str]]:
@@ -259,7 +268,7 @@ def run_report(cfg: ReportConfig = ReportConfig(), log=print) -> dict:
     n_slices = 1 if cfg.quick else slices
     scan = replace(cfg.scan or DEFAULT_CONFIG, source=str(series), n_slices=n_slices).validate()
     installed, missing, others = learned_methods()
-    methods = CLASSICAL + tuple(installed)
+    methods = classical_methods() + tuple(installed)
     reference = REFERENCE if REFERENCE in installed else None
     device = str(resolve_device(cfg.device))
     out = Path(cfg.out)
@@ -294,7 +303,7 @@ def run_report(cfg: ReportConfig = ReportConfig(), log=print) -> dict:
                  "readout_oversampling": scan.readout_oversampling, "seed": scan.seed,
                  "raw_dir": str(cfg.raw_dir) if cfg.raw_dir else None},
         "methods": list(methods), "reference": reference, "missing": missing, "other_weights": others,
-        "table_order": [m for m in CLASSICAL + LEARNED if m in methods or m in missing],
+        "table_order": [m for m in CLASSICAL + (BART,) + LEARNED if m in methods or m in missing],
         "bank_names": list(BANK_DEPTH),
         "weights": {n: f"{weights_info(n).describe()}; {training[n]}" for n in installed},
         "training": training,

@@ -16,9 +16,10 @@ import math
 from pathlib import Path
 
 from crunet.report_models import depth_line
+from recon.methods import LABELS
 
 #: Display names (the paper's), by method name.
-NAMES = {"zf": "zero-filled", "sense": "SENSE", "lps": "L+S", "crnn": "CRNN-MRI", "promptmr": "PromptMR",
+NAMES = {**LABELS, "crnn": "CRNN-MRI", "promptmr": "PromptMR",
          "crunet": "CRUNet-MR", "crunet_conv": "CRUNet-MR w/ Conv", "crunet_ca": "CRUNet-MR w/ CA",
          "crunet_ca_k2": "CRUNet-MR w/ CA, K=2", "crunet_ca_k3": "CRUNet-MR w/ CA, K=3",
          "crunet_ca_kall": "CRUNet-MR w/ CA, K=all (ablation recipe)",
@@ -26,7 +27,9 @@ NAMES = {"zf": "zero-filled", "sense": "SENSE", "lps": "L+S", "crnn": "CRNN-MRI"
          "crnn_3k": "CRNN-MRI (ablation recipe)"}
 CLASSICAL_NOTES = {"zf": "classical: SENSE-combined zero-filled",
                    "sense": "classical: CG-SENSE, Tikhonov weight from the measured noise",
-                   "lps": "classical: L+S (Otazo 2015), thresholds from the measured noise"}
+                   "lps": "classical: L+S (Otazo 2015), thresholds from the measured noise",
+                   "bart_tv": "classical: BART `pics -R T:1024:0:0.01 -i 50` (temporal total variation, BART's "
+                              "default weight), our k-space and coil maps"}
 #: (summary key, column title, format) of the quality table.
 QUALITY = (("psnr", "PSNR dB", "{:.2f}"), ("ssim", "SSIM", "{:.4f}"), ("haarpsi", "HaarPSI", "{:.4f}"),
            ("dists", "DISTS", "{:.4f}"), ("centre_psnr", "PSNR centre", "{:.2f}"),

@@ -43,6 +43,9 @@ CLASSICAL: dict[str, Method] = {
     "bart_tv": bart_tv,
 }
 
+#: Display names of the classical methods (figures, tables; learned ones show their weights name).
+LABELS: dict[str, str] = {"zf": "zero-filled", "sense": "SENSE", "lps": "L+S", "bart_tv": "BART TV"}
+
 #: Methods with a fixed name: the classical ones and ``model`` (trained weights from a directory).
 METHODS: dict[str, Method] = {**CLASSICAL, "model": learned}
 
