@@ -264,3 +264,41 @@ def test_mean_consistency_is_switched_per_call(raw, tmp_path):
     save_weights(build_model(crnn_cfg), crnn_cfg, tmp_path / "crnn")
     with pytest.raises(InputError, match="mean_consistency=on is a CRUNet-MR setting"):
         run("crnn", mean_consistency="on")
+
+
+def test_refine_is_sense_around_the_network_images(raw, tiny_weights):
+    """``refine``: off returns the network's images; a weight runs CG-SENSE around them (the same
+    images as sense_with_prior on the network's output); with a huge weight nothing moves, with weight
+    0 the result fits the measured lines better than the network did; bad values are named."""
+    from recon.baselines.sense import sense_with_prior
+    from recon.sense import SenseOperator
+
+    p = prepare(raw)
+    w = str(tiny_weights / "crunet_ca")
+    net = run_method("model", p, weights=w, precision="fp32")
+    torch.testing.assert_close(run_method("model", p, weights=w, precision="fp32", refine="off"), net)
+    torch.testing.assert_close(run_method("model", p, weights=w, precision="fp32", refine=0.1),
+                               sense_with_prior(p, net, lam=0.1))
+    torch.testing.assert_close(run_method("model", p, weights=w, precision="fp32", refine=1e9), net)
+    k, mask, maps = p.batched()
+    op = SenseOperator(maps, mask)
+
+    def misfit(x):
+        return float((op.forward(x[None]) - k).abs().pow(2).sum())
+
+    assert misfit(run_method("model", p, weights=w, precision="fp32", refine="0")) < 0.5 * misfit(net)
+    auto = run_method("model", p, weights=w, precision="fp32", refine="auto")
+    assert auto.shape == net.shape and not torch.allclose(auto, net)
+    for bad in ("yes", -1.0):
+        with pytest.raises(InputError, match="refine"):
+            run_method("model", p, weights=w, refine=bad)
+
+
+def test_sense_with_prior_zero_is_sense_and_checks_the_prior(raw):
+    from recon.baselines.sense import sense, sense_with_prior
+
+    p = prepare(raw)
+    zero = torch.zeros(p.kspace.shape[0], *p.kspace.shape[-2:], dtype=torch.complex64)
+    torch.testing.assert_close(sense_with_prior(p, zero, lam=0.05), sense(p, lam=0.05))
+    with pytest.raises(InputError, match=r"prior must be \[t, y, x\]"):
+        sense_with_prior(p, zero[1:], lam=0.05)
