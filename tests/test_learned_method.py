@@ -61,10 +61,11 @@ def test_weights_name_is_a_method(raw, tiny_weights, name):
 
 def test_options_of_learned_and_classical_methods(raw):
     p = prepare(raw)
-    assert method_options("crunet_ca") == {"precision": "auto", "tta": 1, "mean_consistency": "auto"}
-    assert set(method_options("model")) == {"weights", "precision", "tta", "mean_consistency"}
+    assert method_options("crunet_ca") == {"precision": "auto", "tta": 1, "mean_consistency": "auto",
+                                           "refine": "off"}
+    assert set(method_options("model")) == {"weights", "precision", "tta", "mean_consistency", "refine"}
     with pytest.raises(InputError, match=r"method 'crunet_ca': unknown key\(s\) weights; valid keys: mean_consistency, "
-                                         r"precision, tta"):
+                                         r"precision, refine, tta"):
         run_method("crunet_ca", p, weights="x")
     with pytest.raises(InputError, match=r"method 'sense': unknown key\(s\) bogus; valid keys: lam"):
         run_method("sense", p, bogus=1)
