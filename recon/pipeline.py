@@ -116,10 +116,14 @@ class ReconConfig(Settings):
     def comment(self) -> str:
         """ImageComment: the method, for a learned one its architecture and weights hash, the coil maps.
 
-        E.g. ``crunet sense, espirit maps`` or ``crunet crunet_ca: CRUNet-MR 16ch x5
-        fusion ca (bank all) sha256:0123456789ab, espirit maps``.
+        E.g. ``crunet sense, espirit maps``, ``crunet sense (lam=0.01), espirit maps`` or
+        ``crunet crunet_ca (refine=auto): CRUNet-MR 16ch x5 fusion ca (bank all)
+        sha256:0123456789ab, espirit maps`` (the options given, but the weights, in brackets).
         """
         text = f"crunet {self.method}"
+        chosen = {k: v for k, v in sorted(self.options.items()) if k != "weights" and not callable(v)}
+        if chosen:  # the method's options as given (refine, lam, ...): images tell how they were made
+            text += " (" + ", ".join(f"{k}={v}" for k, v in chosen.items()) + ")"
         weights = self.weights()
         if weights:
             from recon.weights import weights_info

@@ -107,6 +107,9 @@ def test_image_comment_names_architecture_fusion_and_hash(raw, tiny_weights):
     crnn = ReconConfig(method="model", options={"weights": str(tiny_weights / "crnn")}).comment()
     assert re.fullmatch(r"crunet model crnn: CRNN-MRI 4ch x2 \(3 layers\) sha256:[0-9a-f]{12}, espirit maps", crnn)
     assert ReconConfig(method="sense", coil_method="walsh").comment() == "crunet sense, walsh maps"
+    assert ReconConfig(method="sense", options={"lam": 0.01}).comment() == "crunet sense (lam=0.01), espirit maps"
+    refined = ReconConfig(method="crunet_ca", options={"refine": "auto", "precision": "fp32"}).comment()
+    assert refined.startswith(f"crunet crunet_ca (precision=fp32, refine=auto): {TINY_CA_DESCRIPTION}")
 
 
 def test_shared_maps_skip_the_estimate(raw):
