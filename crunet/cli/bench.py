@@ -35,8 +35,8 @@ def add_parser(p: argparse.ArgumentParser) -> None:
                         "crunet, crunet_conv, crnn), name:key=value for options; default: zf sense lps "
                         "crunet_ca crunet_ca:precision=fp32 (the default precision, bf16 where native, "
                         "against fp32 in one run); zf sense lps "
-                        "when --weights is given. bart pics (temporal TV) is timed beside them when BART is "
-                        "installed")
+                        "when --weights is given. bart_tv (BART's temporal TV, bart pics -R T) is timed beside "
+                        "them when BART is installed")
     p.add_argument("--shifted-mask", action="store_true",
                    help="methods: the R-line lattice moves one line per frame (default: the same lines in every "
                         "frame); the default methods then add crunet_ca:mean_consistency=off, the temporal-mean "

@@ -14,6 +14,7 @@ import torch
 
 from recon.errors import InputError
 from recon.problem import SliceProblem
+from recon.sense import expand_mask
 
 #: BART's own weight convention (after its scaling of the data): ``-R T:1024:0:0.01``.
 DEFAULT_LAM = 0.01
@@ -44,7 +45,7 @@ def bart_tv(p: SliceProblem, lam: float = DEFAULT_LAM, iterations: int = DEFAULT
     if iterations < 1:
         raise InputError(f"bart_tv: iterations must be >= 1, got {iterations}")
     k, mask, maps = p.batched()
-    k = k[0] * mask[0, :, None, :, None].to(k.dtype)  # zeros exactly where the mask says unsampled
+    k = (k * expand_mask(mask).to(k.dtype))[0]  # zeros exactly where the mask says unsampled
     out = bart_pics(k.cpu().numpy(), maps[0].cpu().numpy(), regularisation=f"T:{TIME_FLAG}:0:{lam:g}",
                     iterations=int(iterations))
     return torch.from_numpy(out["frames"]).to(p.kspace.device)
