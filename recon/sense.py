@@ -211,6 +211,38 @@ class TemporalMeanConsistency:
         return x + self.op.adjoint(step if weight is None else weight * step)
 
 
+class CGConsistency:
+    """MoDL's data consistency for fixed data, maps and mask: ``x = argmin ||A x - k0||^2 + lam ||x - z||^2``
+    around an estimate ``z``, by a fixed number of conjugate-gradient steps (differentiable, so an
+    unrolled network trains through it).
+
+    Where :class:`DataConsistency` replaces each coil's sampled k-space on its own, this uses the
+    coils' joint encoding: what ``z`` got wrong on the missing lines is partly unfolded from the
+    sampled ones, as SENSE does. ``lam`` is the trust in ``z`` relative to the data: with maps of
+    unit sum-of-squares and a 0/1 mask ``A^H A`` has eigenvalues in ``[0, 1]``, so ``lam`` is on
+    that scale (``lam -> inf`` keeps ``z``; ``lam = 0`` is ``iterations`` steps of unregularised
+    SENSE started at ``z``).
+
+    k0 : complex ``[b, t, c, y, x]`` (zeros where not sampled); maps ``[b, c, y, x]`` or
+    ``[b, t, c, y, x]``; mask as :class:`SenseOperator`; iterations >= 1.
+    """
+
+    def __init__(self, k0: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, iterations: int):
+        if iterations < 1:
+            raise InputError(f"CG data consistency needs >= 1 iteration, got {iterations}")
+        self.op = SenseOperator(maps, mask)
+        self.rhs = self.op.adjoint(k0)  # A^H k0, once
+        self.iterations = int(iterations)
+
+    def __call__(self, z: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+        """``z [b, t, y, x]`` -> ``z + d``, ``(A^H A + lam) d = A^H (k0 - A z)`` after ``iterations`` CG steps;
+        ``lam``: real, ``>= 0``, one per sample ``[b]`` (or anything reshaping to it) or a number."""
+        lam = torch.as_tensor(lam, dtype=z.real.dtype, device=z.device).reshape(-1, *(1,) * (z.ndim - 1))
+        normal = self.op.normal
+        return z + conjugate_gradient(lambda v: normal(v) + lam * v, self.rhs - normal(z),
+                                      n_iter=self.iterations, tol=0.0)
+
+
 def data_consistency_kspace(k: torch.Tensor, k0: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Hard replacement on multi-coil k-space: ``(1 - M) k + M k0``."""
     m = expand_mask(mask).to(k.real.dtype)
@@ -266,7 +298,11 @@ def conjugate_gradient(
 
     ``normal`` must be Hermitian positive (semi-)definite over all axes but the first;
     inner products and step sizes are per sample ``rhs[i]``. Stops after ``n_iter``
-    iterations or when every sample's relative residual is below ``tol``.
+    iterations or when every sample's relative residual is below ``tol``; a sample whose
+    relative residual is at the precision's floor (4 eps), or whose search direction meets
+    no curvature (``p^H A p <= 64 eps |p|^2``: rounding error in the null space of a singular
+    ``normal``, e.g. SENSE without regularisation), stops moving while others go on: else its
+    next step divides rounding error by rounding error and blows up.
     """
     x = torch.zeros_like(rhs) if x0 is None else x0.clone()
     r = rhs - normal(x) if x0 is not None else rhs.clone()
@@ -274,11 +310,16 @@ def conjugate_gradient(
     rr = _dot(r, r).real
     rr0 = _dot(rhs, rhs).real.clamp_min(torch.finfo(rr.dtype).tiny)
     shape = (-1,) + (1,) * (x.ndim - 1)
+    floor = (4 * torch.finfo(rr.dtype).eps) ** 2
+    flat = 64 * torch.finfo(rr.dtype).eps
     for it in range(n_iter):
         if bool((rr / rr0 <= tol**2).all()):
             break
         ap = normal(p)
-        alpha = rr / _dot(p, ap).real.clamp_min(torch.finfo(rr.dtype).tiny)
+        pap = _dot(p, ap).real
+        alpha = rr / pap.clamp_min(torch.finfo(rr.dtype).tiny)
+        # no curvature along p (rounding error in a null space of a singular normal): no step
+        alpha = torch.where((rr / rr0 <= floor) | (pap <= flat * _dot(p, p).real), torch.zeros_like(alpha), alpha)
         x = x + alpha.reshape(shape) * p
         r = r - alpha.reshape(shape) * ap
         rr_new = _dot(r, r).real

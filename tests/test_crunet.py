@@ -191,6 +191,31 @@ def test_noise_weighted_data_consistency():
             soft(k, mask, maps, noise=bad)
 
 
+def test_cg_data_consistency():
+    """data_consistency: cg -- the same parameters as ``noise`` (weights carry over); each cascade
+    solves ``argmin ||A x - k||^2 + lam ||x - z||^2`` with ``lam = sigma^2 / tau^2``: at zero noise
+    and enough steps the sampled data are fitted (one unit-modulus coil), at huge noise the
+    estimate is kept (hard replacement would not); tau and the network get gradients."""
+    k, mask, maps = _one_coil_problem(seed=12)
+    b = k.shape[0]
+    soft = _model(seed=4, fusion="ca", cascades=2, data_consistency="noise")
+    cg = _model(seed=4, fusion="ca", cascades=2, data_consistency="cg", cg_iterations=40)
+    assert cg.uses_noise and "CG data consistency (40 steps)" in describe(cg)
+    cg.load_state_dict(soft.state_dict())  # strict: the same parameters
+    with torch.no_grad():
+        out = cg(k, mask, maps, noise=torch.tensor([0.0, 1e6]))
+    k_out = fft2c(expand(out, maps))
+    m = mask[:, :, None, :, None].expand_as(k)
+    assert (k_out[0] - k[0])[m[0]].abs().max() < 1e-4 * k.abs().max()
+    assert (k_out[1] - k[1])[m[1]].abs().max() > 1e-2 * k.abs().max()
+    out = cg(k, mask, maps, noise=torch.tensor([0.3, 1.0]))
+    torch.view_as_real(out).pow(2).sum().backward()
+    assert (cg.dc_log_tau.grad != 0).all()
+    assert all(p.grad is not None for p in cg.cascades[1].parameters())
+    with pytest.raises(InputError, match="cg_iterations"):
+        CRUNetConfig(data_consistency="cg", cg_iterations=0).validate()
+
+
 # ---------------------------------------------------------------------------- feature bank
 
 def test_fusion_none_has_no_bank_parameters():

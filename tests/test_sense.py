@@ -5,7 +5,7 @@ import torch
 
 from recon.errors import InputError
 from recon.fft import fft2c
-from recon.sense import (DataConsistency, SenseOperator, cg_sense, data_consistency, data_consistency_kspace, expand,
+from recon.sense import (CGConsistency, DataConsistency, SenseOperator, cg_sense, data_consistency, data_consistency_kspace, expand,
                          expand_mask, noise_weight, reduce)
 
 
@@ -95,6 +95,42 @@ def test_cg_sense_recovers_truth():
     assert err < 1e-6
     # zero-filled (adjoint) is far from the truth
     assert (op.adjoint(k) - truth).norm() / truth.norm() > 0.3
+
+
+def test_cg_consistency_is_the_regularised_least_squares_solution():
+    """MoDL's step: ``argmin ||A x - k||^2 + lam ||x - z||^2`` from the normal equations, solved
+    densely; lam -> inf keeps z, a different lam per sample; gradients reach z and lam."""
+    g = torch.Generator().manual_seed(11)
+    b, t, c, ny, nx = 2, 2, 3, 6, 5
+    maps, mask = _maps(g, b, c, ny, nx), _line_mask(g, b, t, ny)
+    op = SenseOperator(maps, mask)
+    k = op.forward(_crandn(g, b, t, ny, nx)) + expand_mask(mask) * _crandn(g, b, t, c, ny, nx) * 0.1
+    z = _crandn(g, b, t, ny, nx)
+    lam = torch.tensor([0.05, 2.0], dtype=torch.float64)
+    n = t * ny * nx
+    eye = torch.eye(n, dtype=torch.complex128)
+    normal = torch.stack([_normal_columns(op, i, b, t, ny, nx) for i in range(b)])
+    rhs = op.adjoint(k).reshape(b, n) + lam[:, None] * z.reshape(b, n)
+    exact = torch.linalg.solve(normal + lam[:, None, None] * eye, rhs).reshape(b, t, ny, nx)
+    torch.testing.assert_close(CGConsistency(k, maps, mask, iterations=2 * n)(z, lam), exact)
+    torch.testing.assert_close(CGConsistency(k, maps, mask, iterations=3)(z, 1e12), z)
+    zg, lg = z.clone().requires_grad_(), lam.clone().requires_grad_()
+    CGConsistency(k, maps, mask, iterations=3)(zg, lg).abs().sum().backward()
+    assert zg.grad.abs().sum() > 0 and (lg.grad != 0).all()
+    with pytest.raises(InputError, match="iteration"):
+        CGConsistency(k, maps, mask, iterations=0)
+
+
+def _normal_columns(op, i, b, t, ny, nx):
+    """``A^H A`` of batch sample ``i`` as a dense ``[n, n]`` matrix (``n = t ny nx``)."""
+    n = t * ny * nx
+    basis = torch.eye(n, dtype=torch.complex128).reshape(n, t, ny, nx)
+    cols = []
+    for j in range(n):
+        x = torch.zeros(b, t, ny, nx, dtype=torch.complex128)
+        x[i] = basis[j]
+        cols.append(op.normal(x)[i].reshape(n))
+    return torch.stack(cols, dim=1)
 
 
 def test_cg_with_tikhonov_shrinks():

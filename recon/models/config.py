@@ -47,7 +47,15 @@ class CRUNetConfig(Settings):
         cascade's estimate (one parameter per cascade, relative to the normalised k-space).
         Hard replacement puts the measurement's whole noise back after every cascade, the
         last one included; weighted, the noisier the data, the more of the network's
-        estimate is kept. Needs the noise level at every call.
+        estimate is kept. Needs the noise level at every call. ``cg``: MoDL's data consistency
+        instead of the replacement (:class:`recon.sense.CGConsistency`): cascade ``i``'s image
+        becomes ``argmin ||A x - k||^2 + lam_i ||x - z_i||^2`` around its estimate ``z_i``, by
+        ``cg_iterations`` conjugate-gradient steps, ``lam_i = sigma^2 / tau_i^2`` (the same learned
+        ``tau_i`` and measured ``sigma`` as ``noise``, so weights trained with ``noise`` start
+        from theirs). The replacement treats each coil apart; CG uses the coils' joint encoding
+        to unfold what the estimate got wrong. Costs ``cg_iterations`` SENSE normal operators per
+        cascade instead of one FFT pair.
+    cg_iterations : CG steps per cascade with ``data_consistency: cg`` (>= 1).
     composite_input : ``none`` (the reference's input alone), ``average``, ``missing`` or ``nearest``: every
         cascade also sees a composite image through its own 3x3 head convolution, added to the
         cascade's head (:func:`recon.sense.composite_image`). ``average``: the SENSE adjoint of
@@ -82,7 +90,8 @@ class CRUNetConfig(Settings):
     dilations: tuple[int, int, int] = (1, 2, 4)
     temporal_padding: Literal["circular", "zeros"] = "circular"
     wrap_rows: int = 0
-    data_consistency: Literal["hard", "noise"] = "hard"
+    data_consistency: Literal["hard", "noise", "cg"] = "hard"
+    cg_iterations: int = 5
     composite_input: Literal["none", "average", "missing", "nearest"] = "none"
     mean_consistency: bool = False
 
@@ -101,6 +110,8 @@ class CRUNetConfig(Settings):
         if min(self.dilations) < 1:
             raise InputError(f"dilations must be >= 1 (level 0, level 1, bottleneck), got {self.dilations}")
         check_wrap_rows(self.wrap_rows)
+        if self.cg_iterations < 1:
+            raise InputError(f"cg_iterations must be >= 1, got {self.cg_iterations}")
 
 
 @dataclass(frozen=True)

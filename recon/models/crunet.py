@@ -87,7 +87,7 @@ from recon.models.layers import (
     pool,
 )
 from recon.errors import InputError
-from recon.sense import DataConsistency, SenseOperator, TemporalMeanConsistency, composite_image, noise_weight
+from recon.sense import CGConsistency, DataConsistency, SenseOperator, TemporalMeanConsistency, composite_image, noise_weight
 
 LEVELS = 3  # level 0 (full res), level 1 (half res), bottleneck (half res)
 DOWNSAMPLING = 2  # total spatial downsampling of the UNet (one 2x2 stride-2 step)
@@ -261,8 +261,8 @@ class CRUNetMR(nn.Module):
 
     @property
     def uses_noise(self) -> bool:
-        """Whether :meth:`forward` needs the slice's noise level (``data_consistency: noise``)."""
-        return self.cfg.data_consistency == "noise"
+        """Whether :meth:`forward` needs the slice's noise level (``data_consistency: noise`` or ``cg``)."""
+        return self.cfg.data_consistency in ("noise", "cg")
 
     def bank_size(self, cascade: int) -> int:
         """How many earlier cascades' features cascade ``cascade`` (0-based) fuses (0 for none)."""
@@ -271,7 +271,7 @@ class CRUNetMR(nn.Module):
         k = self.cfg.bank_depth
         return min(cascade, k) if k else cascade
 
-    def _cascade(self, i: int, x: torch.Tensor, dc: DataConsistency,
+    def _cascade(self, i: int, x: torch.Tensor, dc: DataConsistency | CGConsistency,
                  states: tuple[torch.Tensor, ...] | None, banked: list[list[torch.Tensor]] | None,
                  noise: torch.Tensor | None = None, composite: torch.Tensor | None = None,
                  temporal: TemporalMeanConsistency | None = None):
@@ -291,7 +291,11 @@ class CRUNetMR(nn.Module):
         out, new_states = self.cascades[i](feat, frames, states, comp)
         out = denormalize(crop_to(out, size).to(x.real.dtype), mean, std)
         tau = None if noise is None else self.dc_tau(i)
-        x = dc(channels_to_complex(out, frames), None if tau is None else noise_weight(tau, noise))
+        z = channels_to_complex(out, frames)
+        if isinstance(dc, CGConsistency):  # lam_i = sigma^2 / tau_i^2
+            x = dc(z, (noise / tau).square().reshape(-1))
+        else:
+            x = dc(z, None if tau is None else noise_weight(tau, noise))
         if temporal is not None:
             x = temporal(x, None if tau is None else temporal.weight(tau, noise))
         return x, new_states
@@ -325,7 +329,8 @@ class CRUNetMR(nn.Module):
         composite = None if mode == "none" else channels_last(pad_to_multiple(complex_to_channels(
             composite_image(k, mask, maps, mode)).to(self.cascades[0].tail.weight.dtype), DOWNSAMPLING,
             self.cfg.wrap_rows)[0])
-        dc = DataConsistency(k, maps, mask)
+        dc = (CGConsistency(k, maps, mask, self.cfg.cg_iterations) if self.cfg.data_consistency == "cg"
+              else DataConsistency(k, maps, mask))
         use_mean = self.cfg.mean_consistency if temporal_mean is None else temporal_mean
         temporal = TemporalMeanConsistency(k, maps, mask) if use_mean else None
         states = None
@@ -351,7 +356,7 @@ def check_noise(noise: torch.Tensor | None, batch: int) -> torch.Tensor:
     """The noise levels ``[batch]`` of a noise-weighted model's input; InputError naming
     what is wrong (missing, wrong length, negative or not finite)."""
     if noise is None:
-        raise InputError("this model weighs data consistency by the noise (data_consistency: noise): "
+        raise InputError("this model weighs data consistency by the noise (data_consistency: noise or cg): "
                          "pass the per-coil k-space noise std of each slice, noise=[b]")
     noise = torch.as_tensor(noise)
     if noise.ndim > 1 or noise.numel() != batch:
@@ -377,7 +382,8 @@ def describe(model: nn.Module) -> str:
     cfg = model.cfg
     lines = [f"CRUNet-MR: {cfg.channels} channels, {cfg.cascades} cascades, fusion {cfg.fusion}"
              + (f" (bank depth {cfg.bank_depth or 'all'})" if cfg.fusion != "none" else "")
-             + (", noise-weighted data consistency" if model.uses_noise else "")
+             + (f", CG data consistency ({cfg.cg_iterations} steps)" if cfg.data_consistency == "cg" else
+                ", noise-weighted data consistency" if model.uses_noise else "")
              + ("" if cfg.composite_input == "none" else f", composite input ({cfg.composite_input})")
              + (", temporal mean consistency" if cfg.mean_consistency else "")]
     for i, casc in enumerate(model.cascades):

@@ -4,7 +4,8 @@ The weights are copied as they are (fine-tuning), widened to more channels
 (``train.init_widen``, :mod:`recon.models.widen`), given the 1x1 bank projection
 (``train.init_pointwise_bank``, :mod:`recon.models.reproject`) or, for a run with
 ``data_consistency: noise`` from weights trained with hard data consistency, copied with
-each cascade's noise weight at its initial value, or, for a run with ``composite_input``
+each cascade's noise weight at its initial value, for a run with ``data_consistency: cg`` from
+weights trained with ``noise`` (or ``cg`` with other ``cg_iterations``), copied as they are, or, for a run with ``composite_input``
 from weights without it, copied with each cascade's composite head at zero (the run starts
 as the source network exactly); the run records which
 weights it started from (name, folder, SHA-256, architecture) for its card.
@@ -51,6 +52,12 @@ def init_from_weights(target: torch.nn.Module, cfg: RunConfig, ref: str) -> dict
                 and model.crunet.data_consistency == "noise" and info.config.crunet.data_consistency == "hard")
     if noise_dc:
         model = replace(model, crunet=replace(model.crunet, data_consistency="hard"))
+    # noise-weighted -> CG data consistency: the same parameters (tau_i gives lam_i = sigma^2 / tau_i^2)
+    cg_dc = (model.name == "crunet" and info.config.name == "crunet"
+             and model.crunet.data_consistency == "cg" and info.config.crunet.data_consistency in ("noise", "cg"))
+    if cg_dc:
+        model = replace(model, crunet=replace(model.crunet, data_consistency=info.config.crunet.data_consistency,
+                                              cg_iterations=info.config.crunet.cg_iterations))
     # the composite input added: the same network plus one head per cascade, zero at the start
     composite = (model.name == "crunet" and info.config.name == "crunet"
                  and model.crunet.composite_input != "none" and info.config.crunet.composite_input == "none")
@@ -93,4 +100,6 @@ def init_from_weights(target: torch.nn.Module, cfg: RunConfig, ref: str) -> dict
             record["composite_input"] = ["none", cfg.model.crunet.composite_input]
     else:
         target.load_state_dict(source.state_dict())
+    if cg_dc and info.config.crunet.data_consistency == "noise":
+        record["data_consistency"] = ["noise", "cg"]
     return record
