@@ -67,8 +67,9 @@ def _model_line(model: dict) -> str:
                    if projection == "sum" else f"feature bank fused by channel attention + {projection} projection"),
             }[c["fusion"]]
     depth = "" if c["fusion"] == "none" else f" (bank depth {c['bank_depth'] or 'all earlier cascades'})"
-    dc = ("; data consistency weighted by the measured noise" if c.get("data_consistency", "hard") == "noise"
-          else "")
+    dc = {"hard": "", "noise": "; data consistency weighted by the measured noise",
+          "cg": f"; MoDL's data consistency in every cascade ({c.get('cg_iterations', 5)} CG steps of SENSE around "
+                "the network's estimate, weighted by the measured noise)"}[c.get("data_consistency", "hard")]
     comp = {"none": "", "average": "; every cascade also sees the composite image (SENSE adjoint of the "
             "time-averaged k-space)", "missing": "; every cascade also sees each frame's missing lines taken "
             "from the frames that sampled them (SENSE adjoint of the time-averaged k-space on those lines)",

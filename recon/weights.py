@@ -268,7 +268,7 @@ class WeightsInfo:
 def describe_model(cfg: ModelConfig) -> str:
     """Architecture in a few words: ``CRUNet-MR 16ch x5 fusion ca (bank all)`` (``(bank all, 1x1 projection)``
     when the bank is not projected by the default 3x3 conv; ``, noise-weighted DC`` with
-    ``data_consistency: noise``; ``, composite input (missing)`` with ``composite_input``; ``, mean-consistent``
+    ``data_consistency: noise``, ``, CG DC (5 steps)`` with ``cg``; ``, composite input (missing)`` with ``composite_input``; ``, mean-consistent``
     with ``mean_consistency``), ``CRNN-MRI 64ch x5 (5 layers)``,
     ``PromptMR 12ch x5 (5 adjacent frames)``."""
     if cfg.name == "crnn":
@@ -284,6 +284,8 @@ def describe_model(cfg: ModelConfig) -> str:
         text += f" (bank {'all' if c.bank_depth == 0 else f'K={c.bank_depth}'}{projection})"
     if c.data_consistency == "noise":
         text += ", noise-weighted DC"
+    elif c.data_consistency == "cg":
+        text += f", CG DC ({c.cg_iterations} steps)"
     if c.composite_input != "none":
         text += f", composite input ({c.composite_input})"
     if c.mean_consistency:

@@ -597,6 +597,28 @@ def test_noise_weighted_run_starts_from_hard_weights_and_trains_on_the_noise(tmp
     assert 0.7 < float(sample["noise"]) / est < 1.4
 
 
+def test_cg_run_starts_from_noise_weighted_weights(tmp_path, one_thread):
+    """data_consistency: cg from weights trained with ``noise``: the same parameters, every one
+    copied (tau_i included), the change recorded; from hard weights it is refused by name."""
+    from recon.train.engine import Trainer
+    from recon.weights import save_weights
+
+    def dc(cfg: RunConfig, mode: str) -> RunConfig:
+        return replace(cfg, model=replace(cfg.model, crunet=replace(cfg.model.crunet, data_consistency=mode)))
+
+    donor = Trainer(dc(tiny_run(epochs=1), "noise"), tmp_path / "donor", progress=False)
+    donor.fit()
+    save_weights(donor.model, donor.cfg.model, tmp_path / "w")
+    run = Trainer(dc(tiny_run(init_weights=str(tmp_path / "w"), seed=4), "cg"), tmp_path / "cg", progress=False)
+    assert run.history["init_weights"]["data_consistency"] == ["noise", "cg"]
+    for (name, a), b in zip(donor.model.state_dict().items(), run.model.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
+    run.fit(max_epochs=1)
+    save_weights(Trainer(tiny_run(epochs=1), tmp_path / "hard", progress=False).model, tiny_run().model, tmp_path / "h")
+    with pytest.raises(InputError, match="another model config"):
+        Trainer(dc(tiny_run(init_weights=str(tmp_path / "h")), "cg"), tmp_path / "cg2", progress=False)
+
+
 def test_init_widen_starts_a_wider_model_from_narrow_weights(tmp_path, one_thread):
     """train.init_widen: 4-channel weights start an 8-channel run that gives their images at
     step 0 (recorded for the card); without init_weights, or across architectures, refused."""

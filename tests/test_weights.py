@@ -240,6 +240,9 @@ def test_describe_model_variants():
         == "CRUNet-MR 64ch x5 fusion ca (bank all, 1x1 projection)"
     assert describe_model(ModelConfig(crunet=CRUNetConfig(channels=16, fusion="ca", data_consistency="noise"))) \
         == "CRUNet-MR 16ch x5 fusion ca (bank all), noise-weighted DC"
+    assert describe_model(ModelConfig(crunet=CRUNetConfig(channels=16, fusion="ca", data_consistency="cg",
+                                                           cg_iterations=3))) \
+        == "CRUNet-MR 16ch x5 fusion ca (bank all), CG DC (3 steps)"
     shipped = CRUNetConfig(channels=16, fusion="ca", data_consistency="noise", composite_input="missing",
                            mean_consistency=True)  # the shipped crunet_ca's
     assert describe_model(ModelConfig(crunet=shipped)) \
