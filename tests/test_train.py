@@ -599,8 +599,14 @@ def test_noise_weighted_run_starts_from_hard_weights_and_trains_on_the_noise(tmp
 
 def test_cg_run_starts_from_noise_weighted_weights(tmp_path, one_thread):
     """data_consistency: cg from weights trained with ``noise``: the same parameters, every one
-    copied (tau_i included), the change recorded; from hard weights it is refused by name."""
+    copied but tau_i (it means the image's error there: CG_TAU_INIT, as a fresh CG model), the
+    change recorded; from hard weights it is refused by name."""
+    from recon.models.crunet import CG_TAU_INIT
+    from recon.models.registry import build_model
     from recon.train.engine import Trainer
+
+    def fresh_cg_tau(run):
+        return build_model(run.cfg.model).dc_log_tau.detach()
     from recon.weights import save_weights
 
     def dc(cfg: RunConfig, mode: str) -> RunConfig:
@@ -611,8 +617,11 @@ def test_cg_run_starts_from_noise_weighted_weights(tmp_path, one_thread):
     save_weights(donor.model, donor.cfg.model, tmp_path / "w")
     run = Trainer(dc(tiny_run(init_weights=str(tmp_path / "w"), seed=4), "cg"), tmp_path / "cg", progress=False)
     assert run.history["init_weights"]["data_consistency"] == ["noise", "cg"]
+    tau = run.model.dc_tau(0)
+    assert abs(float(tau) - CG_TAU_INIT) < 1e-6 and torch.equal(run.model.dc_log_tau, fresh_cg_tau(run))
     for (name, a), b in zip(donor.model.state_dict().items(), run.model.state_dict().values()):
-        torch.testing.assert_close(a, b, msg=name)
+        if name != "dc_log_tau":
+            torch.testing.assert_close(a, b, msg=name)
     run.fit(max_epochs=1)
     save_weights(Trainer(tiny_run(epochs=1), tmp_path / "hard", progress=False).model, tiny_run().model, tmp_path / "h")
     with pytest.raises(InputError, match="another model config"):

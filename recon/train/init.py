@@ -5,7 +5,8 @@ The weights are copied as they are (fine-tuning), widened to more channels
 (``train.init_pointwise_bank``, :mod:`recon.models.reproject`) or, for a run with
 ``data_consistency: noise`` from weights trained with hard data consistency, copied with
 each cascade's noise weight at its initial value, for a run with ``data_consistency: cg`` from
-weights trained with ``noise`` (or ``cg`` with other ``cg_iterations``), copied as they are, or, for a run with ``composite_input``
+weights trained with ``noise`` (or ``cg`` with other ``cg_iterations``), copied as they are but
+each cascade's tau at the CG start (:data:`recon.models.crunet.CG_TAU_INIT`), or, for a run with ``composite_input``
 from weights without it, copied with each cascade's composite head at zero (the run starts
 as the source network exactly); the run records which
 weights it started from (name, folder, SHA-256, architecture) for its card.
@@ -13,6 +14,7 @@ weights it started from (name, folder, SHA-256, architecture) for its card.
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import torch
@@ -26,6 +28,7 @@ def init_from_weights(target: torch.nn.Module, cfg: RunConfig, ref: str) -> dict
     model (fine-tuning; widened or with the bank re-projected when ``cfg.train`` asks);
     returns what the run records of them (name, folder, SHA-256, architecture)."""
     from recon.models.config import PARAMETER_FREE_FIELDS, same_parameters
+    from recon.models.crunet import CG_TAU_INIT, DC_RATE
     from recon.models.reproject import pointwise_bank_into
     from recon.models.widen import widen_into
     from recon.weights import load_weights, weights_info
@@ -101,5 +104,8 @@ def init_from_weights(target: torch.nn.Module, cfg: RunConfig, ref: str) -> dict
     else:
         target.load_state_dict(source.state_dict())
     if cg_dc and info.config.crunet.data_consistency == "noise":
+        # tau means another error there (the k-space weight's): each starts at the CG start value
+        with torch.no_grad():
+            target.dc_log_tau.fill_(math.log(CG_TAU_INIT) / DC_RATE)
         record["data_consistency"] = ["noise", "cg"]
     return record
