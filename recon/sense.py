@@ -230,15 +230,26 @@ class CGConsistency:
     def __init__(self, k0: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, iterations: int):
         if iterations < 1:
             raise InputError(f"CG data consistency needs >= 1 iteration, got {iterations}")
-        self.op = SenseOperator(maps, mask)
-        self.rhs = self.op.adjoint(k0)  # A^H k0, once
+        op = SenseOperator(maps, mask)
+        self.rhs = op.adjoint(k0)  # A^H k0, once
         self.iterations = int(iterations)
+        ny, nx = k0.shape[-2:]
+        if ny % 2 or nx % 2:
+            self.normal = op.normal
+        else:  # A^H A = (c s S)^H fft2^-1 M fft2 (c s S): the centring signs folded into the maps once
+            self.maps = op.maps * centring_signs(ny, nx, k0.real.dtype, k0.device)
+            self.mask = op.mask
+
+    def normal(self, x: torch.Tensor) -> torch.Tensor:
+        """``A^H A x`` on an even grid, plain FFTs (see ``__init__``)."""
+        k = torch.fft.fft2(expand(x, self.maps), norm="ortho").mul_(self.mask)
+        return reduce(torch.fft.ifft2(k, norm="ortho"), self.maps)
 
     def __call__(self, z: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
         """``z [b, t, y, x]`` -> ``z + d``, ``(A^H A + lam) d = A^H (k0 - A z)`` after ``iterations`` CG steps;
         ``lam``: real, ``>= 0``, one per sample ``[b]`` (or anything reshaping to it) or a number."""
         lam = torch.as_tensor(lam, dtype=z.real.dtype, device=z.device).reshape(-1, *(1,) * (z.ndim - 1))
-        normal = self.op.normal
+        normal = self.normal
         return z + conjugate_gradient(lambda v: normal(v) + lam * v, self.rhs - normal(z),
                                       n_iter=self.iterations, tol=0.0)
 

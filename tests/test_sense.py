@@ -97,11 +97,12 @@ def test_cg_sense_recovers_truth():
     assert (op.adjoint(k) - truth).norm() / truth.norm() > 0.3
 
 
-def test_cg_consistency_is_the_regularised_least_squares_solution():
+@pytest.mark.parametrize("nx", [5, 4])  # odd: centred FFTs; even: the signs folded into the maps
+def test_cg_consistency_is_the_regularised_least_squares_solution(nx):
     """MoDL's step: ``argmin ||A x - k||^2 + lam ||x - z||^2`` from the normal equations, solved
     densely; lam -> inf keeps z, a different lam per sample; gradients reach z and lam."""
     g = torch.Generator().manual_seed(11)
-    b, t, c, ny, nx = 2, 2, 3, 6, 5
+    b, t, c, ny = 2, 2, 3, 6
     maps, mask = _maps(g, b, c, ny, nx), _line_mask(g, b, t, ny)
     op = SenseOperator(maps, mask)
     k = op.forward(_crandn(g, b, t, ny, nx)) + expand_mask(mask) * _crandn(g, b, t, c, ny, nx) * 0.1
