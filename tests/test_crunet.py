@@ -15,7 +15,8 @@ from recon.errors import InputError
 from recon.fft import fft2c, ifft2c
 from recon.models.config import CRNNConfig, CRUNetConfig, ModelConfig
 from recon.models.crnn import CRNNMRI
-from recon.models.crunet import CRUNetMR, describe, parameter_count
+from recon.models.crunet import CRUNetMR
+from recon.models.summary import describe, parameter_count
 from recon.models.layers import (
     ChannelAttention,
     Conv1x1,
