@@ -200,7 +200,7 @@ def test_cg_data_consistency():
     k, mask, maps = _one_coil_problem(seed=12)
     b = k.shape[0]
     soft = _model(seed=4, fusion="ca", cascades=2, data_consistency="noise")
-    cg = _model(seed=4, fusion="ca", cascades=2, data_consistency="cg", cg_iterations=40)
+    cg = _model(seed=4, fusion="ca", cascades=2, data_consistency="cg", cg_iterations=40, cg_lam_floor=0.0)
     assert cg.uses_noise and "CG data consistency (40 steps)" in describe(cg)
     cg.load_state_dict(soft.state_dict())  # strict: the same parameters
     with torch.no_grad():
@@ -215,6 +215,8 @@ def test_cg_data_consistency():
     assert all(p.grad is not None for p in cg.cascades[1].parameters())
     with pytest.raises(InputError, match="cg_iterations"):
         CRUNetConfig(data_consistency="cg", cg_iterations=0).validate()
+    with pytest.raises(InputError, match="cg_lam_floor"):
+        CRUNetConfig(data_consistency="cg", cg_lam_floor=-1.0).validate()
 
 
 # ---------------------------------------------------------------------------- feature bank

@@ -50,12 +50,18 @@ class CRUNetConfig(Settings):
         estimate is kept. Needs the noise level at every call. ``cg``: MoDL's data consistency
         instead of the replacement (:class:`recon.sense.CGConsistency`): cascade ``i``'s image
         becomes ``argmin ||A x - k||^2 + lam_i ||x - z_i||^2`` around its estimate ``z_i``, by
-        ``cg_iterations`` conjugate-gradient steps, ``lam_i = sigma^2 / tau_i^2`` (the same learned
+        ``cg_iterations`` conjugate-gradient steps, ``lam_i = sigma^2 / tau_i^2 + cg_lam_floor`` (the same learned
         ``tau_i`` and measured ``sigma`` as ``noise``, so weights trained with ``noise`` start
         from theirs). The replacement treats each coil apart; CG uses the coils' joint encoding
         to unfold what the estimate got wrong. Costs ``cg_iterations`` SENSE normal operators per
         cascade instead of one FFT pair.
     cg_iterations : CG steps per cascade with ``data_consistency: cg`` (>= 1).
+    cg_lam_floor : added to every ``lam_i`` (``data_consistency: cg``, >= 0): the data's own
+        error besides the noise (ESPIRiT maps that miss the true coils, a model that is not
+        ``A x``). With ``lam_i`` from the noise alone, noise-free slices get ``lam ~ 0``:
+        unregularised SENSE steps that put every map error into the image, and in training
+        gradients through a nearly singular solve (measured: the loss rose from 0.24 to 0.4-1.2
+        over 250 steps and the validation SSIM fell 0.957 -> 0.841).
     composite_input : ``none`` (the reference's input alone), ``average``, ``missing`` or ``nearest``: every
         cascade also sees a composite image through its own 3x3 head convolution, added to the
         cascade's head (:func:`recon.sense.composite_image`). ``average``: the SENSE adjoint of
@@ -92,6 +98,7 @@ class CRUNetConfig(Settings):
     wrap_rows: int = 0
     data_consistency: Literal["hard", "noise", "cg"] = "hard"
     cg_iterations: int = 5
+    cg_lam_floor: float = 0.1
     composite_input: Literal["none", "average", "missing", "nearest"] = "none"
     mean_consistency: bool = False
 
@@ -112,6 +119,8 @@ class CRUNetConfig(Settings):
         check_wrap_rows(self.wrap_rows)
         if self.cg_iterations < 1:
             raise InputError(f"cg_iterations must be >= 1, got {self.cg_iterations}")
+        if not self.cg_lam_floor >= 0:
+            raise InputError(f"cg_lam_floor must be >= 0, got {self.cg_lam_floor}")
 
 
 @dataclass(frozen=True)

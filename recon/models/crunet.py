@@ -301,8 +301,8 @@ class CRUNetMR(nn.Module):
         out = denormalize(crop_to(out, size).to(x.real.dtype), mean, std)
         tau = None if noise is None else self.dc_tau(i)
         z = channels_to_complex(out, frames)
-        if isinstance(dc, CGConsistency):  # lam_i = sigma^2 / tau_i^2
-            x = dc(z, (noise / tau).square().reshape(-1))
+        if isinstance(dc, CGConsistency):  # lam_i = sigma^2 / tau_i^2 + floor
+            x = dc(z, (noise / tau).square().reshape(-1) + self.cfg.cg_lam_floor)
         else:
             x = dc(z, None if tau is None else noise_weight(tau, noise))
         if temporal is not None:

@@ -60,7 +60,8 @@ def init_from_weights(target: torch.nn.Module, cfg: RunConfig, ref: str) -> dict
              and model.crunet.data_consistency == "cg" and info.config.crunet.data_consistency in ("noise", "cg"))
     if cg_dc:
         model = replace(model, crunet=replace(model.crunet, data_consistency=info.config.crunet.data_consistency,
-                                              cg_iterations=info.config.crunet.cg_iterations))
+                                              cg_iterations=info.config.crunet.cg_iterations,
+                                              cg_lam_floor=info.config.crunet.cg_lam_floor))
     # the composite input added: the same network plus one head per cascade, zero at the start
     composite = (model.name == "crunet" and info.config.name == "crunet"
                  and model.crunet.composite_input != "none" and info.config.crunet.composite_input == "none")
