@@ -49,7 +49,12 @@ without -> with ``auto``): the report's held-out series (15 dipole coils, SNR 50
 and 6: 42.28 / 42.60 -> 44.25 / 44.67, 43.24 / 34.32 -> 48.02 / 47.65, 43.20 / 32.22 -> 48.93 /
 46.11; held-out acquisitions at R 8 (`crunet validate` cases): 37.80 -> 37.65, 43.58 -> 44.24;
 training acquisitions at R 8 (low SNR, few coils, moving masks): 50.39 -> 47.49, 34.14 -> 33.25,
-36.40 -> 35.38. So off by default; a site with a good array at low R can switch it on.
+36.40 -> 35.38. With the fixed weight ``refine=0.1`` (`crunet validate --cases 6 --accelerations 8`,
+2026-12-02): held-out acquisitions 41.11 -> 41.21 dB (SSIM 0.960 -> 0.959), training acquisitions
+40.11 -> 39.12 (0.952 -> 0.899), per case -1.0 to +1.5; the report series at R 8 38.98 -> 39.95
+(moving region 30.46 -> 31.80). So off by default; a site with a good array at low R can switch it on.
+The same step inside every cascade (``data_consistency: cg``, :class:`recon.models.config.CRUNetConfig`)
+did not survive a fine-tuning of the shipped weights (``configs/cpu/crunet_ca_cg.yaml``).
 
 ``torch.compile`` is not used: measured on the same CPU and slice (crunet_ca, bf16, 1
 thread, nothing else running), the compiled model took 0.83-0.96x the eager time per
