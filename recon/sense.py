@@ -230,19 +230,19 @@ class CGConsistency:
     def __init__(self, k0: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, iterations: int):
         if iterations < 1:
             raise InputError(f"CG data consistency needs >= 1 iteration, got {iterations}")
-        op = SenseOperator(maps, mask)
-        self.rhs = op.adjoint(k0)  # A^H k0, once
+        self.op = SenseOperator(maps, mask)
+        self.rhs = self.op.adjoint(k0)  # A^H k0, once
         self.iterations = int(iterations)
         ny, nx = k0.shape[-2:]
-        if ny % 2 or nx % 2:
-            self.normal = op.normal
-        else:  # A^H A = (c s S)^H fft2^-1 M fft2 (c s S): the centring signs folded into the maps once
-            self.maps = op.maps * centring_signs(ny, nx, k0.real.dtype, k0.device)
-            self.mask = op.mask
+        self.folded = not (ny % 2 or nx % 2)
+        if self.folded:  # A^H A = (c s S)^H fft2^-1 M fft2 (c s S): the centring signs folded into the maps once
+            self.maps = self.op.maps * centring_signs(ny, nx, k0.real.dtype, k0.device)
 
     def normal(self, x: torch.Tensor) -> torch.Tensor:
-        """``A^H A x`` on an even grid, plain FFTs (see ``__init__``)."""
-        k = torch.fft.fft2(expand(x, self.maps), norm="ortho").mul_(self.mask)
+        """``A^H A x``; on an even grid with plain FFTs (see ``__init__``)."""
+        if not self.folded:
+            return self.op.normal(x)
+        k = torch.fft.fft2(expand(x, self.maps), norm="ortho").mul_(self.op.mask)
         return reduce(torch.fft.ifft2(k, norm="ortho"), self.maps)
 
     def __call__(self, z: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:

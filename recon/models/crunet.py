@@ -97,8 +97,9 @@ DC_RATE = 20.0  # log tau_i = DC_RATE * parameter (CRUNetMR.dc_tau)
 # data_consistency "cg": tau_i is the rms error of cascade i's image (k-space normalised so that the
 # image rms is about 1, recon.kspace.normalisation_scale): about 0.04 for the shipped 16-channel
 # network at R 8 (39 dB against a peak about 3.5x the rms), so lam_i = sigma^2 / tau_i^2 starts near
-# (0.025 / 0.05)^2 = 0.25 at SNR 50. Starting at tau = 1 (the noise mode's start) gives lam ~ 1e-3:
-# unregularised SENSE steps that amplify the noise (measured: validation SSIM 0.95 -> 0.89 after 250 steps).
+# (0.025 / 0.05)^2 = 0.25 at SNR 50. Starting at tau = 1 (the noise mode's start) gives lam ~ 1e-3,
+# nearly unregularised SENSE steps. Neither start let a 250-step fine-tuning of the shipped weights
+# recover their validation (configs/cpu/crunet_ca_cg.yaml has the numbers).
 CG_TAU_INIT = 0.05
 
 
@@ -265,7 +266,8 @@ class CRUNetMR(nn.Module):
         self.dc_log_tau = nn.Parameter(torch.full((cfg.cascades,), start)) if self.uses_noise else None
 
     def dc_tau(self, i: int) -> torch.Tensor:
-        """Cascade ``i``'s learned k-space error std ``tau_i`` (``data_consistency: noise``)."""
+        """Cascade ``i``'s learned error std ``tau_i``: of its k-space (``data_consistency: noise``), of its
+        image (``cg``)."""
         return (DC_RATE * self.dc_log_tau[i]).exp()
 
     @property

@@ -14,7 +14,6 @@ weights it started from (name, folder, SHA-256, architecture) for its card.
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 
 import torch
@@ -28,7 +27,6 @@ def init_from_weights(target: torch.nn.Module, cfg: RunConfig, ref: str) -> dict
     model (fine-tuning; widened or with the bank re-projected when ``cfg.train`` asks);
     returns what the run records of them (name, folder, SHA-256, architecture)."""
     from recon.models.config import PARAMETER_FREE_FIELDS, same_parameters
-    from recon.models.crunet import CG_TAU_INIT, DC_RATE
     from recon.models.reproject import pointwise_bank_into
     from recon.models.widen import widen_into
     from recon.weights import load_weights, weights_info
@@ -77,6 +75,9 @@ def init_from_weights(target: torch.nn.Module, cfg: RunConfig, ref: str) -> dict
                          + (", and channels with init_widen)" if widen else
                             ", and the bank projection with init_pointwise_bank)" if pointwise else ")"))
     source, _ = load_weights(info.directory)
+    # noise -> cg: tau means another error there (the k-space weight's), so it keeps the fresh CG model's start
+    tau_start = (target.dc_log_tau.detach().clone() if cg_dc and info.config.crunet.data_consistency == "noise"
+                 else None)
     record = {"ref": str(ref), "directory": str(info.directory), "sha256": info.sha256,
               "model": info.describe()}
     if widen:
@@ -104,9 +105,8 @@ def init_from_weights(target: torch.nn.Module, cfg: RunConfig, ref: str) -> dict
             record["composite_input"] = ["none", cfg.model.crunet.composite_input]
     else:
         target.load_state_dict(source.state_dict())
-    if cg_dc and info.config.crunet.data_consistency == "noise":
-        # tau means another error there (the k-space weight's): each starts at the CG start value
+    if tau_start is not None:
         with torch.no_grad():
-            target.dc_log_tau.fill_(math.log(CG_TAU_INIT) / DC_RATE)
+            target.dc_log_tau.copy_(tau_start)
         record["data_consistency"] = ["noise", "cg"]
     return record
