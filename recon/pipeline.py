@@ -122,9 +122,13 @@ class ReconConfig(Settings):
         """
         text = f"crunet {self.method}"
         chosen = {k: v for k, v in sorted(self.options.items()) if k != "weights" and not callable(v)}
+        weights = self.weights()
+        if weights and "refine" not in chosen:  # a learned method's images say whether CG-SENSE refined them
+            from recon.inference import DEFAULT_REFINE
+
+            chosen = dict(sorted({**chosen, "refine": DEFAULT_REFINE}.items()))
         if chosen:  # the method's options as given (refine, lam, ...): images tell how they were made
             text += " (" + ", ".join(f"{k}={v}" for k, v in chosen.items()) + ")"
-        weights = self.weights()
         if weights:
             from recon.weights import weights_info
 

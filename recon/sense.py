@@ -269,19 +269,20 @@ def cg_sense(
     k: torch.Tensor,
     maps: torch.Tensor,
     mask: torch.Tensor,
-    lam: float = 0.0,
+    lam: float | torch.Tensor = 0.0,
     n_iter: int = 20,
     tol: float = 1e-6,
     x0: torch.Tensor | None = None,
     callback: Callable[[int, torch.Tensor], None] | None = None,
 ) -> torch.Tensor:
-    """CG-SENSE: solve ``(A^H A + lam I) x = A^H k`` per batch sample.
+    """CG-SENSE: solve ``(A^H A + diag(lam)) x = A^H k`` per batch sample.
 
     Parameters
     ----------
     k : measured k-space ``[b, t, c, y, x]`` (zeros where not sampled).
     maps, mask : as for :class:`SenseOperator`.
-    lam : Tikhonov weight (>= 0).
+    lam : Tikhonov weight (>= 0): a number, or real per-pixel weights broadcastable to the
+        images ``[b, t, y, x]`` (e.g. ``[y, x]``), each >= 0 and finite.
     n_iter : maximum CG iterations; ``tol`` stops early on the relative residual.
     x0 : starting images ``[b, t, y, x]`` (default zeros).
     callback : called as ``callback(iteration, x)`` after every iteration.
@@ -290,10 +291,15 @@ def cg_sense(
     -------
     Images ``[b, t, y, x]``.
     """
-    if lam < 0:
+    if torch.is_tensor(lam):
+        if lam.is_complex() or not bool(torch.isfinite(lam).all()) or bool((lam < 0).any()):
+            raise InputError("per-pixel lam must be real, finite and >= 0 everywhere")
+        lam = lam.to(k.device, k.real.dtype)
+    elif lam < 0:
         raise InputError(f"lam must be >= 0, got {lam}")
     op = SenseOperator(maps, mask)
-    normal = (lambda v: op.normal(v) + lam * v) if lam else op.normal
+    weighted = torch.is_tensor(lam) or lam
+    normal = (lambda v: op.normal(v) + lam * v) if weighted else op.normal
     return conjugate_gradient(normal, op.adjoint(k), n_iter=n_iter, tol=tol, x0=x0, callback=callback)
 
 

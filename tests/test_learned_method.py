@@ -62,7 +62,7 @@ def test_weights_name_is_a_method(raw, tiny_weights, name):
 def test_options_of_learned_and_classical_methods(raw):
     p = prepare(raw)
     assert method_options("crunet_ca") == {"precision": "auto", "tta": 1, "mean_consistency": "auto",
-                                           "refine": "off"}
+                                           "refine": "motion"}
     assert set(method_options("model")) == {"weights", "precision", "tta", "mean_consistency", "refine"}
     with pytest.raises(InputError, match=r"method 'crunet_ca': unknown key\(s\) weights; valid keys: mean_consistency, "
                                          r"precision, refine, tta"):
@@ -102,10 +102,11 @@ def test_image_comment_names_architecture_fusion_and_hash(raw, tiny_weights):
     sha = json.loads((tiny_weights / "crunet_ca" / "manifest.json").read_text())["files"]["model.safetensors"]
     images, _ = slice_to_images(raw, ReconConfig(device="cpu"))
     comment = ismrmrd.Meta.deserialize(images[0].attribute_string)["ImageComment"]
-    assert comment == f"crunet crunet_ca: {TINY_CA_DESCRIPTION} sha256:{sha['sha256'][:12]}, " \
-                      "espirit maps"
+    assert comment == f"crunet crunet_ca (refine=motion): {TINY_CA_DESCRIPTION} sha256:{sha['sha256'][:12]}, " \
+                      "espirit maps"  # the default refinement is named too
     crnn = ReconConfig(method="model", options={"weights": str(tiny_weights / "crnn")}).comment()
-    assert re.fullmatch(r"crunet model crnn: CRNN-MRI 4ch x2 \(3 layers\) sha256:[0-9a-f]{12}, espirit maps", crnn)
+    assert re.fullmatch(r"crunet model \(refine=motion\) crnn: CRNN-MRI 4ch x2 \(3 layers\) sha256:[0-9a-f]{12}, "
+                        r"espirit maps", crnn)
     assert ReconConfig(method="sense", coil_method="walsh").comment() == "crunet sense, walsh maps"
     assert ReconConfig(method="sense", options={"lam": 0.01}).comment() == "crunet sense (lam=0.01), espirit maps"
     refined = ReconConfig(method="crunet_ca", options={"refine": "auto", "precision": "fp32"}).comment()
@@ -152,11 +153,11 @@ def test_tta_averages_the_model_over_exact_symmetries(raw):
     from recon.symmetry import TTA_SETS
 
     p = prepare(raw)
-    plain = run_method("crunet_ca", p, precision="fp32")
-    assert torch.equal(run_method("crunet_ca", p, precision="fp32", tta=1), plain)
+    plain = run_method("crunet_ca", p, precision="fp32", refine="off")  # the networks' images alone
+    assert torch.equal(run_method("crunet_ca", p, precision="fp32", tta=1, refine="off"), plain)
     backwards = TTA_SETS[2][1]
-    rev = backwards.image(run_method("crunet_ca", backwards.problem(p), precision="fp32"))
-    torch.testing.assert_close(run_method("crunet_ca", p, precision="fp32", tta=2), (plain + rev) / 2)
+    rev = backwards.image(run_method("crunet_ca", backwards.problem(p), precision="fp32", refine="off"))
+    torch.testing.assert_close(run_method("crunet_ca", p, precision="fp32", tta=2, refine="off"), (plain + rev) / 2)
     for n in (4, 8):
         x = run_method("crunet_ca", p, tta=n)
         assert x.shape == plain.shape and x.dtype == torch.complex64 and torch.isfinite(x).all()
@@ -271,7 +272,8 @@ def test_mean_consistency_is_switched_per_call(raw, tmp_path):
 
 
 def test_refine_is_sense_around_the_network_images(raw, tiny_weights):
-    """``refine``: off returns the network's images; a weight runs CG-SENSE around them (the same
+    """``refine``: off returns the network's images; ``motion`` (the default) runs CG-SENSE around them
+    with recon.refine's per-pixel weight; a weight runs CG-SENSE around them (the same
     images as sense_with_prior on the network's output); with a huge weight nothing moves, with weight
     0 the result fits the measured lines better than the network did; bad values are named."""
     from recon.baselines.sense import sense_with_prior
@@ -279,8 +281,7 @@ def test_refine_is_sense_around_the_network_images(raw, tiny_weights):
 
     p = prepare(raw)
     w = str(tiny_weights / "crunet_ca")
-    net = run_method("model", p, weights=w, precision="fp32")
-    torch.testing.assert_close(run_method("model", p, weights=w, precision="fp32", refine="off"), net)
+    net = run_method("model", p, weights=w, precision="fp32", refine="off")
     torch.testing.assert_close(run_method("model", p, weights=w, precision="fp32", refine=0.1),
                                sense_with_prior(p, net, lam=0.1))
     torch.testing.assert_close(run_method("model", p, weights=w, precision="fp32", refine=1e9), net)
@@ -293,9 +294,32 @@ def test_refine_is_sense_around_the_network_images(raw, tiny_weights):
     assert misfit(run_method("model", p, weights=w, precision="fp32", refine="0")) < 0.5 * misfit(net)
     auto = run_method("model", p, weights=w, precision="fp32", refine="auto")
     assert auto.shape == net.shape and not torch.allclose(auto, net)
+    from recon.inference import MOTION_ITERATIONS
+    from recon.refine import motion_weight
+
+    motion = sense_with_prior(p, net, lam=motion_weight(p, net), n_iter=MOTION_ITERATIONS)
+    torch.testing.assert_close(run_method("model", p, weights=w, precision="fp32", refine="motion"), motion)
+    torch.testing.assert_close(run_method("model", p, weights=w, precision="fp32"), motion)  # the default
     for bad in ("yes", -1.0):
         with pytest.raises(InputError, match="refine"):
             run_method("model", p, weights=w, refine=bad)
+
+
+def test_motion_refine_without_a_noise_level_returns_the_network_images(raw, caplog):
+    """No noise scan and no line sampled in every frame: the noise level cannot be measured, so
+    the default refinement is skipped with a warning (the network's images), never an error."""
+    import logging
+
+    from recon.problem import SliceProblem
+
+    p = prepare(raw)
+    t, ny = p.mask.shape
+    mask = ((torch.arange(ny)[None] + torch.arange(t)[:, None]) % 2 == 0).to(p.mask.dtype)
+    q = SliceProblem(p.kspace * mask[:, None, :, None], mask, p.maps, None)
+    with caplog.at_level(logging.WARNING, logger="crunet.inference"):
+        refined = run_method("crunet_ca", q, precision="fp32")
+    torch.testing.assert_close(refined, run_method("crunet_ca", q, precision="fp32", refine="off"))
+    assert "refine=motion skipped" in caplog.text
 
 
 def test_sense_with_prior_zero_is_sense_and_checks_the_prior(raw):

@@ -145,6 +145,28 @@ def test_cg_with_tikhonov_shrinks():
         cg_sense(k, maps, mask, lam=-1)
 
 
+@pytest.mark.parametrize("nx", [5, 4])
+def test_cg_sense_with_per_pixel_weights_solves_the_weighted_normal_equations(nx):
+    """``lam`` as per-pixel weights ``[y, x]``: the solution of ``(A^H A + diag(lam)) x = A^H k``
+    (dense solve), the same as the scalar weight where they are uniform; bad weights named."""
+    g = torch.Generator().manual_seed(12)
+    b, t, c, ny = 1, 2, 3, 7
+    maps, mask = _maps(g, b, c, ny, nx), _line_mask(g, b, t, ny)
+    op = SenseOperator(maps, mask)
+    k = op.forward(_crandn(g, b, t, ny, nx)) + expand_mask(mask) * _crandn(g, b, t, c, ny, nx) * 0.1
+    lam = torch.rand(ny, nx, generator=g, dtype=torch.float64) * 2
+    n = t * ny * nx
+    weights = torch.diag(lam.expand(t, ny, nx).reshape(n).to(torch.complex128))
+    exact = torch.linalg.solve(_normal_columns(op, 0, b, t, ny, nx) + weights,
+                               op.adjoint(k).reshape(n)).reshape(b, t, ny, nx)
+    torch.testing.assert_close(cg_sense(k, maps, mask, lam=lam, n_iter=4 * n, tol=1e-14), exact)
+    torch.testing.assert_close(cg_sense(k, maps, mask, lam=torch.full((ny, nx), 0.3, dtype=torch.float64), n_iter=20),
+                               cg_sense(k, maps, mask, lam=0.3, n_iter=20))
+    for bad in (-lam, lam * float("nan"), lam.to(torch.complex128)):
+        with pytest.raises(InputError, match="per-pixel lam"):
+            cg_sense(k, maps, mask, lam=bad)
+
+
 def test_bad_shapes():
     with pytest.raises(InputError):
         expand_mask(torch.ones(3, 3))

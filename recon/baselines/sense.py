@@ -150,7 +150,7 @@ def _frames(p: SliceProblem) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return kt, maps.to(torch.complex64).expand(kt.shape[0], *maps.shape[1:]), mask[0][:, None]
 
 
-def sense_with_prior(p: SliceProblem, prior: torch.Tensor, lam: float | str = DEFAULT_LAM,
+def sense_with_prior(p: SliceProblem, prior: torch.Tensor, lam: float | str | torch.Tensor = DEFAULT_LAM,
                      n_iter: int = DEFAULT_ITERATIONS, tol: float = 1e-6) -> torch.Tensor:
     """CG-SENSE around a prior image: ``argmin_x ||A x - d||^2 + lam ||x - prior||^2`` per frame.
 
@@ -164,7 +164,9 @@ def sense_with_prior(p: SliceProblem, prior: torch.Tensor, lam: float | str = DE
     ----------
     p : slice problem (as for :func:`sense`).
     prior : complex ``[t, y, x]``, the image the penalty pulls towards.
-    lam : ``"auto"`` (:func:`auto_lam`, the Wiener weight of :func:`sense`) or a number >= 0.
+    lam : ``"auto"`` (:func:`auto_lam`, the Wiener weight of :func:`sense`), a number >= 0, or
+        real per-pixel weights ``[y, x]`` (the penalty ``sum_p lam_p |x_p - prior_p|^2``; e.g.
+        :func:`recon.refine.motion_weight`).
     n_iter, tol : CG iterations and relative-residual stop.
 
     Returns
@@ -177,6 +179,6 @@ def sense_with_prior(p: SliceProblem, prior: torch.Tensor, lam: float | str = DE
     prior = prior.to(kt.device, torch.complex64)
     if prior.shape != (kt.shape[0], *kt.shape[-2:]):
         raise InputError(f"prior must be [t, y, x] = {(kt.shape[0], *kt.shape[-2:])}, got {tuple(prior.shape)}")
-    lam_value = resolve_lam(p, lam)
+    lam_value = lam if torch.is_tensor(lam) else resolve_lam(p, lam)
     residual = kt - SenseOperator(st, mt).forward(prior[:, None])
     return prior + cg_sense(residual, st, mt, lam=lam_value, n_iter=int(n_iter), tol=tol)[:, 0]
