@@ -38,21 +38,34 @@ pixels (``crunet_ca`` with it on / off, L+S): A = 0: 45.10 / 41.39 / 40.67 dB; A
 for free-breathing (real-time) series on a mask that moves from frame to frame; on a mask with
 the same lines in every frame it changes nothing.
 
-``refine`` (e.g. ``crunet_ca:refine=auto``): ``off`` (the default) returns the network's images;
-``auto`` or a number ``lam`` runs CG-SENSE around them, ``argmin_x ||A x - d||^2 + lam ||x - x_net||^2``
-(:func:`recon.baselines.sense.sense_with_prior`; ``auto``: SENSE's own weight from the measured noise
-and outer k-space power, :func:`recon.baselines.sense.auto_lam`; 30 CG iterations). The cascades'
-k-space replacement uses the coils' encoding only partly; this step unfolds what the network got
-wrong as far as the coils allow. It pays where SENSE itself is strong and costs where the
-network's prior carries the image. Measured (crunet_ca, full FOV / moving-region PSNR, dB,
-without -> with ``auto``): the report's held-out series (15 dipole coils, SNR 50), R 4, slices 0, 3
-and 6: 42.28 / 42.60 -> 44.25 / 44.67, 43.24 / 34.32 -> 48.02 / 47.65, 43.20 / 32.22 -> 48.93 /
-46.11; held-out acquisitions at R 8 (`crunet validate` cases): 37.80 -> 37.65, 43.58 -> 44.24;
-training acquisitions at R 8 (low SNR, few coils, moving masks): 50.39 -> 47.49, 34.14 -> 33.25,
-36.40 -> 35.38. With the fixed weight ``refine=0.1`` (`crunet validate --cases 6 --accelerations 8`,
-2026-12-02): held-out acquisitions 41.11 -> 41.21 dB (SSIM 0.960 -> 0.959), training acquisitions
-40.11 -> 39.12 (0.952 -> 0.899), per case -1.0 to +1.5; the report series at R 8 38.98 -> 39.95
-(moving region 30.46 -> 31.80). So off by default; a site with a good array at low R can switch it on.
+``refine`` (e.g. ``crunet_ca:refine=off``): after the network, CG-SENSE around its images,
+``argmin_x ||A x - d||^2 + sum_p lam_p |x_p - x_net,p|^2`` (:func:`recon.baselines.sense.sense_with_prior`).
+The cascades' k-space replacement uses the coils' encoding only partly, and the learned prior
+smooths what moves: this step unfolds what the network got wrong as far as the coils and the
+noise allow. ``motion`` (the default, :data:`DEFAULT_REFINE`): the per-pixel weight of
+:func:`recon.refine.motion_weight`, the MAP weight of a prior whose error is small where nothing
+moves and grows with the images' local temporal std, scaled by the measured inconsistency level
+(noise or coil-map misfit), :data:`MOTION_ITERATIONS` CG steps; skipped, with a warning, where no
+noise level can be measured (no noise scan and no line sampled in every frame). ``off``: the
+network's images. ``auto`` or a number ``lam``: one weight everywhere (``auto``: SENSE's own,
+:func:`recon.baselines.sense.auto_lam`; 30 CG iterations).
+
+How ``motion``'s constants were chosen and what they give (crunet_ca, R 4 and 8, full-FOV / moving-
+region PSNR, dB; 2026-12-02). Chosen on the training-acquisition cases of ``crunet validate`` (cases
+0-5 of ``val``: held-out patient, training acquisition space) among four settings of
+``(STATIC, MOVING, FLOOR)`` with the noise or the inconsistency level: with the noise level the
+high-SNR case lost 2.9-3.5 dB (its coil maps, not the noise, limit the data); with the
+inconsistency level and ``(0.03, 1.0, 0.01)``: R 4 +1.32 / +3.28 (worst case +0.05), R 8 +0.49 /
++1.66 (worst -0.18); ``MOVING = 3`` gained more on average and lost up to 1.4 on low-SNR cases.
+Then, never used for the choice: held-out acquisitions (``xval`` cases 0-5 at R 4, 0-2 at R 8)
+R 4 +0.99 / +2.64 (every case up, +0.13 to +2.03), R 8 +0.36 / +0.72 (every case up); the report's
+held-out series (`crunet report`'s raw file, 11 slices, 15 dipole coils, SNR 50) R 4 43.34 / 34.72
+-> 45.46 / 40.91 (every slice up, +0.97 to +3.11, in the heart +0.81 to +11.0; BART's temporal TV
+38.80 and L+S 36.51 in the heart there), R 8: see ``README.md`` (all of these with 30 CG steps;
+10 give the same images within 0.02 dB). Cost: 10 CG steps, about half a network forward per
+slice. The single-weight forms (measured before): ``auto`` gave +2 to +6 dB at R 4 on the report
+series but -0.15 to -2.9 on low-SNR, few-coil cases; ``refine=0.1`` on six
+fresh validate cases +0.10 (held-out acquisitions) and -0.99 (training acquisitions).
 The same step inside every cascade (``data_consistency: cg``, :class:`recon.models.config.CRUNetConfig`)
 did not survive a fine-tuning of the shipped weights (``configs/cpu/crunet_ca_cg.yaml``).
 

@@ -19,8 +19,8 @@ error at pixel ``p``, the weight is ``lam_p = s^2 / tau_p^2``. :func:`motion_wei
 So where nothing moves the data pull little and the network's images stay; where the image
 changes from frame to frame the coils' encoding corrects them as far as the data are clean.
 With a single uniform weight (``refine=auto`` or a number) the step helped the heart but cost
-the static anatomy on other cases; the measurements behind the defaults are in
-:data:`STATIC`'s comment.
+the static anatomy on other cases. How the constants were chosen, and what they give on
+held-out data: the module docstring of :mod:`recon.inference`.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from recon.errors import InputError
 from recon.problem import SliceProblem, inconsistency_level
 
 #: Relative rms error of the network's images in the static anatomy (``tau`` where nothing moves,
-#: as a fraction of the images' rms). Chosen with MOVING, FLOOR and WINDOW on the training-acquisition
-#: cases of ``crunet validate`` (see the module docstring of :mod:`recon.inference`).
+#: as a fraction of the images' rms). Chosen with MOVING and FLOOR on the training-acquisition cases of
+#: ``crunet validate`` (the module docstring of :mod:`recon.inference`); WINDOW was not varied.
 STATIC = 0.03
 #: The network's expected error per unit of the images' local temporal std.
 MOVING = 1.0
