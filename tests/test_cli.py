@@ -99,7 +99,7 @@ def test_bench_learned_and_classical_side_by_side(tmp_path, tiny_weights, capsys
     assert r["bart"] == "pics timed"
     for label, v in r["methods"].items():
         assert v["seconds"] > 0 and len(v["all_seconds"]) == 1 and v["ratio_to_fastest"] >= 1, label
-    assert r["methods"]["crunet_ca"]["model"].startswith("crunet crunet_ca: CRUNet-MR 4ch x2 fusion ca")
+    assert r["methods"]["crunet_ca"]["model"].startswith("crunet crunet_ca (refine=motion): CRUNet-MR 4ch x2 fusion ca")
     assert "model" not in r["methods"]["zf"]
     assert r["methods"]["bart_tv"]["psnr"] > r["methods"]["zf"]["psnr"]  # BART's CS does reconstruct
 

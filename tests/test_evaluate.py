@@ -116,7 +116,7 @@ def test_recon_file_default_is_the_learned_model(raw, tmp_path, tiny_weights, ca
     ds = ismrmrd.Dataset(str(out), "dataset", create_if_needed=False)
     comment = ismrmrd.Meta.deserialize(ds.read_image("image_1", 0).attribute_string)["ImageComment"]
     ds.close()
-    assert comment.startswith(f"crunet crunet_ca: {TINY_CA_DESCRIPTION} sha256:")
+    assert comment.startswith(f"crunet crunet_ca (refine=motion): {TINY_CA_DESCRIPTION} sha256:")
     out2 = tmp_path / "dir.h5"
     assert main(["recon-file", str(raw), str(out2), "--weights", str(tiny_weights / "crnn"), "--series", "5"]) == 0
     with h5py.File(out2) as f:

@@ -368,7 +368,7 @@ def test_default_method_is_the_learned_model(stream):
     assert got.closed and not got.errors and not got.texts, peer.output()
     assert len(got.images) == N_PHASES
     comment = ismrmrd.Meta.deserialize(got.images[0].attribute_string)["ImageComment"]
-    assert comment.startswith(f"crunet crunet_ca: {TINY_CA_DESCRIPTION} sha256:")
+    assert comment.startswith(f"crunet crunet_ca (refine=motion): {TINY_CA_DESCRIPTION} sha256:")
 
 
 def test_missing_default_weights_is_one_error_line(stream, monkeypatch, tmp_path, caplog):

@@ -163,7 +163,7 @@ def test_default_chain_runs_the_learned_model(raw, server):
     res = replay(raw, None, port=server.port, config="default.xml")
     assert res.closed and not res.texts and len(res.images) == N_PHASES * N_SLICES
     assert {im.image_series_index for im in res.images} == {1}
-    assert _comment(res.images[0]).startswith(f"crunet crunet_ca: {TINY_CA_DESCRIPTION} sha256:")
+    assert _comment(res.images[0]).startswith(f"crunet crunet_ca (refine=motion): {TINY_CA_DESCRIPTION} sha256:")
     res = replay(raw, None, port=server.port, config="crunet_sense.xml")
     assert res.closed and not res.texts and {im.image_series_index for im in res.images} == {30}
     assert _comment(res.images[0]) == "crunet sense, espirit maps"
