@@ -58,7 +58,9 @@ high-SNR case lost 2.9-3.5 dB (its coil maps, not the noise, limit the data); wi
 inconsistency level and ``(0.03, 1.0, 0.01)``: R 4 +1.32 / +3.28 (worst case +0.05), R 8 +0.49 /
 +1.66 (worst -0.18); ``MOVING = 3`` gained more on average and lost up to 1.4 on low-SNR cases.
 Then, never used for the choice: held-out acquisitions (``xval`` cases 0-5 at R 4, 0-2 at R 8)
-R 4 +0.99 / +2.64 (every case up, +0.13 to +2.03), R 8 +0.36 / +0.72 (every case up); the report's
+R 4 +0.99 / +2.64 (every case up, +0.13 to +2.03), R 8 +0.36 / +0.72 (every case up), R 24 (10
+CG steps, 6 cases per set) +0.17 full FOV (-0.04 to +0.67; training acquisitions +0.11, -0.85
+to +1.66); the 18-case R 8 validation with 10 steps is in ``README.md``; the report's
 held-out series (`crunet report`'s raw file, 11 slices, 15 dipole coils, SNR 50) R 4 43.34 / 34.72
 -> 45.46 / 40.91 (every slice up, +0.97 to +3.11, in the heart +0.81 to +11.0; BART's temporal TV
 38.80 and L+S 36.51 in the heart there), R 8: see ``README.md`` (all of these with 30 CG steps;
