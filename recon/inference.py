@@ -181,14 +181,13 @@ def learned(p: SliceProblem, weights: str = "", precision: Precision = "auto", t
         from recon.baselines.sense import sense_with_prior
 
         if refine == MOTION:
-            from recon.refine import motion_weight
+            from recon.refine import motion_skip_reason, motion_weight
 
-            try:  # the weight needs the noise level: a noise scan, or calibration lines to measure it on
-                weight = motion_weight(p, x)
-            except InputError as exc:
-                log.warning("refine=motion skipped, the network's images are returned (%s)", exc)
+            why = motion_skip_reason(p)  # the weight needs the noise level: a noise scan, or lines to measure it on
+            if why is not None:
+                log.warning("refine=motion skipped, the network's images are returned (%s)", why)
             else:
-                x = sense_with_prior(p, x, lam=weight, n_iter=MOTION_ITERATIONS)
+                x = sense_with_prior(p, x, lam=motion_weight(p, x), n_iter=MOTION_ITERATIONS)
         else:
             x = sense_with_prior(p, x, lam=refine_lam)
     return x

@@ -195,6 +195,24 @@ def marchenko_pastur_quantile(q: float, beta: float, n_grid: int = 4097) -> floa
     return float(np.interp(q, cdf / cdf[-1], x))
 
 
+def noise_estimate_problem(mask, n_coils: int, n_x: int, columns: int = CALIBRATION_COLUMNS) -> str | None:
+    """Why :func:`estimate_sigma` cannot estimate the noise level of data sampled with ``mask``
+    (bool ``[t, y]``) on ``n_coils`` coils and ``n_x`` readout samples, or None when it can.
+
+    From the shapes alone (no data read): the calibration block must hold at least 4 lines and
+    its patches must outnumber the calibration matrix's columns.
+    """
+    m = mask.detach().cpu().numpy() if hasattr(mask, "detach") else np.asarray(mask)
+    lines = calibration_block(m)
+    kernel = calibration_kernel(n_coils, len(lines), n_x, columns)
+    n_cols = n_coils * kernel[0] * kernel[1]
+    patches = m.shape[0] * max(len(lines) - kernel[0] + 1, 0) * max(n_x - kernel[1] + 1, 0)
+    if len(lines) < 4 or min(patches, ROWS_PER_COLUMN * n_cols) <= n_cols:
+        return (f"cannot estimate the noise level: {len(lines)} calibration lines (sampled in every "
+                "frame) are too few; give the noise level or the regularisation explicitly")
+    return None
+
+
 def estimate_sigma(kspace, mask, quantile: float = NOISE_QUANTILE, columns: int = CALIBRATION_COLUMNS) -> float:
     """Per-coil k-space noise std estimated from the calibration lines of the data.
 
@@ -242,13 +260,13 @@ def estimate_sigma(kspace, mask, quantile: float = NOISE_QUANTILE, columns: int 
         raise InputError(f"k-space must be [t, c, y, x] with a mask [t, y], got {k.shape} and {m.shape}")
     if not 0 < quantile <= 0.5:
         raise InputError(f"quantile must lie in (0, 0.5], got {quantile}")
+    why = noise_estimate_problem(m, k.shape[1], k.shape[3], columns)
+    if why is not None:
+        raise InputError(why)
     lines = calibration_block(m)
     kernel = calibration_kernel(k.shape[1], len(lines), k.shape[3], columns)
-    n_cols = k.shape[1] * kernel[0] * kernel[1]
-    a = calibration_matrix(k[:, :, lines], kernel, ROWS_PER_COLUMN * n_cols) if len(lines) >= 4 else None
-    if a is None or a.shape[0] <= n_cols:
-        raise InputError(f"cannot estimate the noise level: {len(lines)} calibration lines (sampled in every "
-                         "frame) are too few; give the noise level or the regularisation explicitly")
+    a = calibration_matrix(k[:, :, lines], kernel, ROWS_PER_COLUMN * k.shape[1] * kernel[0] * kernel[1])
+    n_cols = a.shape[1]
     if not np.isfinite(a).all():
         raise InputError("k-space contains NaN or infinite values")
     eig = np.linalg.eigvalsh(a.conj().T @ a) / a.shape[0]

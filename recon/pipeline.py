@@ -113,20 +113,34 @@ class ReconConfig(Settings):
             return str(self.options.get("weights") or "") or None
         return self.method
 
-    def comment(self) -> str:
+    def refine(self) -> str | None:
+        """A learned method's ``refine`` option as it runs (the default when not given, as text),
+        None for a classical one."""
+        if not self.weights():
+            return None
+        from recon.inference import DEFAULT_REFINE
+
+        return str(self.options.get("refine", DEFAULT_REFINE))
+
+    def comment(self, refine_skipped: bool = False) -> str:
         """ImageComment: the method, for a learned one its architecture and weights hash, the coil maps.
 
         E.g. ``crunet sense, espirit maps``, ``crunet sense (lam=0.01), espirit maps`` or
         ``crunet crunet_ca (refine=auto): CRUNet-MR 16ch x5 fusion ca (bank all)
         sha256:0123456789ab, espirit maps`` (the options given, but the weights, in brackets).
+        ``refine_skipped``: the slice's ``refine=motion`` did not run (no noise level,
+        :attr:`SliceResult.refine_skipped`): the comment says ``refine=off (motion: no noise level)``.
         """
         text = f"crunet {self.method}"
         chosen = {k: v for k, v in sorted(self.options.items()) if k != "weights" and not callable(v)}
         weights = self.weights()
-        if weights and "refine" not in chosen:  # a learned method's images say whether CG-SENSE refined them
-            from recon.inference import DEFAULT_REFINE
+        if weights:  # a learned method's images say whether CG-SENSE refined them
+            from recon.inference import MOTION
 
-            chosen = dict(sorted({**chosen, "refine": DEFAULT_REFINE}.items()))
+            refine = self.refine()
+            if refine_skipped and refine == MOTION:
+                refine = f"off ({MOTION}: no noise level)"
+            chosen = dict(sorted({**chosen, "refine": refine}.items()))
         if chosen:  # the method's options as given (refine, lam, ...): images tell how they were made
             text += " (" + ", ".join(f"{k}={v}" for k, v in chosen.items()) + ")"
         if weights:
@@ -208,6 +222,8 @@ class SliceResult:
     seconds_maps : the coil-map estimate (0 when the maps were given);
     seconds_method : the method alone (what ``crunet evaluate`` / ``crunet bench`` compare);
     seconds_prepare : k-space, mask and maps onto the recon grid and the device.
+    refine_skipped : why a learned method's ``refine=motion`` did not run on this slice (no
+        noise level to weight it by), None when it ran or was not asked for.
     """
 
     frames: np.ndarray
@@ -215,6 +231,7 @@ class SliceResult:
     seconds_maps: float
     seconds_method: float
     seconds_prepare: float = 0.0
+    refine_skipped: str | None = None
 
 
 def reconstruct_slice(s: SliceData, cfg: ReconConfig = ReconConfig(), maps: np.ndarray | None = None
@@ -246,8 +263,15 @@ def reconstruct_slice(s: SliceData, cfg: ReconConfig = ReconConfig(), maps: np.n
         frames = run_method(cfg.method, problem, **cfg.options)
     sync_device(device)
     t3 = time.perf_counter()
+    skipped = None
+    from recon.inference import MOTION
+
+    if cfg.refine() == MOTION:
+        from recon.refine import motion_skip_reason
+
+        skipped = motion_skip_reason(problem)
     return SliceResult(frames.detach().cpu().numpy().astype(np.complex64), np.asarray(maps), t1 - t0, t3 - t2,
-                       t2 - t1)
+                       t2 - t1, skipped)
 
 
 def sync_device(device: torch.device) -> None:
@@ -263,7 +287,8 @@ def slice_to_images(s: SliceData, cfg: ReconConfig = ReconConfig(), start_index:
     seconds = {"CrunetSecondsMaps": f"{result.seconds_maps:.3f}",
                "CrunetSecondsMethod": f"{result.seconds_method:.3f}"}
     images = slice_images(result.frames, s, series_index=cfg.series_index, image_type=cfg.image_type,
-                          comment=cfg.comment(), start_index=start_index, extra_meta=seconds)
+                          comment=cfg.comment(refine_skipped=result.refine_skipped is not None),
+                          start_index=start_index, extra_meta=seconds)
     return images, result
 
 

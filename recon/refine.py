@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from recon.errors import InputError
+from recon.noise import noise_estimate_problem
 from recon.problem import SliceProblem, inconsistency_level
 
 #: Relative rms error of the network's images in the static anatomy (``tau`` where nothing moves,
@@ -56,6 +57,16 @@ def temporal_variance(x: torch.Tensor, window: int = WINDOW) -> torch.Tensor:
     h = window // 2
     padded = F.pad(var[None, None], (h, h, h, h), mode="circular")
     return F.avg_pool2d(padded, window, stride=1)[0, 0]
+
+
+def motion_skip_reason(p: SliceProblem) -> str | None:
+    """Why :func:`motion_weight` cannot be computed for ``p`` (no noise scan, and too few lines
+    sampled in every frame to estimate the noise from), or None when it can; from the shapes and
+    the mask alone, so that a reconstruction can say before it runs whether it will refine."""
+    if p.noise_sigma is not None:
+        return None
+    _, c, _, nx = p.kspace.shape
+    return noise_estimate_problem(p.mask, c, nx)
 
 
 def motion_weight(p: SliceProblem, z: torch.Tensor, static: float = STATIC, moving: float = MOVING,

@@ -9,6 +9,7 @@ from pathlib import Path
 import re
 
 import ismrmrd
+import numpy as np
 import pytest
 import torch
 
@@ -320,6 +321,30 @@ def test_motion_refine_without_a_noise_level_returns_the_network_images(raw, cap
         refined = run_method("crunet_ca", q, precision="fp32")
     torch.testing.assert_close(refined, run_method("crunet_ca", q, precision="fp32", refine="off"))
     assert "refine=motion skipped" in caplog.text
+
+
+def test_image_comment_says_when_the_motion_refinement_did_not_run(tmp_path):
+    """A shifted mask calibrated from the time average (no line in every frame) and no noise scan: the noise level cannot be
+    measured, the slice's images are the network's alone, and their ImageComment says so
+    (``refine=off (motion: no noise level)``) instead of naming a step that did not run."""
+    path = tmp_path / "raw.h5"
+    simulate_to_file(SimulationConfig(n_slices=1, n_phases=4, n_coils=4, matrix=(32, 24), acceleration=4,
+                                      shifted_mask=True, calibration="average", noise_scan=False), path)
+    s = read_raw(path).slices[0]
+    images, result = slice_to_images(s, ReconConfig(device="cpu"))
+    comment = ismrmrd.Meta.deserialize(images[0].attribute_string)["ImageComment"]
+    assert result.refine_skipped is not None and "calibration lines" in result.refine_skipped
+    assert comment.startswith("crunet crunet_ca (refine=off (motion: no noise level)): ")
+    alone = reconstruct_slice(s, ReconConfig(device="cpu", options={"refine": "off"}), maps=result.maps)
+    np.testing.assert_array_equal(result.frames, alone.frames)
+    assert alone.refine_skipped is None  # nothing was asked for
+    scanned = tmp_path / "scanned.h5"  # the same acquisition with a noise scan: the step runs and is named
+    simulate_to_file(SimulationConfig(n_slices=1, n_phases=4, n_coils=4, matrix=(32, 24), acceleration=4,
+                                      shifted_mask=True, calibration="average", noise_scan=True), scanned)
+    images, ran = slice_to_images(read_raw(scanned).slices[0], ReconConfig(device="cpu"))
+    assert ran.refine_skipped is None
+    assert ismrmrd.Meta.deserialize(images[0].attribute_string)["ImageComment"].startswith(
+        "crunet crunet_ca (refine=motion): ")
 
 
 def test_sense_with_prior_zero_is_sense_and_checks_the_prior(raw):

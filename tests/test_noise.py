@@ -111,6 +111,29 @@ def test_estimate_accepts_torch_and_rejects_bad_input():
         estimate_sigma(bad, mask)
 
 
+def test_noise_estimate_problem_predicts_the_estimate_from_shapes_alone():
+    """``noise_estimate_problem`` says, from the mask and the shapes, exactly when ``estimate_sigma``
+    fails: calibration blocks of 0 to 12 lines, 2 to 16 coils, narrow and wide readouts."""
+    from recon.noise import noise_estimate_problem
+
+    rng = np.random.default_rng(0)
+    for n_lines in range(13):
+        for coils, nx in ((2, 8), (4, 6), (16, 40), (8, 3)):
+            mask = np.zeros((3, 32), dtype=bool)
+            mask[:, ::5] = True
+            mask[1:, ::5] = False  # the lattice in the first frame only: no line in every frame
+            mask[:, 10:10 + n_lines] = True
+            k = (rng.standard_normal((3, coils, 32, nx)) + 0j).astype(np.complex64) * mask[:, None, :, None]
+            why = noise_estimate_problem(mask, coils, nx)
+            if why is None:
+                assert estimate_sigma(k, mask) > 0, (n_lines, coils, nx)
+            else:
+                with pytest.raises(InputError, match="calibration lines"):
+                    estimate_sigma(k, mask)
+                assert f"{len(calibration_block(mask))} calibration lines" in why
+    assert noise_estimate_problem(torch.ones(3, 32, dtype=torch.bool), 4, 32) is None  # torch masks too
+
+
 def test_calibration_block():
     mask = np.zeros((3, 20), dtype=bool)
     mask[:, ::4] = True
