@@ -53,7 +53,8 @@ def write_cases(out_dir: str | Path, cfg: DataConfig = DataConfig(), acceleratio
                 paired_masks: bool = False) -> dict[str, dict[int, list[Path]]]:
     """Raw files ``<out>/<set>/r<R>_case<i>.h5`` (with ``paired_masks``: ``..._fixed.h5`` and
     ``..._shifted.h5``, module docstring) -> ``{set: {R: [paths]}}`` for each of ``sets``
-    (existing files are kept)."""
+    (existing files are kept untouched: adding an R to a folder writes only the new R's files, so
+    the rows already computed on the others stay valid)."""
     from recon.errors import InputError
     from recon.simulate.cine import write_slice_file
     from recon.train.data import SimulatedCine
@@ -87,6 +88,8 @@ def write_cases(out_dir: str | Path, cfg: DataConfig = DataConfig(), acceleratio
                 acq = src.space.draw(rng, acceleration=int(accelerations[0]))
                 scene = simulate_scene(cfg, src.magnitude(rng, acq.frames, acq.matrix), acq, rng)
                 for (r, k), path in paths.items():
+                    if path.is_file():  # kept as it is: its rows are keyed by the file's time (crunet.evaluate)
+                        continue
                     shifted = {} if kinds[k] is None else {"shifted_mask": kinds[k], "calibration": "frame"}
                     write_slice_file(path, scene.sim, replace(acq, acceleration=r, **shifted))
                 log(f"{name} case {i}: {acq.coil_family} x{acq.n_coils}, SNR {acq.snr:.0f}, {acq.matrix[0]}x"

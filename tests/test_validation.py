@@ -26,6 +26,18 @@ def test_cases_are_the_same_slice_at_every_r(tmp_path):
     assert both.sum() >= 8 and (a.slices[0].kspace[:, :, both] == b.slices[0].kspace[:, :, both]).all()
 
 
+def test_adding_an_r_keeps_the_files_made_before(tmp_path):
+    """A second R added to a folder writes only that R's files: the first R's files keep their time
+    (the rows computed on them are keyed by it) and the new files are those a single run makes."""
+    one = write_cases(tmp_path / "a", CFG, accelerations=(8,), cases=1, log=lambda *_: None, sets=("xval",))
+    before = one["xval"][8][0].stat().st_mtime_ns
+    both = write_cases(tmp_path / "a", CFG, accelerations=(8, 4), cases=1, log=lambda *_: None, sets=("xval",))
+    assert both["xval"][8][0].stat().st_mtime_ns == before
+    fresh = write_cases(tmp_path / "b", CFG, accelerations=(8, 4), cases=1, log=lambda *_: None, sets=("xval",))
+    added, made = read_raw(both["xval"][4][0]).slices[0], read_raw(fresh["xval"][4][0]).slices[0]
+    assert (added.kspace == made.kspace).all() and (added.mask == made.mask).all()
+
+
 def test_validation_report(tmp_path):
     res = run_validation(tmp_path, ("zf", "sense"), cfg=CFG, accelerations=(4,), cases=2, device="cpu",
                          sense_grid=(0.0, 0.1), oracle_accelerations=(4,), log=lambda *_: None)
