@@ -149,6 +149,7 @@ def run_validation(out_dir: str | Path, methods: tuple[str, ...], weights: tuple
     Rows already computed in ``out_dir`` (same file, method settings and weights hash)
     are reused, so adding a method to a finished validation runs only that method."""
     from crunet.evaluate import EvalConfig, evaluate
+    from recon.inference import DEFAULT_REFINE
 
     out = Path(out_dir)
     files = write_cases(out, cfg, accelerations, cases, log, sets=sets, paired_masks=paired_masks)
@@ -159,7 +160,8 @@ def run_validation(out_dir: str | Path, methods: tuple[str, ...], weights: tuple
     with_grid = replace(plain, methods=tuple(methods) + tuple(grid))
     results: dict = {"methods": list(methods) + [Path(w).name for w in weights] + ([ORACLE] if grid else []),
                      "cases": cases, "sense_grid": list(sense_grid), "sets": {},
-                     "machine": describe_machine(device), "load_at_start": os.getloadavg()[0]}
+                     "machine": describe_machine(device), "load_at_start": os.getloadavg()[0],
+                     "default_refine": DEFAULT_REFINE}
     coils = heldout_coils(cfg)
     if coils is not None:
         results["heldout_coils"] = coils
@@ -219,6 +221,18 @@ def _cell(row: dict, key: str, fmt: str) -> str:
     return f"{fmt.format(row[key + '_mean'])} ± {fmt.format(row[key + '_std'])}"
 
 
+def refine_line(results: dict) -> str:
+    """What a learned method's rows are: refined as every entry point runs it (the default
+    ``refine`` the run recorded), or, for runs made before that default, the network alone."""
+    default = results.get("default_refine")
+    if default is None:
+        return ("Learned methods: the network alone (this run predates the CG-SENSE refinement that every "
+                "entry point now runs after the network by default).")
+    return (f"Learned methods run as every entry point runs them: a name alone (e.g. `crunet_ca`) with the "
+            f"default `refine={default}` (CG-SENSE around the network's images, `recon/refine.py`), "
+            "`NAME:refine=off` the network alone.")
+
+
 def markdown(results: dict) -> str:
     """The validation tables (one per set), the default model against the others and the
     in-distribution vs held-out gap, each on the full field of view and on the challenge's
@@ -233,6 +247,7 @@ def markdown(results: dict) -> str:
                   f"{results['load_at_start']:.1f} when the run started; rows reused from an earlier run keep "
                   "that run's times. Other work on the machine slows every method: compare times within one "
                   "table, not across runs.", ""]
+    lines += [refine_line(results), ""]
     for name, by_r in results["sets"].items():
         lines += [f"## {name}: {set_title(results, name)}", "",
                   "| R | method | PSNR dB | SSIM | HaarPSI | PSNR centre | SSIM centre | s / slice |",

@@ -54,6 +54,7 @@ def test_validation_report(tmp_path):
     md = (tmp_path / "validation.md").read_text()
     assert "held-out acquisitions" in md and "| 4 | sense |" in md and "gap" in md
     assert "PSNR centre" in md and "| centre | 4 | sense |" in md
+    assert "default `refine=motion`" in md and res["default_refine"] == "motion"  # what a learned row is
     assert (tmp_path / "validation.json").is_file()
 
 
@@ -147,3 +148,12 @@ def test_paired_masks_acquire_each_scene_with_both_masks_and_report_the_gain(tmp
     md = markdown({"cases": 1, "methods": ["zf", "lps"], "sets": {"xval": {8: rows}}, "paired_masks": True,
                    "mask_kinds": {"xval": {8: ["fixed", "shifted"]}}})
     assert "| xval | 8 | lps | 33.00 | 38.00 | +5.00 |" in md and "| xval | 8 | zf | 30.00 | 30.50 | +0.50 |" in md
+
+
+def test_tables_say_whether_learned_rows_are_refined():
+    """A run that recorded the default refinement names it; one made before that default (no record)
+    says its learned rows are the network alone."""
+    from crunet.validation import refine_line
+
+    assert "default `refine=motion`" in refine_line({"default_refine": "motion"})
+    assert "the network alone" in refine_line({})
