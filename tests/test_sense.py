@@ -39,6 +39,32 @@ def test_adjointness(b, t, c, ny, nx, dtype, tol):
     torch.testing.assert_close(op.normal(x), op.adjoint(op.forward(x)))
 
 
+@pytest.mark.parametrize("ny,nx", [(16, 12), (15, 9), (33, 8)])
+@pytest.mark.parametrize("dtype,tol", [(torch.complex128, 1e-12), (torch.complex64, 1e-5)])
+def test_normal_of_a_line_mask_is_the_fft_form(ny, nx, dtype, tol):
+    """With a line mask sampling at most half the lines the normal operator takes the rows of the
+    DFT along y (no FFT): the same operator as ``adjoint(forward(x))``, on odd and even grids, with
+    frames that sample different numbers of lines (one none), per-frame maps and a batch of two;
+    a 2D mask or one sampling more than half the lines keeps the FFTs."""
+    g = torch.Generator().manual_seed(3)
+    b, t, c = 2, 4, 3
+    mask = torch.zeros(b, t, ny, dtype=torch.bool)
+    for i in range(b):
+        for j in range(t - 1):
+            mask[i, j, torch.randperm(ny, generator=g)[: 1 + (i + j) % (ny // 2)]] = True
+    for maps in (_maps(g, b, c, ny, nx, dtype), _maps(g, b, c, ny, nx, dtype)[:, None].expand(b, t, c, ny, nx)):
+        op = SenseOperator(maps, mask)
+        assert op._line_transforms() is not None
+        x = _crandn(g, b, t, ny, nx, dtype=dtype)
+        ref = op.adjoint(op.forward(x))
+        assert float((op.normal(x) - ref).abs().max() / ref.abs().max()) < tol
+    dense = mask.clone()
+    dense[0, 0, : ny // 2 + 1] = True  # more than half the lines in one frame: the FFTs
+    assert SenseOperator(_maps(g, b, c, ny, nx, dtype), dense)._line_transforms() is None
+    two_d = mask[..., None].expand(b, t, ny, nx).clone()
+    assert SenseOperator(_maps(g, b, c, ny, nx, dtype), two_d)._line_transforms() is None
+
+
 def test_time_varying_maps_and_2d_mask():
     g = torch.Generator().manual_seed(1)
     maps = _crandn(g, 2, 3, 4, 6, 5)
