@@ -291,6 +291,7 @@ def lps(
     d = k.to(torch.complex64)
     op = SenseOperator(maps.to(torch.complex64), mask)
     m = op.adjoint(d)[0]  # [t, y, x]
+    adjoint_data = m  # E^H d, fixed: each pass's data step is x - E^H E x + E^H d (op.normal, the cheaper form)
     nt, ny, nx = m.shape
     level = None
     if rel_l is None or rel_s is None or tol_value is None:
@@ -312,7 +313,7 @@ def lps(
         l = singular_value_threshold(casorati(m - s), rel_l or 0.0, threshold_l).T.reshape(nt, ny, nx)
         s = ifftc(soft_threshold(fftc(m - l_pre, dims=(0,)), threshold_s), dims=(0,))
         x = l + s
-        m = x - op.adjoint(op.forward(x[None]) - d)[0]
+        m = x - op.normal(x[None])[0] + adjoint_data
         l_pre = l
         if progress is not None:
             progress(it, n_iter)
