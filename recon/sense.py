@@ -96,8 +96,10 @@ class SenseOperator:
         ``F^H M F = F_y^H M F_y``, and ``M F_y`` keeps only the sampled rows: on the CPU, where at
         most half the lines are sampled, ``A^H A x`` is two matrix products per coil image
         (:meth:`_line_transforms`) instead of two 2D FFTs, the same operator to rounding.
-        Measured (1 thread, 12 frames, 10 coils, a 24-line block): 128 x 128 at R = 8 0.43-0.66x
-        the FFTs' time, R = 4 0.74x, 256 x 256 R = 8 0.60x, R = 4 0.81x.
+        Measured (1 thread, idle 2-core AVX2 machine, 12 frames, 10 coils, a 24-line block), the
+        FFTs' time -> this: 128 x 128 R = 24 / 8 / 4 0.57x / 0.68x / 0.78x, 256 x 256 R = 8 / 4 0.47x /
+        0.77x, 192 x 192 (20 frames, 15 coils) R = 8 0.52x; 10 CG steps of ``refine=motion`` on the
+        128 x 128 slice about 0.9x (their vector updates cost as much as the operator).
         """
         lines = self._line_transforms()
         if lines is None:
