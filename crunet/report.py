@@ -31,7 +31,7 @@ import numpy as np
 from recon.config import Settings
 from recon.errors import InputError
 from recon.machine import Device
-from crunet.report_models import BANK_DEPTH, LEARNED, REFERENCE, depth_line
+from crunet.report_models import BANK_DEPTH, LEARNED, NETWORK_ALONE, REFERENCE, depth_line
 from recon.simulate.realdata import HELDOUT_SERIES
 
 CLASSICAL = ("zf", "sense", "lps")
@@ -258,6 +258,7 @@ def run_report(cfg: ReportConfig = ReportConfig(), log=print) -> dict:
     """Simulate, evaluate every R, draw the region figure and write ``report.json`` and ``README.md``."""
     from crunet.demo import DEFAULT_CONFIG, demo_series
     from crunet.evaluate import EvalConfig, evaluate
+    from recon.inference import DEFAULT_REFINE
     from recon.machine import describe_machine, machine_line, resolve_device
     from recon.weights import weights_info
 
@@ -268,8 +269,8 @@ def run_report(cfg: ReportConfig = ReportConfig(), log=print) -> dict:
     n_slices = 1 if cfg.quick else slices
     scan = replace(cfg.scan or DEFAULT_CONFIG, source=str(series), n_slices=n_slices).validate()
     installed, missing, others = learned_methods()
-    methods = classical_methods() + tuple(installed)
     reference = REFERENCE if REFERENCE in installed else None
+    methods = classical_methods() + tuple(installed) + ((NETWORK_ALONE,) if reference else ())
     device = str(resolve_device(cfg.device))
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -303,9 +304,11 @@ def run_report(cfg: ReportConfig = ReportConfig(), log=print) -> dict:
                  "readout_oversampling": scan.readout_oversampling, "seed": scan.seed,
                  "raw_dir": str(cfg.raw_dir) if cfg.raw_dir else None},
         "methods": list(methods), "reference": reference, "missing": missing, "other_weights": others,
-        "table_order": [m for m in CLASSICAL + (BART,) + LEARNED if m in methods or m in missing],
-        "bank_names": list(BANK_DEPTH),
-        "weights": {n: f"{weights_info(n).describe()}; {training[n]}" for n in installed},
+        "table_order": [m for m in CLASSICAL + (BART,) + LEARNED + (NETWORK_ALONE,) if m in methods or m in missing],
+        "bank_names": list(BANK_DEPTH), "default_refine": DEFAULT_REFINE,
+        "weights": {**{n: f"{weights_info(n).describe()}; {training[n]}" for n in installed},
+                    **({NETWORK_ALONE: f"the same weights as `{REFERENCE}`, the network's images alone (refine=off)"}
+                       if reference else {})},
         "training": training,
         "bank_depths": depths, "bank_figure": bank_figure, "alpha": cfg.alpha,
         "unavailable": unavailable_metrics([v["summary"] for v in per_r.values()]),

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from crunet.report_models import depth_line
+from crunet.report_models import NETWORK_ALONE, depth_line
 from recon.methods import LABELS
 
 #: Display names (the paper's), by method name.
@@ -24,7 +24,7 @@ NAMES = {**LABELS, "crnn": "CRNN-MRI", "promptmr": "PromptMR",
          "crunet_ca_k2": "CRUNet-MR w/ CA, K=2", "crunet_ca_k3": "CRUNet-MR w/ CA, K=3",
          "crunet_ca_kall": "CRUNet-MR w/ CA, K=all (ablation recipe)",
          "crunet_3k": "CRUNet-MR (ablation recipe)", "crunet_conv_3k": "CRUNet-MR w/ Conv (ablation recipe)",
-         "crnn_3k": "CRNN-MRI (ablation recipe)"}
+         "crnn_3k": "CRNN-MRI (ablation recipe)", NETWORK_ALONE: "CRUNet-MR w/ CA, network alone"}
 CLASSICAL_NOTES = {"zf": "classical: SENSE-combined zero-filled",
                    "sense": "classical: CG-SENSE, Tikhonov weight from the measured noise",
                    "lps": "classical: L+S (Otazo 2015), thresholds from the measured noise",
@@ -225,6 +225,9 @@ def header(report: dict) -> list[str]:
         lines.append(f"| {label(m)} | {CLASSICAL_NOTES.get(m) or report['weights'].get(m, '')} |")
     for m, why in report["missing"].items():
         lines.append(f"| {label(m)} | **{why}** |")
+    from crunet.validation import refine_line
+
+    lines += ["", refine_line(report)]
     if report["other_weights"]:
         lines += ["", "Installed weights outside the paper's comparison (not run here; `crunet evaluate` takes them): "
                   + ", ".join(f"`{n}`" for n in report["other_weights"]) + "."]

@@ -13,8 +13,12 @@ from recon.weights import DEFAULT_WEIGHTS
 #: Learned methods of the paper's comparison, in table order; the reference (crunet_ca) last.
 LEARNED = ("crnn", "crnn_3k", "promptmr", "crunet", "crunet_conv", "crunet_3k", "crunet_conv_3k", "crunet_ca_k2",
            "crunet_ca_k3", "crunet_ca_kall", "crunet_ca")
-#: The method every other one is tested against (the paper: CRUNet-MR w/ CA).
+#: The method every other one is tested against (the paper: CRUNet-MR w/ CA), run as every entry
+#: point runs it (with the default refinement after the network).
 REFERENCE = DEFAULT_WEIGHTS
+#: The reference's network alone (its rows beside the refined ones; the other learned methods are
+#: refined alike, as users run them).
+NETWORK_ALONE = f"{REFERENCE}:refine=off"
 #: The bank-depth ablation: K = all earlier cascades (the shipped crunet_ca, and crunet_ca_kall
 #: trained exactly as the K = 3 and K = 2 models), the 3 and the 2 most recent.
 BANK_DEPTH = ("crunet_ca", "crunet_ca_kall", "crunet_ca_k3", "crunet_ca_k2")

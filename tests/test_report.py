@@ -78,7 +78,9 @@ def test_outputs_exist(report):
     from recon.coils.bart_io import bart_executable
 
     bart = ["bart_tv"] if bart_executable() is not None else []  # BART's temporal TV where the tool is
-    assert saved["methods"] == ["zf", "sense", "lps"] + bart + INSTALLED and set(saved["accelerations"]) == {"4", "8"}
+    # the learned methods as every entry point runs them (refined), and the reference's network alone beside them
+    assert saved["methods"] == ["zf", "sense", "lps"] + bart + INSTALLED + ["crunet_ca:refine=off"]
+    assert set(saved["accelerations"]) == {"4", "8"} and saved["default_refine"] == "motion"
 
 
 def test_table_holds_every_method_and_says_what_is_missing(report):
@@ -102,6 +104,8 @@ def test_table_holds_every_method_and_says_what_is_missing(report):
     assert "Machine: " in md and "weights/SPLIT.md" in md and "`sunnybrook_SCD0000401_midventricular.npz`" in md
     assert res["data"]["patient"] == "SCD0000401" and res["data"]["slices"] == 2
     assert all("wrap rows" in res["weights"][m] for m in INSTALLED)  # how each model was trained
+    assert md.count("| CRUNet-MR w/ CA, network alone (`crunet_ca:refine=off`) | ") >= 3
+    assert "default `refine=motion`" in md  # what a learned row is
     assert all(res["weights"][m].endswith(res["training"][m]) for m in INSTALLED)
 
 
