@@ -114,6 +114,7 @@ def test_bench_on_a_shifted_mask_compares_the_temporal_mean_step(tmp_path, tiny_
     assert r["shifted_mask"] is True and r["source"] == "phantom"
     on, off = r["methods"]["crunet_ca"], r["methods"]["crunet_ca:mean_consistency=off"]
     assert on["psnr"] != off["psnr"]  # the step acts on a moving lattice
+    assert "crunet_ca:refine=off" in r["methods"]  # the default refinement against the network alone, one run
 
 
 def test_bench_server_concurrent_clients_lose_nothing(tmp_path, tiny_weights, capsys):

@@ -33,8 +33,9 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--methods", nargs="*", default=None,
                    help="methods to time: zf, sense, lps and installed trained weights by name (crunet_ca, "
                         "crunet, crunet_conv, crnn), name:key=value for options; default: zf sense lps "
-                        "crunet_ca crunet_ca:precision=fp32 (the default precision, bf16 where native, "
-                        "against fp32 in one run); zf sense lps "
+                        "crunet_ca crunet_ca:precision=fp32 crunet_ca:refine=off (the default precision, bf16 "
+                        "where native, against fp32, and the default refinement against the network alone, in "
+                        "one run); zf sense lps "
                         "when --weights is given. bart_tv (BART's temporal TV, bart pics -R T) is timed beside "
                         "them when BART is installed")
     p.add_argument("--shifted-mask", action="store_true",
@@ -90,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
     methods = compared_methods(args.methods, args.weights)
     if args.methods is None and DEFAULT_METHOD in methods:
         methods += (f"{DEFAULT_METHOD}:precision=fp32",)  # the default precision against fp32, one run
+        methods += (f"{DEFAULT_METHOD}:refine=off",)  # the default refinement's cost and gain, one run
         if args.shifted_mask:  # the temporal-mean step against none, one run
             methods += (f"{DEFAULT_METHOD}:mean_consistency=off",)
     if "methods" in args.what:
