@@ -16,7 +16,7 @@ The networks and every other method take one map set. This module turns the two 
 into one, from the slice's own data: the time-averaged k-space (each line the mean over
 the frames that sampled it, so the image is the static anatomy, where the edges are) is
 reconstructed with both sets (Tikhonov-regularised CG over the two-set SENSE operator,
-:func:`recon.sense.conjugate_gradient`), ``X_1``, ``X_2``; the merged map is
+:func:`recon.cg.conjugate_gradient`), ``X_1``, ``X_2``; the merged map is
 
     ``S = w (S_1 X_1 + S_2 X_2) / ||S_1 X_1 + S_2 X_2||``
 
@@ -42,7 +42,8 @@ import torch
 
 from recon.errors import InputError
 from recon.fft import fftc, ifft2c, ifftc
-from recon.sense import conjugate_gradient, expand, reduce
+from recon.cg import conjugate_gradient
+from recon.sense import expand, reduce
 
 __all__ = ["MERGE_FLOOR", "MERGE_ITERATIONS", "MERGE_LAMBDA", "MERGE_MIN_WEIGHT", "merge_sets"]
 
@@ -120,7 +121,7 @@ def _two_set_cg(sets: torch.Tensor, k: torch.Tensor, sampled: torch.Tensor, lam:
 
     sets ``[2, c, y, x]``, k ``[c, y, x]`` (zeros off ``sampled``), sampled bool ``[y]``. The
     pair is one CG system (the unknowns ride as one sample ``[1, 2, y, x]`` through
-    :func:`recon.sense.conjugate_gradient`). The mask samples whole lines, so in the normal
+    :func:`recon.cg.conjugate_gradient`). The mask samples whole lines, so in the normal
     operator ``F^H M F`` the readout transforms cancel: only the phase-encode axis is transformed.
     """
     maps5 = sets[None]  # [1, 2, c, y, x]: the sets on the frame axis of recon.sense's helpers
