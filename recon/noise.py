@@ -195,22 +195,28 @@ def marchenko_pastur_quantile(q: float, beta: float, n_grid: int = 4097) -> floa
     return float(np.interp(q, cdf / cdf[-1], x))
 
 
-def noise_estimate_problem(mask, n_coils: int, n_x: int, columns: int = CALIBRATION_COLUMNS) -> str | None:
-    """Why :func:`estimate_sigma` cannot estimate the noise level of data sampled with ``mask``
-    (bool ``[t, y]``) on ``n_coils`` coils and ``n_x`` readout samples, or None when it can.
-
-    From the shapes alone (no data read): the calibration block must hold at least 4 lines and
-    its patches must outnumber the calibration matrix's columns.
-    """
-    m = mask.detach().cpu().numpy() if hasattr(mask, "detach") else np.asarray(mask)
-    lines = calibration_block(m)
+def _calibration_plan(mask: np.ndarray, n_coils: int, n_x: int, columns: int
+                      ) -> tuple[np.ndarray, tuple[int, int], str | None]:
+    """``(lines, kernel, why)`` of :func:`estimate_sigma` for a line mask ``[t, y]``: the calibration
+    block, the kernel, and why no estimate is possible (None when it is), from the shapes alone: the
+    block must hold at least 4 lines and its patches must outnumber the calibration matrix's columns."""
+    lines = calibration_block(mask)
     kernel = calibration_kernel(n_coils, len(lines), n_x, columns)
     n_cols = n_coils * kernel[0] * kernel[1]
-    patches = m.shape[0] * max(len(lines) - kernel[0] + 1, 0) * max(n_x - kernel[1] + 1, 0)
+    patches = mask.shape[0] * max(len(lines) - kernel[0] + 1, 0) * max(n_x - kernel[1] + 1, 0)
+    why = None
     if len(lines) < 4 or min(patches, ROWS_PER_COLUMN * n_cols) <= n_cols:
-        return (f"cannot estimate the noise level: {len(lines)} calibration lines (sampled in every "
-                "frame) are too few; give the noise level or the regularisation explicitly")
-    return None
+        why = (f"cannot estimate the noise level: {len(lines)} calibration lines (sampled in every "
+               "frame) are too few; give the noise level or the regularisation explicitly")
+    return lines, kernel, why
+
+
+def noise_estimate_problem(mask, n_coils: int, n_x: int, columns: int = CALIBRATION_COLUMNS) -> str | None:
+    """Why :func:`estimate_sigma` cannot estimate the noise level of data sampled with ``mask``
+    (bool ``[t, y]``) on ``n_coils`` coils and ``n_x`` readout samples, or None when it can
+    (from the shapes alone, no data read; the same check the estimate makes)."""
+    m = mask.detach().cpu().numpy() if hasattr(mask, "detach") else np.asarray(mask)
+    return _calibration_plan(m, n_coils, n_x, columns)[2]
 
 
 def estimate_sigma(kspace, mask, quantile: float = NOISE_QUANTILE, columns: int = CALIBRATION_COLUMNS) -> float:
@@ -260,11 +266,9 @@ def estimate_sigma(kspace, mask, quantile: float = NOISE_QUANTILE, columns: int 
         raise InputError(f"k-space must be [t, c, y, x] with a mask [t, y], got {k.shape} and {m.shape}")
     if not 0 < quantile <= 0.5:
         raise InputError(f"quantile must lie in (0, 0.5], got {quantile}")
-    why = noise_estimate_problem(m, k.shape[1], k.shape[3], columns)
+    lines, kernel, why = _calibration_plan(m, k.shape[1], k.shape[3], columns)
     if why is not None:
         raise InputError(why)
-    lines = calibration_block(m)
-    kernel = calibration_kernel(k.shape[1], len(lines), k.shape[3], columns)
     a = calibration_matrix(k[:, :, lines], kernel, ROWS_PER_COLUMN * k.shape[1] * kernel[0] * kernel[1])
     n_cols = a.shape[1]
     if not np.isfinite(a).all():

@@ -263,12 +263,12 @@ def reconstruct_slice(s: SliceData, cfg: ReconConfig = ReconConfig(), maps: np.n
         frames = run_method(cfg.method, problem, **cfg.options)
     sync_device(device)
     t3 = time.perf_counter()
-    skipped = None
-    if cfg.refine() is not None:  # a learned method (a classical one imports nothing more)
+    skipped, refine = None, cfg.refine()
+    if refine is not None:  # a learned method (a classical one imports nothing more)
         from recon.inference import MOTION
         from recon.refine import motion_skip_reason
 
-        skipped = motion_skip_reason(problem) if cfg.refine() == MOTION else None
+        skipped = motion_skip_reason(problem) if refine == MOTION else None
     return SliceResult(frames.detach().cpu().numpy().astype(np.complex64), np.asarray(maps), t1 - t0, t3 - t2,
                        t2 - t1, skipped)
 

@@ -15,6 +15,7 @@ Forward ``A x = M F (S x)``, adjoint ``A^H k = sum_c conj(S_c) F^H (M k)``
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Callable
 
 import torch
@@ -80,7 +81,6 @@ class SenseOperator:
         self.mask = expand_mask(mask).to(maps.real.dtype if maps.is_complex() else maps.dtype)
         if self.maps.shape[-2:] != self.mask.shape[-2:] and self.mask.shape[-1] != 1:
             raise InputError(f"maps {tuple(maps.shape)} and mask {tuple(mask.shape)} grids differ")
-        self._lines: tuple[torch.Tensor, torch.Tensor] | None | bool = False  # built at the first normal()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[b, t, y, x]`` -> ``[b, t, c, y, x]``."""
@@ -96,31 +96,30 @@ class SenseOperator:
         With a line mask (the same lines at every readout position) the readout transform cancels,
         ``F^H M F = F_y^H M F_y``, and ``M F_y`` keeps only the sampled rows: on the CPU, where at
         most half the lines are sampled, ``A^H A x`` is two matrix products per coil image
-        (:meth:`_line_transforms`) instead of two 2D FFTs, the same operator to rounding.
+        (:attr:`_line_transforms`) instead of two 2D FFTs, the same operator to rounding.
         Measured (1 thread, idle 2-core AVX2 machine, 12 frames, 10 coils, a 24-line block), the
         FFTs' time -> this: 128 x 128 R = 24 / 8 / 4 0.57x / 0.68x / 0.78x, 256 x 256 R = 8 / 4 0.47x /
         0.77x, 192 x 192 (20 frames, 15 coils) R = 8 0.52x; 10 CG steps of ``refine=motion`` on the
         128 x 128 slice about 0.9x (their vector updates cost as much as the operator).
         """
-        lines = self._line_transforms()
+        lines = self._line_transforms
         if lines is None:
             return reduce(ifft2c(self.mask * fft2c(expand(x, self.maps))), self.maps)
         rows, rows_h = lines
         return reduce(rows_h @ (rows @ expand(x, self.maps)), self.maps)
 
+    @cached_property
     def _line_transforms(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """``(M F_y [b, t, 1, m, y], its adjoint [b, t, 1, y, m])``: per frame the rows of the
         centred orthonormal DFT along y at the sampled lines (zero rows pad frames with fewer
         than ``m``), or None where the FFTs are used (a 2D mask, a mask that is not 0/1, more
-        than half the lines in some frame, a device other than the CPU)."""
-        if self._lines is not False:
-            return self._lines
-        self._lines = None
+        than half the lines in some frame, a device other than the CPU). Built at the first
+        :meth:`normal`."""
         m = self.mask
         if m.shape[-1] != 1 or m.shape[2] != 1 or m.device.type != "cpu" or not bool(((m == 0) | (m == 1)).all()):
             return None
         ny = m.shape[-2]
-        sampled = m[:, :, 0, :, 0] > 0  # [b, t, y]
+        sampled = line_mask(m)  # [b, t, y]
         width = int(sampled.sum(-1).max())
         if width == 0 or 2 * width > ny:
             return None
@@ -129,8 +128,7 @@ class SenseOperator:
         order = torch.argsort((~sampled).to(torch.int8), dim=-1, stable=True)[..., :width]  # sampled first
         rows = dft[order] * sampled.gather(-1, order)[..., None].to(dft.real.dtype)  # [b, t, m, y]
         rows = rows[:, :, None]
-        self._lines = (rows, rows.conj().transpose(-1, -2).contiguous())
-        return self._lines
+        return rows, rows.conj().transpose(-1, -2).contiguous()
 
     __call__ = forward
 

@@ -54,15 +54,15 @@ def test_normal_of_a_line_mask_is_the_fft_form(ny, nx, dtype, tol):
             mask[i, j, torch.randperm(ny, generator=g)[: 1 + (i + j) % (ny // 2)]] = True
     for maps in (_maps(g, b, c, ny, nx, dtype), _maps(g, b, c, ny, nx, dtype)[:, None].expand(b, t, c, ny, nx)):
         op = SenseOperator(maps, mask)
-        assert op._line_transforms() is not None
+        assert op._line_transforms is not None
         x = _crandn(g, b, t, ny, nx, dtype=dtype)
         ref = op.adjoint(op.forward(x))
         assert float((op.normal(x) - ref).abs().max() / ref.abs().max()) < tol
     dense = mask.clone()
     dense[0, 0, : ny // 2 + 1] = True  # more than half the lines in one frame: the FFTs
-    assert SenseOperator(_maps(g, b, c, ny, nx, dtype), dense)._line_transforms() is None
+    assert SenseOperator(_maps(g, b, c, ny, nx, dtype), dense)._line_transforms is None
     two_d = mask[..., None].expand(b, t, ny, nx).clone()
-    assert SenseOperator(_maps(g, b, c, ny, nx, dtype), two_d)._line_transforms() is None
+    assert SenseOperator(_maps(g, b, c, ny, nx, dtype), two_d)._line_transforms is None
 
 
 def test_time_varying_maps_and_2d_mask():
