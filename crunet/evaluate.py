@@ -1,7 +1,8 @@
 """Compare reconstruction methods on data with ground truth: table, statistics, figure.
 
 For every slice of every raw file (ISMRMRD files carrying ``/dataset/ground_truth``,
-as written by ``crunet simulate`` and ``crunet convert --full``), every method runs
+as written by ``crunet simulate`` and ``crunet convert --full``, or the ISMRMRD tool's
+``ismrmrd_generate_cartesian_shepp_logan`` files: :func:`recon.io.raw.read_ground_truth`), every method runs
 through the one pipeline (:func:`recon.pipeline.reconstruct_slice`), coil maps
 estimated once per slice and shared by all methods. Methods are classical
 (``zf``, ``sense``, ``lps``), installed trained weights by name (``crunet_ca``,
@@ -27,7 +28,7 @@ import numpy as np
 
 from recon.errors import InputError
 from recon.figures import comparison_figure
-from recon.io.raw import read_raw, read_reference
+from recon.io.raw import read_ground_truth, read_raw
 from recon.metrics import cmrxrecon_crop_size, psnr, region_split_metrics, ssim, summarise
 from recon.methods import LABELS
 from recon.pipeline import COMPARED_METHODS, ReconConfig, method_configs, reconstruct_slice
@@ -113,10 +114,10 @@ def evaluate(paths: list[str | Path], out_dir: str | Path, cfg: EvalConfig = Eva
     for path in paths:
         raw = read_raw(path)
         for s in raw.slices:
-            ref = read_reference(path, "ground_truth", s.slice_index)
+            ref = read_ground_truth(path, s.slice_index, frames=s.kspace.shape[0])
             if ref is None:
-                raise InputError(f"{path}: no ground truth for slice {s.slice_index} "
-                                 "(/dataset/ground_truth); evaluate needs it")
+                raise InputError(f"{path}: no ground truth for slice {s.slice_index} (/dataset/ground_truth, "
+                                 "or the ISMRMRD tool's /dataset/phantom with /dataset/csm); evaluate needs it")
             challenge_crop = cmrxrecon_crop_size(ref.shape[-2:])
             crop = challenge_crop if cfg.crop else None
             centre = _crop_label(challenge_crop)

@@ -10,7 +10,8 @@ from recon.machine import DEVICES
 
 def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", help="ISMRMRD raw files with /dataset/ground_truth "
-                   "(from crunet simulate or crunet convert --full)")
+                   "(from crunet simulate or crunet convert --full), or with the noise-free "
+                   "/dataset/phantom and /dataset/csm of ismrmrd_generate_cartesian_shepp_logan")
     p.add_argument("--out", default="evaluation", help="output folder (default evaluation)")
     p.add_argument("--methods", nargs="*", default=None,
                    help="methods in table order: zf, sense, lps and installed trained weights by name "

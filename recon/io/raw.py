@@ -9,6 +9,10 @@ per slice, as ``ismrmrd_generate_cartesian_shepp_logan`` does with ``csm``:
 * ``/<group>/ground_truth`` — complex64 ``[slices][t, y, x]``, fully sampled
   coil-combined reference image on the recon grid (no noise);
 * ``/<group>/csm`` — complex64 ``[slices][c, y, x]``, the true coil maps.
+
+``ismrmrd_generate_cartesian_shepp_logan`` writes no ``ground_truth`` but ``phantom``
+(``[slices][y, x]``, its noise-free object) beside ``csm``: :func:`read_ground_truth` makes the
+reference of such files from the two.
 """
 
 from __future__ import annotations
@@ -328,3 +332,29 @@ def read_reference(path: str | Path, name: str, slice_number: int, group: str | 
         raise InputError(f"{path}: '{name}' has {n} entries, no entry for slice {slice_number}")
     with ismrmrd.Dataset(str(path), group, create_if_needed=False, mode="r") as ds:
         return ds.read_array(name, slice_number)
+
+
+def read_ground_truth(path: str | Path, slice_number: int, frames: int, group: str | None = None) -> np.ndarray | None:
+    """The fully sampled, noise-free reference of a slice, complex ``[frames, y, x]``, or None.
+
+    ``ground_truth`` when the file has it (this project's simulator and converters). Else, from
+    the ISMRMRD tool's ``phantom`` ``[y, x]`` and true maps ``csm`` ``[c, y, x]``: what a SENSE
+    combination with unit-norm maps gives of its noise-free coil images ``csm * phantom``, i.e.
+    ``phantom * sqrt(sum_c |csm_c|^2)`` (the tool's maps are not unit-norm, so the phantom alone
+    would score every method's correct intensity weighting as error), the same in every frame
+    (the tool's object does not move between repetitions).
+    """
+    truth = read_reference(path, "ground_truth", slice_number, group)
+    if truth is not None:
+        return truth
+    phantom = read_reference(path, "phantom", slice_number, group)
+    csm = read_reference(path, "csm", slice_number, group)
+    if phantom is None or csm is None:
+        return None
+    phantom = np.asarray(phantom).reshape(np.shape(phantom)[-2:])
+    csm = np.asarray(csm)
+    if csm.ndim != 3 or csm.shape[-2:] != phantom.shape:
+        raise InputError(f"{path}: phantom {phantom.shape} and csm {csm.shape} of slice {slice_number} "
+                         "do not share one image grid [y, x]")
+    image = (phantom * np.sqrt((np.abs(csm) ** 2).sum(axis=0))).astype(np.complex64)
+    return np.broadcast_to(image, (frames, *image.shape)).copy()
