@@ -41,28 +41,57 @@ def test_adjointness(b, t, c, ny, nx, dtype, tol):
 
 @pytest.mark.parametrize("ny,nx", [(16, 12), (15, 9), (33, 8)])
 @pytest.mark.parametrize("dtype,tol", [(torch.complex128, 1e-12), (torch.complex64, 1e-5)])
-def test_normal_of_a_line_mask_is_the_fft_form(ny, nx, dtype, tol):
-    """With a line mask sampling at most half the lines the normal operator takes the rows of the
-    DFT along y (no FFT): the same operator as ``adjoint(forward(x))``, on odd and even grids, with
-    frames that sample different numbers of lines (one none), per-frame maps and a batch of two;
-    a 2D mask or one sampling more than half the lines keeps the FFTs."""
+@pytest.mark.parametrize("form", ["rows", "columns"])
+def test_normal_of_a_line_mask_is_the_fft_form(ny, nx, dtype, tol, form):
+    """With a line mask the normal operator needs no FFT (recon.line_normal: the DFT's sampled rows,
+    or one matrix per readout column): the same operator as ``adjoint(forward(x))``, on odd and even
+    grids, with frames that sample different numbers of lines (one none), per-frame maps, maps shared
+    by expansion, and a batch of two."""
     g = torch.Generator().manual_seed(3)
     b, t, c = 2, 4, 3
     mask = torch.zeros(b, t, ny, dtype=torch.bool)
     for i in range(b):
         for j in range(t - 1):
             mask[i, j, torch.randperm(ny, generator=g)[: 1 + (i + j) % (ny // 2)]] = True
-    for maps in (_maps(g, b, c, ny, nx, dtype), _maps(g, b, c, ny, nx, dtype)[:, None].expand(b, t, c, ny, nx)):
-        op = SenseOperator(maps, mask)
-        assert op._line_transforms is not None
+    mask[1, 2] = mask[0, 1]  # two frames with the same lines (and, shared maps, one column group)
+    one = _maps(g, 1, c, ny, nx, dtype)
+    for maps in (_maps(g, b, c, ny, nx, dtype), _maps(g, b, c, ny, nx, dtype)[:, None].expand(b, t, c, ny, nx),
+                 one.expand(b, c, ny, nx), _maps(g, b, c, ny, nx, dtype)[:, None].expand(b, t, c, ny, nx).clone()):
+        op = SenseOperator(maps, mask, normal_form=form)
         x = _crandn(g, b, t, ny, nx, dtype=dtype)
         ref = op.adjoint(op.forward(x))
+        assert op._line_normal is not None and op._line_normal.form == form
         assert float((op.normal(x) - ref).abs().max() / ref.abs().max()) < tol
+
+
+def test_the_normal_form_is_chosen_by_cost_and_memory(monkeypatch):
+    """``auto``: one matrix per column where the coils make it cheaper than the DFT rows
+    (``y <= m c``) and its matrices fit the memory bound; the DFT rows with few coils; the FFTs
+    where more than half the lines of a frame are sampled, for a 2D mask, and for images whose
+    frames are not the mask's. Forcing a line form onto a 2D mask, or an unknown form, is an error."""
+    import recon.line_normal as L
+
+    g = torch.Generator().manual_seed(5)
+    ny, nx, t = 32, 12, 3
+    mask = torch.zeros(1, t, ny, dtype=torch.bool)
+    mask[:, :, ::4] = True  # 8 lines a frame
+    assert SenseOperator(_maps(g, 1, 4, ny, nx), mask)._line_normal.form == "columns"  # 32 <= 8 * 4
+    assert SenseOperator(_maps(g, 1, 3, ny, nx), mask)._line_normal.form == "rows"  # 32 > 8 * 3
+    monkeypatch.setattr(L, "COLUMN_BYTES", nx * ny * ny * 8 - 1)  # one column group no longer fits
+    assert SenseOperator(_maps(g, 1, 4, ny, nx), mask)._line_normal.form == "rows"
     dense = mask.clone()
-    dense[0, 0, : ny // 2 + 1] = True  # more than half the lines in one frame: the FFTs
-    assert SenseOperator(_maps(g, b, c, ny, nx, dtype), dense)._line_transforms is None
-    two_d = mask[..., None].expand(b, t, ny, nx).clone()
-    assert SenseOperator(_maps(g, b, c, ny, nx, dtype), two_d)._line_transforms is None
+    dense[0, 0, : ny // 2 + 1] = True
+    assert SenseOperator(_maps(g, 1, 3, ny, nx), dense)._line_normal is None
+    two_d = mask[..., None].expand(1, t, ny, nx).clone()
+    assert SenseOperator(_maps(g, 1, 4, ny, nx), two_d)._line_normal is None
+    assert SenseOperator(_maps(g, 1, 4, ny, nx), mask, normal_form="fft")._line_normal is None
+    op = SenseOperator(_maps(g, 1, 4, ny, nx), mask, normal_form="columns")
+    x = _crandn(g, 1, 1, ny, nx)  # one frame against a mask of three: broadcast, the FFTs
+    torch.testing.assert_close(op.normal(x), op.adjoint(op.forward(x)))
+    with pytest.raises(InputError, match="line mask"):
+        SenseOperator(_maps(g, 1, 4, ny, nx), two_d, normal_form="columns")
+    with pytest.raises(InputError, match="normal_form"):
+        SenseOperator(_maps(g, 1, 4, ny, nx), mask, normal_form="dft")
 
 
 def test_time_varying_maps_and_2d_mask():
