@@ -65,7 +65,7 @@ class SenseOperator:
         FFTs (:mod:`recon.line_normal`: 4-14x faster at the usual sizes); else
         ``S^H F^H M F S x``."""
         lines = self._line_normal
-        if lines is None or tuple(x.shape[:2]) != tuple(self.mask.shape[:2]):
+        if lines is None or tuple(x.shape[:2]) != tuple(self.mask.shape[:2]) or x.dtype != self.maps.dtype:
             return reduce(ifft2c(self.mask * fft2c(expand(x, self.maps))), self.maps)
         return lines(x)
 

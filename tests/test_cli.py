@@ -295,3 +295,22 @@ def test_recon_file_first_set_only_is_named_in_the_image_comment(small_raw, tmp_
     assert main(["recon-file", str(small_raw), str(tmp_path / "merged.h5"), "--method", "zf"]) == 0
     (_, _, metas), = read_images(tmp_path / "merged.h5").values()
     assert "espirit maps" in metas[0] and "first set only" not in metas[0]
+
+
+def test_bench_methods_times_after_an_untimed_round(monkeypatch):
+    """The first round warms up (a learned method's first call loads its model): with ``repeats`` 2
+    each method runs three times and two are timed."""
+    import recon.pipeline as P
+    from crunet.bench.methods import bench_methods
+
+    calls = []
+    real = P.reconstruct_slice
+
+    def counted(s, rc, maps=None):
+        calls.append(rc.method)
+        return real(s, rc, maps=maps)
+
+    monkeypatch.setattr(P, "reconstruct_slice", counted)
+    r = bench_methods((32, 32), n_phases=3, n_coils=2, methods=("zf", "sense"), repeats=2, device="cpu", bart=False)
+    assert calls == ["zf", "sense"] * 3
+    assert all(len(v["all_seconds"]) == 2 for v in r["methods"].values())

@@ -88,6 +88,10 @@ def test_the_normal_form_is_chosen_by_cost_and_memory(monkeypatch):
     op = SenseOperator(_maps(g, 1, 4, ny, nx), mask, normal_form="columns")
     x = _crandn(g, 1, 1, ny, nx)  # one frame against a mask of three: broadcast, the FFTs
     torch.testing.assert_close(op.normal(x), op.adjoint(op.forward(x)))
+    single = SenseOperator(_maps(g, 1, 4, ny, nx, torch.complex64), mask)
+    x = _crandn(g, 1, t, ny, nx)  # double-precision images, single-precision maps: the FFTs, no rounding down
+    assert single.normal(x).dtype == torch.complex128
+    torch.testing.assert_close(single.normal(x), single.adjoint(single.forward(x)))
     with pytest.raises(InputError, match="line mask"):
         SenseOperator(_maps(g, 1, 4, ny, nx), two_d, normal_form="columns")
     with pytest.raises(InputError, match="normal_form"):

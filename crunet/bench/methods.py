@@ -6,7 +6,9 @@ acquired as no training run saw: point-dipole coils, image SNR 50, line-by-line 
 piecewise-constant phantom flatters total-variation methods) through the one pipeline
 (:func:`recon.pipeline.reconstruct_slice`), with coil maps estimated once (ESPIRiT)
 and shared, alternating methods over ``repeats`` rounds so load from other processes
-hits all alike. The result holds, per method, the median seconds per slice, the ratio
+hits all alike, after one untimed round (a learned method's first call loads and caches its
+model, which a later method of the same weights then skips: timing that round had made the
+first learned method of the list look 0.2-0.5 s slower than the next). The result holds, per method, the median seconds per slice, the ratio
 to the fastest method and the PSNR/SSIM against the slice's ground truth. When BART is
 installed, ``bart_tv`` (``bart pics`` with temporal total variation,
 :mod:`recon.baselines.bart_tv`) runs beside them as the compressed-sensing reference (a learned
@@ -64,12 +66,13 @@ def bench_methods(shape: tuple[int, int] = (128, 128), n_phases: int = 12, n_coi
     times: dict[str, list[float]] = {m: [] for m in configs}
     quality: dict[str, dict] = {}
     maps, t_maps = None, 0.0
-    for _ in range(repeats):
+    for round_ in range(repeats + 1):
         for m, rc in configs.items():
             res = reconstruct_slice(s, rc, maps=maps)
             if maps is None:
                 maps, t_maps = res.maps, res.seconds_maps
-            times[m].append(res.seconds_method)
+            if round_:  # round 0 warms up
+                times[m].append(res.seconds_method)
             if m not in quality:
                 quality[m] = {"psnr": float(np.mean(psnr(ref, res.frames))),
                               "ssim": float(np.mean(ssim(ref, res.frames)))}
