@@ -49,8 +49,9 @@ class SenseOperator:
         if self.maps.shape[-2:] != self.mask.shape[-2:] and self.mask.shape[-1] != 1:
             raise InputError(f"maps {tuple(maps.shape)} and mask {tuple(mask.shape)} grids differ")
         self.normal_form = normal_form
-        if normal_form in ("rows", "columns"):
-            LineNormal(self.maps, self.mask, normal_form)  # an InputError now where the form cannot apply
+        problem = LineNormal.unsupported(self.maps, self.mask) if normal_form in ("rows", "columns") else None
+        if problem is not None:
+            raise InputError(f"normal_form {normal_form!r} needs {problem}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[b, t, y, x]`` -> ``[b, t, c, y, x]``."""
