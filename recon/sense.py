@@ -127,11 +127,25 @@ class DataConsistency:
     ``S^H F^H [(1 - M) F S x + M k0] = (c s S)^H fft2^-1 [(1 - M) fft2((c s S) x) + s M k0]``
     (``s^2 = c^2 = 1``) needs plain FFTs, and every call skips the four sign products of
     the two centred transforms. Odd grids use :func:`data_consistency` as is.
+
+    Where the normal operator's column form pays (``normal_form="auto"``, a line mask on the CPU:
+    :meth:`recon.line_normal.LineNormal.choose`), no FFT at all: ``S^H F^H (1 - M) F S = P - A^H A``
+    with ``P = sum_c |S_c|^2`` per pixel, so the step is ``P x - w A^H A x + w A^H k0`` (``w`` = 1, or
+    a weight constant over coils and k-space: per sample or frame), ``A^H k0`` computed once.
+    Measured (crunet_ca's network alone, 128 x 128, 12 frames, 10 coils, R 8, one process, median
+    of 4): 0.97x the FFT form's time on 1 thread, 0.91x on 2. ``normal_form="fft"`` keeps the FFTs.
     """
 
-    def __init__(self, k0: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor):
+    def __init__(self, k0: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, normal_form: str = "auto"):
+        if normal_form not in ("auto", "fft"):
+            raise InputError(f"normal_form must be auto or fft, got {normal_form!r}")
         ny, nx = k0.shape[-2:]
         self.mask = expand_mask(mask).to(k0.real.dtype)
+        self.columns = None
+        if normal_form == "auto" and LineNormal.choose(_maps5(maps), self.mask) == "columns":
+            self.columns = LineNormal(_maps5(maps), self.mask, "columns")
+            self.power = _maps5(maps).abs().square().sum(2)  # P [b, tm, y, x]
+            self.adjoint_data = reduce(ifft2c(self.mask * k0), maps)  # A^H k0 [b, t, y, x]
         self.folded = not (ny % 2 or nx % 2)
         if self.folded:
             cs = centring_signs(ny, nx, k0.real.dtype, k0.device)  # c s; cs[0, 0] = c
@@ -144,6 +158,14 @@ class DataConsistency:
     def __call__(self, x: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
         """``x [b, t, y, x]`` -> its data-consistent version, same shape; hard, or weighted
         by ``weight`` (see :func:`data_consistency`)."""
+        lines = self.columns
+        if (lines is not None and x.dtype == lines.dtype and tuple(x.shape[:2]) == tuple(self.mask.shape[:2])
+                and (weight is None or all(n == 1 for n in weight.shape[2:]))):
+            normal = lines(x)
+            if weight is None:
+                return self.power * x - normal + self.adjoint_data
+            w = weight.reshape(*weight.shape[:2], 1, 1)
+            return self.power * x + w * (self.adjoint_data - normal)
         if not self.folded:
             return data_consistency(x, self.k0, self.maps, self.mask, weight)
         k = torch.fft.fft2(expand(x, self.maps), norm="ortho")
