@@ -13,15 +13,16 @@ column). Two forms of the same operator, to rounding:
   products ``[m, y]`` and ``[y, m]``, about ``2 m c y`` multiply-adds per pixel of a frame;
 * ``columns``: the ``N_x`` built once (``x`` matrices ``[y, y]``; ``c y`` multiply-adds per
   pixel, shared by the frames with the same lines and maps), then one matrix product per column,
-  ``y`` multiply-adds per pixel: fewer than ``rows`` by ``2 m c / y`` (4-14x at the usual sizes).
+  ``y`` multiply-adds per pixel: fewer than ``rows`` by ``2 m c / y`` (4-6x at 10 coils and R 8).
 
-Measured (1 thread, idle 2-core AVX2 machine, fixed lines, a 24-line block, one map set; ms per
-operator application, rows / columns (the columns' build)): 128 x 128, 12 frames, 10
-coils, R 8: 42 (rows) / 6.5 (build 22); 256 x 256, 12 frames, R 8: 293 (rows) / 47 (build 216);
-192 x 192, 20 frames, 15 coils, R 8: 371 (rows) / 26 (build 101). Whole methods on the bench slice
-(128 x 128, 12 frames, 10 coils, R 8; one process, the same slice and maps, median of 2 runs), columns
-against rows: CG-SENSE 0.57x (1 thread) / 0.60x (2 threads), L+S 0.58x / 0.62x, the refinement's
-10 CG steps 0.42 -> 0.16 s (1 thread), crunet_ca with it 0.90x.
+Measured with ``crunet bench --what operators --sizes 128 192 256`` (idle 2-core AVX2 machine,
+12 frames, 10 coils, R 8 with 24 calibration lines, the same lines in every frame), per
+application FFTs / rows / columns, 1 thread: 128 x 128 29.8 / 23.0 / 6.1 ms (the columns' build
+16 ms), 192 x 192 66.5 / 57.0 / 18.6 ms (build 70), 256 x 256 124 / 107 / 43 ms (build 151);
+10 CG-SENSE steps 0.34 / 0.28 / 0.14 s, 0.79 / 0.65 / 0.36 s, 1.39 / 1.28 / 0.80 s; on 2 threads
+the columns take 0.23-0.36x the FFTs' time (CG 0.42-0.56x). Whole methods on the bench slice (128 x
+128, one process, the same slice and maps), columns against rows: CG-SENSE 0.57x (1 thread) /
+0.60x (2 threads), L+S 0.58x / 0.62x, the refinement's 10 CG steps 0.42 -> 0.16 s (1 thread).
 """
 
 from __future__ import annotations

@@ -314,3 +314,18 @@ def test_bench_methods_times_after_an_untimed_round(monkeypatch):
     r = bench_methods((32, 32), n_phases=3, n_coils=2, methods=("zf", "sense"), repeats=2, device="cpu", bart=False)
     assert calls == ["zf", "sense"] * 3
     assert all(len(v["all_seconds"]) == 2 for v in r["methods"].values())
+
+
+def test_bench_times_the_normal_operator_forms(tmp_path, capsys):
+    """``--what operators``: A^H A with FFTs, the DFT's rows and per-column matrices, and 10 CG steps
+    with each, as ratios to the FFT form in one run; the forms agree to rounding."""
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--what", "operators", "--sizes", "32", "--coils", "4", "--repeats", "1",
+                 "--out", str(out)]) == 0
+    assert "normal operator 32x32" in capsys.readouterr().out
+    (r,) = json.loads(out.read_text())["operators"]
+    assert list(r["forms"]) == ["fft", "rows", "columns"] and r["shape"] == [32, 32]
+    assert r["forms"]["fft"]["ratio_to_fft"] == 1.0
+    for form in ("rows", "columns"):
+        row = r["forms"][form]
+        assert row["seconds"] > 0 and row["cg_seconds"] > 0 and row["build_s"] > 0 and row["max_rel_diff"] < 1e-5

@@ -19,13 +19,15 @@ def _shape(text: str) -> tuple[int, int]:
 
 def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="bench.json", help="result file (default bench.json)")
-    p.add_argument("--what", nargs="+", choices=("coils", "methods", "bank", "server", "network"),
+    p.add_argument("--what", nargs="+", choices=("coils", "methods", "bank", "server", "network", "operators"),
                    default=["coils", "methods", "bank", "server"],
                    help="what to measure (default: coils methods bank server; bank: the feature bank's cost, "
                         "crunet_ca's model (or the first --weights') without a bank, with conv fusion, with "
                         "CA and a 3x3 or a 1x1 projection, at equal size and wrap, as ratios; server: crunet "
                         "serve with --clients concurrent clients, latency, throughput and memory; network: the "
-                        "model of --model-config alone in fp32, TF32, bf16 and compiled, and the chain with maps)")
+                        "model of --model-config alone in fp32, TF32, bf16 and compiled, and the chain with maps; "
+                        "operators: the SENSE normal operator of a line mask with FFTs, the DFT's rows and one "
+                        "matrix per readout column, and 10 CG-SENSE steps with each, as ratios)")
     p.add_argument("--sizes", nargs="+", type=_shape, default=[(128, 128), (246, 256)],
                    help="matrix sizes (default 128 246x256)")
     p.add_argument("--coils", type=int, default=10)
@@ -124,6 +126,16 @@ def run(args: argparse.Namespace) -> int:
             result.setdefault("bank", []).append(r)
             print(f"bank {size[0]}x{size[1]} ({r['model']}, {r['precision']}): " + ", ".join(
                 f"{v} {row['seconds']:.3f} s (x{row['ratio_to_none']:.2f})" for v, row in r["variants"].items()),
+                  flush=True)
+        if "operators" in args.what:
+            from crunet.bench.operators import bench_normal_forms
+
+            r = bench_normal_forms(size, coils=args.coils, repeats=args.repeats)
+            result.setdefault("operators", []).append(r)
+            print(f"normal operator {size[0]}x{size[1]}, {r['frames']} frames, {r['coils']} coils, {r['lines']} lines: "
+                  + ", ".join(f"{f} {row['seconds'] * 1e3:.1f} ms (x{row['ratio_to_fft']:.2f}; build "
+                              f"{row['build_s'] * 1e3:.1f} ms; 10 CG steps {row['cg_seconds']:.3f} s)"
+                              if "seconds" in row else f"{f}: {row['note']}" for f, row in r["forms"].items()),
                   flush=True)
         Path(args.out).write_text(json.dumps(result, indent=2, default=float))
     if "network" in args.what:
