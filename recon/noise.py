@@ -260,6 +260,8 @@ def estimate_sigma(kspace, mask, quantile: float = NOISE_QUANTILE, columns: int 
     ------
     InputError : no calibration lines (too few lines sampled in every frame).
     """
+    import torch
+
     k = kspace.detach().cpu().numpy() if hasattr(kspace, "detach") else np.asarray(kspace)
     m = mask.detach().cpu().numpy() if hasattr(mask, "detach") else np.asarray(mask)
     if k.ndim != 4 or m.shape != (k.shape[0], k.shape[2]):
@@ -273,7 +275,10 @@ def estimate_sigma(kspace, mask, quantile: float = NOISE_QUANTILE, columns: int 
     n_cols = a.shape[1]
     if not np.isfinite(a).all():
         raise InputError("k-space contains NaN or infinite values")
-    eig = np.linalg.eigvalsh(a.conj().T @ a) / a.shape[0]
+    # the Gram matrix and its eigenvalues through torch: its threads (numpy's BLAS is kept to one,
+    # recon.machine.limit_numpy_blas); 0.05 instead of 0.10 s on 2 threads, the same values to 1e-14
+    rows = torch.from_numpy(a)
+    eig = torch.linalg.eigvalsh(rows.mH @ rows).numpy() / a.shape[0]
     beta = min(1.0, n_cols / a.shape[0])
     value = np.quantile(np.clip(eig, 0, None), quantile) / marchenko_pastur_quantile(quantile, beta)
     return float(np.sqrt(value))
