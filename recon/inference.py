@@ -64,7 +64,7 @@ to +1.66); the 18-case R 8 validation with 10 steps is in ``README.md``; the rep
 held-out series (`crunet report`'s raw file, 11 slices, 15 dipole coils, SNR 50) R 4 43.34 / 34.72
 -> 45.46 / 40.91 (every slice up, +0.97 to +3.11, in the heart +0.81 to +11.0; BART's temporal TV
 38.80 and L+S 36.51 in the heart there), R 8: see ``README.md`` (all of these with 30 CG steps;
-10 give the same images within 0.02 dB). Cost: 10 CG steps and the weight, 0.17-0.24 of the
+10 give the same images within 0.02 dB). Cost: 10 CG steps and the weight, 0.18-0.19 of the
 16-channel network's time on the bench slice (idle, fp32, 1-2 threads, since the normal operator's
 column form, :mod:`recon.line_normal`; 0.33-0.38 before: `README.md`). The single-weight forms (measured before): ``auto`` gave +2 to +6 dB at R 4 on the report
 series but -0.15 to -2.9 on low-SNR, few-coil cases; ``refine=0.1`` on six
