@@ -114,7 +114,7 @@ def evaluate(paths: list[str | Path], out_dir: str | Path, cfg: EvalConfig = Eva
     for path in paths:
         raw = read_raw(path)
         for s in raw.slices:
-            ref = read_ground_truth(path, s.slice_index, frames=s.kspace.shape[0])
+            ref = read_ground_truth(path, s.slice_index, frames=s.n_frames)
             if ref is None:
                 raise InputError(f"{path}: no ground truth for slice {s.slice_index} (/dataset/ground_truth, "
                                  "or the ISMRMRD tool's /dataset/phantom with /dataset/csm); evaluate needs it")

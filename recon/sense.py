@@ -146,7 +146,9 @@ class DataConsistency:
             self.columns = LineNormal(_maps5(maps), self.mask, "columns")
             self.power = _maps5(maps).abs().square().sum(2)  # P [b, tm, y, x]
             self.adjoint_data = reduce(ifft2c(self.mask * k0), maps)  # A^H k0 [b, t, y, x]
-        self.folded = not (ny % 2 or nx % 2)
+        # the FFT form's folded data only where it is the form used (else its rare fallbacks take
+        # data_consistency as is)
+        self.folded = self.columns is None and not (ny % 2 or nx % 2)
         if self.folded:
             cs = centring_signs(ny, nx, k0.real.dtype, k0.device)  # c s; cs[0, 0] = c
             self.maps = _maps5(maps) * cs

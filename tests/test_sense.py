@@ -244,7 +244,7 @@ def test_data_consistency_with_folded_signs_equals_the_centred_one(ny, nx):
     mask = torch.rand(2, 4, ny, generator=g) < 0.5
     k0 = cr(2, 4, 3, ny, nx) * mask[:, :, None, :, None]
     x = cr(2, 4, ny, nx).requires_grad_()
-    dc = DataConsistency(k0, maps, mask)
+    dc = DataConsistency(k0, maps, mask, normal_form="fft")  # the FFT form (the column form: test above)
     assert dc.folded == (ny % 2 == 0 and nx % 2 == 0)
     a, b = data_consistency(x, k0, maps, mask), dc(x)
     torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
