@@ -117,7 +117,7 @@ class LineNormal:
         share their lines and maps, and each frame's group."""
         sampled, maps = self.sampled, self.maps
         b, t, ny = sampled.shape
-        first, n_groups, group = _groups(maps, sampled)
+        first, _, group = _groups(maps, sampled)
         dft = centred_dft(ny, self.dtype, sampled.device)
         normals = []
         for frame in first.tolist():

@@ -8,8 +8,9 @@ piecewise-constant phantom flatters total-variation methods) through the one pip
 and shared, alternating methods over ``repeats`` rounds so load from other processes
 hits all alike, after one untimed round (a learned method's first call loads and caches its
 model, which a later method of the same weights then skips: timing that round had made the
-first learned method of the list look 0.2-0.5 s slower than the next). The result holds, per method, the median seconds per slice, the ratio
-to the fastest method and the PSNR/SSIM against the slice's ground truth. When BART is
+first learned method of the list look 0.2-0.5 s slower than the next). The result holds, per
+method, the median seconds per slice, the ratio to the fastest method and the PSNR/SSIM against
+the slice's ground truth. When BART is
 installed, ``bart_tv`` (``bart pics`` with temporal total variation,
 :mod:`recon.baselines.bart_tv`) runs beside them as the compressed-sensing reference (a learned
 method should be far faster than it).
