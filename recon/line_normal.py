@@ -23,6 +23,12 @@ application FFTs / rows / columns, 1 thread: 128 x 128 29.8 / 23.0 / 6.1 ms (the
 the columns take 0.23-0.36x the FFTs' time (CG 0.42-0.56x). Whole methods on the bench slice (128 x
 128, one process, the same slice and maps), columns against rows: CG-SENSE 0.57x (1 thread) /
 0.60x (2 threads), L+S 0.58x / 0.62x, the refinement's 10 CG steps 0.42 -> 0.16 s (1 thread).
+
+Frames with their own lines each (a shifted mask) need a matrix set per group of frames, streamed
+from memory at every application: 128 x 128, 12 frames in 12 groups, 10 coils, 2 threads, FFTs /
+rows / columns 14.0 / 10.3 / 25.2 ms (columns' build 137 ms), 192 x 192 20 frames 15 coils rows 65
+/ columns 101 ms; columns over rows 0.38x at one group, 0.83x at 2, 0.98x at 3, 1.8x at 4 (128 x
+128, R 8), hence :data:`COLUMN_STREAM`.
 """
 
 from __future__ import annotations
@@ -41,6 +47,12 @@ NormalForm = Literal["auto", "fft", "rows", "columns"]
 NORMAL_FORMS: tuple[str, ...] = ("auto", "fft", "rows", "columns")
 #: Largest memory the ``columns`` form may hold for one operator (its ``N_x`` of every group).
 COLUMN_BYTES = 256 << 20
+#: The ``columns`` form streams its matrices from memory at each application: with ``g`` groups of
+#: frames it takes about ``g x y^2`` times the time of 13 of the ``rows`` form's complex
+#: multiply-adds (``2 t c m y x`` of those), measured on 128-192 px slices with 1-6 groups (2-core
+#: AVX2, 2 threads; 1 thread favours the columns). With the 2x margin of :meth:`LineNormal.choose`:
+#: ``columns`` only where ``COLUMN_STREAM g y <= t c m``.
+COLUMN_STREAM = 26
 
 
 def centred_dft(n: int, dtype: torch.dtype, device) -> torch.Tensor:
@@ -85,19 +97,25 @@ class LineNormal:
 
     @classmethod
     def choose(cls, maps: torch.Tensor, mask: torch.Tensor) -> str | None:
-        """``columns`` where its matrices fit :data:`COLUMN_BYTES` and cost fewer multiply-adds
-        than ``rows`` by 2x at least (``y <= m c``, ``m`` the most lines of a frame); else ``rows``
-        where at most half the lines are sampled; else None (the FFTs)."""
+        """``columns`` where its matrices fit :data:`COLUMN_BYTES` and it takes half the time of
+        ``rows`` or less: in multiply-adds (``y <= m c``, ``m`` the most lines of a frame) and in
+        streaming its matrices (``COLUMN_STREAM g y <= t c m`` over ``t`` frames in ``g`` groups,
+        :data:`COLUMN_STREAM`: frames with their own lines each, a shifted mask, need
+        ``rows``); else ``rows`` where at most half the lines are sampled; else None (the FFTs)."""
         if cls.unsupported(maps, mask) is not None:
             return None
         sampled = line_mask(mask)
         ny, nx, c = sampled.shape[-1], maps.shape[-1], maps.shape[2]
+        frames = sampled.shape[0] * sampled.shape[1]
         width = int(sampled.sum(-1).max())
         if width == 0:
             return None
-        item = torch.empty((), dtype=maps.dtype).element_size()
-        if ny <= width * c and _groups(maps, sampled)[1] * nx * ny * ny * item <= COLUMN_BYTES:
-            return "columns"
+        if ny <= width * c:
+            groups = _groups(maps, sampled)[1]
+            item = torch.empty((), dtype=maps.dtype).element_size()
+            streamed = COLUMN_STREAM * groups * ny <= frames * c * width
+            if streamed and groups * nx * ny * ny * item <= COLUMN_BYTES:
+                return "columns"
         return "rows" if 2 * width <= ny else None
 
     def _rows(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -66,17 +66,24 @@ def test_normal_of_a_line_mask_is_the_fft_form(ny, nx, dtype, tol, form):
 
 def test_the_normal_form_is_chosen_by_cost_and_memory(monkeypatch):
     """``auto``: one matrix per column where the coils make it cheaper than the DFT rows
-    (``y <= m c``) and its matrices fit the memory bound; the DFT rows with few coils; the FFTs
+    (``y <= m c``), enough frames share each matrix to pay for streaming it (a shifted mask needs the
+    rows) and its matrices fit the memory bound; the DFT rows with few coils; the FFTs
     where more than half the lines of a frame are sampled, for a 2D mask, and for images whose
     frames are not the mask's. Forcing a line form onto a 2D mask, or an unknown form, is an error."""
     import recon.line_normal as L
 
     g = torch.Generator().manual_seed(5)
-    ny, nx, t = 32, 12, 3
+    ny, nx, t = 32, 12, 28
     mask = torch.zeros(1, t, ny, dtype=torch.bool)
-    mask[:, :, ::4] = True  # 8 lines a frame
+    mask[:, :, ::4] = True  # 8 lines a frame, the same in every frame: one column group
     assert SenseOperator(_maps(g, 1, 4, ny, nx), mask)._line_normal.form == "columns"  # 32 <= 8 * 4
     assert SenseOperator(_maps(g, 1, 3, ny, nx), mask)._line_normal.form == "rows"  # 32 > 8 * 3
+    shifted = torch.zeros_like(mask)
+    for f in range(t):
+        shifted[0, f, f % 4 :: 4] = True  # 4 groups: streaming their matrices costs more than the rows
+    assert L.COLUMN_STREAM * 4 * ny > t * 4 * 8 >= L.COLUMN_STREAM * 1 * ny
+    assert SenseOperator(_maps(g, 1, 4, ny, nx), shifted)._line_normal.form == "rows"
+    assert SenseOperator(_maps(g, 1, 4, ny, nx), mask[:, :3])._line_normal.form == "rows"  # too few frames
     monkeypatch.setattr(L, "COLUMN_BYTES", nx * ny * ny * 8 - 1)  # one column group no longer fits
     assert SenseOperator(_maps(g, 1, 4, ny, nx), mask)._line_normal.form == "rows"
     dense = mask.clone()
@@ -255,18 +262,22 @@ def test_data_consistency_with_folded_signs_equals_the_centred_one(ny, nx):
 
 
 @pytest.mark.parametrize("ny,nx", [(12, 8), (11, 7)])
-def test_data_consistency_without_ffts_equals_the_fft_form(ny, nx):
-    """Where the column form of A^H A pays, DataConsistency computes ``P x - w A^H A x + w A^H k0``
+def test_data_consistency_without_ffts_equals_the_fft_form(ny, nx, monkeypatch):
+    """With the column form of A^H A, DataConsistency computes ``P x - w A^H A x + w A^H k0``
     with no FFT: the same step as the FFT form, hard and weighted per sample, with per-frame maps
     and a batch whose samples have other lines; a weight varying over k-space keeps the FFTs;
     gradients flow to the images alike."""
+    import recon.line_normal as L
+
+    monkeypatch.setattr(L, "COLUMN_STREAM", 0)  # these few frames all have their own lines: force the columns
     g = torch.Generator().manual_seed(ny)
     b, t, c = 2, 3, 4
     mask = torch.rand(b, t, ny, generator=g) < 0.4
     mask[..., ny // 2] = True
     for maps in (_maps(g, b, c, ny, nx), _maps(g, b, c, ny, nx)[:, None].expand(b, t, c, ny, nx).clone()):
         k0 = expand_mask(mask) * _crandn(g, b, t, c, ny, nx)
-        fast, slow = DataConsistency(k0, maps, mask), DataConsistency(k0, maps, mask, normal_form="fft")
+        fast = DataConsistency(k0, maps, mask)
+        slow = DataConsistency(k0, maps, mask, normal_form="fft")
         assert fast.columns is not None and slow.columns is None
         x = _crandn(g, b, t, ny, nx).requires_grad_()
         w = torch.tensor([0.3, 0.9], dtype=torch.float64).view(-1, 1, 1, 1, 1)
