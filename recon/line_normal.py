@@ -106,13 +106,13 @@ class LineNormal:
             return None
         sampled = line_mask(mask)
         ny, nx, c = sampled.shape[-1], maps.shape[-1], maps.shape[2]
-        frames = sampled.shape[0] * sampled.shape[1]
         width = int(sampled.sum(-1).max())
         if width == 0:
             return None
         if ny <= width * c:
             groups = _groups(maps, sampled)[1]
             item = torch.empty((), dtype=maps.dtype).element_size()
+            frames = sampled.shape[0] * sampled.shape[1]
             streamed = COLUMN_STREAM * groups * ny <= frames * c * width
             if streamed and groups * nx * ny * ny * item <= COLUMN_BYTES:
                 return "columns"

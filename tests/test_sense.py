@@ -276,8 +276,7 @@ def test_data_consistency_without_ffts_equals_the_fft_form(ny, nx, monkeypatch):
     mask[..., ny // 2] = True
     for maps in (_maps(g, b, c, ny, nx), _maps(g, b, c, ny, nx)[:, None].expand(b, t, c, ny, nx).clone()):
         k0 = expand_mask(mask) * _crandn(g, b, t, c, ny, nx)
-        fast = DataConsistency(k0, maps, mask)
-        slow = DataConsistency(k0, maps, mask, normal_form="fft")
+        fast, slow = DataConsistency(k0, maps, mask), DataConsistency(k0, maps, mask, normal_form="fft")
         assert fast.columns is not None and slow.columns is None
         x = _crandn(g, b, t, ny, nx).requires_grad_()
         w = torch.tensor([0.3, 0.9], dtype=torch.float64).view(-1, 1, 1, 1, 1)
