@@ -76,8 +76,9 @@ did not survive a fine-tuning of the shipped weights (``configs/cpu/crunet_ca_cg
 thread, nothing else running), the compiled model took 0.83-0.96x the eager time per
 slice after 146 s of compilation for each new input shape (the frame loop of the
 recurrent cells is unrolled), a loss for a server that sees each series' shape a few
-times. ``crunet bench --what network`` measures it again on any machine (on a GPU with
-CUDA graphs, ``configs/gpu/bench.sh``).
+times; on a CPU without native bf16 (AVX2, fp32, 2 threads, shifted-mask bench slice,
+2026-12-03) it took 1.12x the eager time after 134 s. ``crunet bench --what network``
+measures it again on any machine (on a GPU with CUDA graphs, ``configs/gpu/bench.sh``).
 """
 
 from __future__ import annotations

@@ -70,6 +70,13 @@ class SenseOperator:
             return reduce(ifft2c(self.mask * fft2c(expand(x, self.maps))), self.maps)
         return lines(x)
 
+    @property
+    def normal_form_used(self) -> str:
+        """The form :meth:`normal` computes ``A^H A`` in for images of the mask's shape: ``fft``,
+        ``rows`` or ``columns`` (with ``auto``, what :meth:`LineNormal.choose` picked)."""
+        lines = self._line_normal
+        return "fft" if lines is None else lines.form
+
     @cached_property
     def _line_normal(self) -> LineNormal | None:
         """The line-mask form of :meth:`normal`, or None (the FFTs); built at its first call."""

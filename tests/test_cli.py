@@ -152,6 +152,11 @@ def test_bench_network_variants_and_chain(tmp_path, tiny_weights, capsys):
     r = json.loads(out.read_text())["network"][0]
     assert r["model"]["crunet"]["bank_projection"] == "1x1" and r["device"] == "cpu"
     assert r["variants"]["fp32"]["ratio_to_fp32"] == 1.0 and r["variants"]["bf16"]["seconds"] > 0
+    fp32 = r["variants"]["fp32"]  # how near the machine's limit: network GFLOP/s over the matmul's
+    assert r["gflop_per_forward"] > 0 and r["matmul_gflops"]["fp32"] > 0
+    assert fp32["gflops"] * fp32["seconds"] == pytest.approx(r["gflop_per_forward"])
+    assert fp32["fraction_of_matmul"] == fp32["fraction_of_fp32_matmul"] == fp32["gflops"] / r["matmul_gflops"]["fp32"]
+    assert "GFLOP per forward; matmul GFLOP/s fp32" in printed and "of fp32 matmul)" in printed
     assert r["chain"]["seconds"] >= r["chain"]["seconds_method"] > 0
     assert main(["bench", "--what", "network", "--sizes", "24", "--coils", "2", "--frames", "3", "--repeats", "1",
                  "--variants", "fp32", "--weights", "crunet", "--device", "cpu", "--out", str(out)]) == 0
@@ -329,3 +334,16 @@ def test_bench_times_the_normal_operator_forms(tmp_path, capsys):
     for form in ("rows", "columns"):
         row = r["forms"][form]
         assert row["seconds"] > 0 and row["cg_seconds"] > 0 and row["build_s"] > 0 and row["max_rel_diff"] < 1e-5
+    assert r["shifted_mask"] is False and r["chosen"] == "columns"  # one matrix set serves all 12 frames
+
+
+@pytest.mark.parametrize("shifted, chosen", [(False, "columns"), (True, "rows")])
+def test_bench_operators_reports_the_form_chosen_for_fixed_and_shifted_masks(tmp_path, capsys, shifted, chosen):
+    """With the same lines in every frame the per-column matrices serve all 12 frames; a lattice
+    moving per frame needs one set per offset, and the reconstruction takes the DFT's rows."""
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--what", "operators", "--sizes", "64", "--coils", "8", "--repeats", "1", "--out", str(out)]
+                + ["--shifted-mask"] * shifted) == 0
+    assert f"mask; chosen: {chosen})" in capsys.readouterr().out
+    (r,) = json.loads(out.read_text())["operators"]
+    assert r["shifted_mask"] is shifted and r["chosen"] == chosen and r["lines"] == 29

@@ -770,3 +770,16 @@ def test_parameter_free_settings_do_not_stop_fine_tuning():
     base = ModelConfig(crunet=CRUNetConfig(channels=4, cascades=2, fusion="ca"))
     assert same_parameters(base, dc_replace(base, crunet=dc_replace(base.crunet, mean_consistency=True, wrap_rows=8)))
     assert not same_parameters(base, dc_replace(base, crunet=dc_replace(base.crunet, channels=8)))
+
+
+def test_bench_counts_conv_flops_exactly_and_measures_a_matmul_rate():
+    """crunet bench's arithmetic: a 3x3 conv's FLOPs are 2 * out * in * 9 * pixels, and the matmul
+    rate is a positive GFLOP/s in fp32 (bf16 only where the device runs it natively)."""
+    from crunet.bench.arithmetic import count_flops, matmul_rates
+    from recon.machine import native_bf16
+
+    conv = torch.nn.Conv2d(4, 6, 3, padding=1, bias=False)
+    x = torch.randn(2, 4, 10, 12)
+    assert count_flops(lambda: conv(x)) == 2 * 6 * 4 * 9 * (2 * 10 * 12)
+    rates = matmul_rates(torch.device("cpu"), repeats=1)
+    assert rates["fp32"] > 0 and ("bf16" in rates) == native_bf16("cpu") and "tf32" not in rates

@@ -60,7 +60,7 @@ def test_normal_of_a_line_mask_is_the_fft_form(ny, nx, dtype, tol, form):
         op = SenseOperator(maps, mask, normal_form=form)
         x = _crandn(g, b, t, ny, nx, dtype=dtype)
         ref = op.adjoint(op.forward(x))
-        assert op._line_normal is not None and op._line_normal.form == form
+        assert op.normal_form_used == form
         assert float((op.normal(x) - ref).abs().max() / ref.abs().max()) < tol
 
 
@@ -76,22 +76,22 @@ def test_the_normal_form_is_chosen_by_cost_and_memory(monkeypatch):
     ny, nx, t = 32, 12, 28
     mask = torch.zeros(1, t, ny, dtype=torch.bool)
     mask[:, :, ::4] = True  # 8 lines a frame, the same in every frame: one column group
-    assert SenseOperator(_maps(g, 1, 4, ny, nx), mask)._line_normal.form == "columns"  # 32 <= 8 * 4
-    assert SenseOperator(_maps(g, 1, 3, ny, nx), mask)._line_normal.form == "rows"  # 32 > 8 * 3
+    assert SenseOperator(_maps(g, 1, 4, ny, nx), mask).normal_form_used == "columns"  # 32 <= 8 * 4
+    assert SenseOperator(_maps(g, 1, 3, ny, nx), mask).normal_form_used == "rows"  # 32 > 8 * 3
     shifted = torch.zeros_like(mask)
     for f in range(t):
         shifted[0, f, f % 4 :: 4] = True  # 4 groups: streaming their matrices costs more than the rows
     assert L.COLUMN_STREAM * 4 * ny > t * 4 * 8 >= L.COLUMN_STREAM * 1 * ny
-    assert SenseOperator(_maps(g, 1, 4, ny, nx), shifted)._line_normal.form == "rows"
-    assert SenseOperator(_maps(g, 1, 4, ny, nx), mask[:, :3])._line_normal.form == "rows"  # too few frames
+    assert SenseOperator(_maps(g, 1, 4, ny, nx), shifted).normal_form_used == "rows"
+    assert SenseOperator(_maps(g, 1, 4, ny, nx), mask[:, :3]).normal_form_used == "rows"  # too few frames
     monkeypatch.setattr(L, "COLUMN_BYTES", nx * ny * ny * 8 - 1)  # one column group no longer fits
-    assert SenseOperator(_maps(g, 1, 4, ny, nx), mask)._line_normal.form == "rows"
+    assert SenseOperator(_maps(g, 1, 4, ny, nx), mask).normal_form_used == "rows"
     dense = mask.clone()
     dense[0, 0, : ny // 2 + 1] = True
-    assert SenseOperator(_maps(g, 1, 3, ny, nx), dense)._line_normal is None
+    assert SenseOperator(_maps(g, 1, 3, ny, nx), dense).normal_form_used == "fft"
     two_d = mask[..., None].expand(1, t, ny, nx).clone()
-    assert SenseOperator(_maps(g, 1, 4, ny, nx), two_d)._line_normal is None
-    assert SenseOperator(_maps(g, 1, 4, ny, nx), mask, normal_form="fft")._line_normal is None
+    assert SenseOperator(_maps(g, 1, 4, ny, nx), two_d).normal_form_used == "fft"
+    assert SenseOperator(_maps(g, 1, 4, ny, nx), mask, normal_form="fft").normal_form_used == "fft"
     op = SenseOperator(_maps(g, 1, 4, ny, nx), mask, normal_form="columns")
     x = _crandn(g, 1, 1, ny, nx)  # one frame against a mask of three: broadcast, the FFTs
     torch.testing.assert_close(op.normal(x), op.adjoint(op.forward(x)))

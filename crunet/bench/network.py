@@ -8,10 +8,14 @@ Variants, each timed on the same input, alternating over ``repeats`` rounds:
 * ``fp32``: float32 everywhere (on CUDA with TF32 matmuls and convolutions off);
 * ``tf32``: float32 with TF32 tensor cores (CUDA only; ``n/a`` on a CPU);
 * ``bf16``: bfloat16 autocast of the network's real layers (as ``precision=bf16``);
-* ``compile``: ``torch.compile`` of the model, bf16 autocast; on CUDA
-  ``mode="reduce-overhead"`` (CUDA graphs). Its compile time is reported apart.
+* ``compile``: ``torch.compile`` of the model in the device's default arithmetic (bf16
+  autocast where bf16 is native, :func:`recon.machine.native_bf16`, else fp32: compiling
+  emulated bf16 says nothing); on CUDA ``mode="reduce-overhead"`` (CUDA graphs). Its
+  compile time and arithmetic are reported apart.
 
-Each variant reports the median seconds per slice, the ratio to ``fp32`` and, on CUDA,
+Each variant reports the median seconds per slice, the ratio to ``fp32``, the network's
+GFLOP/s and its fraction of the device's measured matmul rate in the same arithmetic and in
+fp32 (:mod:`crunet.bench.arithmetic`: how near the machine's limit it runs) and, on CUDA,
 the peak memory. ``chain`` times :func:`recon.pipeline.reconstruct_slice` on a simulated
 slice of the same size (ESPIRiT maps from the ACS, then the network in the default
 precision): what a user waits for per slice.
@@ -53,8 +57,9 @@ def bench_network(model_config=None, weights: str | None = None, shape: tuple[in
     model_config : a :class:`recon.models.config.ModelConfig` (random weights), or
     weights : installed weights name or directory. Returns a JSON-ready dict.
     """
+    from crunet.bench.arithmetic import count_flops, matmul_rates
     from recon.errors import InputError
-    from recon.machine import bf16_autocast, resolve_device
+    from recon.machine import bf16_autocast, native_bf16, resolve_device
     from recon.config import to_dict
     from recon.models.registry import noise_kwargs
     from recon.pipeline import sync_device
@@ -77,6 +82,7 @@ def bench_network(model_config=None, weights: str | None = None, shape: tuple[in
     extra = noise_kwargs(model, torch.full((1,), BENCH_NOISE, device=dev))
     runs: dict = {}
     compiled, compile_s = None, None
+    compile_precision = "bf16" if native_bf16(dev) else "fp32"
     for v in variants:
         if v == "tf32" and dev.type != "cuda":
             runs[v] = {"seconds": None, "note": "n/a: TF32 is a CUDA tensor-core mode"}
@@ -92,10 +98,11 @@ def bench_network(model_config=None, weights: str | None = None, shape: tuple[in
                 mode = "reduce-overhead" if dev.type == "cuda" else "default"
                 compiled = torch.compile(model, mode=mode, dynamic=False)
                 t0 = time.perf_counter()
-                _run(compiled, "bf16")
+                _run(compiled, compile_precision)
                 compile_s = time.perf_counter() - t0
             net = compiled
-        _run(net, "fp32" if v in ("fp32", "tf32") else "bf16", tf32=v == "tf32")
+        precision = {"fp32": "fp32", "tf32": "fp32", "bf16": "bf16", "compile": compile_precision}[v]
+        _run(net, precision, tf32=v == "tf32")
 
     def _run(net, precision: str, tf32: bool = False) -> None:
         if dev.type == "cuda":
@@ -116,14 +123,21 @@ def bench_network(model_config=None, weights: str | None = None, shape: tuple[in
             runs[v]["all_seconds"].append(time.perf_counter() - t0)
             if dev.type == "cuda":
                 runs[v]["peak_memory_mb"] = torch.cuda.max_memory_allocated(dev) / 2**20
+    flops = count_flops(lambda: model(k, mask, maps, **extra))
+    rates = matmul_rates(dev)
     base = float(np.median(runs["fp32"]["all_seconds"])) if "fp32" in timed else None
     for v in timed:
         runs[v]["seconds"] = float(np.median(runs[v]["all_seconds"]))
         runs[v]["ratio_to_fp32"] = runs[v]["seconds"] / base if base else None
+        gflops = flops / runs[v]["seconds"] / 1e9
+        own = rates.get(compile_precision if v == "compile" else v)
+        runs[v].update(gflops=gflops, fraction_of_matmul=gflops / own if own else None,
+                       fraction_of_fp32_matmul=gflops / rates["fp32"])
     if compile_s is not None:
-        runs["compile"]["compile_seconds"] = compile_s
+        runs["compile"].update(compile_seconds=compile_s, precision=compile_precision)
     result = {"device": str(dev), "shape": list(shape), "frames": frames, "coils": coils,
               "acceleration": acceleration, "threads": torch.get_num_threads(), "repeats": repeats,
+              "gflop_per_forward": flops / 1e9, "matmul_gflops": rates,
               "model": {"name": model_config.name, model_config.name: to_dict(getattr(model_config, model_config.name))},
               "variants": runs}
     if chain:

@@ -5,9 +5,11 @@ image), ``rows`` (the DFT's sampled rows) and ``columns`` (one matrix per readou
 :mod:`recon.line_normal`). Each form is built once (its first application, timed apart as
 ``build_s``) and then applied ``repeats`` times, the forms alternating so that load from other
 processes hits all alike. The slice is random (unit-norm random maps, a CMRxRecon-style mask with
-24 calibration lines, the same lines in every frame): the operator's cost does not depend on the
-image. Also reported per form: 10 CG-SENSE steps (``recon.sense.cg_sense``, the refinement's and
-SENSE's solver) and the largest difference from the ``fft`` form's result relative to its peak.
+24 calibration lines, the same lines in every frame, or with ``shifted`` a lattice moving one line
+per frame): the operator's cost does not depend on the image, but the column form's does on how
+many frames share their lines. Also reported per form: 10 CG-SENSE steps (``recon.sense.cg_sense``,
+the refinement's and SENSE's solver) and the largest difference from the ``fft`` form's result
+relative to its peak; and the form SENSE and CG pick for the slice (``normal_form="auto"``).
 """
 
 from __future__ import annotations
@@ -23,11 +25,11 @@ CG_STEPS = 10
 
 
 def bench_normal_forms(shape: tuple[int, int] = (128, 128), frames: int = 12, coils: int = 10,
-                       acceleration: int = 8, repeats: int = 5, seed: int = 0) -> dict:
+                       acceleration: int = 8, repeats: int = 5, seed: int = 0, shifted: bool = False) -> dict:
     """Seconds of ``A^H A`` and of 10 CG steps per form on the CPU (module docstring) -> a
     JSON-ready dict; ``forms`` maps each form to ``build_s``, ``seconds`` (median application),
     ``cg_seconds`` (median), ``ratio_to_fft``, ``cg_ratio_to_fft``, ``max_rel_diff`` (or
-    ``note`` where the form does not apply)."""
+    ``note`` where the form does not apply); ``chosen`` is the form the reconstruction uses."""
     from recon.errors import InputError
     from recon.machine import describe_machine
     from recon.masks import cine_mask
@@ -37,8 +39,7 @@ def bench_normal_forms(shape: tuple[int, int] = (128, 128), frames: int = 12, co
     g = torch.Generator().manual_seed(seed)
     maps = torch.randn(1, coils, ny, nx, dtype=torch.complex64, generator=g)
     maps = maps / maps.abs().square().sum(1, keepdim=True).sqrt()
-    lines = torch.as_tensor(np.asarray(cine_mask(ny, acceleration)), dtype=torch.bool).reshape(ny)  # [y]
-    mask = lines.expand(1, frames, ny)
+    mask = torch.as_tensor(cine_mask(ny, acceleration, n_frames=frames, shifted=shifted))[None]  # [1, t, y]
     x = torch.randn(1, frames, ny, nx, dtype=torch.complex64, generator=g)
     k = SenseOperator(maps, mask, normal_form="fft").forward(x)
     ops, rows, reference = {}, {}, None
@@ -70,5 +71,5 @@ def bench_normal_forms(shape: tuple[int, int] = (128, 128), frames: int = 12, co
         row["ratio_to_fft"] = row["seconds"] / rows["fft"]["seconds"]
         row["cg_ratio_to_fft"] = row["cg_seconds"] / rows["fft"]["cg_seconds"]
     return {**describe_machine("cpu"), "shape": [ny, nx], "frames": frames, "coils": coils,
-            "acceleration": acceleration, "lines": int(lines.sum()), "repeats": repeats, "cg_steps": CG_STEPS,
-            "forms": rows}
+            "acceleration": acceleration, "shifted_mask": shifted, "lines": int(mask[0, 0].sum()),
+            "repeats": repeats, "cg_steps": CG_STEPS, "chosen": SenseOperator(maps, mask).normal_form_used, "forms": rows}

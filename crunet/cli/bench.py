@@ -41,9 +41,9 @@ def add_parser(p: argparse.ArgumentParser) -> None:
                         "when --weights is given. bart_tv (BART's temporal TV, bart pics -R T) is timed beside "
                         "them when BART is installed")
     p.add_argument("--shifted-mask", action="store_true",
-                   help="methods: the R-line lattice moves one line per frame (default: the same lines in every "
-                        "frame); the default methods then add crunet_ca:mean_consistency=off, the temporal-mean "
-                        "step's cost and gain in one run (on a fixed mask the step does nothing)")
+                   help="methods, operators: the R-line lattice moves one line per frame (default: the same "
+                        "lines in every frame); the default methods then add crunet_ca:mean_consistency=off, the "
+                        "temporal-mean step's cost and gain in one run (on a fixed mask the step does nothing)")
     p.add_argument("--source", default="real",
                    help="methods: the slice's image: real (default; the shipped held-out patient, acquired with "
                         "the held-out dipole coils at SNR 50), phantom, or a .npz cine series")
@@ -130,9 +130,11 @@ def run(args: argparse.Namespace) -> int:
         if "operators" in args.what:
             from crunet.bench.operators import bench_normal_forms
 
-            r = bench_normal_forms(size, coils=args.coils, repeats=args.repeats)
+            r = bench_normal_forms(size, coils=args.coils, repeats=args.repeats, shifted=args.shifted_mask)
             result.setdefault("operators", []).append(r)
-            print(f"normal operator {size[0]}x{size[1]}, {r['frames']} frames, {r['coils']} coils, {r['lines']} lines: "
+            mask = "shifted" if r["shifted_mask"] else "fixed"
+            print(f"normal operator {size[0]}x{size[1]}, {r['frames']} frames, {r['coils']} coils, {r['lines']} lines "
+                  f"({mask} mask; chosen: {r['chosen']}): "
                   + ", ".join(f"{f} {row['seconds'] * 1e3:.1f} ms (x{row['ratio_to_fft']:.2f}; build "
                               f"{row['build_s'] * 1e3:.1f} ms; 10 CG steps {row['cg_seconds']:.3f} s)"
                               if "seconds" in row else f"{f}: {row['note']}" for f, row in r["forms"].items()),
@@ -148,10 +150,17 @@ def run(args: argparse.Namespace) -> int:
             r = bench_network(model_config, weights, shape=size, frames=args.frames, coils=args.coils,
                               variants=tuple(args.variants), repeats=args.repeats, device=args.device)
             result.setdefault("network", []).append(r)
+            rates = ", ".join(f"{a} {g:.0f}" for a, g in r["matmul_gflops"].items())
+            print(f"network {size[0]}x{size[1]}: {r['gflop_per_forward']:.1f} GFLOP per forward; matmul GFLOP/s "
+                  f"{rates} ({r['threads']} threads)", flush=True)
             for v, row in r["variants"].items():
-                text = row.get("note") or (f"{row['seconds']:.3f} s/slice (x{row['ratio_to_fp32']:.2f} of fp32)"
-                                           if row.get("ratio_to_fp32") else f"{row['seconds']:.3f} s/slice")
-                print(f"network {size[0]}x{size[1]} {v:<8} {text}", flush=True)
+                if row.get("note"):
+                    print(f"network {size[0]}x{size[1]} {v:<8} {row['note']}", flush=True)
+                    continue
+                ratio = f"x{row['ratio_to_fp32']:.2f} of fp32, " if row.get("ratio_to_fp32") else ""
+                own = f"{row['fraction_of_matmul']:.0%} of its matmul, " if row["fraction_of_matmul"] else ""
+                print(f"network {size[0]}x{size[1]} {v:<8} {row['seconds']:.3f} s/slice ({ratio}{row['gflops']:.0f} "
+                      f"GFLOP/s, {own}{row['fraction_of_fp32_matmul']:.0%} of fp32 matmul)", flush=True)
             c = r["chain"]
             print(f"chain {size[0]}x{size[1]}: {c['seconds']:.3f} s/slice (maps {c['seconds_maps']:.3f} s, "
                   f"network {c['seconds_method']:.3f} s)", flush=True)
