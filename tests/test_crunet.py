@@ -21,6 +21,7 @@ from recon.models.layers import (
     ChannelAttention,
     Conv1x1,
     CRNNLayer,
+    RowTapConv,
     TemporalConv,
     crop_to,
     fold,
@@ -483,6 +484,38 @@ def test_temporal_conv_matches_conv1d_over_time(padding, t):
     seq = F.pad(seq, (1, 1), mode="circular") if padding == "circular" else F.pad(seq, (1, 1))
     ref = F.conv1d(seq, conv.weight, conv.bias).reshape(b, ny, nx, cout, t).permute(0, 4, 3, 1, 2)
     torch.testing.assert_close(conv(x, t), fold(ref))
+    # and the gradients (the taps accumulate in place into views of the output)
+    x.requires_grad_(True)
+    seq = unfold(x, t).permute(0, 3, 4, 2, 1).reshape(-1, cin, t)
+    seq = F.pad(seq, (1, 1), mode="circular") if padding == "circular" else F.pad(seq, (1, 1))
+    ref = F.conv1d(seq, conv.weight, conv.bias).reshape(b, ny, nx, cout, t).permute(0, 4, 3, 1, 2)
+    probe = torch.randn(ref.shape, generator=g, dtype=torch.float64)
+    expected = torch.autograd.grad((ref * probe).sum(), [x, *conv.parameters()])
+    got = torch.autograd.grad((conv(x, t) * fold(probe)).sum(), [x, *conv.parameters()])
+    for e, o in zip(expected, got):
+        torch.testing.assert_close(o, e)
+
+
+@pytest.mark.parametrize("kernel, out_channels, bias", [(5, 2, True), (3, 3, False), (1, 2, True)])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_row_tap_conv_matches_conv2d_values_and_gradients(kernel, out_channels, bias, layout):
+    """The row taps and their shifted sums are the same 'same' convolution, forward and backward,
+    on an odd-sized grid, with the state dict of nn.Conv2d."""
+    g = torch.Generator().manual_seed(23)
+    conv = RowTapConv(4, out_channels, kernel, bias=bias).double()
+    ref = nn.Conv2d(4, out_channels, kernel, padding=kernel // 2, bias=bias).double()
+    ref.load_state_dict(conv.state_dict())
+    x = torch.randn(3, 4, 7, 6, generator=g, dtype=torch.float64)
+    x = (x.contiguous(memory_format=torch.channels_last) if layout == "channels_last" else x).requires_grad_(True)
+    probe = torch.randn(3, out_channels, 7, 6, generator=g, dtype=torch.float64)
+    got, expected = conv(x), ref(x)
+    torch.testing.assert_close(got, expected)
+    grads = torch.autograd.grad((got * probe).sum(), [x, *conv.parameters()])
+    ref_grads = torch.autograd.grad((expected * probe).sum(), [x, *ref.parameters()])
+    for o, e in zip(grads, ref_grads):
+        torch.testing.assert_close(o, e)
+    with pytest.raises(InputError, match="odd kernel"):
+        RowTapConv(4, 2, 4)
 
 
 @pytest.mark.parametrize("padding", ["circular", "zeros"])

@@ -77,6 +77,7 @@ from recon.models.layers import (
     ChannelAttention,
     Conv1x1,
     CRNNLayer,
+    RowTapConv,
     SpatioTemporalConv,
     channels_last,
     channels_to_complex,
@@ -140,7 +141,7 @@ class CRUNetCascade(nn.Module):
         self.dec0 = CRNNLayer(c, c, 3, d0, "backward", iteration=it)
         self.dec0_skip = Conv1x1(c, c)
         self.dec0_out = SpatioTemporalConv(_conv3(2 * c, c, d0), c, tp)
-        self.tail = nn.Conv2d(c, 2, 5, padding=2)
+        self.tail = RowTapConv(c, 2, 5)
 
     def forward(self, x: torch.Tensor, frames: int, states: tuple[torch.Tensor, ...] | None = None,
                 composite: torch.Tensor | None = None):
