@@ -483,15 +483,18 @@ def test_temporal_conv_matches_conv1d_over_time(padding, t):
     seq = unfold(x, t).permute(0, 3, 4, 2, 1).reshape(-1, cin, t)  # [b*y*x, cin, t]
     seq = F.pad(seq, (1, 1), mode="circular") if padding == "circular" else F.pad(seq, (1, 1))
     ref = F.conv1d(seq, conv.weight, conv.bias).reshape(b, ny, nx, cout, t).permute(0, 4, 3, 1, 2)
-    torch.testing.assert_close(conv(x, t), fold(ref))
-    # and the gradients (the taps accumulate in place into views of the output)
+    with torch.no_grad():  # no gradients: the taps accumulate into views of the output
+        torch.testing.assert_close(conv(x, t), fold(ref))
+    # and with gradients
     x.requires_grad_(True)
     seq = unfold(x, t).permute(0, 3, 4, 2, 1).reshape(-1, cin, t)
     seq = F.pad(seq, (1, 1), mode="circular") if padding == "circular" else F.pad(seq, (1, 1))
     ref = F.conv1d(seq, conv.weight, conv.bias).reshape(b, ny, nx, cout, t).permute(0, 4, 3, 1, 2)
     probe = torch.randn(ref.shape, generator=g, dtype=torch.float64)
     expected = torch.autograd.grad((ref * probe).sum(), [x, *conv.parameters()])
-    got = torch.autograd.grad((conv(x, t) * fold(probe)).sum(), [x, *conv.parameters()])
+    out = conv(x, t)  # with gradients: the padded-copy form
+    torch.testing.assert_close(out, fold(ref))
+    got = torch.autograd.grad((out * fold(probe)).sum(), [x, *conv.parameters()])
     for e, o in zip(expected, got):
         torch.testing.assert_close(o, e)
 

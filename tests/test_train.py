@@ -842,3 +842,25 @@ def test_composite_input_run_starts_as_its_source_and_its_heads_learn_at_their_r
     for bad in ({"head": -1.0}, {"": 0.0}):
         with pytest.raises(InputError, match="lr_scale"):
             tiny_run(lr_scale=bad).validate()
+
+
+def test_bench_times_a_training_step_per_arithmetic(tmp_path, capsys, one_thread):
+    """crunet bench --what train: Trainer.train_step on the run's first sample, fp32 against bf16
+    where bf16 is native (n/a elsewhere), with the step's FLOPs and their fraction of the matmul rate."""
+    from crunet.cli import main
+    from recon.config import dump_yaml
+    from recon.machine import native_bf16
+
+    cfg_path = tmp_path / "tiny.yaml"
+    dump_yaml(tiny_run(), cfg_path)
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--what", "train", "--train-config", str(cfg_path), "--repeats", "1", "--device", "cpu",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    r = json.loads(out.read_text())["train"]
+    assert r["batch_shape"]["k"] == [1, 4, 3, 32, 16] and r["gflop_per_step"] > 0 and r["threads"] == 1
+    fp32 = r["variants"]["fp32"]
+    assert fp32["ratio_to_fp32"] == 1.0 and fp32["gflops"] * fp32["seconds"] == pytest.approx(r["gflop_per_step"])
+    assert "train step fp32" in printed and "of fp32 matmul)" in printed
+    bf16 = r["variants"]["bf16"]
+    assert (bf16["seconds"] > 0) if native_bf16("cpu") else bf16["note"] == "n/a: bf16 is emulated on this CPU"

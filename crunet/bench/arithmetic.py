@@ -19,13 +19,14 @@ import torch
 MATMUL_SIZE = 2048
 
 
-def count_flops(fn: Callable[[], object]) -> int:
+def count_flops(fn: Callable[[], object], inference: bool = True) -> int:
     """FLOPs of convolutions and matrix multiplies in one call of ``fn`` (torch's
-    ``FlopCounterMode``, under inference mode; FFTs and elementwise ops are not counted)."""
+    ``FlopCounterMode``; FFTs and elementwise ops are not counted), under inference mode
+    unless ``inference=False`` (a training step: its backward pass counts too)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False)
-    with torch.inference_mode(), counter:
+    with torch.inference_mode(inference), counter:
         fn()
     return int(counter.get_total_flops())
 

@@ -19,7 +19,8 @@ def _shape(text: str) -> tuple[int, int]:
 
 def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="bench.json", help="result file (default bench.json)")
-    p.add_argument("--what", nargs="+", choices=("coils", "methods", "bank", "server", "network", "operators"),
+    p.add_argument("--what", nargs="+",
+                   choices=("coils", "methods", "bank", "server", "network", "operators", "train"),
                    default=["coils", "methods", "bank", "server"],
                    help="what to measure (default: coils methods bank server; bank: the feature bank's cost, "
                         "crunet_ca's model (or the first --weights') without a bank, with conv fusion, with "
@@ -27,7 +28,8 @@ def add_parser(p: argparse.ArgumentParser) -> None:
                         "serve with --clients concurrent clients, latency, throughput and memory; network: the "
                         "model of --model-config alone in fp32, TF32, bf16 and compiled, and the chain with maps; "
                         "operators: the SENSE normal operator of a line mask with FFTs, the DFT's rows and one "
-                        "matrix per readout column, and 10 CG-SENSE steps with each, as ratios)")
+                        "matrix per readout column, and 10 CG-SENSE steps with each, as ratios; train: one "
+                        "training step of --train-config in fp32 and, where native, bf16)")
     p.add_argument("--sizes", nargs="+", type=_shape, default=[(128, 128), (246, 256)],
                    help="matrix sizes (default 128 246x256)")
     p.add_argument("--coils", type=int, default=10)
@@ -60,6 +62,9 @@ def add_parser(p: argparse.ArgumentParser) -> None:
                    help="network: run or model config whose model is timed, random weights (default "
                         "configs/paper/crunet_ca.yaml, paper size); the first --weights instead when given")
     p.add_argument("--frames", type=int, default=25, help="network: cardiac frames (default 25)")
+    p.add_argument("--train-config", default="configs/cpu/crunet_ca.yaml",
+                   help="train: the run config whose training step is timed on its first sample (default "
+                        "configs/cpu/crunet_ca.yaml, the shipped crunet_ca's recipe)")
     p.add_argument("--variants", nargs="+", default=["fp32", "tf32", "bf16", "compile"],
                    choices=("fp32", "tf32", "bf16", "compile"),
                    help="network: arithmetic variants (default all; compile takes minutes on a CPU)")
@@ -165,6 +170,24 @@ def run(args: argparse.Namespace) -> int:
             print(f"chain {size[0]}x{size[1]}: {c['seconds']:.3f} s/slice (maps {c['seconds_maps']:.3f} s, "
                   f"network {c['seconds_method']:.3f} s)", flush=True)
             Path(args.out).write_text(json.dumps(result, indent=2, default=float))
+    if "train" in args.what:
+        from crunet.bench.train import bench_train_step
+
+        r = bench_train_step(args.train_config, repeats=args.repeats, device=args.device)
+        result["train"] = r
+        k = r["batch_shape"]["k"]
+        print(f"train step ({args.train_config}, k-space {'x'.join(map(str, k))}, {r['parameters']} parameters): "
+              f"{r['gflop_per_step']:.1f} GFLOP per step; matmul GFLOP/s "
+              + ", ".join(f"{a} {g:.0f}" for a, g in r["matmul_gflops"].items()), flush=True)
+        for v, row in r["variants"].items():
+            if row.get("note"):
+                print(f"train step {v:<5} {row['note']}", flush=True)
+                continue
+            own = f"{row['fraction_of_matmul']:.0%} of its matmul, " if row["fraction_of_matmul"] else ""
+            print(f"train step {v:<5} {row['seconds']:.3f} s/step (x{row['ratio_to_fp32']:.2f} of fp32, "
+                  f"{row['gflops']:.0f} GFLOP/s, {own}{row['fraction_of_fp32_matmul']:.0%} of fp32 matmul)"
+                  if row["ratio_to_fp32"] else f"train step {v:<5} {row['seconds']:.3f} s/step", flush=True)
+        Path(args.out).write_text(json.dumps(result, indent=2, default=float))
     if "server" in args.what:
         from crunet.bench.server import bench_server
 
