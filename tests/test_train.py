@@ -618,7 +618,7 @@ def test_cg_run_starts_from_noise_weighted_weights(tmp_path, one_thread):
     run = Trainer(dc(tiny_run(init_weights=str(tmp_path / "w"), seed=4), "cg"), tmp_path / "cg", progress=False)
     assert run.history["init_weights"]["data_consistency"] == ["noise", "cg"]
     tau = run.model.dc_tau(0)
-    assert abs(float(tau) - CG_TAU_INIT) < 1e-6 and torch.equal(run.model.dc_log_tau, fresh_cg_tau(run))
+    assert abs(float(tau.detach()) - CG_TAU_INIT) < 1e-6 and torch.equal(run.model.dc_log_tau, fresh_cg_tau(run))
     for (name, a), b in zip(donor.model.state_dict().items(), run.model.state_dict().values()):
         if name != "dc_log_tau":
             torch.testing.assert_close(a, b, msg=name)
