@@ -483,7 +483,7 @@ def test_temporal_conv_matches_conv1d_over_time(padding, t):
     seq = unfold(x, t).permute(0, 3, 4, 2, 1).reshape(-1, cin, t)  # [b*y*x, cin, t]
     seq = F.pad(seq, (1, 1), mode="circular") if padding == "circular" else F.pad(seq, (1, 1))
     ref = F.conv1d(seq, conv.weight, conv.bias).reshape(b, ny, nx, cout, t).permute(0, 4, 3, 1, 2)
-    with torch.no_grad():  # no gradients: the taps accumulate into views of the output
+    with torch.no_grad():  # no gradients: the wrap-around taps accumulate in place
         torch.testing.assert_close(conv(x, t), fold(ref))
     # and with gradients
     x.requires_grad_(True)
@@ -492,7 +492,7 @@ def test_temporal_conv_matches_conv1d_over_time(padding, t):
     ref = F.conv1d(seq, conv.weight, conv.bias).reshape(b, ny, nx, cout, t).permute(0, 4, 3, 1, 2)
     probe = torch.randn(ref.shape, generator=g, dtype=torch.float64)
     expected = torch.autograd.grad((ref * probe).sum(), [x, *conv.parameters()])
-    out = conv(x, t)  # with gradients: the padded-copy form
+    out = conv(x, t)  # with gradients: a padded copy (circular)
     torch.testing.assert_close(out, fold(ref))
     got = torch.autograd.grad((out * fold(probe)).sum(), [x, *conv.parameters()])
     for e, o in zip(expected, got):
@@ -533,6 +533,10 @@ def test_temporal_conv_under_bf16_autocast_is_close_and_trains(padding):
         y = conv(x, 4)
     assert y.dtype == torch.bfloat16
     assert ((y.float() - ref).norm() / ref.norm()).item() < 2e-2
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):  # inference: wrap taps in place
+        y_inference = conv(x, 4)
+    assert y_inference.dtype == torch.bfloat16
+    assert ((y_inference.float() - ref).norm() / ref.norm()).item() < 2e-2
     y.float().square().sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in conv.parameters())
