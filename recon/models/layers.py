@@ -11,7 +11,8 @@ count take it as ``frames``.
 Contents: :func:`fold` / :func:`unfold`; :func:`complex_to_channels` /
 :func:`channels_to_complex`; :func:`normalize` / :func:`denormalize` (per-sample
 mean/std) and :func:`normalize_cine` (a complex cine, per sample over all frames); :func:`pad_to_multiple` / :func:`crop_to`; :class:`TemporalConv`
-(kernel 3 along time, circular or zero padding); :class:`Conv1x1`; :class:`SpatioTemporalConv`
+(kernel 3 along time, circular or zero padding); :class:`Conv1x1`; :class:`RowTapConv` (a "same"
+convolution to few channels as row taps); :class:`SpatioTemporalConv`
 (spatial conv -> ReLU -> temporal conv); :class:`CRNNCell` and :class:`CRNNLayer`
 (convolutional RNN recurrent over time and over iterations, forward, backward or
 bidirectional); :class:`ChannelAttention` (squeeze-and-excitation).
