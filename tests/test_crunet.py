@@ -20,7 +20,6 @@ from recon.models.summary import describe, parameter_count
 from recon.models.layers import (
     ChannelAttention,
     Conv1x1,
-    CRNNLayer,
     RowTapConv,
     TemporalConv,
     crop_to,
@@ -29,6 +28,7 @@ from recon.models.layers import (
     pad_to_multiple,
     unfold,
 )
+from recon.models.recurrent import CRNNLayer
 from recon.models.registry import MODEL_NAMES, build_model
 from recon.sense import SenseOperator, expand
 

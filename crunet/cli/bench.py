@@ -72,6 +72,23 @@ def add_parser(p: argparse.ArgumentParser) -> None:
                    help="auto (default): CUDA when available, else CPU")
 
 
+def _rates_text(r: dict) -> str:
+    """``matmul GFLOP/s fp32 185 (2 threads)`` from a network or training result."""
+    rates = ", ".join(f"{a} {g:.0f}" for a, g in r["matmul_gflops"].items())
+    return f"matmul GFLOP/s {rates} ({r['threads']} threads)"
+
+
+def _variant_text(row: dict, unit: str) -> str:
+    """One arithmetic variant's line: its note, or seconds per ``unit`` with the ratio to fp32,
+    GFLOP/s and fractions of the matmul rate (:mod:`crunet.bench.arithmetic`)."""
+    if row.get("note"):
+        return row["note"]
+    ratio = f"x{row['ratio_to_fp32']:.2f} of fp32, " if row.get("ratio_to_fp32") else ""
+    own = f"{row['fraction_of_matmul']:.0%} of its matmul, " if row.get("fraction_of_matmul") else ""
+    return (f"{row['seconds']:.3f} s/{unit} ({ratio}{row['gflops']:.0f} GFLOP/s, {own}"
+            f"{row['fraction_of_fp32_matmul']:.0%} of fp32 matmul)")
+
+
 def _bank_model(args: argparse.Namespace):
     """The CRUNet-MR config the bank benchmark varies: the first --weights', else the installed
     default weights', else --model-config's."""
@@ -137,9 +154,9 @@ def run(args: argparse.Namespace) -> int:
 
             r = bench_normal_forms(size, coils=args.coils, repeats=args.repeats, shifted=args.shifted_mask)
             result.setdefault("operators", []).append(r)
-            mask = "shifted" if r["shifted_mask"] else "fixed"
+            lattice = "shifted" if r["shifted_mask"] else "fixed"
             print(f"normal operator {size[0]}x{size[1]}, {r['frames']} frames, {r['coils']} coils, {r['lines']} lines "
-                  f"({mask} mask; chosen: {r['chosen']}): "
+                  f"({lattice} mask; chosen: {r['chosen']}): "
                   + ", ".join(f"{f} {row['seconds'] * 1e3:.1f} ms (x{row['ratio_to_fft']:.2f}; build "
                               f"{row['build_s'] * 1e3:.1f} ms; 10 CG steps {row['cg_seconds']:.3f} s)"
                               if "seconds" in row else f"{f}: {row['note']}" for f, row in r["forms"].items()),
@@ -155,17 +172,10 @@ def run(args: argparse.Namespace) -> int:
             r = bench_network(model_config, weights, shape=size, frames=args.frames, coils=args.coils,
                               variants=tuple(args.variants), repeats=args.repeats, device=args.device)
             result.setdefault("network", []).append(r)
-            rates = ", ".join(f"{a} {g:.0f}" for a, g in r["matmul_gflops"].items())
-            print(f"network {size[0]}x{size[1]}: {r['gflop_per_forward']:.1f} GFLOP per forward; matmul GFLOP/s "
-                  f"{rates} ({r['threads']} threads)", flush=True)
+            print(f"network {size[0]}x{size[1]}: {r['gflop_per_forward']:.1f} GFLOP per forward; "
+                  f"{_rates_text(r)}", flush=True)
             for v, row in r["variants"].items():
-                if row.get("note"):
-                    print(f"network {size[0]}x{size[1]} {v:<8} {row['note']}", flush=True)
-                    continue
-                ratio = f"x{row['ratio_to_fp32']:.2f} of fp32, " if row.get("ratio_to_fp32") else ""
-                own = f"{row['fraction_of_matmul']:.0%} of its matmul, " if row["fraction_of_matmul"] else ""
-                print(f"network {size[0]}x{size[1]} {v:<8} {row['seconds']:.3f} s/slice ({ratio}{row['gflops']:.0f} "
-                      f"GFLOP/s, {own}{row['fraction_of_fp32_matmul']:.0%} of fp32 matmul)", flush=True)
+                print(f"network {size[0]}x{size[1]} {v:<8} {_variant_text(row, 'slice')}", flush=True)
             c = r["chain"]
             print(f"chain {size[0]}x{size[1]}: {c['seconds']:.3f} s/slice (maps {c['seconds_maps']:.3f} s, "
                   f"network {c['seconds_method']:.3f} s)", flush=True)
@@ -177,16 +187,9 @@ def run(args: argparse.Namespace) -> int:
         result["train"] = r
         k = r["batch_shape"]["k"]
         print(f"train step ({args.train_config}, k-space {'x'.join(map(str, k))}, {r['parameters']} parameters): "
-              f"{r['gflop_per_step']:.1f} GFLOP per step; matmul GFLOP/s "
-              + ", ".join(f"{a} {g:.0f}" for a, g in r["matmul_gflops"].items()), flush=True)
+              f"{r['gflop_per_step']:.1f} GFLOP per step; {_rates_text(r)}", flush=True)
         for v, row in r["variants"].items():
-            if row.get("note"):
-                print(f"train step {v:<5} {row['note']}", flush=True)
-                continue
-            own = f"{row['fraction_of_matmul']:.0%} of its matmul, " if row["fraction_of_matmul"] else ""
-            print(f"train step {v:<5} {row['seconds']:.3f} s/step (x{row['ratio_to_fp32']:.2f} of fp32, "
-                  f"{row['gflops']:.0f} GFLOP/s, {own}{row['fraction_of_fp32_matmul']:.0%} of fp32 matmul)"
-                  if row["ratio_to_fp32"] else f"train step {v:<5} {row['seconds']:.3f} s/step", flush=True)
+            print(f"train step {v:<5} {_variant_text(row, 'step')}", flush=True)
         Path(args.out).write_text(json.dumps(result, indent=2, default=float))
     if "server" in args.what:
         from crunet.bench.server import bench_server

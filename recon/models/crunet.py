@@ -76,7 +76,6 @@ from recon.models.config import CRUNetConfig
 from recon.models.layers import (
     ChannelAttention,
     Conv1x1,
-    CRNNLayer,
     RowTapConv,
     SpatioTemporalConv,
     channels_last,
@@ -89,6 +88,7 @@ from recon.models.layers import (
     pad_to_multiple,
     pool,
 )
+from recon.models.recurrent import CRNNLayer
 from recon.errors import InputError
 from recon.sense import CGConsistency, DataConsistency, SenseOperator, TemporalMeanConsistency, composite_image, noise_weight
 

@@ -13,9 +13,8 @@ Contents: :func:`fold` / :func:`unfold`; :func:`complex_to_channels` /
 mean/std) and :func:`normalize_cine` (a complex cine, per sample over all frames); :func:`pad_to_multiple` / :func:`crop_to`; :class:`TemporalConv`
 (kernel 3 along time, circular or zero padding); :class:`Conv1x1`; :class:`RowTapConv` (a "same"
 convolution to few channels as row taps); :class:`SpatioTemporalConv`
-(spatial conv -> ReLU -> temporal conv); :class:`CRNNCell` and :class:`CRNNLayer`
-(convolutional RNN recurrent over time and over iterations, forward, backward or
-bidirectional); :class:`ChannelAttention` (squeeze-and-excitation).
+(spatial conv -> ReLU -> temporal conv); :class:`ChannelAttention` (squeeze-and-excitation).
+The recurrent units are in :mod:`recon.models.recurrent`.
 """
 
 from __future__ import annotations
@@ -32,7 +31,6 @@ Padding = Literal["circular", "zeros"]
 
 #: Initial bias of the channel-attention squeeze units (see :class:`ChannelAttention`).
 SQUEEZE_BIAS_INIT = 1.0
-Direction = Literal["forward", "backward", "bidirectional"]
 
 
 # ---------------------------------------------------------------------------- layout helpers
@@ -266,112 +264,6 @@ class SpatioTemporalConv(nn.Module):
     def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:
         return self.temporal(self.spatial(x).relu_(), frames)  # in place on the fresh conv output
 
-
-# ---------------------------------------------------------------------------- recurrent units
-
-class CRNNCell(nn.Module):
-    """Convolutional RNN cell, recurrent over time and over iterations (cascades).
-
-    ``h_t = ReLU(i2h(x_t) + h2h(h_{t-1}) + ih2ih(H_t))``, with ``H`` the hidden state of
-    the same unit in the previous iteration. All three are ``kernel x kernel`` convs
-    with the given dilation ('same' padding). ``iteration=False`` builds a cell
-    without ``ih2ih`` (for the first cascade of a network whose cascades do not share
-    weights: there ``H`` is always zero and ``ih2ih`` would never learn).
-
-    The work is split for speed: :meth:`drive` computes the non-recurrent part for
-    all frames at once (``i2h``, ``ih2ih`` and the ``h2h`` bias); :meth:`step` adds
-    ``h2h(h_{t-1})`` (weights only) for one frame and applies the ReLU. ``h_{-1} = 0``,
-    so the first frame needs no ``h2h`` call at all.
-    """
-
-    def __init__(self, in_channels: int, hidden: int, kernel_size: int = 3, dilation: int = 1,
-                 iteration: bool = True):
-        super().__init__()
-        if kernel_size % 2 != 1:
-            raise InputError(f"CRNN kernel size must be odd, got {kernel_size}")
-        pad = dilation * (kernel_size - 1) // 2
-        self.hidden = hidden
-        self.dilation = dilation
-        self.padding = pad
-        self.i2h = nn.Conv2d(in_channels, hidden, kernel_size, padding=pad, dilation=dilation)
-        self.h2h = nn.Conv2d(hidden, hidden, kernel_size, padding=pad, dilation=dilation)
-        self.ih2ih = nn.Conv2d(hidden, hidden, kernel_size, padding=pad, dilation=dilation) if iteration else None
-
-    def drive(self, x: torch.Tensor, h_iter: torch.Tensor | None) -> torch.Tensor:
-        """Non-recurrent input of every frame: ``i2h(x) + ih2ih(H) + b_h2h`` on folded ``[n, ch, y, x]``.
-
-        ``h_iter=None`` means ``H = 0`` (first iteration): ``ih2ih`` then contributes its bias only.
-        """
-        if self.ih2ih is None and h_iter is not None:
-            raise InputError("this CRNN cell was built without an iteration input (iteration=False)")
-        # the biases go into the i2h convolution: one bias add inside it instead of in-place adds of
-        # float32 biases to its output, which under bf16 autocast copied the output to float32 and back
-        bias = self.i2h.bias + self.h2h.bias
-        if self.ih2ih is not None and h_iter is None:
-            bias = bias + self.ih2ih.bias
-        pre = F.conv2d(x, self.i2h.weight, bias, padding=self.padding, dilation=self.dilation)
-        if self.ih2ih is not None and h_iter is not None:
-            pre.add_(self.ih2ih(h_iter))  # a fresh tensor: the addition may run in place
-        return pre
-
-    def step(self, pre_t: torch.Tensor, h: torch.Tensor | None) -> torch.Tensor:
-        """One time step: ``ReLU(pre_t + h2h(h))`` on ``[n, hidden, y, x]`` (``h=None`` is the zero state)."""
-        if h is None:
-            return torch.relu(pre_t)
-        out = F.conv2d(h, self.h2h.weight, None, padding=self.padding, dilation=self.dilation)
-        return out.add_(pre_t).relu_()  # in place on the fresh conv output: no extra buffers
-
-
-def _stack_frames(hs: list[torch.Tensor]) -> torch.Tensor:
-    """Frames ``[n, ch, y, x]`` (channels-last) -> ``[n, t, ch, y, x]`` stored channels-last."""
-    return torch.stack([h.permute(0, 2, 3, 1) for h in hs], dim=1).permute(0, 1, 4, 2, 3)
-
-
-class CRNNLayer(nn.Module):
-    """A :class:`CRNNCell` run over the frames of folded features ``[b * t, in, y, x]``.
-
-    ``direction``: ``'forward'`` (CRNN-TI-F, frame 0 first), ``'backward'`` (CRNN-TI-B,
-    last frame first) or ``'bidirectional'`` (one cell, both directions, outputs summed:
-    BCRNN). The two directions of a bidirectional layer run as one batch of ``2b``,
-    so each time step is one convolution call. Returns ``[b * t, hidden, y, x]``
-    (channels-last).
-    """
-
-    def __init__(self, in_channels: int, hidden: int, kernel_size: int = 3, dilation: int = 1,
-                 direction: Direction = "forward", iteration: bool = True):
-        super().__init__()
-        if direction not in ("forward", "backward", "bidirectional"):
-            raise InputError(f"direction must be forward, backward or bidirectional, got {direction!r}")
-        self.direction = direction
-        self.cell = CRNNCell(in_channels, hidden, kernel_size, dilation, iteration)
-
-    def forward(self, x: torch.Tensor, frames: int, h_iter: torch.Tensor | None = None) -> torch.Tensor:
-        """``x [b*t, in, y, x]``, ``h_iter [b*t, hidden, y, x]`` or None -> ``[b*t, hidden, y, x]``."""
-        pre = unfold(channels_last(self.cell.drive(x, h_iter)), frames)
-        b, t = pre.shape[:2]
-        # unbind, not pre[:, s]: the backward of one unbind is one stack, while each
-        # indexing would allocate and fill a gradient the size of all frames
-        pre_t = pre.unbind(1)
-        h = None
-        hs = []
-        if self.direction == "bidirectional":
-            for s in range(t):
-                h = self.cell.step(torch.cat([pre_t[s], pre_t[t - 1 - s]], dim=0), h)
-                hs.append(h.split(b))
-            out = _stack_frames([o[0] for o in hs]) + _stack_frames([o[1] for o in reversed(hs)])
-        else:
-            order = range(t) if self.direction == "forward" else range(t - 1, -1, -1)
-            for s in order:
-                h = self.cell.step(pre_t[s], h)
-                hs.append(h)
-            out = _stack_frames(hs if self.direction == "forward" else hs[::-1])
-        return fold(out)
-
-    def extra_repr(self) -> str:
-        return f"direction={self.direction}"
-
-
-# ---------------------------------------------------------------------------- attention
 
 def pool(x: torch.Tensor) -> torch.Tensor:
     """Global average over ``(y, x)``: ``[n, c, y, x] -> [n, c, 1, 1]``, in ``x``'s dtype.
