@@ -184,6 +184,18 @@ def test_bench_refuses_unknown_method_before_work(tmp_path, capsys):
     assert "unknown method 'nonsense'" in capsys.readouterr().err and not (tmp_path / "b.json").exists()
 
 
+@pytest.mark.parametrize("args, message", [(["--repeats", "0"], "--repeats: must be at least 1, got 0"),
+                                           (["--frames", "two"], "--frames: must be a whole number"),
+                                           (["--clients", "1", "-4"], "--clients: must be at least 1, got -4"),
+                                           (["--sizes", "0x128"], "--sizes: size must be positive")])
+def test_bench_refuses_counts_that_would_time_nothing(tmp_path, capsys, args, message):
+    """A count of 0 had the bench print nan seconds; it is refused before any work."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "--what", "train", *args, "--out", str(tmp_path / "b.json")])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "b.json").exists()
+
+
 def test_serve_and_gadget_report_the_default_weights(tiny_weights):
     from recon.weights import weights_status
 

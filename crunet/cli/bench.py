@@ -6,6 +6,7 @@ import argparse
 
 from recon.machine import DEVICES
 
+
 def _shape(text: str) -> tuple[int, int]:
     parts = text.lower().split("x")
     if len(parts) == 1:
@@ -14,7 +15,20 @@ def _shape(text: str) -> tuple[int, int]:
         ny, nx = (int(p) for p in parts)
     except ValueError:
         raise argparse.ArgumentTypeError(f"size must look like 128 or 246x256, got '{text}'") from None
+    if min(ny, nx) < 1:
+        raise argparse.ArgumentTypeError(f"size must be positive, got '{text}'")
     return ny, nx
+
+
+def _count(text: str) -> int:
+    """A count of at least 1 (repeats, coils, frames, slices, clients): 0 would time nothing."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got '{text}'") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
 
 
 def add_parser(p: argparse.ArgumentParser) -> None:
@@ -32,8 +46,8 @@ def add_parser(p: argparse.ArgumentParser) -> None:
                         "training step of --train-config in fp32 and, where native, bf16)")
     p.add_argument("--sizes", nargs="+", type=_shape, default=[(128, 128), (246, 256)],
                    help="matrix sizes (default 128 246x256)")
-    p.add_argument("--coils", type=int, default=10)
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--coils", type=_count, default=10)
+    p.add_argument("--repeats", type=_count, default=5)
     p.add_argument("--methods", nargs="*", default=None,
                    help="methods to time: zf, sense, lps and installed trained weights by name (crunet_ca, "
                         "crunet, crunet_conv, crnn), name:key=value for options; default: zf sense lps "
@@ -51,9 +65,9 @@ def add_parser(p: argparse.ArgumentParser) -> None:
                         "the held-out dipole coils at SNR 50), phantom, or a .npz cine series")
     p.add_argument("--weights", nargs="+", default=[], metavar="DIR",
                    help="trained weights directories, each timed as a method (labelled by folder name)")
-    p.add_argument("--clients", nargs="+", type=int, default=[1, 4, 8],
+    p.add_argument("--clients", nargs="+", type=_count, default=[1, 4, 8],
                    help="server: numbers of concurrent clients to run in turn (default 1 4 8)")
-    p.add_argument("--slices", type=int, default=3, help="server: slices in each client's series (default 3)")
+    p.add_argument("--slices", type=_count, default=3, help="server: slices in each client's series (default 3)")
     p.add_argument("--chain", default="crunet", help="server: the chain the clients name (default crunet)")
     p.add_argument("--pace", type=float, default=0.0,
                    help="server: seconds between a client's acquisitions (a scanner's TR; default 0, as fast "
@@ -61,7 +75,7 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model-config", default="configs/paper/crunet_ca.yaml",
                    help="network: run or model config whose model is timed, random weights (default "
                         "configs/paper/crunet_ca.yaml, paper size); the first --weights instead when given")
-    p.add_argument("--frames", type=int, default=25, help="network: cardiac frames (default 25)")
+    p.add_argument("--frames", type=_count, default=25, help="network: cardiac frames (default 25)")
     p.add_argument("--train-config", default="configs/cpu/crunet_ca.yaml",
                    help="train: the run config whose training step is timed on its first sample (default "
                         "configs/cpu/crunet_ca.yaml, the shipped crunet_ca's recipe)")
