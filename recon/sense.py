@@ -73,15 +73,16 @@ class SenseOperator:
     @property
     def normal_form_used(self) -> str:
         """The form :meth:`normal` computes ``A^H A`` in for images of the mask's shape: ``fft``,
-        ``rows`` or ``columns`` (with ``auto``, what :meth:`LineNormal.choose` picked)."""
-        lines = self._line_normal
-        return "fft" if lines is None else lines.form
+        ``rows`` or ``columns`` (with ``auto``, what :meth:`LineNormal.choose` picks; nothing is built)."""
+        if self.normal_form != "auto":
+            return self.normal_form
+        return LineNormal.choose(self.maps, self.mask) or "fft"
 
     @cached_property
     def _line_normal(self) -> LineNormal | None:
         """The line-mask form of :meth:`normal`, or None (the FFTs); built at its first call."""
-        form = LineNormal.choose(self.maps, self.mask) if self.normal_form == "auto" else self.normal_form
-        return None if form in (None, "fft") else LineNormal(self.maps, self.mask, form)
+        form = self.normal_form_used
+        return None if form == "fft" else LineNormal(self.maps, self.mask, form)
 
     __call__ = forward
 

@@ -67,3 +67,13 @@ def matmul_rates(device: torch.device, repeats: int = 5) -> dict[str, float]:
     if native_bf16(device):
         rates["bf16"] = matmul_rate(device, torch.bfloat16, repeats=repeats)
     return rates
+
+
+def rate_fields(flops: int, seconds: float, rates: dict[str, float], arithmetic: str) -> dict:
+    """A timed variant's ``gflops`` (``flops`` in ``seconds``), ``fraction_of_matmul`` (of the
+    ``arithmetic``'s rate in ``rates``, None where it was not measured: not native) and
+    ``fraction_of_fp32_matmul``."""
+    gflops = flops / seconds / 1e9
+    own = rates.get(arithmetic)
+    return {"gflops": gflops, "fraction_of_matmul": gflops / own if own else None,
+            "fraction_of_fp32_matmul": gflops / rates["fp32"]}

@@ -57,7 +57,7 @@ def bench_network(model_config=None, weights: str | None = None, shape: tuple[in
     model_config : a :class:`recon.models.config.ModelConfig` (random weights), or
     weights : installed weights name or directory. Returns a JSON-ready dict.
     """
-    from crunet.bench.arithmetic import count_flops, matmul_rates
+    from crunet.bench.arithmetic import count_flops, matmul_rates, rate_fields
     from recon.errors import InputError
     from recon.machine import bf16_autocast, native_bf16, resolve_device
     from recon.config import to_dict
@@ -129,10 +129,7 @@ def bench_network(model_config=None, weights: str | None = None, shape: tuple[in
     for v in timed:
         runs[v]["seconds"] = float(np.median(runs[v]["all_seconds"]))
         runs[v]["ratio_to_fp32"] = runs[v]["seconds"] / base if base else None
-        gflops = flops / runs[v]["seconds"] / 1e9
-        own = rates.get(compile_precision if v == "compile" else v)
-        runs[v].update(gflops=gflops, fraction_of_matmul=gflops / own if own else None,
-                       fraction_of_fp32_matmul=gflops / rates["fp32"])
+        runs[v].update(rate_fields(flops, runs[v]["seconds"], rates, compile_precision if v == "compile" else v))
     if compile_s is not None:
         runs["compile"].update(compile_seconds=compile_s, precision=compile_precision)
     result = {"device": str(dev), "shape": list(shape), "frames": frames, "coils": coils,

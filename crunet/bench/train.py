@@ -27,7 +27,7 @@ def bench_train_step(config: str | Path, repeats: int = 5, device: str = "auto",
                      variants: tuple[str, ...] = VARIANTS) -> dict:
     """Seconds per training step of the run config at ``config`` in each of ``variants``
     (module docstring) at the current thread count -> a JSON-ready dict."""
-    from crunet.bench.arithmetic import count_flops, matmul_rates
+    from crunet.bench.arithmetic import count_flops, matmul_rates, rate_fields
     from recon.errors import InputError
     from recon.machine import native_bf16, resolve_device
     from recon.pipeline import sync_device
@@ -66,16 +66,13 @@ def bench_train_step(config: str | Path, repeats: int = 5, device: str = "auto",
                 runs[v]["all_seconds"].append(time.perf_counter() - t0)
         flops = count_flops(lambda: first.train_step(batch), inference=False)
         n_params = first.n_params
-    torch.set_num_threads(threads)  # a Trainer sets the run's threads; keep the bench's
     rates = matmul_rates(dev)
     base = float(np.median(runs["fp32"]["all_seconds"])) if "fp32" in trainers else None
     for v in trainers:
         row = runs[v]
         row["seconds"] = float(np.median(row["all_seconds"]))
         row["ratio_to_fp32"] = row["seconds"] / base if base else None
-        row["gflops"] = flops / row["seconds"] / 1e9
-        row["fraction_of_matmul"] = row["gflops"] / rates[v] if v in rates else None
-        row["fraction_of_fp32_matmul"] = row["gflops"] / rates["fp32"]
+        row.update(rate_fields(flops, row["seconds"], rates, v))
     return {"config": str(config), "device": str(dev), "threads": threads, "repeats": repeats,
             "batch_shape": {k: list(t.shape) for k, t in batch.items() if t.ndim > 1},
             "parameters": n_params, "gflop_per_step": flops / 1e9, "matmul_gflops": rates, "variants": runs}
