@@ -12,17 +12,11 @@ server's facts. A non-zero reserved field is an error, as in Gadgetron.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
+from recon.machine import physical_memory
+
 UNKNOWN = "Unknown query"
-
-
-def _memory_bytes() -> int:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return 0
 
 
 def _cuda_count() -> int:
@@ -77,7 +71,7 @@ def info() -> str:
     lines = [
         "crunet serve (Gadgetron client protocol; not Gadgetron)",
         f"  -- Version            : {_version()}",
-        f"  -- System Memory size : {_memory_bytes() // (1024 * 1024)} MB",
+        f"  -- System Memory size : {physical_memory() // (1024 * 1024)} MB",
         "  -- Python Support     : YES",
         "  -- Julia Support      : NO",
         "  -- Matlab Support     : NO",
@@ -96,7 +90,7 @@ def answers() -> dict[str, Callable[[], str]]:
         "gadgetron::version": _version,
         "gadgetron::build": lambda: "N/A",
         "gadgetron::info": info,
-        "gadgetron::info::memory": lambda: str(_memory_bytes()),
+        "gadgetron::info::memory": lambda: str(physical_memory()),
         "gadgetron::info::python": lambda: "1",
         "gadgetron::info::matlab": lambda: "0",
         "gadgetron::info::cuda": lambda: "1" if _cuda_count() else "0",

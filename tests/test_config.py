@@ -3,6 +3,10 @@ gives the same unknown-key and type errors."""
 
 from __future__ import annotations
 
+import os
+import platform
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -154,16 +158,51 @@ def test_malloc_arenas_capped_unless_the_user_chose(monkeypatch):
     monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
     assert limit_malloc_arenas() is False  # the user's setting wins
     monkeypatch.delenv("MALLOC_ARENA_MAX")
-    import platform
 
     if platform.libc_ver()[0] == "glibc":
         assert limit_malloc_arenas() is True
 
 
+def test_trim_threshold_is_an_eighth_of_the_memory_within_bounds():
+    from recon.machine import TRIM_THRESHOLD_MAX, TRIM_THRESHOLD_MIN, trim_threshold
+
+    assert trim_threshold(24 << 30) == 3 << 30
+    assert trim_threshold(1 << 30) == TRIM_THRESHOLD_MIN
+    assert trim_threshold(1 << 40) == TRIM_THRESHOLD_MAX
+    assert trim_threshold(0) == TRIM_THRESHOLD_MIN  # memory unknown
+    assert TRIM_THRESHOLD_MIN <= trim_threshold() <= TRIM_THRESHOLD_MAX
+
+
+_SWING = """
+import resource, sys
+import numpy as np
+from recon.machine import reuse_freed_memory
+assert reuse_freed_memory(trim=int(sys.argv[1]))
+def swing():  # 256 MiB in 16 MiB arrays, then all freed
+    arrays = [np.ones(2 << 20) for _ in range(16)]
+    del arrays
+swing()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+swing()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc thresholds")
+def test_a_swing_below_the_trim_threshold_faults_no_pages_in_again():
+    """The mechanism trim_threshold relies on: freed memory at the heap's top below the
+    threshold is kept and reused (no page faults when the same arrays come again); above it,
+    it is given back and faulted in again."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    faults = {trim: int(subprocess.run([sys.executable, "-c", _SWING, str(trim)], capture_output=True, text=True,
+                                       check=True, env=env, timeout=60).stdout)
+              for trim in (1 << 30, 64 << 20)}
+    assert faults[1 << 30] < 100 < faults[64 << 20]
+
+
 def test_freed_memory_reused_unless_the_user_chose(monkeypatch):
     """reuse_freed_memory raises glibc's mmap and trim thresholds (both applied on glibc);
     the user's MALLOC_*_THRESHOLD_ setting wins."""
-    import platform
 
     from recon.machine import reuse_freed_memory
 
