@@ -107,6 +107,19 @@ def test_bad_inputs_raise():
         CRUNetMR(CRUNetConfig(fusion="none", bank_depth=2))
 
 
+@pytest.mark.parametrize("fusion", ["none", "ca"])
+def test_inference_gives_the_training_paths_values(fusion):
+    """Without gradients the recurrent layers and skip additions work in place; the images
+    are those of the path with gradients (float64, batch of 2, odd sizes)."""
+    g = torch.Generator().manual_seed(7)
+    k, mask, maps = _problem(g, 2, 3, 2, 11, 9, dtype=torch.complex128)
+    model = _model(seed=8, fusion=fusion, cascades=3).double()
+    train = model(k, mask, maps)
+    assert train.requires_grad
+    with torch.inference_mode():
+        torch.testing.assert_close(model(k, mask, maps), train.detach())
+
+
 # ---------------------------------------------------------------------------- gradients
 
 @pytest.mark.parametrize("fusion,projection", [("none", "3x3"), ("conv", "3x3"), ("ca", "3x3"), ("ca", "1x1"),
@@ -544,9 +557,13 @@ def test_temporal_conv_under_bf16_autocast_is_close_and_trains(padding):
 
 @pytest.mark.parametrize("direction", ["forward", "backward", "bidirectional"])
 @pytest.mark.parametrize("with_iteration", [False, True])
-def test_crnn_layer_matches_a_naive_frame_loop(direction, with_iteration):
+@pytest.mark.parametrize("t", [1, 4])
+@pytest.mark.parametrize("inference", [False, True], ids=["grad", "inference"])
+def test_crnn_layer_matches_a_naive_frame_loop(direction, with_iteration, t, inference):
+    """Both paths: with gradients (frame states stacked) and without (states written over the
+    drives in place, a bidirectional layer's directions in one reversed-time buffer)."""
     g = torch.Generator().manual_seed(19)
-    b, t, cin, hid, ny, nx, dil = 2, 4, 3, 5, 7, 6, 2
+    b, cin, hid, ny, nx, dil = 2, 3, 5, 7, 6, 2
     layer = CRNNLayer(cin, hid, 3, dil, direction, iteration=True).double()
     cell = layer.cell
     x = torch.randn(b * t, cin, ny, nx, generator=g, dtype=torch.float64)
@@ -564,7 +581,42 @@ def test_crnn_layer_matches_a_naive_frame_loop(direction, with_iteration):
 
     fwd, bwd = run(range(t)), run(range(t - 1, -1, -1))
     ref = {"forward": fwd, "backward": bwd, "bidirectional": fwd + bwd}[direction]
-    torch.testing.assert_close(layer(x, t, h_iter), fold(ref))
+    with torch.inference_mode(inference):
+        out = layer(x, t, h_iter)
+    assert out.requires_grad is not inference
+    torch.testing.assert_close(out, fold(ref))
+    assert out.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_crnn_layer_inference_path_under_bf16_autocast_is_close():
+    g = torch.Generator().manual_seed(23)
+    layer = CRNNLayer(4, 4, 3, 1, "bidirectional")
+    x = torch.randn(6, 4, 8, 8, generator=g)
+    ref = layer(x, 3).detach()
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        y = layer(x, 3)
+    assert y.dtype == torch.bfloat16
+    assert ((y.float() - ref).norm() / ref.norm()).item() < 2e-2
+
+
+@pytest.mark.parametrize("inference", [False, True], ids=["grad", "inference"])
+def test_conv1x1_add_to_accumulates_in_place_only_without_gradients(inference):
+    g = torch.Generator().manual_seed(24)
+    conv = Conv1x1(6, 4).double()
+    x = torch.randn(3, 6, 5, 7, generator=g, dtype=torch.float64)
+    out = torch.randn(3, 4, 5, 7, generator=g, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    expected = out + nn.functional.conv2d(x, conv.weight, conv.bias)
+    before = out.clone()
+    with torch.inference_mode(inference):
+        y = conv.add_to(out, x)
+    torch.testing.assert_close(y, expected)
+    assert (y is out) is inference  # in place only where no gradient is needed
+    if not inference:
+        assert torch.equal(out, before) and y.requires_grad
+    with torch.inference_mode():  # not channels-last: a new tensor, out untouched
+        plain = before.contiguous()
+        torch.testing.assert_close(conv.add_to(plain, x), expected)
+        assert torch.equal(plain, before)
 
 
 def test_conv1x1_and_channel_attention():

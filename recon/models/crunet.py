@@ -149,16 +149,16 @@ class CRUNetCascade(nn.Module):
         f = self.head(x)
         if self.composite_head is not None:
             f = f + self.composite_head(composite)
-        e0 = self.enc0(f, frames, h0) + self.enc0_skip(f)
+        e0 = self.enc0_skip.add_to(self.enc0(f, frames, h0), f)
         d = self.down(e0, frames)
-        e1 = self.enc1(d, frames, h1) + self.enc1_skip(d)
+        e1 = self.enc1_skip.add_to(self.enc1(d, frames, h1), d)
         e1 = self.enc1_out(e1, frames)
-        bott = self.bottleneck(e1, frames, h2) + self.bottleneck_skip(e1)
+        bott = self.bottleneck_skip.add_to(self.bottleneck(e1, frames, h2), e1)
         bott = self.bottleneck_out(bott, frames)
-        u1 = self.dec1(bott, frames, h1) + self.dec1_skip(bott)
+        u1 = self.dec1_skip.add_to(self.dec1(bott, frames, h1), bott)
         u1 = self.dec1_out(torch.cat([e1, u1], dim=1), frames)
         u = self.up(u1, frames)
-        u0 = self.dec0(u, frames, h0) + self.dec0_skip(u)
+        u0 = self.dec0_skip.add_to(self.dec0(u, frames, h0), u)
         u0 = self.dec0_out(torch.cat([e0, u0], dim=1), frames)
         return x + self.tail(u0), (u0, u1, bott)
 
@@ -206,9 +206,9 @@ class BankFusion(nn.Module):
             return out
         conv, c = self.project, bank[0].shape[1]
         out = F.conv2d(feats[0], conv.weight[:, :c], conv.bias, conv.stride, conv.padding, conv.dilation)
-        for k in range(1, self.n):
-            out = out + F.conv2d(feats[k], conv.weight[:, k * c:(k + 1) * c], None, conv.stride, conv.padding,
-                                 conv.dilation)
+        for k in range(1, self.n):  # in place into the fresh convolution output (its backward needs no output)
+            out.add_(F.conv2d(feats[k], conv.weight[:, k * c:(k + 1) * c], None, conv.stride, conv.padding,
+                              conv.dilation))
         return out
 
     def _pointwise_attended(self, bank: list[torch.Tensor], weights: tuple[torch.Tensor, ...]) -> torch.Tensor:

@@ -98,6 +98,8 @@ class CRNNLayer(nn.Module):
     def forward(self, x: torch.Tensor, frames: int, h_iter: torch.Tensor | None = None) -> torch.Tensor:
         """``x [b*t, in, y, x]``, ``h_iter [b*t, hidden, y, x]`` or None -> ``[b*t, hidden, y, x]``."""
         pre = unfold(channels_last(self.cell.drive(x, h_iter)), frames)
+        if not (torch.is_grad_enabled() and (pre.requires_grad or self.cell.h2h.weight.requires_grad)):
+            return fold(self._recur_in_place(pre))
         b, t = pre.shape[:2]
         # unbind, not pre[:, s]: the backward of one unbind is one stack, while each
         # indexing would allocate and fill a gradient the size of all frames
@@ -116,6 +118,35 @@ class CRNNLayer(nn.Module):
                 hs.append(h)
             out = _stack_frames(hs if self.direction == "forward" else hs[::-1])
         return fold(out)
+
+    def _recur_in_place(self, pre: torch.Tensor) -> torch.Tensor:
+        """The recurrence without gradients, each frame's state written over its drive in ``pre``
+        ``[b, t, hidden, y, x]`` (channels-last frames, the caller's fresh tensor): no per-frame
+        state tensors and no stacked copy of them (the same sums in the same order as the
+        path with gradients, so the same values). A bidirectional layer runs its directions
+        on a copy of the drives whose backward half is in reversed time, so that each step
+        reads both directions' states as one ``[2b, ...]`` view; the two halves are summed
+        into the forward one at the end. Returns ``[b, t, hidden, y, x]``."""
+        b, t = pre.shape[:2]
+        cell = self.cell
+        if self.direction == "bidirectional":
+            p = pre.permute(0, 1, 3, 4, 2)  # [b, t, y, x, hidden], contiguous
+            both = torch.stack([p, p.flip(1)]).permute(0, 1, 2, 5, 3, 4)  # [2, b, t, hidden, y, x]
+            frames = [both[:, :, s].flatten(0, 1) for s in range(t)]  # views [2b, hidden, y, x]
+        else:
+            order = range(t) if self.direction == "forward" else range(t - 1, -1, -1)
+            frames = [pre[:, s] for s in order]
+        h = None
+        for cur in frames:
+            if h is not None:
+                cur.add_(F.conv2d(h, cell.h2h.weight, None, padding=cell.padding, dilation=cell.dilation))
+            h = cur.relu_()
+        if self.direction != "bidirectional":
+            return pre
+        out = both[0]
+        for s in range(t):
+            out[:, s].add_(both[1][:, t - 1 - s])
+        return out
 
     def extra_repr(self) -> str:
         return f"direction={self.direction}"
