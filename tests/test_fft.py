@@ -85,6 +85,26 @@ def test_remove_readout_oversampling_keeps_object(rng):
     np.testing.assert_allclose(to_recon_grid(k, (nx, ny, 1)), k_rec)
 
 
+@pytest.mark.parametrize("as_torch", [False, True], ids=["numpy", "torch"])
+def test_readout_oversampling_of_undersampled_kspace_transforms_only_held_lines(rng, as_torch):
+    """Lines never acquired (zeros) stay zeros; the held ones equal the whole-array transform's,
+    for a cine [t, c, ky, kx] with an odd oversampled readout, numpy and torch."""
+    t, c, ny, nx, rx = 3, 2, 8, 15, 7
+    k = rng.standard_normal((t, c, ny, nx)) + 1j * rng.standard_normal((t, c, ny, nx))
+    mask = rng.random((t, ny)) < 0.4
+    mask[0, 0] = True
+    k = (k * mask[:, None, :, None]).astype(np.complex64)
+    whole = fftc(center_crop(ifftc(k, dims=(-1,)), (rx,), axes=(-1,)), dims=(-1,))
+    got = remove_readout_oversampling(torch.from_numpy(k) if as_torch else k, rx)
+    got = got.numpy() if as_torch else got
+    assert got.shape == (t, c, ny, rx) and got.dtype == np.complex64
+    np.testing.assert_allclose(got, whole, atol=1e-6)
+    assert not np.any(got[~np.broadcast_to(mask[:, None, :], (t, c, ny))])
+    full = remove_readout_oversampling(k + 1e-3, rx)  # every line held: the whole-array path
+    np.testing.assert_allclose(full, fftc(center_crop(ifftc(k + 1e-3, dims=(-1,)), (rx,), axes=(-1,)), dims=(-1,)),
+                               atol=1e-6)
+
+
 def test_center_crop_rule():
     x = np.arange(9)
     np.testing.assert_array_equal(center_crop(x, (3,), axes=(-1,)), [3, 4, 5])
