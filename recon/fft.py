@@ -46,6 +46,18 @@ def _signs(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     return 1.0 - 2.0 * (torch.arange(n, device=device) % 2).to(dtype)
 
 
+def alternating_signs(n: int, dtype: torch.dtype = torch.float32, device: torch.device | None = None) -> torch.Tensor:
+    """``s[i] = (-1)^i`` for ``i < n`` (``n`` even), real ``[n]`` of ``dtype``.
+
+    Along one even axis, ``ifftc(m * fftc(v)) = s * ifft(m * fft(s * v))`` (orthonormal; the
+    constant ``(-1)^(n/2)`` of each side cancels): a caller projecting products with fixed
+    arrays onto sampled lines many times can fold ``s`` into those arrays once.
+    """
+    if n % 2:
+        raise ValueError(f"alternating signs centre an even axis, got {n}")
+    return _signs(n, dtype, torch.device("cpu") if device is None else device)
+
+
 def centring_signs(ny: int, nx: int, dtype: torch.dtype, device: torch.device | None = None) -> torch.Tensor:
     """``c * s`` on an even ``ny x nx`` grid: ``s[i, j] = (-1)^(i + j)``, ``c = (-1)^(ny/2 + nx/2)``.
 

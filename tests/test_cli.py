@@ -179,6 +179,20 @@ def test_bench_bank_varies_only_the_bank(tmp_path, tiny_weights, capsys):
     assert "needs a CRUNet-MR model config, got 'crnn'" in capsys.readouterr().err
 
 
+def test_bench_coils_prints_seconds(tmp_path, capsys):
+    """crunet bench --what coils: ours, BART (or why not) and the merged second set, each in seconds."""
+    import re
+
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--what", "coils", "--sizes", "32", "--coils", "4", "--repeats", "1", "--threads", "1",
+                 "--out", str(out)]) == 0
+    line = next(s for s in capsys.readouterr().out.splitlines() if s.startswith("coil maps 32x32"))
+    assert re.fullmatch(r"coil maps 32x32: ours \d\.\d{3} s, bart (\d+\.\d{3} s|not installed), "
+                        r"second set merged (\d+\.\d{3} s|not run .*)", line), line
+    r = json.loads(out.read_text())["coils"][0]
+    assert r["ours"]["seconds"] > 0 and r["shape"] == [32, 32]
+
+
 def test_bench_refuses_unknown_method_before_work(tmp_path, capsys):
     assert main(["bench", "--what", "methods", "--methods", "zf", "nonsense", "--out", str(tmp_path / "b.json")]) == 2
     assert "unknown method 'nonsense'" in capsys.readouterr().err and not (tmp_path / "b.json").exists()

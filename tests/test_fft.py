@@ -105,6 +105,22 @@ def test_readout_oversampling_of_undersampled_kspace_transforms_only_held_lines(
                                atol=1e-6)
 
 
+@pytest.mark.parametrize("axis", [-2, -1, 0])
+def test_alternating_signs_turn_a_centred_projection_into_plain_ffts(rng, axis):
+    from recon.fft import alternating_signs
+
+    v = torch.from_numpy(rng.standard_normal((6, 4, 8)) + 1j * rng.standard_normal((6, 4, 8)))
+    n = v.shape[axis]
+    shape = [1] * v.ndim
+    shape[axis] = n
+    m = torch.from_numpy(rng.random(n) < 0.5).to(torch.float64).reshape(shape)
+    s = alternating_signs(n, torch.float64).reshape(shape)
+    plain = s * torch.fft.ifft(m * torch.fft.fft(s * v, dim=axis, norm="ortho"), dim=axis, norm="ortho")
+    torch.testing.assert_close(plain, ifftc(m * fftc(v, dims=(axis,)), dims=(axis,)))
+    with pytest.raises(ValueError):
+        alternating_signs(5)
+
+
 def test_center_crop_rule():
     x = np.arange(9)
     np.testing.assert_array_equal(center_crop(x, (3,), axes=(-1,)), [3, 4, 5])

@@ -86,6 +86,11 @@ def add_parser(p: argparse.ArgumentParser) -> None:
                    help="auto (default): CUDA when available, else CPU")
 
 
+def _seconds(entry) -> str:
+    """A bench entry's median seconds as ``0.123 s``, or its reason for not running."""
+    return f"{entry['seconds']:.3f} s" if isinstance(entry, dict) else str(entry)
+
+
 def _rates_text(r: dict) -> str:
     """``matmul GFLOP/s fp32 185 (2 threads)`` from a network or training result."""
     rates = ", ".join(f"{a} {g:.0f}" for a, g in r["matmul_gflops"].items())
@@ -142,8 +147,7 @@ def run(args: argparse.Namespace) -> int:
             result["coils"].append(r)
             merged = r["merged"]
             print(f"coil maps {size[0]}x{size[1]}: ours {r['ours']['seconds']:.3f} s, bart "
-                  f"{r['bart']['seconds'] if isinstance(r.get('bart'), dict) else r.get('bart')}, second set "
-                  f"merged {merged['seconds'] if isinstance(merged, dict) else merged}", flush=True)
+                  f"{_seconds(r.get('bart'))}, second set merged {_seconds(merged)}", flush=True)
         if "methods" in args.what:
             from crunet.bench.methods import bench_methods
 
