@@ -154,13 +154,15 @@ class LineNormal:
             return reduce(self.rows_h @ (self.rows @ expand(x, self.maps)), self.maps)
         b, t, ny, nx = x.shape
         frames = x.reshape(b * t, ny, nx).to(self.dtype)
+        # each column's frames made contiguous once: a strided right-hand side made the batched
+        # product copy it matrix by matrix (192 x 192, 20 frames, 2 threads: 17.5 -> 14.2 ms)
         if self.normals.shape[0] == 1:
-            out = (self.normals[0] @ frames.permute(2, 1, 0)).permute(2, 1, 0)
+            out = (self.normals[0] @ frames.permute(2, 1, 0).contiguous()).permute(2, 1, 0)
         else:
             out = torch.empty_like(frames)
             for g in range(self.normals.shape[0]):
                 idx = (self.group == g).nonzero().flatten()
-                out[idx] = (self.normals[g] @ frames[idx].permute(2, 1, 0)).permute(2, 1, 0)
+                out[idx] = (self.normals[g] @ frames[idx].permute(2, 1, 0).contiguous()).permute(2, 1, 0)
         return out.reshape(b, t, ny, nx).to(x.dtype)
 
 
