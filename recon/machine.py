@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import os
 import platform
+import time
 from typing import Literal, get_args
 
 
@@ -116,15 +117,59 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+#: seconds over which :func:`busy_cores` watches the cores
+BUSY_WINDOW = 0.1
+
+
+def _cpu_ticks(cpus: set[int]) -> tuple[int, int] | None:
+    """``(busy, total)`` clock ticks of the CPUs ``cpus`` since boot, from ``/proc/stat`` (Linux);
+    None where it cannot be read."""
+    busy = total = 0
+    try:
+        with open("/proc/stat") as f:
+            for line in f:
+                name, *fields = line.split()
+                if not (name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus):
+                    continue
+                user, nice, system, idle, iowait, irq, softirq, steal = (int(v) for v in (fields + ["0"] * 8)[:8])
+                busy += user + nice + system + irq + softirq + steal
+                total += user + nice + system + idle + iowait + irq + softirq + steal
+    except (OSError, ValueError):
+        return None
+    return (busy, total) if total else None
+
+
+def busy_cores(window: float = BUSY_WINDOW) -> float | None:
+    """How many of this process's cores other work keeps busy now: the busy fraction of the
+    CPUs of :func:`usable_cores` over ``window`` seconds (``/proc/stat``, Linux; this process
+    sleeps meanwhile), times their count. None where ``/proc/stat`` cannot be read."""
+    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+    first = _cpu_ticks(cpus)
+    if first is None:
+        return None
+    time.sleep(window)
+    second = _cpu_ticks(cpus)
+    if second is None or second[1] <= first[1]:
+        return None
+    return len(cpus) * (second[0] - first[0]) / (second[1] - first[1])
+
+
 def free_cores() -> int:
     """Cores this process may use that other work is not using now: :func:`usable_cores` minus
-    the 1-minute load average, rounded, at least 1."""
+    :func:`busy_cores`, rounded, at least 1 (minus the 1-minute load average where the cores'
+    counters cannot be read).
+
+    Not the load average alone: it trails the last minute, so a command started right after
+    another one (files reconstructed one after another) counted the finished one's work as
+    load and ran on half the cores of an idle 2-core machine."""
     usable = usable_cores()
-    try:
-        load = os.getloadavg()[0]
-    except OSError:  # not available on this platform
-        load = 0.0
-    return max(1, min(usable, int(usable - load + 0.5)))
+    busy = busy_cores()
+    if busy is None:
+        try:
+            busy = os.getloadavg()[0]
+        except OSError:  # not available on this platform
+            busy = 0.0
+    return max(1, min(usable, int(usable - busy + 0.5)))
 
 
 def choose_threads(setting: str | int | None = None, long_running: bool = False) -> int:

@@ -111,15 +111,22 @@ def test_threads_auto_count_or_a_clear_error(monkeypatch):
 
     import torch
 
+    from recon import machine
     from recon.machine import THREADS_ENV, choose_threads, free_cores
 
     before = torch.get_num_threads()
     try:
         usable = len(os.sched_getaffinity(0))
+        monkeypatch.setattr(machine, "busy_cores", lambda: 0.0)
+        monkeypatch.setattr(os, "getloadavg", lambda: (usable + 5.0, 0.0, 0.0))  # the last minute's, not now
+        assert free_cores() == usable
+        monkeypatch.setattr(machine, "busy_cores", lambda: usable + 5.0)
+        assert free_cores() == 1  # a busy machine: one thread, never zero
+        monkeypatch.setattr(machine, "busy_cores", lambda: None)  # counters unreadable: the load average
+        assert free_cores() == 1
         monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
         assert free_cores() == usable
-        monkeypatch.setattr(os, "getloadavg", lambda: (usable + 5.0, 0.0, 0.0))
-        assert free_cores() == 1  # a busy machine: one thread, never zero
+        monkeypatch.setattr(machine, "busy_cores", lambda: usable + 5.0)
         assert choose_threads("auto", long_running=True) == usable  # a server: every core, lanes share them
         assert choose_threads(1) == 1 == torch.get_num_threads()
         monkeypatch.setenv(THREADS_ENV, "auto")
@@ -131,6 +138,24 @@ def test_threads_auto_count_or_a_clear_error(monkeypatch):
             choose_threads("0")
     finally:
         torch.set_num_threads(before)
+
+
+def test_busy_cores_counts_the_cores_other_work_uses_now(monkeypatch):
+    """busy_cores: the busy share of this process's CPUs' clock ticks over the window, times
+    their count (two readings of /proc/stat); None when the counters cannot be read."""
+    import os
+
+    from recon import machine
+
+    cpus = os.sched_getaffinity(0)
+    readings = iter([(100, 1000), (100 + 150 * len(cpus) // 2, 1000 + 150 * len(cpus))])
+    monkeypatch.setattr(machine, "_cpu_ticks", lambda _: next(readings))
+    assert machine.busy_cores(window=0.0) == pytest.approx(len(cpus) / 2, abs=0.02)  # half of them busy
+    monkeypatch.setattr(machine, "_cpu_ticks", lambda _: None)
+    assert machine.busy_cores(window=0.0) is None
+    monkeypatch.undo()
+    if os.path.exists("/proc/stat"):  # the real counters: a number of cores between none and all
+        assert 0.0 <= machine.busy_cores(window=0.05) <= len(cpus)
 
 
 def test_choosing_threads_keeps_numpy_blas_to_one_thread():
