@@ -875,3 +875,42 @@ def test_bench_counts_conv_flops_exactly_and_measures_a_matmul_rate():
     assert count_flops(lambda: conv(x)) == 2 * 6 * 4 * 9 * (2 * 10 * 12)
     rates = matmul_rates(torch.device("cpu"), repeats=1)
     assert rates["fp32"] > 0 and ("bf16" in rates) == native_bf16("cpu") and "tf32" not in rates
+
+
+@pytest.mark.parametrize("dilation,kernel", [(1, 3), (2, 3), (4, 3), (3, 5)])
+@pytest.mark.parametrize("batch", [1, 5])
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_same_convolution_values_and_gradients_match_conv2d(dilation, kernel, batch, layout):
+    """conv2d_same: F.conv2d's values and gradients (float64, odd sizes); the weight gradient as
+    per-tap matrix products where it pays (dilated, batch >= MIN_BATCH), PyTorch's elsewhere."""
+    from recon.models.dilated import MIN_BATCH, conv2d_same
+
+    g = torch.Generator().manual_seed(31)
+    x = torch.randn(batch, 3, 9, 7, generator=g, dtype=torch.float64)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    w = torch.randn(4, 3, kernel, kernel, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(4, generator=g, dtype=torch.float64, requires_grad=True)
+    y = conv2d_same(x, w, b, dilation)
+    custom = dilation > 1 and batch >= MIN_BATCH
+    assert ("DilatedConv" in type(y.grad_fn).__name__) is custom
+    ref = nn.functional.conv2d(x, w, b, padding=dilation * (kernel - 1) // 2, dilation=dilation)
+    torch.testing.assert_close(y, ref)
+    up = torch.randn(ref.shape, generator=g, dtype=torch.float64)
+    for got, want in zip(torch.autograd.grad(y, (x, w, b), up), torch.autograd.grad(ref, (x, w, b), up)):
+        torch.testing.assert_close(got, want)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # bf16 training keeps PyTorch's kernels
+        assert "DilatedConv" not in type(conv2d_same(x.float(), w.float(), b.float(), dilation).grad_fn).__name__
+
+
+def test_same_conv2d_module_is_a_conv2d_with_its_state_dict():
+    from recon.models.dilated import SameConv2d
+
+    torch.manual_seed(32)
+    fast, ref = SameConv2d(3, 4, 3, dilation=2), nn.Conv2d(3, 4, 3, padding=2, dilation=2)
+    ref.load_state_dict(fast.state_dict())
+    x = torch.randn(4, 3, 10, 6)
+    torch.testing.assert_close(fast(x), ref(x))
+    with pytest.raises(ValueError, match="odd kernel"):
+        SameConv2d(3, 4, 2)

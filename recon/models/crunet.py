@@ -69,10 +69,10 @@ import math
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from recon.models.config import CRUNetConfig
+from recon.models.dilated import SameConv2d, conv2d_same
 from recon.models.layers import (
     ChannelAttention,
     Conv1x1,
@@ -105,7 +105,7 @@ CG_TAU_INIT = 0.05
 
 
 def _conv3(cin: int, cout: int, dilation: int) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, 3, padding=dilation, dilation=dilation)
+    return SameConv2d(cin, cout, 3, dilation)
 
 
 class CRUNetCascade(nn.Module):
@@ -205,10 +205,10 @@ class BankFusion(nn.Module):
                 out += f
             return out
         conv, c = self.project, bank[0].shape[1]
-        out = F.conv2d(feats[0], conv.weight[:, :c], conv.bias, conv.stride, conv.padding, conv.dilation)
+        d = conv.dilation[0]
+        out = conv2d_same(feats[0], conv.weight[:, :c], conv.bias, d)
         for k in range(1, self.n):  # in place into the fresh convolution output (its backward needs no output)
-            out.add_(F.conv2d(feats[k], conv.weight[:, k * c:(k + 1) * c], None, conv.stride, conv.padding,
-                              conv.dilation))
+            out.add_(conv2d_same(feats[k], conv.weight[:, k * c:(k + 1) * c], None, d))
         return out
 
     def _pointwise_attended(self, bank: list[torch.Tensor], weights: tuple[torch.Tensor, ...]) -> torch.Tensor:

@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from recon.errors import InputError
+from recon.models.dilated import conv2d_same
 from recon.models.layers import channels_last, fold, unfold
 
 Direction = Literal["forward", "backward", "bidirectional"]
@@ -59,16 +59,16 @@ class CRNNCell(nn.Module):
         bias = self.i2h.bias + self.h2h.bias
         if self.ih2ih is not None and h_iter is None:
             bias = bias + self.ih2ih.bias
-        pre = F.conv2d(x, self.i2h.weight, bias, padding=self.padding, dilation=self.dilation)
-        if self.ih2ih is not None and h_iter is not None:
-            pre.add_(self.ih2ih(h_iter))  # a fresh tensor: the addition may run in place
+        pre = conv2d_same(x, self.i2h.weight, bias, self.dilation)
+        if self.ih2ih is not None and h_iter is not None:  # a fresh tensor: the addition may run in place
+            pre.add_(conv2d_same(h_iter, self.ih2ih.weight, self.ih2ih.bias, self.dilation))
         return pre
 
     def step(self, pre_t: torch.Tensor, h: torch.Tensor | None) -> torch.Tensor:
         """One time step: ``ReLU(pre_t + h2h(h))`` on ``[n, hidden, y, x]`` (``h=None`` is the zero state)."""
         if h is None:
             return torch.relu(pre_t)
-        out = F.conv2d(h, self.h2h.weight, None, padding=self.padding, dilation=self.dilation)
+        out = conv2d_same(h, self.h2h.weight, None, self.dilation)
         return out.add_(pre_t).relu_()  # in place on the fresh conv output: no extra buffers
 
 
@@ -139,7 +139,7 @@ class CRNNLayer(nn.Module):
         h = None
         for cur in frames:
             if h is not None:
-                cur.add_(F.conv2d(h, cell.h2h.weight, None, padding=cell.padding, dilation=cell.dilation))
+                cur.add_(conv2d_same(h, cell.h2h.weight, None, cell.dilation))
             h = cur.relu_()
         if self.direction != "bidirectional":
             return pre
