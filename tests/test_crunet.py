@@ -881,9 +881,9 @@ def test_bench_counts_conv_flops_exactly_and_measures_a_matmul_rate():
 @pytest.mark.parametrize("batch", [1, 5])
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
 def test_same_convolution_values_and_gradients_match_conv2d(dilation, kernel, batch, layout):
-    """conv2d_same: F.conv2d's values and gradients (float64, odd sizes); the weight gradient as
-    per-tap matrix products where it pays (dilated, batch >= MIN_BATCH), PyTorch's elsewhere."""
-    from recon.models.dilated import MIN_BATCH, conv2d_same
+    """conv2d_same: F.conv2d's values and gradients (float64, odd sizes); the backward in parts
+    (a dilated weight gradient as per-tap matrix products) from MIN_BATCH images, PyTorch's below."""
+    from recon.models.same_conv import MIN_BATCH, conv2d_same
 
     g = torch.Generator().manual_seed(31)
     x = torch.randn(batch, 3, 9, 7, generator=g, dtype=torch.float64)
@@ -893,19 +893,19 @@ def test_same_convolution_values_and_gradients_match_conv2d(dilation, kernel, ba
     w = torch.randn(4, 3, kernel, kernel, generator=g, dtype=torch.float64, requires_grad=True)
     b = torch.randn(4, generator=g, dtype=torch.float64, requires_grad=True)
     y = conv2d_same(x, w, b, dilation)
-    custom = dilation > 1 and batch >= MIN_BATCH
-    assert ("DilatedConv" in type(y.grad_fn).__name__) is custom
+    custom = batch >= MIN_BATCH
+    assert ("SameConv" in type(y.grad_fn).__name__) is custom
     ref = nn.functional.conv2d(x, w, b, padding=dilation * (kernel - 1) // 2, dilation=dilation)
     torch.testing.assert_close(y, ref)
     up = torch.randn(ref.shape, generator=g, dtype=torch.float64)
     for got, want in zip(torch.autograd.grad(y, (x, w, b), up), torch.autograd.grad(ref, (x, w, b), up)):
         torch.testing.assert_close(got, want)
     with torch.autocast("cpu", dtype=torch.bfloat16):  # bf16 training keeps PyTorch's kernels
-        assert "DilatedConv" not in type(conv2d_same(x.float(), w.float(), b.float(), dilation).grad_fn).__name__
+        assert "SameConv" not in type(conv2d_same(x.float(), w.float(), b.float(), dilation).grad_fn).__name__
 
 
 def test_same_conv2d_module_is_a_conv2d_with_its_state_dict():
-    from recon.models.dilated import SameConv2d
+    from recon.models.same_conv import SameConv2d
 
     torch.manual_seed(32)
     fast, ref = SameConv2d(3, 4, 3, dilation=2), nn.Conv2d(3, 4, 3, padding=2, dilation=2)

@@ -72,7 +72,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from recon.models.config import CRUNetConfig
-from recon.models.dilated import SameConv2d, conv2d_same
+from recon.models.same_conv import SameConv2d, conv2d_same
 from recon.models.layers import (
     ChannelAttention,
     Conv1x1,

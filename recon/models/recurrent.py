@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from recon.errors import InputError
-from recon.models.dilated import conv2d_same
+from recon.models.same_conv import conv2d_same
 from recon.models.layers import channels_last, fold, unfold
 
 Direction = Literal["forward", "backward", "bidirectional"]

@@ -1,19 +1,21 @@
-"""Dilated "same" convolutions whose weight gradient is computed as matrix products.
+"""Same-size convolutions with a faster backward for training on the CPU.
 
-The recurrent networks' half-resolution levels use 3 x 3 convolutions at dilation 2 and 4
-(CRUNet-MR's ``dilations``). PyTorch's CPU backward of a dilated convolution computes the
-input gradient quickly but the weight gradient slowly: on the training strips (13 frames x
-16 channels x 86 x 12 at level 1, channels-last, 2 threads) 4.2-4.5 ms at dilation 2 against
-1.4 ms undilated. Here the weight gradient is ``k * k`` matrix products, one per kernel tap:
-``dW[:, :, i, j] = G^T X_ij`` with ``G [pixels, out]`` the output gradient and ``X_ij
-[pixels, in]`` the input window of tap ``(i, j)`` (a strided view of the zero-padded input,
-copied to a matrix), 1.5-2.2 ms. The forward and the input gradient stay PyTorch's.
+PyTorch's CPU convolution backward computes the input, weight and bias gradients in one call.
+On the recurrent networks' training strips that call is slower than its parts asked for one by
+one (13 frames x 16 channels x 172 x 24, 3 x 3, channels-last, 2 threads: 5.1-6.0 ms against
+3.8-4.5; 32 input channels 9.2-14.2 against 7.9-11.4), and its weight gradient of a dilated
+convolution (CRUNet-MR's levels 1 and 2 use dilation 2 and 4) is slow in itself: 4.2-4.5 ms at
+dilation 2 on 13 x 16 x 86 x 12 against 1.4 ms undilated. :func:`conv2d_same` therefore runs
+training convolutions through a function whose backward asks PyTorch for the input gradient
+and (undilated) the weight gradient separately, sums the bias gradient, and computes a dilated
+weight gradient as ``k * k`` matrix products, one per kernel tap: ``dW[:, :, i, j] = G^T X_ij``
+with ``G [pixels, out]`` the output gradient and ``X_ij [pixels, in]`` the input window of tap
+``(i, j)`` (a strided view of the zero-padded input, copied to a matrix), 1.5-2.2 ms there.
 
-:func:`conv2d_same` uses this where it pays: a gradient for the weight is needed, dilation > 1,
-float32 or float64 outside autocast (under bf16 autocast PyTorch's path is kept), at least
-:data:`MIN_BATCH` images (the per-frame recurrent steps keep PyTorch's); everywhere else it is
-``F.conv2d``. Same values (the products sum the same terms in another order; the
-tests compare both in float64).
+It does so where it pays: a gradient for the weight is needed, at least :data:`MIN_BATCH`
+images a call (the per-frame recurrent steps keep PyTorch's), float32 or float64 outside
+autocast (bf16 training keeps PyTorch's path); everywhere else it is ``F.conv2d``. Same values
+(the tests compare both in float64).
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 _DTYPES = (torch.float32, torch.float64)
-#: images per call from which the products pay: on one frame (the recurrent steps) the k * k
-#: calls cost more than PyTorch's kernel (86 x 12 x 16 channels, dilation 2: 0.52 against 0.21 ms);
+#: images per call from which the parts pay: on one frame (the recurrent steps) the k * k
+#: products cost more than PyTorch's kernel (86 x 12 x 16 channels, dilation 2: 0.52 against 0.21 ms);
 #: from 4 frames on they cost 0.5-0.95x its time (measured 1, 4, 13 images x 12-64 columns)
 MIN_BATCH = 4
 
@@ -34,10 +36,9 @@ def conv2d_same(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     zero padding ``dilation * (k - 1) / 2`` on each side: ``[n, out, y, x]``."""
     k = weight.shape[-1]
     pad = dilation * (k - 1) // 2
-    if (dilation > 1 and x.shape[0] >= MIN_BATCH and torch.is_grad_enabled() and weight.requires_grad
-            and x.dtype in _DTYPES
+    if (x.shape[0] >= MIN_BATCH and torch.is_grad_enabled() and weight.requires_grad and x.dtype in _DTYPES
             and weight.dtype == x.dtype and x.device.type == "cpu" and not torch.is_autocast_enabled("cpu")):
-        return _DilatedConv.apply(x, weight, bias, dilation, pad)
+        return _SameConv.apply(x, weight, bias, dilation, pad)
     return F.conv2d(x, weight, bias, padding=pad, dilation=dilation)
 
 
@@ -56,8 +57,8 @@ def weight_gradient(x: torch.Tensor, grad: torch.Tensor, kernel: int, dilation: 
     return taps.permute(2, 3, 0, 1)
 
 
-class _DilatedConv(torch.autograd.Function):
-    """``F.conv2d`` forward and input gradient; the weight gradient by :func:`weight_gradient`."""
+class _SameConv(torch.autograd.Function):
+    """``F.conv2d`` forward; backward in parts (module docstring)."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, dilation, pad):
@@ -70,10 +71,14 @@ class _DilatedConv(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         d, p = ctx.dilation, ctx.pad
         gx = gw = gb = None
+        parts = ([1, 1], [p, p], [d, d], False, [0, 0], 1)  # stride .. groups of convolution_backward
         if ctx.needs_input_grad[0]:
-            gx = torch.nn.grad.conv2d_input(x.shape, weight, grad, padding=p, dilation=d)
+            gx = torch.ops.aten.convolution_backward(grad, x, weight, None, *parts, [True, False, False])[0]
         if ctx.needs_input_grad[1]:
-            gw = weight_gradient(x, grad, weight.shape[-1], d, p)
+            if d > 1:
+                gw = weight_gradient(x, grad, weight.shape[-1], d, p)
+            else:
+                gw = torch.ops.aten.convolution_backward(grad, x, weight, None, *parts, [False, True, False])[1]
         if ctx.has_bias and ctx.needs_input_grad[2]:
             gb = grad.sum((0, 2, 3))
         return gx, gw, gb, None, None
