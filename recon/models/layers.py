@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recon.errors import InputError
+from recon.models.same_conv import conv2d_parts
 
 Padding = Literal["circular", "zeros"]
 
@@ -185,11 +186,11 @@ class TemporalConv(nn.Module):
         kernel = self.weight.unsqueeze(-1)  # [out, in, 3, 1]
         grad = torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad or self.bias.requires_grad)
         wrap = self.padding == "circular"
-        if wrap and grad:
+        if wrap and grad:  # training: the backward in parts (recon.models.same_conv.conv2d_parts)
             padded = torch.cat([v[:, -1:], v, v[:, :1]], dim=1)  # [b, t + 2, p, c]
-            y = F.conv2d(padded.permute(0, 3, 1, 2), kernel, self.bias)  # [b, out, t, p], channels-last
+            y = conv2d_parts(padded.permute(0, 3, 1, 2), kernel, self.bias, (0, 0), (1, 1))  # [b, out, t, p]
         else:
-            y = F.conv2d(v.permute(0, 3, 1, 2), kernel, self.bias, padding=(1, 0))
+            y = conv2d_parts(v.permute(0, 3, 1, 2), kernel, self.bias, (1, 0), (1, 1))
         out_ch = y.shape[1]
         frames_out = y.permute(0, 2, 3, 1)  # [b, t, p, out], contiguous
         if wrap and not grad:  # the wrap-around taps, in place (in autocast's dtype, which y has)

@@ -33,50 +33,63 @@ MIN_BATCH = 4
 
 def conv2d_same(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, dilation: int) -> torch.Tensor:
     """Stride-1 convolution of ``x [n, in, y, x]`` with ``weight [out, in, k, k]`` (odd ``k``) and
-    zero padding ``dilation * (k - 1) / 2`` on each side: ``[n, out, y, x]``."""
+    zero padding ``dilation * (k - 1) / 2`` on each side: ``[n, out, y, x]``; the backward in
+    parts (:func:`conv2d_parts`) from :data:`MIN_BATCH` images a call."""
     k = weight.shape[-1]
     pad = dilation * (k - 1) // 2
-    if (x.shape[0] >= MIN_BATCH and torch.is_grad_enabled() and weight.requires_grad and x.dtype in _DTYPES
-            and weight.dtype == x.dtype and x.device.type == "cpu" and not torch.is_autocast_enabled("cpu")):
-        return _SameConv.apply(x, weight, bias, dilation, pad)
-    return F.conv2d(x, weight, bias, padding=pad, dilation=dilation)
+    if x.shape[0] < MIN_BATCH:
+        return F.conv2d(x, weight, bias, padding=pad, dilation=dilation)
+    return conv2d_parts(x, weight, bias, (pad, pad), (dilation, dilation))
 
 
-def weight_gradient(x: torch.Tensor, grad: torch.Tensor, kernel: int, dilation: int, pad: int) -> torch.Tensor:
-    """``dL/dW [out, in, k, k]`` of a stride-1 convolution from its input ``x [n, in, y, x]`` and
+def conv2d_parts(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: tuple[int, int],
+                 dilation: tuple[int, int]) -> torch.Tensor:
+    """``F.conv2d(x, weight, bias, stride 1, padding, dilation)``, ``x [n, in, y, x]``, ``weight
+    [out, in, kh, kw]``; where a weight gradient is needed (float32/64, CPU, no autocast) with the
+    backward in parts (module docstring)."""
+    if (torch.is_grad_enabled() and weight.requires_grad and x.dtype in _DTYPES and weight.dtype == x.dtype
+            and x.device.type == "cpu" and not torch.is_autocast_enabled("cpu")):
+        return _Parts.apply(x, weight, bias, tuple(padding), tuple(dilation))
+    return F.conv2d(x, weight, bias, padding=padding, dilation=dilation)
+
+
+def weight_gradient(x: torch.Tensor, grad: torch.Tensor, kernel: tuple[int, int], dilation: tuple[int, int],
+                    pad: tuple[int, int]) -> torch.Tensor:
+    """``dL/dW [out, in, kh, kw]`` of a stride-1 convolution from its input ``x [n, in, y, x]`` and
     output gradient ``grad [n, out, y', x']``: one matrix product per kernel tap."""
-    n, cin = x.shape[:2]
+    cin = x.shape[1]
     out_ch, ny, nx = grad.shape[1:]
-    padded = F.pad(x, (pad, pad, pad, pad)).permute(0, 2, 3, 1)  # [n, y + 2p, x + 2p, in]
+    (kh, kw), (dh, dw), (ph, pw) = kernel, dilation, pad
+    padded = F.pad(x, (pw, pw, ph, ph)).permute(0, 2, 3, 1)  # [n, y + 2 ph, x + 2 pw, in]
     g = grad.permute(0, 2, 3, 1).reshape(-1, out_ch).t()  # [out, n * y' * x']
-    taps = x.new_empty(kernel, kernel, out_ch, cin)
-    for i in range(kernel):
-        for j in range(kernel):
-            window = padded[:, i * dilation: i * dilation + ny, j * dilation: j * dilation + nx]
+    taps = x.new_empty(kh, kw, out_ch, cin)
+    for i in range(kh):
+        for j in range(kw):
+            window = padded[:, i * dh: i * dh + ny, j * dw: j * dw + nx]
             torch.mm(g, window.reshape(-1, cin), out=taps[i, j])
     return taps.permute(2, 3, 0, 1)
 
 
-class _SameConv(torch.autograd.Function):
-    """``F.conv2d`` forward; backward in parts (module docstring)."""
+class _Parts(torch.autograd.Function):
+    """``F.conv2d`` (stride 1) forward; backward in parts (module docstring)."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, dilation, pad):
+    def forward(ctx, x, weight, bias, padding, dilation):
         ctx.save_for_backward(x, weight)
-        ctx.dilation, ctx.pad, ctx.has_bias = dilation, pad, bias is not None
-        return F.conv2d(x, weight, bias, padding=pad, dilation=dilation)
+        ctx.padding, ctx.dilation, ctx.has_bias = padding, dilation, bias is not None
+        return F.conv2d(x, weight, bias, padding=padding, dilation=dilation)
 
     @staticmethod
     def backward(ctx, grad):
         x, weight = ctx.saved_tensors
-        d, p = ctx.dilation, ctx.pad
+        p, d = list(ctx.padding), list(ctx.dilation)
         gx = gw = gb = None
-        parts = ([1, 1], [p, p], [d, d], False, [0, 0], 1)  # stride .. groups of convolution_backward
+        parts = ([1, 1], p, d, False, [0, 0], 1)  # stride .. groups of convolution_backward
         if ctx.needs_input_grad[0]:
             gx = torch.ops.aten.convolution_backward(grad, x, weight, None, *parts, [True, False, False])[0]
         if ctx.needs_input_grad[1]:
-            if d > 1:
-                gw = weight_gradient(x, grad, weight.shape[-1], d, p)
+            if max(d) > 1:
+                gw = weight_gradient(x, grad, tuple(weight.shape[-2:]), tuple(d), tuple(p))
             else:
                 gw = torch.ops.aten.convolution_backward(grad, x, weight, None, *parts, [False, True, False])[1]
         if ctx.has_bias and ctx.needs_input_grad[2]:
