@@ -914,3 +914,26 @@ def test_same_conv2d_module_is_a_conv2d_with_its_state_dict():
     torch.testing.assert_close(fast(x), ref(x))
     with pytest.raises(ValueError, match="odd kernel"):
         SameConv2d(3, 4, 2)
+
+
+@pytest.mark.parametrize("kernel,padding,dilation", [((3, 1), (0, 0), (1, 1)), ((3, 1), (1, 0), (1, 1)),
+                                                      ((1, 5), (0, 4), (1, 2)), ((3, 3), (2, 1), (2, 1))])
+def test_convolution_backward_in_parts_matches_conv2d(kernel, padding, dilation):
+    """conv2d_parts on rectangular kernels, paddings and dilations (the temporal 3 x 1 among them):
+    F.conv2d's values and input, weight and bias gradients (float64)."""
+    from recon.models.same_conv import conv2d_parts
+
+    g = torch.Generator().manual_seed(33)
+    x = torch.randn(2, 3, 7, 9, generator=g, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    w = torch.randn(4, 3, *kernel, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(4, generator=g, dtype=torch.float64, requires_grad=True)
+    y = conv2d_parts(x, w, b, padding, dilation)
+    assert "Parts" in type(y.grad_fn).__name__
+    ref = nn.functional.conv2d(x, w, b, padding=padding, dilation=dilation)
+    torch.testing.assert_close(y, ref)
+    up = torch.randn(ref.shape, generator=g, dtype=torch.float64)
+    for got, want in zip(torch.autograd.grad(y, (x, w, b), up), torch.autograd.grad(ref, (x, w, b), up)):
+        torch.testing.assert_close(got, want)
+    with torch.no_grad():
+        assert conv2d_parts(x, w, b, padding, dilation).grad_fn is None
