@@ -317,3 +317,8 @@ def test_a_noise_scan_the_data_contradict_is_kept_and_logged(raw_files, caplog):
     with caplog.at_level("WARNING", logger="crunet.problem"):
         assert noise_level(p) == 10 * sim_sigma
     assert "noise scan gives" in caplog.text
+    caplog.clear()
+    p.noise_sigma = sim_sigma  # a scan the data agree with (checked by the quick estimate): no warning
+    with caplog.at_level("WARNING", logger="crunet.problem"):
+        assert noise_level(p) == sim_sigma
+    assert "noise scan gives" not in caplog.text
