@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from recon.errors import InputError
-from recon.models.same_conv import conv2d_same
 from recon.models.layers import channels_last, fold, unfold
+from recon.models.same_conv import conv2d_same
 
 Direction = Literal["forward", "backward", "bidirectional"]
 
