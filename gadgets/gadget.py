@@ -47,7 +47,7 @@ from gadgets.protocol import Limits
 from gadgets.settings import GadgetSettings
 from gadgets.slicejobs import SliceJobs
 from gadgets.worker import Running
-from recon.machine import choose_threads, reuse_freed_memory, threads_chosen
+from recon.machine import choose_threads, limit_malloc_arenas, reuse_freed_memory, threads_chosen
 from recon.scheduler import runner_for
 
 log = logging.getLogger("crunet.gadget")
@@ -97,8 +97,9 @@ def reconstruct(connection: Connection) -> None:
     Under ``<execute>`` Gadgetron starts a fresh Python per connection, which ends with
     it: its torch threads are chosen here from the machine's load (``$CRUNET_THREADS``
     overrides), as a one-shot ``crunet`` command chooses them, and freed arrays are reused
-    (:func:`recon.machine.reuse_freed_memory`)."""
+    (:func:`recon.machine.reuse_freed_memory`, in one arena: :func:`recon.machine.limit_malloc_arenas`)."""
     if not threads_chosen():
+        limit_malloc_arenas()
         choose_threads()
         reuse_freed_memory()
     run_handler(connection, _handle)

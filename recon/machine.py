@@ -271,13 +271,20 @@ def _mallopt(param: int, value: int, env: str) -> bool:
         return False
 
 
-def limit_malloc_arenas(arenas: int = 2) -> bool:
+def limit_malloc_arenas(arenas: int = 1) -> bool:
     """Cap glibc's malloc arenas for a long-running multi-threaded server; True when applied.
 
     glibc gives threads their own arenas (up to 8 per core) and keeps freed memory in
     them, so a server whose connection threads each touch large arrays grows. Measured
     with ``crunet bench --what server`` (crunet_ca, 128 x 128, 3 slices per client):
     idle 1123 -> 895 MiB, peak with 8 clients 2688 -> 2046 MiB, throughput unchanged.
+    One arena, not two: a thread's own arena grows in heaps of at most 64 MiB, which glibc
+    maps afresh and unmaps as they empty, so the model's worker threads faulted the pages of
+    every large tensor in again (the demo's 192 x 192 x 20-frame x 15-coil slice in a worker
+    thread: 1.1 million page faults and 8.1 s, against none and 5.4 s in the main thread's
+    arena). ``crunet bench --what server --sizes 192 --coils 15``: 1 client 0.300 -> 0.352
+    slices/s (one slice at a time 0.253 -> 0.334, first image 4.5 -> 3.1 s), 4 clients 0.336 ->
+    0.387 (first image 14.9 -> 10.6 s), peak memory 3547 -> 3737 MiB; at 128 x 128 within noise.
     ``$MALLOC_ARENA_MAX`` set by the user wins; no effect (False) off glibc.
     """
     return _mallopt(_M_ARENA_MAX, arenas, "MALLOC_ARENA_MAX")

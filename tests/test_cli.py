@@ -136,6 +136,9 @@ def test_bench_server_concurrent_clients_lose_nothing(tmp_path, tiny_weights, ca
     single = r["server"]["one_at_a_time"]  # the same replay, one slice of the connection at a time
     assert single["clients"] == 1 and single["images"] == single["images_expected"] == 2 * 12
     assert r["server"]["side_by_side_gain"] == one["slices_per_s"] / single["slices_per_s"]
+    assert main(["bench", "--what", "server", "--sizes", "32", "--coils", "2", "--clients", "2", "--slices", "1",
+                 "--pace", "0.002", "--out", str(out)]) == 0  # no 1-client run: no ratio to print
+    assert "server 2 client(s):" in capsys.readouterr().out
 
 
 def test_bench_network_variants_and_chain(tmp_path, tiny_weights, capsys):

@@ -177,6 +177,37 @@ def test_choosing_threads_keeps_numpy_blas_to_one_thread():
         torch.set_num_threads(before)
 
 
+_THREAD_SWING = """
+import resource, sys, threading
+import numpy as np
+from recon.machine import limit_malloc_arenas, reuse_freed_memory
+if sys.argv[1] == "one":
+    assert limit_malloc_arenas()
+assert reuse_freed_memory(trim=1 << 30)
+faults = []
+def work():  # a worker thread's large arrays, allocated and freed twice
+    for _ in range(2):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        arrays = [np.ones(10 << 20) for _ in range(3)]  # 3 x 80 MiB
+        del arrays
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+t = threading.Thread(target=work)
+t.start(); t.join()
+print(faults[-1])
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc arenas")
+def test_a_worker_thread_reuses_its_large_arrays_in_one_arena():
+    """Why servers run with one arena: a thread's own arena maps and unmaps heaps for large
+    arrays, so their pages are faulted in again every time; in the main arena they are kept."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    faults = {mode: int(subprocess.run([sys.executable, "-c", _THREAD_SWING, mode], capture_output=True, text=True,
+                                       check=True, env=env, timeout=60).stdout)
+              for mode in ("one", "default")}
+    assert faults["one"] < 100 < faults["default"], faults
+
+
 def test_malloc_arenas_capped_unless_the_user_chose(monkeypatch):
     from recon.machine import limit_malloc_arenas
 

@@ -217,15 +217,18 @@ def run(args: argparse.Namespace) -> int:
                          pace=args.pace)
         result["server"] = r
         for row in r["runs"]:
-            print(f"server {row['clients']} client(s): {row['slices_per_s']:.3f} slices/s "
-                  f"(x{row['throughput_ratio']:.2f} of 1 client), first image {row['first_image_s_median']:.2f} s, "
+            ratio = row.get("throughput_ratio")  # None without a 1-client run
+            print(f"server {row['clients']} client(s): {row['slices_per_s']:.3f} slices/s"
+                  + (f" (x{ratio:.2f} of 1 client)" if ratio is not None else "")
+                  + f", first image {row['first_image_s_median']:.2f} s, "
                   f"{row['images']}/{row['images_expected']} images, server peak RSS {row['rss_mb_peak']:.0f} MiB "
                   f"(idle {r['rss_mb_idle']:.0f})", flush=True)
         if r.get("one_at_a_time"):
             o = r["one_at_a_time"]
+            gain = r.get("side_by_side_gain")  # None without a 1-client run
             print(f"server 1 client, one slice at a time (--parallel-slices 1): {o['slices_per_s']:.3f} slices/s, "
-                  f"first image {o['first_image_s_median']:.2f} s; side by side x{r['side_by_side_gain']:.2f}",
-                  flush=True)
+                  f"first image {o['first_image_s_median']:.2f} s"
+                  + (f"; side by side x{gain:.2f}" if gain is not None else ""), flush=True)
         Path(args.out).write_text(json.dumps(result, indent=2, default=float))
     print(f"results: {args.out}")
     return 0

@@ -19,10 +19,7 @@ def run(args: argparse.Namespace) -> int:
 
     from gadgets.external import listen, serve
     from gadgets.gadget import reconstruct
-    from recon.machine import limit_malloc_arenas
     from recon.weights import weights_status
-
-    limit_malloc_arenas()  # a long-running threaded server: bounded memory
 
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 

@@ -37,10 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from gadgets.protocol import MiB, Limits
     from gadgets.server import CrunetServer
     from recon.errors import InputError
-    from recon.machine import limit_malloc_arenas
     from recon.weights import weights_status
-
-    limit_malloc_arenas()  # a long-running threaded server: bounded memory
 
     for name in ("idle_timeout", "message_timeout", "max_message_mb", "max_connections", "max_queued_slices",
                  "parallel_slices"):
