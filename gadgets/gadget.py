@@ -47,7 +47,7 @@ from gadgets.protocol import Limits
 from gadgets.settings import GadgetSettings
 from gadgets.slicejobs import SliceJobs
 from gadgets.worker import Running
-from recon.machine import choose_threads, limit_malloc_arenas, reuse_freed_memory, threads_chosen
+from recon.machine import set_up_process, threads_chosen
 from recon.scheduler import runner_for
 
 log = logging.getLogger("crunet.gadget")
@@ -96,10 +96,8 @@ def reconstruct(connection: Connection) -> None:
 
     Under ``<execute>`` Gadgetron starts a fresh Python per connection, which ends with
     it: its torch threads are chosen here from the machine's load (``$CRUNET_THREADS``
-    overrides), as a one-shot ``crunet`` command chooses them, and freed arrays are reused
-    (:func:`recon.machine.reuse_freed_memory`, in one arena: :func:`recon.machine.limit_malloc_arenas`)."""
+    overrides), as a one-shot ``crunet`` command chooses them, and freed arrays are reused in one
+    malloc arena (:func:`recon.machine.set_up_process`)."""
     if not threads_chosen():
-        limit_malloc_arenas()
-        choose_threads()
-        reuse_freed_memory()
+        set_up_process()
     run_handler(connection, _handle)

@@ -112,9 +112,14 @@ def bf16_autocast(device, enabled: bool = True):
 THREADS_ENV = "CRUNET_THREADS"
 
 
+def _usable_cpus() -> set[int]:
+    """The CPUs this process may run on (``sched_getaffinity``: a container's or ``taskset``'s limit)."""
+    return os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+
+
 def usable_cores() -> int:
     """Cores this process may run on (``sched_getaffinity``: a container's or ``taskset``'s limit)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return len(_usable_cpus())
 
 
 #: seconds over which :func:`busy_cores` watches the cores
@@ -143,7 +148,7 @@ def busy_cores(window: float = BUSY_WINDOW) -> float | None:
     """How many of this process's cores other work keeps busy now: the busy fraction of the
     CPUs of :func:`usable_cores` over ``window`` seconds (``/proc/stat``, Linux; this process
     sleeps meanwhile), times their count. None where ``/proc/stat`` cannot be read."""
-    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+    cpus = _usable_cpus()
     first = _cpu_ticks(cpus)
     if first is None:
         return None
@@ -223,6 +228,16 @@ def limit_numpy_blas() -> None:
 
 
 _CHOSEN: list[int] = []  # counts set by choose_threads in this process
+
+
+def set_up_process(threads: str | int | None = None, long_running: bool = False) -> int:
+    """What every computing process does first, in this order: one malloc arena (before any of
+    its threads allocates: :func:`limit_malloc_arenas`), its torch threads (:func:`choose_threads`,
+    whose count it returns) and reuse of freed large arrays (:func:`reuse_freed_memory`)."""
+    limit_malloc_arenas()
+    n = choose_threads(threads, long_running=long_running)
+    reuse_freed_memory()
+    return n
 
 
 def threads_chosen() -> bool:

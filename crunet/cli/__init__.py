@@ -84,13 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         if args.command in THREADED:
-            from recon.machine import choose_threads, limit_malloc_arenas, reuse_freed_memory
+            from recon.machine import set_up_process
 
-            # before any thread of ours allocates: servers, the demo's in-process server, the bench's
-            # and evaluations' worker threads all reuse one arena's freed memory
-            limit_malloc_arenas()
-            choose_threads(args.threads_setting, long_running=args.command in SERVERS)
-            reuse_freed_memory()
+            set_up_process(args.threads_setting, long_running=args.command in SERVERS)
         return int(importlib.import_module(args._module).run(args) or 0)
     except CrunetError as exc:
         print(f"crunet {args.command}: error: {_one_line(exc)}", file=sys.stderr)

@@ -144,8 +144,7 @@ def _two_set_cg(sets: torch.Tensor, k: torch.Tensor, sampled: torch.Tensor, lam:
 
     def normal(x):  # [1, 2, y, x]
         coil = project((maps[0] * x[0, 0]).addcmul_(maps[1], x[0, 1]))  # F^H M F (S_1 X_1 + S_2 X_2)
-        out = torch.stack([(conj[0] * coil).sum(0), (conj[1] * coil).sum(0)])[None]
-        return out.add_(x, alpha=lam)
+        return (conj * coil).sum(1)[None].add_(x, alpha=lam)  # S_s^H of it, each set
 
     maps5 = sets[None]  # [1, 2, c, y, x]: the sets on the frame axis of recon.sense's helpers
     coil = ifft2c(m * k)[None, None].expand(-1, 2, -1, -1, -1)

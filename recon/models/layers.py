@@ -9,7 +9,7 @@ directions of a bidirectional layer run together). Functions that need the frame
 count take it as ``frames``.
 
 Contents: :func:`fold` / :func:`unfold`; :func:`complex_to_channels` /
-:func:`channels_to_complex`; :func:`normalize` / :func:`denormalize` (per-sample
+:func:`channels_to_complex`; :func:`needs_grad`; :func:`normalize` / :func:`denormalize` (per-sample
 mean/std) and :func:`normalize_cine` (a complex cine, per sample over all frames); :func:`pad_to_multiple` / :func:`crop_to`; :class:`TemporalConv`
 (kernel 3 along time, circular or zero padding); :class:`Conv1x1`; :class:`RowTapConv` (a "same"
 convolution to few channels as row taps); :class:`SpatioTemporalConv`
@@ -137,6 +137,12 @@ def channels_last(x: torch.Tensor) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last)
 
 
+def needs_grad(*tensors: torch.Tensor) -> bool:
+    """Whether autograd records work on any of ``tensors`` now: the test for the in-place
+    inference paths (without it, a tensor the caller owns may be overwritten)."""
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
 def check_model_inputs(k: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor) -> None:
     """The inputs every learned model takes, checked: complex k-space ``[b, t, c, y, x]``,
     complex maps ``[b, c, y, x]``, line mask ``[b, t, y]``; an :class:`InputError` naming
@@ -184,7 +190,7 @@ class TemporalConv(nn.Module):
         b, p, t = n // frames, ny * nx, frames
         v = channels_last(x).permute(0, 2, 3, 1).reshape(b, t, p, c)  # a view
         kernel = self.weight.unsqueeze(-1)  # [out, in, 3, 1]
-        grad = torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad or self.bias.requires_grad)
+        grad = needs_grad(x, self.weight, self.bias)
         wrap = self.padding == "circular"
         if wrap and grad:  # training: the backward in parts (recon.models.same_conv.conv2d_parts)
             padded = torch.cat([v[:, -1:], v, v[:, :1]], dim=1)  # [b, t + 2, p, c]
@@ -221,8 +227,7 @@ class Conv1x1(nn.Conv2d):
         """``out + self(x)``; without gradients, accumulated into ``out`` (a fresh channels-last
         tensor of the caller's) by one in-place matrix product, so that neither the product
         nor the sum is a new tensor (12 x 16 x 144 x 128, 2 threads: 5.6 -> 4.1 ms)."""
-        grad = torch.is_grad_enabled() and (out.requires_grad or x.requires_grad or self.weight.requires_grad)
-        if grad or not out.is_contiguous(memory_format=torch.channels_last):
+        if needs_grad(out, x, self.weight) or not out.is_contiguous(memory_format=torch.channels_last):
             return out + self(x)
         pixels = out.permute(0, 2, 3, 1).reshape(-1, self.out_channels)  # a view of out
         w = self.weight.reshape(self.out_channels, self.in_channels).to(out.dtype)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from recon.errors import InputError
-from recon.models.layers import channels_last, fold, unfold
+from recon.models.layers import channels_last, fold, needs_grad, unfold
 from recon.models.same_conv import conv2d_same
 
 Direction = Literal["forward", "backward", "bidirectional"]
@@ -42,7 +42,6 @@ class CRNNCell(nn.Module):
         pad = dilation * (kernel_size - 1) // 2
         self.hidden = hidden
         self.dilation = dilation
-        self.padding = pad
         self.i2h = nn.Conv2d(in_channels, hidden, kernel_size, padding=pad, dilation=dilation)
         self.h2h = nn.Conv2d(hidden, hidden, kernel_size, padding=pad, dilation=dilation)
         self.ih2ih = nn.Conv2d(hidden, hidden, kernel_size, padding=pad, dilation=dilation) if iteration else None
@@ -71,6 +70,12 @@ class CRNNCell(nn.Module):
         out = conv2d_same(h, self.h2h.weight, None, self.dilation)
         return out.add_(pre_t).relu_()  # in place on the fresh conv output: no extra buffers
 
+    def step_(self, pre_t: torch.Tensor, h: torch.Tensor | None) -> torch.Tensor:
+        """:meth:`step` written over ``pre_t`` (no gradients; the same sum in the same order) and returned."""
+        if h is not None:
+            pre_t.add_(conv2d_same(h, self.h2h.weight, None, self.dilation))
+        return pre_t.relu_()
+
 
 def _stack_frames(hs: list[torch.Tensor]) -> torch.Tensor:
     """Frames ``[n, ch, y, x]`` (channels-last) -> ``[n, t, ch, y, x]`` stored channels-last."""
@@ -98,7 +103,7 @@ class CRNNLayer(nn.Module):
     def forward(self, x: torch.Tensor, frames: int, h_iter: torch.Tensor | None = None) -> torch.Tensor:
         """``x [b*t, in, y, x]``, ``h_iter [b*t, hidden, y, x]`` or None -> ``[b*t, hidden, y, x]``."""
         pre = unfold(channels_last(self.cell.drive(x, h_iter)), frames)
-        if not (torch.is_grad_enabled() and (pre.requires_grad or self.cell.h2h.weight.requires_grad)):
+        if not needs_grad(pre, self.cell.h2h.weight):
             return fold(self._recur_in_place(pre))
         b, t = pre.shape[:2]
         # unbind, not pre[:, s]: the backward of one unbind is one stack, while each
@@ -112,8 +117,7 @@ class CRNNLayer(nn.Module):
                 hs.append(h.split(b))
             out = _stack_frames([o[0] for o in hs]) + _stack_frames([o[1] for o in reversed(hs)])
         else:
-            order = range(t) if self.direction == "forward" else range(t - 1, -1, -1)
-            for s in order:
+            for s in self._order(t):
                 h = self.cell.step(pre_t[s], h)
                 hs.append(h)
             out = _stack_frames(hs if self.direction == "forward" else hs[::-1])
@@ -128,25 +132,25 @@ class CRNNLayer(nn.Module):
         reads both directions' states as one ``[2b, ...]`` view; the two halves are summed
         into the forward one at the end. Returns ``[b, t, hidden, y, x]``."""
         b, t = pre.shape[:2]
-        cell = self.cell
         if self.direction == "bidirectional":
             p = pre.permute(0, 1, 3, 4, 2)  # [b, t, y, x, hidden], contiguous
             both = torch.stack([p, p.flip(1)]).permute(0, 1, 2, 5, 3, 4)  # [2, b, t, hidden, y, x]
             frames = [both[:, :, s].flatten(0, 1) for s in range(t)]  # views [2b, hidden, y, x]
         else:
-            order = range(t) if self.direction == "forward" else range(t - 1, -1, -1)
-            frames = [pre[:, s] for s in order]
+            frames = [pre[:, s] for s in self._order(t)]
         h = None
         for cur in frames:
-            if h is not None:
-                cur.add_(conv2d_same(h, cell.h2h.weight, None, cell.dilation))
-            h = cur.relu_()
+            h = self.cell.step_(cur, h)
         if self.direction != "bidirectional":
             return pre
         out = both[0]
         for s in range(t):
             out[:, s].add_(both[1][:, t - 1 - s])
         return out
+
+    def _order(self, t: int) -> range:
+        """The frames of a one-way layer in the order it visits them."""
+        return range(t) if self.direction == "forward" else range(t - 1, -1, -1)
 
     def extra_repr(self) -> str:
         return f"direction={self.direction}"
