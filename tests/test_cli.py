@@ -141,9 +141,12 @@ def test_bench_server_concurrent_clients_lose_nothing(tmp_path, tiny_weights, ca
     assert "server 2 client(s):" in capsys.readouterr().out
 
 
-def test_bench_network_variants_and_chain(tmp_path, tiny_weights, capsys):
+def test_bench_network_variants_and_chain(tmp_path, tiny_weights, capsys, monkeypatch):
     """crunet bench --what network: each arithmetic timed against fp32 on the same input (TF32 n/a on a
     CPU), a model config with random weights or installed weights, and the whole chain with maps."""
+    import crunet.bench.arithmetic
+
+    monkeypatch.setattr(crunet.bench.arithmetic, "emulated_bf16_note", lambda device: None)  # bf16 timed anyway
     cfg = tmp_path / "model.yaml"
     cfg.write_text("model:\n  name: crunet\n  crunet: {channels: 4, cascades: 2, fusion: ca, bank_projection: 1x1}\n")
     out = tmp_path / "bench.json"
@@ -164,6 +167,23 @@ def test_bench_network_variants_and_chain(tmp_path, tiny_weights, capsys):
     assert main(["bench", "--what", "network", "--sizes", "24", "--coils", "2", "--frames", "3", "--repeats", "1",
                  "--variants", "fp32", "--weights", "crunet", "--device", "cpu", "--out", str(out)]) == 0
     assert json.loads(out.read_text())["network"][0]["model"]["crunet"]["fusion"] == "none"
+
+
+def test_bench_network_skips_emulated_bf16(tmp_path, capsys, monkeypatch):
+    """Where bf16 is not native the network bench reports its bf16 variant n/a instead of timing the
+    emulation (15x fp32's time: hours at the paper size), like the training bench."""
+    import recon.machine
+
+    monkeypatch.setattr(recon.machine, "native_bf16", lambda device: False)
+    cfg = tmp_path / "model.yaml"
+    cfg.write_text("model:\n  name: crunet\n  crunet: {channels: 4, cascades: 2}\n")
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--what", "network", "--sizes", "24", "--coils", "2", "--frames", "3", "--repeats", "1",
+                 "--variants", "fp32", "bf16", "--model-config", str(cfg), "--device", "cpu",
+                 "--out", str(out)]) == 0
+    assert "bf16     n/a: bf16 is emulated on this CPU" in capsys.readouterr().out
+    r = json.loads(out.read_text())["network"][0]["variants"]
+    assert r["bf16"] == {"seconds": None, "note": "n/a: bf16 is emulated on this CPU"} and r["fp32"]["seconds"] > 0
 
 
 def test_bench_bank_varies_only_the_bank(tmp_path, tiny_weights, capsys):

@@ -54,6 +54,16 @@ def matmul_rate(device: torch.device, dtype: torch.dtype = torch.float32, size: 
     return 2 * size**3 / float(np.median(seconds)) / 1e9
 
 
+def emulated_bf16_note(device: torch.device) -> str | None:
+    """The ``n/a`` note of a bf16 variant where bf16 is not native on ``device``
+    (:func:`recon.machine.native_bf16`), else None. Emulated bf16 times the emulation, not the
+    hardware (measured: the shipped crunet_ca's network 15x fp32's time at 64 x 64 on the AVX2
+    CPU), and at the paper size it would hold a benchmark for hours."""
+    from recon.machine import native_bf16
+
+    return None if native_bf16(device) else f"n/a: bf16 is emulated on this {device.type.upper()}"
+
+
 def matmul_rates(device: torch.device, repeats: int = 5) -> dict[str, float]:
     """GFLOP/s of the matmul in each arithmetic the device runs natively: ``fp32`` always,
     ``tf32`` on CUDA, ``bf16`` where :func:`recon.machine.native_bf16` (elsewhere bf16 is

@@ -7,7 +7,8 @@ Variants, each timed on the same input, alternating over ``repeats`` rounds:
 
 * ``fp32``: float32 everywhere (on CUDA with TF32 matmuls and convolutions off);
 * ``tf32``: float32 with TF32 tensor cores (CUDA only; ``n/a`` on a CPU);
-* ``bf16``: bfloat16 autocast of the network's real layers (as ``precision=bf16``);
+* ``bf16``: bfloat16 autocast of the network's real layers (as ``precision=bf16``); ``n/a`` where
+  bf16 is emulated (:func:`crunet.bench.arithmetic.emulated_bf16_note`);
 * ``compile``: ``torch.compile`` of the model in the device's default arithmetic (bf16
   autocast where bf16 is native, :func:`recon.machine.native_bf16`, else fp32: compiling
   emulated bf16 says nothing); on CUDA ``mode="reduce-overhead"`` (CUDA graphs). Its
@@ -57,7 +58,7 @@ def bench_network(model_config=None, weights: str | None = None, shape: tuple[in
     model_config : a :class:`recon.models.config.ModelConfig` (random weights), or
     weights : installed weights name or directory. Returns a JSON-ready dict.
     """
-    from crunet.bench.arithmetic import count_flops, matmul_rates, rate_fields
+    from crunet.bench.arithmetic import count_flops, emulated_bf16_note, matmul_rates, rate_fields
     from recon.errors import InputError
     from recon.machine import bf16_autocast, native_bf16, resolve_device
     from recon.config import to_dict
@@ -86,6 +87,8 @@ def bench_network(model_config=None, weights: str | None = None, shape: tuple[in
     for v in variants:
         if v == "tf32" and dev.type != "cuda":
             runs[v] = {"seconds": None, "note": "n/a: TF32 is a CUDA tensor-core mode"}
+        elif v == "bf16" and emulated_bf16_note(dev):
+            runs[v] = {"seconds": None, "note": emulated_bf16_note(dev)}
         else:
             runs[v] = {"all_seconds": []}
     timed = [v for v in variants if "all_seconds" in runs[v]]

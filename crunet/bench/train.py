@@ -27,9 +27,9 @@ def bench_train_step(config: str | Path, repeats: int = 5, device: str = "auto",
                      variants: tuple[str, ...] = VARIANTS) -> dict:
     """Seconds per training step of the run config at ``config`` in each of ``variants``
     (module docstring) at the current thread count -> a JSON-ready dict."""
-    from crunet.bench.arithmetic import count_flops, matmul_rates, rate_fields
+    from crunet.bench.arithmetic import count_flops, emulated_bf16_note, matmul_rates, rate_fields
     from recon.errors import InputError
-    from recon.machine import native_bf16, resolve_device
+    from recon.machine import resolve_device
     from recon.pipeline import sync_device
     from recon.train.config import load_run_config
     from recon.train.data import collate
@@ -45,8 +45,9 @@ def bench_train_step(config: str | Path, repeats: int = 5, device: str = "auto",
     trainers: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         for v in variants:
-            if v == "bf16" and not native_bf16(dev):
-                runs[v] = {"seconds": None, "note": f"n/a: bf16 is emulated on this {dev.type.upper()}"}
+            note = emulated_bf16_note(dev) if v == "bf16" else None
+            if note:
+                runs[v] = {"seconds": None, "note": note}
                 continue
             train = replace(cfg.train, precision=v, device=dev.type, threads=threads)
             trainers[v] = Trainer(replace(cfg, train=train), Path(tmp) / v, progress=False)
