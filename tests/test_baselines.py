@@ -244,6 +244,34 @@ def test_inconsistency_is_the_noise_for_pure_noise_and_grows_with_map_error():
     assert calibration_inconsistency(p.kspace, p.mask, wrong) > 3 * calibration_inconsistency(p.kspace, p.mask, p.maps)
 
 
+@pytest.mark.parametrize("ny, nx", [(40, 32), (41, 33)])
+def test_inconsistency_equals_its_2d_fft_definition(ny, nx):
+    """The DFT-row computation gives the definition's value: the zero-filled calibration block to
+    image space with 2D FFTs, its part outside the maps back to k-space, the energy of the block's
+    interior lines per degree of freedom (float64, even and odd grids, an off-centre block)."""
+    from recon.fft import fft2c, ifft2c
+    from recon.noise import calibration_block
+
+    g = torch.Generator().manual_seed(5)
+    t, c = 3, 4
+    maps = torch.randn(c, ny, nx, dtype=torch.complex128, generator=g)
+    maps = maps / maps.abs().square().sum(0, keepdim=True).sqrt()
+    maps[:, :3] = 0  # outside the support: all c dimensions count there
+    mask = torch.zeros(t, ny, dtype=torch.bool)
+    mask[:, 12:26] = True  # the block, off the centre line for the odd grid's sake
+    mask[0, ::5] = True
+    k = torch.randn(t, c, ny, nx, dtype=torch.complex128, generator=g) * mask[:, None, :, None]
+    lines = calibration_block(mask.numpy())
+    inner = lines[4:len(lines) - 4]
+    block = torch.zeros_like(k)
+    block[:, :, lines] = k[:, :, lines]
+    images = ifft2c(block)
+    residual = fft2c(images - maps[None] * (maps.conj()[None] * images).sum(1, keepdim=True))[:, :, inner]
+    dof = t * len(inner) * nx * (c - float(maps.abs().square().sum(0).mean()))
+    expected = float((residual.abs().square().sum() / dof).sqrt())
+    assert calibration_inconsistency(k, mask, maps) == pytest.approx(expected, rel=1e-10)
+
+
 def test_sense_auto_lam_falls_with_noise_and_beats_the_old_constant_at_low_noise():
     """Simulated SAX, true maps: auto follows the SNR (down to the floor the calibration
     inconsistency sets); at SNR 300 the former constant 0.03 over-regularises (the reason
