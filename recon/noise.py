@@ -320,7 +320,7 @@ def calibration_inconsistency(kspace, mask, maps, margin: int = 4) -> float:
     dft = centred_dft(ny, kspace.dtype, kspace.device)  # [ky, y]
     rows = torch.as_tensor(lines, dtype=torch.long, device=kspace.device)
     images = dft[rows].mH @ ifftc(kspace[:, :, rows], dims=(-1,))  # I [t, c, y, x]
-    images -= maps[None] * (maps.conj()[None] * images).sum(dim=1, keepdim=True)  # R
+    images = images - maps[None] * (maps.conj()[None] * images).sum(dim=1, keepdim=True)  # R (dtypes promote)
     residual = dft[torch.as_tensor(inner, dtype=torch.long, device=kspace.device)] @ images  # [t, c, n, x]
     coverage = float(maps.abs().pow(2).sum(dim=0).mean())  # fraction of pixels in the support
     energy = residual.abs().square().sum()

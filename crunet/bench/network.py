@@ -85,12 +85,9 @@ def bench_network(model_config=None, weights: str | None = None, shape: tuple[in
     compiled, compile_s = None, None
     compile_precision = "bf16" if native_bf16(dev) else "fp32"
     for v in variants:
-        if v == "tf32" and dev.type != "cuda":
-            runs[v] = {"seconds": None, "note": "n/a: TF32 is a CUDA tensor-core mode"}
-        elif v == "bf16" and emulated_bf16_note(dev):
-            runs[v] = {"seconds": None, "note": emulated_bf16_note(dev)}
-        else:
-            runs[v] = {"all_seconds": []}
+        note = {"tf32": None if dev.type == "cuda" else "n/a: TF32 is a CUDA tensor-core mode",
+                "bf16": emulated_bf16_note(dev)}.get(v)
+        runs[v] = {"seconds": None, "note": note} if note else {"all_seconds": []}
     timed = [v for v in variants if "all_seconds" in runs[v]]
 
     def forward(v: str) -> None:
