@@ -309,6 +309,7 @@ def calibration_inconsistency(kspace, mask, maps, margin: int = 4) -> float:
     """
     import torch
 
+    from recon.coilops import expand, reduce
     from recon.fft import ifftc
     from recon.line_normal import centred_dft
 
@@ -320,12 +321,11 @@ def calibration_inconsistency(kspace, mask, maps, margin: int = 4) -> float:
     dft = centred_dft(ny, kspace.dtype, kspace.device)  # [ky, y]
     rows = torch.as_tensor(lines, dtype=torch.long, device=kspace.device)
     images = dft[rows].mH @ ifftc(kspace[:, :, rows], dims=(-1,))  # I [t, c, y, x]
-    images = images - maps[None] * (maps.conj()[None] * images).sum(dim=1, keepdim=True)  # R (dtypes promote)
+    images = images - expand(reduce(images[None], maps[None]), maps[None])[0]  # R = I - S S^H I
     residual = dft[torch.as_tensor(inner, dtype=torch.long, device=kspace.device)] @ images  # [t, c, n, x]
     coverage = float(maps.abs().pow(2).sum(dim=0).mean())  # fraction of pixels in the support
-    energy = residual.abs().square().sum()
     dof = t * len(inner) * nx * max(c - coverage, 1e-6)
-    return float((energy / dof).sqrt())
+    return float((residual.abs().square().sum() / dof).sqrt())
 
 
 def signal_power(kspace, mask, sigma: float) -> float:
